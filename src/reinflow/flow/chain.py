@@ -1,0 +1,165 @@
+"""The one chain sampler and the one chain log-prob (DESIGN.md section 2).
+
+x_0 ~ N(0, I);  mu_k = x_k + dt_k * v(x_k, t_k, o);  x_{k+1} = mu_k + sigma_k * eps_k.
+log pi(chain | o) = sum_k sum_{(h,a) in mask} log N(x_{k+1}; mu_k, sigma_k^2).
+
+Both functions go through ``transition`` (the policy's own time grid, the same noise head) and
+``gaussian_log_density`` (float64, so a 300-dim sum is reproducible to ~1e-12), which is what
+makes the PPO ratio exactly 1 before an update. Shapes: B batch, K denoise steps, H chunk,
+P padded action dim, S ratio terms per sample (1 for sum/mean, executed steps for per_step).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from reinflow import ConfigError
+from reinflow.flow.noise import NoiseHead
+from reinflow.policies.base import FlowPolicy
+
+Reduction = Literal["sum", "mean", "per_step"]
+REDUCTIONS = ("sum", "mean", "per_step")
+LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@dataclass
+class LogProb:
+    """Likelihood of stored chains.
+
+    logp [B, S]: what enters the PPO ratio (reduction applied). total [B]: exact sum over the
+    mask and the K transitions. per_dim [B]: total / num_dims. entropy [B]: mean Gaussian
+    entropy per dim. init_logp [B]: log N(x_0; 0, I) over the mask (cancels in every ratio;
+    reported apart, never added). sigma_mean: mean sigma over the mask. bound: the per-dim
+    ceiling -0.5 log(2 pi) - log(sigma_lo) that ``per_dim`` can never exceed.
+    """
+
+    logp: torch.Tensor
+    total: torch.Tensor
+    per_dim: torch.Tensor
+    entropy: torch.Tensor
+    init_logp: torch.Tensor
+    sigma_mean: torch.Tensor
+    num_dims: int
+    bound: float
+
+
+@dataclass
+class ChainSample:
+    """chain [B, K+1, H, P] (x_0 .. x_K, unclipped); action [B, H, A] = real dims of x_K;
+    logprob: the chain's LogProb (None in deterministic mode)."""
+
+    chain: torch.Tensor
+    action: torch.Tensor
+    logprob: LogProb | None
+
+
+def build_mask(policy: FlowPolicy, act_steps: int | None, mask_executed: bool = True) -> torch.Tensor:
+    """Bool [H, P]: real action dims, and (by default) only the first ``act_steps`` chunk steps.
+
+    For K = 1 restricting to executed steps is exact (each step's density factorises); for
+    K > 1 unexecuted steps still influence executed ones through the network, so the masked
+    likelihood is then an approximation of the executed-action marginal.
+    """
+    mask = policy.action_mask().clone()
+    if act_steps is not None and mask_executed:
+        if not 1 <= act_steps <= policy.chunk_size:
+            raise ConfigError(f"act_steps={act_steps}: allowed range [1, chunk_size={policy.chunk_size}]")
+        mask[act_steps:] = False
+    return mask
+
+
+def gaussian_log_density(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Elementwise log N(x; mu, sigma^2) in float64."""
+    x64, mu64, s64 = x.double(), mu.double(), sigma.double()
+    return -0.5 * ((x64 - mu64) / s64) ** 2 - torch.log(s64) - LOG_SQRT_2PI
+
+
+def transition(policy: FlowPolicy, head: NoiseHead, x: torch.Tensor, k: int, ctx: Any
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu_k, sigma_k), each [B, H, P], on the policy's own time grid."""
+    ts, dts = policy.time_grid()
+    t = torch.full((x.shape[0],), ts[k], dtype=x.dtype, device=x.device)
+    out = policy.velocity(x, t, ctx)
+    return x + dts[k] * out.velocity, head(out.noise_features)
+
+
+def sample_chain(policy: FlowPolicy, head: NoiseHead, ctx: Any, batch: int, mask: torch.Tensor,
+                 reduction: Reduction = "sum", deterministic: bool = False,
+                 generator: torch.Generator | None = None, x0: torch.Tensor | None = None,
+                 logprob_clamp: float | None = None) -> ChainSample:
+    """Run the K-step chain. Deterministic mode injects no noise (the ODE) and returns no log-prob."""
+    dev = mask.device
+    shape = (batch, policy.chunk_size, policy.padded_action_dim)
+    x = torch.randn(shape, generator=generator, device=dev) if x0 is None else x0
+    xs, mus, sigmas = [x], [], []
+    for k in range(policy.denoise_steps):
+        mu, sigma = transition(policy, head, x, k, ctx)
+        if deterministic:
+            x = mu
+        else:
+            x = mu + sigma * torch.randn(shape, generator=generator, device=dev)
+        xs.append(x)
+        mus.append(mu)
+        sigmas.append(sigma)
+    chain = torch.stack(xs, dim=1)
+    lp = None if deterministic else _reduce(chain, mus, sigmas, mask, reduction, logprob_clamp, float(head.sigma_lo))
+    return ChainSample(chain=chain, action=x[..., : policy.action_dim], logprob=lp)
+
+
+def chain_log_prob(policy: FlowPolicy, head: NoiseHead, ctx: Any, chain: torch.Tensor,
+                   mask: torch.Tensor, reduction: Reduction = "sum",
+                   logprob_clamp: float | None = None) -> LogProb:
+    """Log-likelihood of stored chains [B, K+1, H, P] under the current parameters."""
+    if chain.shape[1] != policy.denoise_steps + 1:
+        raise ValueError(f"chain has {chain.shape[1] - 1} transitions, policy has K={policy.denoise_steps}")
+    mus, sigmas = [], []
+    for k in range(policy.denoise_steps):
+        mu, sigma = transition(policy, head, chain[:, k], k, ctx)
+        mus.append(mu)
+        sigmas.append(sigma)
+    return _reduce(chain, mus, sigmas, mask, reduction, logprob_clamp, float(head.sigma_lo))
+
+
+def _reduce(chain: torch.Tensor, mus: list[torch.Tensor], sigmas: list[torch.Tensor],
+            mask: torch.Tensor, reduction: Reduction, clamp: float | None,
+            sigma_lo: float) -> LogProb:
+    if reduction not in REDUCTIONS:
+        raise ConfigError(f"logprob_reduction={reduction!r}: allowed {', '.join(REDUCTIONS)}")
+    k_steps = len(mus)
+    m = mask.to(torch.float64)                       # [H, P]
+    n_mask = int(mask.sum())
+    num_dims = n_mask * k_steps
+    per_step = 0.0                                   # [B, H] summed over k and masked dims
+    ent = 0.0
+    sig_sum = 0.0
+    for k in range(k_steps):
+        lp = gaussian_log_density(chain[:, k + 1], mus[k], sigmas[k])
+        per_step = per_step + (lp * m).sum(-1)
+        log_s = torch.log(sigmas[k].double())
+        ent = ent + ((log_s + 0.5 + LOG_SQRT_2PI) * m).sum((-1, -2))
+        sig_sum = sig_sum + (sigmas[k].double() * m).sum()
+    total = per_step.sum(-1)                         # [B]
+    per_dim = total / num_dims
+    if reduction == "sum":
+        logp = total[:, None]
+    elif reduction == "mean":
+        logp = per_dim[:, None]
+        if clamp is not None:
+            logp = logp.clamp(-clamp, clamp)
+    else:                                            # each executed step its own ratio term
+        rows = mask.any(-1)
+        logp = per_step[:, rows]
+    x0 = chain[:, 0].double()
+    init = ((-0.5 * x0**2 - LOG_SQRT_2PI) * m).sum((-1, -2))
+    return LogProb(logp=logp, total=total, per_dim=per_dim, entropy=ent / num_dims,
+                   init_logp=init, sigma_mean=sig_sum / (num_dims * chain.shape[0]),
+                   num_dims=num_dims, bound=per_dim_bound(sigma_lo))
+
+
+def per_dim_bound(sigma_lo: float) -> float:
+    """Ceiling of any per-dimension Gaussian log-density with sigma >= sigma_lo."""
+    return -LOG_SQRT_2PI - math.log(sigma_lo)

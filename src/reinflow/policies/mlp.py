@@ -1,0 +1,112 @@
+"""MLP flow policy for vector observations: the built-in policy.
+
+obs [B, O] -> normalised -> obs encoder -> ctx [B, E]; the velocity net reads the flattened
+chunk x [B, H*P], a sinusoidal time embedding and ctx, and its last hidden layer [B, W] feeds
+the noise head (so sigma may depend on the observation and the denoising step).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from reinflow import ConfigError
+from reinflow.policies.base import FlowPolicy, TimeDirection, VelocityOut
+
+
+@dataclass
+class MLPPolicyConfig:
+    """Architecture of the MLP flow policy."""
+
+    obs_dim: int
+    """length of the (flattened) observation vector"""
+    action_dim: int
+    """real action dims A"""
+    chunk_size: int = 8
+    """actions per chunk H"""
+    denoise_steps: int = 1
+    """Euler steps K"""
+    hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
+    """velocity-net hidden widths"""
+    obs_embed_dim: int = 128
+    """observation embedding width"""
+    time_embed_dim: int = 32
+    """sinusoidal time embedding width"""
+    pad_action_dim: int = 0
+    """extra padded action dims (P = A + pad), to mirror VLA padding; they never count"""
+    time_direction: TimeDirection = "forward"
+    """'forward' (t 0->1, ReinFlow) or 'reverse' (t 1->0, LeRobot)"""
+
+    def __post_init__(self) -> None:
+        for name in ("obs_dim", "action_dim", "chunk_size", "denoise_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+        if self.pad_action_dim < 0:
+            raise ConfigError(f"pad_action_dim={self.pad_action_dim}: must be >= 0")
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """t [B] -> [B, dim] (sin/cos at geometric frequencies)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device, dtype=t.dtype) / half)
+    arg = t[:, None] * freqs[None] * 100.0
+    return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
+
+
+def mlp(sizes: list[int], act: type[nn.Module] = nn.Mish, last_act: bool = False) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(len(sizes) - 1):
+        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2 or last_act:
+            layers.append(act())
+    return nn.Sequential(*layers)
+
+
+class MLPFlowPolicy(FlowPolicy):
+    def __init__(self, cfg: MLPPolicyConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.chunk_size, self.action_dim = cfg.chunk_size, cfg.action_dim
+        self.padded_action_dim = cfg.action_dim + cfg.pad_action_dim
+        self.denoise_steps, self.time_direction = cfg.denoise_steps, cfg.time_direction
+        flat = self.chunk_size * self.padded_action_dim
+        self.obs_encoder = mlp([cfg.obs_dim, cfg.obs_embed_dim, cfg.obs_embed_dim], last_act=True)
+        self.trunk = mlp([flat + cfg.time_embed_dim + cfg.obs_embed_dim, *cfg.hidden], last_act=True)
+        self.out = nn.Linear(cfg.hidden[-1], flat)
+        self.noise_feature_dim = cfg.hidden[-1]
+        self.value_feature_dim = cfg.obs_dim + cfg.obs_embed_dim
+        # Normalisation stats (set by BC pretraining from demonstrations; identity otherwise).
+        self.register_buffer("obs_mean", torch.zeros(cfg.obs_dim))
+        self.register_buffer("obs_std", torch.ones(cfg.obs_dim))
+
+    def set_obs_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
+        self.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.obs_std.copy_(torch.as_tensor(np.maximum(std, 1e-6), dtype=torch.float32))
+
+    def prepare_obs(self, raw_obs: Any) -> torch.Tensor:
+        obs = torch.as_tensor(np.asarray(raw_obs), dtype=torch.float32, device=self.obs_mean.device)
+        obs = obs.reshape(obs.shape[0], -1)
+        if obs.shape[1] != self.cfg.obs_dim:
+            raise ConfigError(f"observation has {obs.shape[1]} values, the policy expects obs_dim={self.cfg.obs_dim}")
+        return (obs - self.obs_mean) / self.obs_std
+
+    def encode(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"obs": obs, "emb": self.obs_encoder(obs)}
+
+    def velocity(self, x: torch.Tensor, t: torch.Tensor, ctx: dict[str, torch.Tensor]) -> VelocityOut:
+        batch = x.shape[0]
+        temb = sinusoidal_embedding(t, self.cfg.time_embed_dim)
+        h = self.trunk(torch.cat([x.reshape(batch, -1), temb, ctx["emb"]], dim=-1))
+        v = self.out(h).reshape(batch, self.chunk_size, self.padded_action_dim)
+        return VelocityOut(velocity=v, noise_features=h)
+
+    def value_features(self, ctx: dict[str, torch.Tensor]) -> torch.Tensor:
+        return torch.cat([ctx["obs"], ctx["emb"]], dim=-1)
+
+    def policy_config(self) -> dict:
+        return {"type": "mlp", **asdict(self.cfg)}

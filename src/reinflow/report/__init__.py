@@ -1,0 +1,1 @@
+"""Reporting: metrics writers (jsonl, TensorBoard, W&B), plots, doctor."""

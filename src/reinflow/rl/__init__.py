@@ -1,0 +1,1 @@
+"""PPO on the ReinFlow chain: GAE, rollout buffer, loss, trainer, health monitor."""

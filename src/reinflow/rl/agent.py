@@ -1,0 +1,126 @@
+"""Agent = flow policy + bounded noise head + critic, behind one ``act`` and one ``evaluate``.
+
+Rollouts, PPO updates and evaluation all go through these two methods, so the sampler used
+for evaluation is the one PPO trained (DESIGN invariant 4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from reinflow import ConfigError
+from reinflow.flow.chain import REDUCTIONS, ChainSample, LogProb, build_mask, chain_log_prob, sample_chain
+from reinflow.flow.noise import NoiseHead
+from reinflow.policies.base import FlowPolicy
+from reinflow.policies.mlp import mlp
+
+
+@dataclass
+class SamplerConfig:
+    """Everything the chain sampler needs besides weights; saved in every checkpoint."""
+
+    act_steps: int
+    """chunk steps executed per decision (<= chunk_size)"""
+    reduction: str = "sum"
+    """log-prob reduction: sum (exact), mean (per-element average), per_step (one ratio per step)"""
+    mask_executed: bool = True
+    """count only executed chunk steps in the log-prob (exact for K=1, approximate for K>1)"""
+    logprob_clamp: float | None = None
+    """clamp the 'mean' log-prob to [-c, c] (ReinFlow reference code uses 1.0)"""
+    sigma_lo: float = 0.08
+    """lower noise bound in force"""
+    sigma_hi: float = 0.16
+    """upper noise bound in force"""
+    constant_sigma: bool = False
+    """sigma fixed at sigma_hi (noise head unused)"""
+
+    def __post_init__(self) -> None:
+        if self.reduction not in REDUCTIONS:
+            raise ConfigError(f"logprob_reduction={self.reduction!r}: allowed {', '.join(REDUCTIONS)}")
+        if self.act_steps < 1:
+            raise ConfigError(f"act_steps={self.act_steps}: must be >= 1")
+
+
+@dataclass
+class ActResult:
+    """action [B, H, A] (unclipped real dims of x_K); chain [B, K+1, H, P]; logp [B, S];
+    value [B]; logprob: full LogProb (None when deterministic)."""
+
+    action: torch.Tensor
+    chain: torch.Tensor
+    logp: torch.Tensor | None
+    value: torch.Tensor
+    logprob: LogProb | None
+
+
+class Agent(nn.Module):
+    def __init__(self, policy: FlowPolicy, sampler: SamplerConfig, critic_hidden: int = 256,
+                 critic_shares_features: bool = False):
+        super().__init__()
+        if sampler.act_steps > policy.chunk_size:
+            raise ConfigError(f"act_steps={sampler.act_steps}: must be <= chunk_size={policy.chunk_size}")
+        self.policy, self.sampler = policy, sampler
+        self.critic_shares_features = critic_shares_features
+        self.noise_head = NoiseHead(policy.noise_feature_dim, policy.chunk_size, policy.padded_action_dim,
+                                    per_step=policy.noise_features_per_step, sigma_lo=sampler.sigma_lo,
+                                    sigma_hi=sampler.sigma_hi, constant=sampler.constant_sigma)
+        self.critic = mlp([policy.value_feature_dim, critic_hidden, critic_hidden, 1])
+        self.register_buffer("mask", build_mask(policy, sampler.act_steps, sampler.mask_executed))
+
+    # --- parameters -------------------------------------------------------------------------
+    def actor_parameters(self) -> list[nn.Parameter]:
+        return self.policy.trainable_parameters() + [p for p in self.noise_head.parameters() if p.requires_grad]
+
+    def critic_parameters(self) -> list[nn.Parameter]:
+        return list(self.critic.parameters())
+
+    def set_sigma_bounds(self, lo: float, hi: float) -> None:
+        self.noise_head.set_bounds(lo, hi)
+        self.sampler.sigma_lo, self.sampler.sigma_hi = lo, hi
+
+    def train(self, mode: bool = True) -> "Agent":
+        # The base policy never leaves eval mode (dropout would break ratio = 1); only the
+        # reinflow heads follow ``mode``.
+        super().train(mode)
+        self.policy.set_train_mode()
+        return self
+
+    # --- the two entry points -----------------------------------------------------------------
+    def value(self, ctx: Any) -> torch.Tensor:
+        feats = self.policy.value_features(ctx)
+        if not self.critic_shares_features:
+            feats = feats.detach()  # critic gradients must not move the actor's features
+        return self.critic(feats).squeeze(-1)
+
+    def act(self, obs: Any, deterministic: bool = False, generator: torch.Generator | None = None,
+            x0: torch.Tensor | None = None) -> ActResult:
+        """``obs``: output of ``policy.prepare_obs``."""
+        ctx = self.policy.encode(obs)
+        batch = _batch_size(obs)
+        s: ChainSample = sample_chain(self.policy, self.noise_head, ctx, batch, self.mask,
+                                      self.sampler.reduction, deterministic, generator, x0,
+                                      self.sampler.logprob_clamp)
+        return ActResult(action=s.action, chain=s.chain, logp=None if s.logprob is None else s.logprob.logp,
+                         value=self.value(ctx), logprob=s.logprob)
+
+    def evaluate(self, obs: Any, chain: torch.Tensor) -> tuple[LogProb, torch.Tensor]:
+        """(LogProb of the stored chains under current parameters, value [B])."""
+        ctx = self.policy.encode(obs)
+        lp = chain_log_prob(self.policy, self.noise_head, ctx, chain, self.mask,
+                            self.sampler.reduction, self.sampler.logprob_clamp)
+        return lp, self.value(ctx)
+
+    def sampler_dict(self) -> dict:
+        return asdict(self.sampler)
+
+
+def _batch_size(obs: Any) -> int:
+    if isinstance(obs, torch.Tensor):
+        return obs.shape[0]
+    if isinstance(obs, dict):
+        return _batch_size(next(iter(obs.values())))
+    return len(obs)

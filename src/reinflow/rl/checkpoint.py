@@ -1,0 +1,154 @@
+"""Checkpoints: ``model.safetensors`` + ``config.json`` (+ ``trainer_state.pt`` for resuming).
+
+Layout of a run folder: ``checkpoints/iter_000012/`` per checkpoint and ``checkpoints/latest``,
+a one-line pointer file. A checkpoint is written into a temporary folder, fsynced, renamed into
+place, and only then is the pointer replaced (os.replace is atomic): a kill or a full disk at
+any moment leaves the previous checkpoint valid and pointed to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorsError
+from safetensors.torch import load_file, save_file
+
+from reinflow import ConfigError, ReinflowError, __version__
+from reinflow.policies import build_policy_from_config
+from reinflow.rl.agent import Agent, SamplerConfig
+
+FORMAT_VERSION = 1
+KEEP = 2
+
+
+class CheckpointWriteError(ReinflowError):
+    """A checkpoint could not be written; the previous one is untouched."""
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_agent(directory: str | Path, agent: Agent, extra_config: dict | None = None,
+               trainer_state: dict | None = None) -> Path:
+    """Write a complete checkpoint folder atomically (tmp folder + rename). Returns its path."""
+    final = Path(directory)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    except OSError as exc:
+        raise CheckpointWriteError(f"cannot write checkpoint in {final.parent}: {exc.strerror}") from None
+    try:
+        state = {k: v.detach().contiguous().cpu() for k, v in agent.state_dict().items()}
+        save_file(state, str(tmp / "model.safetensors"))
+        config = {"format_version": FORMAT_VERSION, "reinflow_version": __version__,
+                  "policy": agent.policy.policy_config(), "sampler": agent.sampler_dict(),
+                  "critic_shares_features": agent.critic_shares_features, **(extra_config or {})}
+        _write_json(tmp / "config.json", config)
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / "trainer_state.pt")
+        agent.policy.save_extra(str(tmp))
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _fsync_dir(final.parent)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointWriteError(f"cannot write checkpoint {final}: {exc.strerror or exc}; "
+                                   "the previous checkpoint is unchanged") from None
+    return final
+
+
+def save_run_checkpoint(run_dir: str | Path, iteration: int, agent: Agent, extra_config: dict,
+                        trainer_state: dict) -> Path:
+    """Checkpoint into ``run_dir/checkpoints/iter_XXXXXX`` and move the ``latest`` pointer."""
+    ckdir = Path(run_dir) / "checkpoints"
+    path = save_agent(ckdir / f"iter_{iteration:06d}", agent, extra_config, trainer_state)
+    pointer_tmp = ckdir / ".latest.tmp"
+    try:
+        with open(pointer_tmp, "w") as f:
+            f.write(path.name + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(pointer_tmp, ckdir / "latest")
+    except OSError as exc:
+        raise CheckpointWriteError(f"cannot update {ckdir / 'latest'}: {exc.strerror or exc}") from None
+    for old in sorted(ckdir.glob("iter_*"))[:-KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A checkpoint folder, or a run folder (-> its latest checkpoint)."""
+    p = Path(path)
+    if (p / "checkpoints" / "latest").is_file():
+        p = p / "checkpoints"
+    if (p / "latest").is_file():
+        name = (p / "latest").read_text().strip()
+        p = p / name
+    if not p.is_dir():
+        raise ConfigError(f"checkpoint {path}: no such folder (expected a checkpoint or run folder)")
+    if not (p / "config.json").is_file() or not (p / "model.safetensors").is_file():
+        raise ConfigError(f"checkpoint {p}: expected config.json and model.safetensors inside")
+    return p
+
+
+def read_checkpoint_config(path: Path) -> dict:
+    try:
+        cfg = json.loads((path / "config.json").read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"checkpoint {path / 'config.json'}: malformed JSON ({exc})") from None
+    if not isinstance(cfg, dict) or "policy" not in cfg or "sampler" not in cfg:
+        raise ConfigError(f"checkpoint {path / 'config.json'}: missing 'policy' or 'sampler' section")
+    version = cfg.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ConfigError(f"checkpoint {path}: format_version={version!r} is newer than this reinflow "
+                          f"supports ({FORMAT_VERSION}); upgrade reinflow")
+    return cfg
+
+
+def load_agent(path: str | Path, sampler_overrides: dict | None = None,
+               policy_overrides: dict | None = None) -> tuple[Agent, dict, Path]:
+    """(agent with loaded weights, its config.json, resolved checkpoint folder)."""
+    ck = resolve_checkpoint(path)
+    cfg = read_checkpoint_config(ck)
+    policy = build_policy_from_config({**cfg["policy"], **(policy_overrides or {})})
+    try:
+        sampler = SamplerConfig(**{**cfg["sampler"], **(sampler_overrides or {})})
+    except TypeError as exc:
+        raise ConfigError(f"checkpoint {ck / 'config.json'}: bad sampler section ({exc})") from None
+    agent = Agent(policy, sampler, critic_shares_features=bool(cfg.get("critic_shares_features", False)))
+    try:
+        state = load_file(str(ck / "model.safetensors"))
+    except (SafetensorsError, OSError, ValueError) as exc:
+        raise ConfigError(f"checkpoint {ck / 'model.safetensors'}: corrupt or truncated file ({exc})") from None
+    state.pop("mask", None)  # derived from the (possibly overridden) sampler config
+    try:
+        missing, unexpected = agent.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatch
+        raise ConfigError(f"checkpoint {ck / 'model.safetensors'}: weights do not fit the policy config "
+                          f"({str(exc).splitlines()[-1].strip()})") from None
+    missing = [k for k in missing if k != "mask"]
+    if missing or unexpected:
+        raise ConfigError(f"checkpoint {ck / 'model.safetensors'}: weights do not match the policy config "
+                          f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    agent.set_sigma_bounds(sampler.sigma_lo, sampler.sigma_hi)
+    return agent, cfg, ck

@@ -1,0 +1,163 @@
+"""``reinflow train`` configuration: one flat dataclass, so the flags users already type
+(``--chunk-size``, ``--sigma-min``, ``--parallel-envs`` ...) are top-level. Validated in
+``__post_init__``: a bad value ends with one line naming the field and the allowed range."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from reinflow import ConfigError
+from reinflow.flow.noise import NoiseSchedule
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tune a flow policy with ReinFlow + PPO on a gymnasium env."""
+
+    env: str = "reinflow/ArmReach-v0"
+    """gymnasium env id with a Box action space (e.g. Pendulum-v1, Hopper-v5, reinflow/ArmPickLift-v0)"""
+    env_kwargs: str = ""
+    """JSON object of extra gymnasium.make kwargs, e.g. '{"obs_mode": "pixels_state"}'"""
+    out: str = "runs/train"
+    """run folder: metrics.jsonl, config.json, checkpoints/, tensorboard/"""
+    iterations: int = 100
+    """PPO iterations (rollout + update)"""
+    parallel_envs: int = 10
+    """environments stepped in parallel"""
+    vector: Literal["sync", "async"] = "sync"
+    """vector env: sync (fastest on few cores) or async (spawned worker processes)"""
+    rollout_steps: int = 8
+    """decisions (chunks) per env per iteration"""
+    policy: Literal["mlp", "smolvla"] = "mlp"
+    """policy type when not loading --policy-path"""
+    policy_path: str | None = None
+    """start from this checkpoint folder (reinflow pretrain/train output)"""
+    chunk_size: int | None = None
+    """actions per chunk H (default: the checkpoint's, else 8)"""
+    act_steps: int | None = None
+    """chunk steps executed per decision (default: the whole chunk)"""
+    denoise_steps: int | None = None
+    """Euler steps K (default: 1)"""
+    hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
+    """MLP policy widths (new policies only)"""
+    sigma_min: float = 0.08
+    """lower noise bound"""
+    sigma_max: float = 0.16
+    """upper noise bound (start value for the decay schedule)"""
+    noise_schedule: Literal["fixed", "decay", "constant"] = "fixed"
+    """noise bounds over training: fixed, decay (hold then cosine to sigma_max_final), constant"""
+    sigma_max_final: float | None = None
+    """final sigma_max of the decay schedule"""
+    noise_hold_frac: float = 0.3
+    """fraction of iterations sigma_max is held before decaying"""
+    logprob_reduction: Literal["sum", "mean", "per_step"] = "sum"
+    """sum (exact chain likelihood), mean (per-element average), per_step (one ratio per executed step)"""
+    logprob_clamp: float | None = None
+    """clamp the 'mean' log-prob to [-c, c] (the ReinFlow reference code uses 1)"""
+    mask_executed: bool = True
+    """log-prob counts only executed chunk steps (exact for K=1, approximate for K>1)"""
+    auto_scale: bool = False
+    """rescale sigma (or lr) for the chain dimension D from a D_ref reference (reinflow scale)"""
+    scale_rule: Literal["sigma", "lr"] = "sigma"
+    """what --auto-scale changes: sigma ∝ sqrt(D/D_ref) or lr ∝ sqrt(D_ref/D) (alternatives)"""
+    scale_ref_dim: int = 28
+    """D_ref of the reference settings (ReinFlow paper manipulation: 4 x 7)"""
+    gamma: float = 0.99
+    """discount per decision"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    lr_actor: float = 1e-4
+    """actor (policy + noise head) learning rate"""
+    lr_critic: float = 1e-3
+    """critic learning rate"""
+    lr_warmup_iters: int = 0
+    """linear LR warm-up iterations"""
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    """LR after warm-up: cosine decay to lr_min_frac, or constant"""
+    lr_min_frac: float = 0.1
+    """final LR as a fraction of the initial one (cosine)"""
+    update_epochs: int = 5
+    """passes over the batch per update"""
+    minibatch_size: int = 40
+    """samples (decisions) per minibatch"""
+    clip_epsilon: float = 0.1
+    """PPO clip range"""
+    target_kl: float | None = 0.1
+    """stop the epochs when the KL estimate measured after a step exceeds this (None: never)"""
+    ent_coef: float = 0.0
+    """entropy bonus coefficient"""
+    bc_coef: float = 0.0
+    """W2 behaviour-cloning regulariser toward the starting policy (same x_0, ODE actions)"""
+    max_grad_norm_actor: float = 1.0
+    """gradient-norm clip for the actor"""
+    max_grad_norm_critic: float = 10.0
+    """gradient-norm clip for the critic"""
+    critic_warmup_iters: int = 0
+    """iterations that update only the critic (useful from a pretrained policy)"""
+    reward_scaling: bool = True
+    """divide rewards by the running std of the discounted return"""
+    norm_adv: bool = True
+    """normalise advantages per batch"""
+    critic_shares_features: bool = False
+    """let critic gradients reach the actor's features (default: detached)"""
+    eval_every: int = 10
+    """evaluate every N iterations (0: only at the end)"""
+    eval_episodes: int = 10
+    """episodes per evaluation"""
+    checkpoint_every: int = 1
+    """write a checkpoint every N iterations"""
+    seed: int = 0
+    """seed of envs, sampler and torch"""
+    device: str = "cpu"
+    """torch device (cpu, cuda, auto)"""
+    tensorboard: bool = True
+    """also write TensorBoard event files"""
+    wandb: bool = False
+    """log to W&B (WANDB_MODE=offline works without network)"""
+    wandb_project: str = "reinflow"
+    """W&B project"""
+    headless: bool = True
+    """render without a display (MuJoCo EGL/OSMesa)"""
+    render: bool = False
+    """record evaluation frames (off: --no-render)"""
+    on_unhealthy: Literal["warn", "stop"] = "warn"
+    """what the health monitor does on an error finding"""
+    progress: bool = True
+    """show a progress bar"""
+    resume: bool = False
+    """continue the run in --out from its latest checkpoint"""
+    preset: str | None = None
+    """named recipe applied before the flags (see reinflow train --help / docs)"""
+
+    def __post_init__(self) -> None:
+        positive = ["iterations", "parallel_envs", "rollout_steps", "update_epochs", "minibatch_size",
+                    "eval_episodes", "checkpoint_every", "scale_ref_dim"]
+        for name in positive:
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+        for name in ("chunk_size", "act_steps", "denoise_steps"):
+            val = getattr(self, name)
+            if val is not None and val < 1:
+                raise ConfigError(f"{name}={val}: must be >= 1")
+        if self.chunk_size and self.act_steps and self.act_steps > self.chunk_size:
+            raise ConfigError(f"act_steps={self.act_steps}: must be <= chunk_size={self.chunk_size}")
+        NoiseSchedule(self.noise_schedule, self.sigma_min, self.sigma_max, self.sigma_max_final,
+                      self.noise_hold_frac)  # validates the sigma fields
+        for name in ("gamma", "gae_lambda", "lr_min_frac"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)}: allowed range [0, 1]")
+        for name in ("lr_actor", "lr_critic", "clip_epsilon", "max_grad_norm_actor", "max_grad_norm_critic"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be > 0")
+        for name in ("ent_coef", "bc_coef", "lr_warmup_iters", "critic_warmup_iters", "eval_every"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 0")
+        if self.target_kl is not None and not self.target_kl > 0:
+            raise ConfigError(f"target_kl={self.target_kl}: must be > 0 (or omitted to disable)")
+        if self.logprob_clamp is not None and not self.logprob_clamp > 0:
+            raise ConfigError(f"logprob_clamp={self.logprob_clamp}: must be > 0")
+
+    def schedule(self) -> NoiseSchedule:
+        return NoiseSchedule(self.noise_schedule, self.sigma_min, self.sigma_max, self.sigma_max_final,
+                             self.noise_hold_frac)

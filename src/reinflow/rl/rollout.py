@@ -1,0 +1,142 @@
+"""Rollout collection: chunks in, [T, N] tensors out.
+
+Each decision samples one chain per env, executes ``act_steps`` actions of the chunk
+(ChunkWrapper), and stores the *chain* (not the clipped action) with its log-prob, so the
+likelihood in the update is the one of what was sampled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from reinflow.rl.agent import Agent
+
+
+@dataclass
+class Rollout:
+    """obs: list (length T) of prepared observations [N, ...]; chains [T, N, K+1, H, P];
+    logp [T, N, S]; values, rewards (scaled), raw_rewards, final_values: [T, N];
+    terminated, truncated: bool [T, N]; last_values [N]; episodes: finished-episode stats."""
+
+    obs: list[Any]
+    chains: torch.Tensor
+    logp: torch.Tensor
+    values: torch.Tensor
+    rewards: torch.Tensor
+    raw_rewards: torch.Tensor
+    terminated: torch.Tensor
+    truncated: torch.Tensor
+    final_values: torch.Tensor
+    last_values: torch.Tensor
+    env_steps: int
+    per_dim: torch.Tensor
+    sigma_mean: float
+    num_dims: int
+    bound: float
+    success: float
+    episodes: list[dict] = field(default_factory=list)
+    reward_components: dict[str, float] = field(default_factory=dict)
+
+
+class RewardScaler:
+    """Divides rewards by the running std of each env's discounted return (as ReinFlow does);
+    state_dict() travels with checkpoints so a resumed run scales identically."""
+
+    def __init__(self, num_envs: int, gamma: float):
+        self.gamma = gamma
+        self.ret = np.zeros(num_envs)
+        self.count, self.mean, self.m2 = 1e-4, 0.0, 0.0
+
+    def __call__(self, reward: np.ndarray, done: np.ndarray) -> np.ndarray:
+        self.ret = self.ret * self.gamma + reward
+        for x in self.ret:  # Welford over the per-env returns
+            self.count += 1
+            d = x - self.mean
+            self.mean += d / self.count
+            self.m2 += d * (x - self.mean)
+        self.ret[done] = 0.0
+        std = np.sqrt(self.m2 / self.count) if self.count > 1 else 1.0
+        return reward / max(std, 1e-8)
+
+    def state_dict(self) -> dict:
+        return {"ret": self.ret.tolist(), "count": self.count, "mean": self.mean, "m2": self.m2}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.ret = np.asarray(s["ret"], dtype=np.float64)
+        self.count, self.mean, self.m2 = s["count"], s["mean"], s["m2"]
+
+
+def stack_obs(items: list[Any]) -> Any:
+    """List of single-env observations -> batched (arrays stacked, dicts per key)."""
+    if isinstance(items[0], dict):
+        return {k: stack_obs([it[k] for it in items]) for k in items[0]}
+    return np.stack([np.asarray(it) for it in items])
+
+
+def info_field(infos: dict, key: str, n: int, default: float = 0.0) -> np.ndarray:
+    """Per-env value of ``key``, taken from ``final_info`` for envs whose episode just ended
+    (same-step autoreset moves the finishing step's info there)."""
+    out = np.full(n, default, dtype=np.float64)
+    for src in (infos, infos.get("final_info", {})):
+        if key in src:
+            mask = src.get(f"_{key}", np.ones(n, dtype=bool))
+            out[mask] = np.asarray(src[key], dtype=np.float64)[mask]
+    return out
+
+
+@torch.no_grad()
+def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: RewardScaler | None,
+                    generator: torch.Generator) -> tuple[Rollout, Any]:
+    """Run ``steps`` decisions in every env. Returns (Rollout, raw observation to continue from)."""
+    n = envs.num_envs
+    policy = agent.policy
+    obs_l, chains, logps, values, rews, raws, terms, truncs, finals = [], [], [], [], [], [], [], [], []
+    per_dims, sigmas, episodes, comps = [], [], [], {}
+    env_steps, successes = 0, []
+    res = None
+    for _ in range(steps):
+        obs = policy.prepare_obs(raw_obs)
+        res = agent.act(obs, generator=generator)
+        act = res.action[:, : agent.sampler.act_steps].cpu().numpy()
+        raw_obs, reward, term, trunc, infos = envs.step(act)
+        done = term | trunc
+        final_v = torch.zeros(n)
+        if trunc.any() and "final_obs" in infos:
+            idx = np.nonzero(trunc & ~term)[0]
+            if len(idx):
+                fobs = policy.prepare_obs(stack_obs([infos["final_obs"][i] for i in idx]))
+                final_v[idx] = agent.value(policy.encode(fobs)).float().cpu()
+        env_steps += int(info_field(infos, "chunk_len", n, 1).sum())
+        successes.append(info_field(infos, "success", n))
+        for i in np.nonzero(done)[0]:
+            episodes.append({k: float(info_field(infos, f"episode_{k}", n, np.nan)[i])
+                             for k in ("return", "length", "success")})
+        for key, val in (infos.get("reward_components") or {}).items():
+            if not key.startswith("_"):
+                comps[key] = comps.get(key, 0.0) + float(np.mean(val))
+        scaled = scaler(reward, done) if scaler is not None else reward
+        obs_l.append(obs)
+        chains.append(res.chain)
+        logps.append(res.logp)
+        values.append(res.value)
+        per_dims.append(res.logprob.per_dim)
+        sigmas.append(float(res.logprob.sigma_mean))
+        rews.append(torch.as_tensor(scaled, dtype=torch.float32))
+        raws.append(torch.as_tensor(reward, dtype=torch.float32))
+        terms.append(torch.as_tensor(term))
+        truncs.append(torch.as_tensor(trunc))
+        finals.append(final_v)
+    last_v = agent.value(policy.encode(policy.prepare_obs(raw_obs))).float().cpu()
+    assert res is not None and res.logprob is not None
+    roll = Rollout(
+        obs=obs_l, chains=torch.stack(chains), logp=torch.stack(logps), values=torch.stack(values).float(),
+        rewards=torch.stack(rews), raw_rewards=torch.stack(raws), terminated=torch.stack(terms),
+        truncated=torch.stack(truncs), final_values=torch.stack(finals), last_values=last_v,
+        env_steps=env_steps, per_dim=torch.stack(per_dims), sigma_mean=float(np.mean(sigmas)),
+        num_dims=res.logprob.num_dims, bound=res.logprob.bound, success=float(np.mean(successes)),
+        episodes=episodes, reward_components={k: v / steps for k, v in comps.items()})
+    return roll, raw_obs

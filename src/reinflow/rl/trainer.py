@@ -1,0 +1,314 @@
+"""The one trainer: rollout -> GAE -> PPO update -> checks -> metrics -> checkpoint, for every
+policy type and env. Variants are configuration (TrainConfig), never copies of this file."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import signal
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from reinflow import ConfigError, InvariantError
+from reinflow.envs.factory import env_spaces, make_vector_env, set_headless_gl
+from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
+from reinflow.rl.agent import Agent, SamplerConfig
+from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint, save_run_checkpoint
+from reinflow.rl.config import TrainConfig
+from reinflow.rl.evaluate import run_episodes
+from reinflow.rl.gae import gae
+from reinflow.rl.ppo import Batch, cat_obs, ppo_update, pre_update_check
+from reinflow.rl.rollout import RewardScaler, collect_rollout
+from reinflow.report.logger import MetricsLogger
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    iterations: int
+    env_steps: int
+    wall_s: float
+    last_metrics: dict
+    final_eval: dict | None
+    stopped_early: bool
+
+
+def env_kwargs(cfg: TrainConfig) -> dict:
+    if not cfg.env_kwargs:
+        return {}
+    try:
+        kw = json.loads(cfg.env_kwargs)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"env_kwargs={cfg.env_kwargs!r}: not valid JSON ({exc.msg})") from None
+    if not isinstance(kw, dict):
+        raise ConfigError(f"env_kwargs={cfg.env_kwargs!r}: must be a JSON object")
+    return kw
+
+
+def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> Agent:
+    """New or loaded agent whose chunk/action dims are checked against the env."""
+    if not isinstance(act_space, gym.spaces.Box):
+        raise ConfigError(f"env={cfg.env!r}: action space {type(act_space).__name__} is not a Box")
+    action_dim = int(np.prod(act_space.shape))
+    lo, hi = cfg.schedule().bounds_at(0, cfg.iterations)
+    if cfg.policy_path:
+        ck = resolve_checkpoint(cfg.policy_path)
+        pcfg = read_checkpoint_config(ck)["policy"]
+        chunk = pcfg.get("chunk_size")
+        if cfg.chunk_size is not None and chunk != cfg.chunk_size:
+            raise ConfigError(f"chunk_size={cfg.chunk_size}: the checkpoint {ck} was built with chunk_size={chunk}")
+        if pcfg.get("action_dim") != action_dim:
+            raise ConfigError(f"policy_path={cfg.policy_path}: checkpoint action_dim={pcfg.get('action_dim')} "
+                              f"but env {cfg.env} has {action_dim} action dims")
+        sampler = dict(act_steps=cfg.act_steps or chunk, reduction=cfg.logprob_reduction,
+                       mask_executed=cfg.mask_executed, logprob_clamp=cfg.logprob_clamp, sigma_lo=lo,
+                       sigma_hi=hi, constant_sigma=cfg.noise_schedule == "constant")
+        _check_act_steps(sampler["act_steps"], chunk)
+        overrides = {"denoise_steps": cfg.denoise_steps} if cfg.denoise_steps else {}
+        agent, _, _ = load_agent(ck, sampler_overrides=sampler, policy_overrides=overrides)
+        agent.critic_shares_features = cfg.critic_shares_features
+        return agent
+    chunk = cfg.chunk_size or 8
+    _check_act_steps(cfg.act_steps or chunk, chunk)
+    if cfg.policy == "smolvla":
+        raise ConfigError("policy=smolvla needs --policy-path (a LeRobot SmolVLA folder or a reinflow checkpoint)")
+    if not isinstance(obs_space, gym.spaces.Box):
+        raise ConfigError(f"env={cfg.env!r}: the MLP policy needs a Box (vector) observation space, "
+                          f"got {type(obs_space).__name__}")
+    policy = MLPFlowPolicy(MLPPolicyConfig(obs_dim=int(np.prod(obs_space.shape)), action_dim=action_dim,
+                                           chunk_size=chunk, denoise_steps=cfg.denoise_steps or 1,
+                                           hidden=list(cfg.hidden)))
+    sampler = SamplerConfig(act_steps=cfg.act_steps or chunk, reduction=cfg.logprob_reduction,
+                            mask_executed=cfg.mask_executed, logprob_clamp=cfg.logprob_clamp, sigma_lo=lo,
+                            sigma_hi=hi, constant_sigma=cfg.noise_schedule == "constant")
+    return Agent(policy, sampler, critic_shares_features=cfg.critic_shares_features)
+
+
+def _check_act_steps(act_steps: int, chunk: int) -> None:
+    if not 1 <= act_steps <= chunk:
+        raise ConfigError(f"act_steps={act_steps}: allowed range [1, chunk_size={chunk}]")
+
+
+def lr_factor(cfg: TrainConfig, it: int) -> float:
+    """Linear warm-up, then cosine decay to lr_min_frac (or constant)."""
+    if it < cfg.lr_warmup_iters:
+        return (it + 1) / (cfg.lr_warmup_iters + 1)
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    span = max(cfg.iterations - cfg.lr_warmup_iters - 1, 1)
+    frac = min((it - cfg.lr_warmup_iters) / span, 1.0)
+    return cfg.lr_min_frac + (1 - cfg.lr_min_frac) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
+    var = float(target.var())
+    return float("nan") if var == 0 else 1.0 - float((target - pred).var()) / var
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM finish the current iteration, checkpoint, and exit cleanly."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._old = {}
+
+    def __enter__(self) -> "_StopFlag":
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread
+                pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.hit = True
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Run (or resume) a ReinFlow + PPO training; returns a TrainResult."""
+    from tqdm import tqdm
+
+    from reinflow.rl.health import HealthMonitor
+    t_start = time.time()
+    torch.manual_seed(cfg.seed)
+    if cfg.headless:
+        set_headless_gl()
+    out = Path(cfg.out)
+    state: dict | None = None
+    if cfg.resume:
+        ck = resolve_checkpoint(out)
+        saved = read_checkpoint_config(ck).get("train", {})
+        iterations = cfg.iterations
+        cfg = TrainConfig(**{**saved, "resume": True, "iterations": max(iterations, saved.get("iterations", 0)),
+                             "progress": cfg.progress})
+        state = torch.load(ck / "trainer_state.pt", weights_only=False)
+    kw = env_kwargs(cfg)
+    obs_space, act_space = env_spaces(cfg.env, kw)
+    if state is not None:
+        agent, _, _ = load_agent(resolve_checkpoint(out))
+    else:
+        agent = build_agent(cfg, obs_space, act_space)
+    cfg, scale_info = apply_auto_scale(cfg, agent)
+    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if cfg.device == "auto" else cfg.device))
+    agent.to(device).train()
+    ref = copy.deepcopy(agent).eval().requires_grad_(False) if cfg.bc_coef > 0 else None
+    actor_opt = torch.optim.AdamW(agent.actor_parameters(), lr=cfg.lr_actor, weight_decay=0.0)
+    critic_opt = torch.optim.AdamW(agent.critic_parameters(), lr=cfg.lr_critic, weight_decay=0.0)
+    scaler = RewardScaler(cfg.parallel_envs, cfg.gamma) if cfg.reward_scaling else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start_it, env_steps = 0, 0
+    if state is not None:
+        actor_opt.load_state_dict(state["actor_opt"])
+        critic_opt.load_state_dict(state["critic_opt"])
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start_it, env_steps = state["iteration"] + 1, state["env_steps"]
+    derived = {"action_dim": agent.policy.action_dim, "padded_action_dim": agent.policy.padded_action_dim,
+               "chunk_size": agent.policy.chunk_size, "denoise_steps": agent.policy.denoise_steps,
+               "act_steps": agent.sampler.act_steps, "num_dims": int(agent.mask.sum()) * agent.policy.denoise_steps,
+               "auto_scale": scale_info}
+    run_config = {"train": asdict(cfg), "derived": derived}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(run_config, indent=2, default=str))
+    logger = MetricsLogger(out, run_config, cfg.tensorboard, cfg.wandb, cfg.wandb_project,
+                           resume_from_iteration=start_it if state is not None else None)
+    monitor = HealthMonitor(health_context(cfg, agent), cfg.on_unhealthy, print_fn=tqdm.write)
+    envs = make_vector_env(cfg.env, cfg.parallel_envs, agent.sampler.act_steps, cfg.vector, kw)
+    eval_envs = make_vector_env(cfg.env, min(cfg.parallel_envs, cfg.eval_episodes), agent.sampler.act_steps,
+                                "sync", kw)
+    # Each iteration's env seeds derive from (seed, iteration), so a resumed run is seeded too.
+    raw_obs, _ = envs.reset(seed=[cfg.seed * 100_003 + start_it * 1009 + i for i in range(cfg.parallel_envs)])
+    bar = tqdm(total=cfg.iterations, initial=start_it, disable=not cfg.progress, desc="reinflow train",
+               dynamic_ncols=True)
+    metrics: dict = {}
+    final_eval = None
+    it = start_it - 1
+    stopped = False
+    try:
+        with _StopFlag() as stop:
+            for it in range(start_it, cfg.iterations):
+                lo, hi = cfg.schedule().bounds_at(it, cfg.iterations)
+                agent.set_sigma_bounds(lo, hi)
+                for opt, base in ((actor_opt, cfg.lr_actor), (critic_opt, cfg.lr_critic)):
+                    for group in opt.param_groups:
+                        group["lr"] = base * lr_factor(cfg, it)
+                t0 = time.time()
+                roll, raw_obs = collect_rollout(envs, agent, raw_obs, cfg.rollout_steps, scaler, gen)
+                t_roll = time.time() - t0
+                env_steps += roll.env_steps
+                per_dim_max = float(roll.per_dim.max())
+                if per_dim_max > roll.bound + 1e-9:
+                    raise InvariantError(f"logprob/per_dimension = {per_dim_max:.4f} exceeds its bound "
+                                         f"{roll.bound:.4f} = -0.5 log(2 pi) - log(sigma_lo={lo}): sigma is not "
+                                         "bounded where the log-prob is computed, or the sum counts more entries "
+                                         "than it is divided by")
+                adv = gae(roll.rewards, roll.values, roll.terminated, roll.truncated, roll.final_values,
+                          roll.last_values, cfg.gamma, cfg.gae_lambda)
+                t1 = time.time()
+                pre_dev = pre_update_check(agent, roll.obs[0], roll.chains[0], roll.logp[0])
+                batch = Batch(obs=cat_obs(roll.obs), chains=roll.chains.flatten(0, 1), logp=roll.logp.flatten(0, 1),
+                              advantages=adv.advantages.flatten(), returns=adv.returns.flatten(),
+                              values=roll.values.flatten())
+                upd = ppo_update(agent, actor_opt, critic_opt, batch, cfg, it >= cfg.critic_warmup_iters, gen, ref)
+                t_upd = time.time() - t1
+                if upd["logprob/per_dimension_max"] > roll.bound + 1e-9:
+                    raise InvariantError(f"logprob/per_dimension = {upd['logprob/per_dimension_max']:.4f} in the "
+                                         f"update exceeds its bound {roll.bound:.4f}")
+                eps = roll.episodes
+                metrics = {
+                    **upd,
+                    "logprob/per_dimension": float(roll.per_dim.mean()), "logprob/per_dimension_bound": roll.bound,
+                    "logprob/num_dims": roll.num_dims, "logprob/old_mean": float(roll.logp.sum(-1).mean()),
+                    "ppo/pre_update_ratio_max_dev": pre_dev,
+                    "training/explained_variance": explained_variance(batch.values, batch.returns),
+                    "training/actor_updated": float(it >= cfg.critic_warmup_iters),
+                    "noise/sigma_mean": roll.sigma_mean, "noise/sigma_lo": lo, "noise/sigma_hi": hi,
+                    "reward/batch_avg": float(roll.raw_rewards.mean()),
+                    "reward/episode_return": float(np.mean([e["return"] for e in eps])) if eps else None,
+                    "train/success_rate": float(np.mean([e["success"] for e in eps])) if eps else None,
+                    "train/episodes": len(eps),
+                    "lr/actor": actor_opt.param_groups[0]["lr"], "lr/critic": critic_opt.param_groups[0]["lr"],
+                    "time/rollout_s": t_roll, "time/update_s": t_upd,
+                    "time/env_steps_per_s": roll.env_steps / max(t_roll, 1e-9),
+                    **{f"reward/{k}": v for k, v in roll.reward_components.items()},
+                }
+                last = it == cfg.iterations - 1 or stop.hit
+                if last or (cfg.eval_every and it % cfg.eval_every == 0):
+                    final_eval = run_episodes(agent, eval_envs, cfg.eval_episodes, seed=10_000 + cfg.seed)
+                    metrics.update({"eval/success_rate": final_eval["success_rate"],
+                                    "eval/return_mean": final_eval["return_mean"]})
+                metrics.update(monitor.update(metrics, it))
+                logger.log(metrics, it, env_steps)
+                if last or (it + 1) % cfg.checkpoint_every == 0:
+                    trainer_state = {"iteration": it, "env_steps": env_steps, "actor_opt": actor_opt.state_dict(),
+                                     "critic_opt": critic_opt.state_dict(),
+                                     "scaler": scaler.state_dict() if scaler else None,
+                                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state()}
+                    save_run_checkpoint(out, it, agent, {"train": asdict(cfg), "derived": derived}, trainer_state)
+                bar.update(1)
+                bar.set_postfix(steps=env_steps, reward=f"{metrics['reward/batch_avg']:.3g}",
+                                clip=f"{metrics['training/clip_fraction']:.2f}")
+                if stop.hit:
+                    stopped = True
+                    bar.write(f"stopped by signal after iteration {it}; resume with: "
+                              f"reinflow train --out {out} --resume")
+                    break
+    finally:
+        bar.close()
+        logger.close()
+        envs.close()
+        eval_envs.close()
+    summary = monitor.summary()
+    if summary and cfg.progress:
+        print(summary)
+    return TrainResult(out=out, iterations=it + 1, env_steps=env_steps, wall_s=time.time() - t_start,
+                       last_metrics=metrics, final_eval=final_eval, stopped_early=stopped)
+
+
+def apply_auto_scale(cfg: TrainConfig, agent: Agent) -> tuple[TrainConfig, dict | None]:
+    """--auto-scale: read the given sigma/lr/KL/clip as settings valid at D_ref and rescale them
+    to this run's D (reinflow.flow.scaling). The saved config holds the applied values with
+    auto_scale off, so a resumed run does not scale twice."""
+    if not cfg.auto_scale:
+        return cfg, None
+    from dataclasses import replace
+
+    from reinflow.flow.scaling import ScaleReference, format_scale_table, ratio_term_dims, scale_for_dimension
+    ref = ScaleReference(dim=cfg.scale_ref_dim, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, lr=cfg.lr_actor,
+                         target_kl=cfg.target_kl or 0.01, clip_epsilon=cfg.clip_epsilon)
+    pol = agent.policy
+    dims = ratio_term_dims(agent.sampler.act_steps if agent.sampler.mask_executed else pol.chunk_size,
+                           pol.action_dim, pol.denoise_steps, cfg.logprob_reduction)
+    res = scale_for_dimension(ref, dims, cfg.logprob_reduction, cfg.scale_rule)
+    v = res.values
+    k = v["sigma_max"] / cfg.sigma_max
+    new = replace(cfg, sigma_min=v["sigma_min"], sigma_max=v["sigma_max"], lr_actor=v["lr"],
+                  clip_epsilon=v["clip_epsilon"], target_kl=v["target_kl"] if cfg.target_kl else None,
+                  sigma_max_final=cfg.sigma_max_final * k if cfg.sigma_max_final else None, auto_scale=False)
+    if cfg.progress:
+        print(f"--auto-scale ({cfg.scale_rule}) for D = {dims}:\n{format_scale_table(res)}")
+    return new, {"rule": cfg.scale_rule, "num_dims": dims, "values": v, "reasons": res.reasons}
+
+
+def health_context(cfg: TrainConfig, agent: Agent) -> Any:
+    from reinflow.rl.health import RunContext
+    pol = agent.policy
+    return RunContext(chunk_size=pol.chunk_size, action_dim=pol.action_dim, padded_action_dim=pol.padded_action_dim,
+                      denoise_steps=pol.denoise_steps, act_steps=agent.sampler.act_steps,
+                      sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, clip_epsilon=cfg.clip_epsilon,
+                      logprob_reduction=cfg.logprob_reduction, num_dims=int(agent.mask.sum()) * pol.denoise_steps,
+                      lr=cfg.lr_actor, max_grad_norm=cfg.max_grad_norm_actor)

@@ -13,7 +13,7 @@ class ReinflowError(Exception):
     """An error the user can fix: the CLI prints its message on one line and exits with code 2."""
 
 
-class ConfigError(ReinflowError, ValueError):
+class ConfigError(ReinflowError):
     """A configuration value outside its allowed range (message names the field and the range)."""
 
 

@@ -40,7 +40,8 @@ class ChunkWrapper(gym.Wrapper):
         self.finite = finite
         self.action_dim = self.low.size
         self.action_space = gym.spaces.Box(-1.0, 1.0, (act_steps, self.action_dim), np.float32)
-        self._ret, self._len, self._succ, self._steps = 0.0, 0, False, 0
+        self._ret, self._len, self._succ = 0.0, 0, False
+        self._has_success = False  # envs without a success signal report NaN, not 0
 
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
@@ -63,7 +64,9 @@ class ChunkWrapper(gym.Wrapper):
             self._len += 1
             self._check(obs, r, f"step {self._len}")
             total += float(r)
-            success = success or bool(info.get("success", False))
+            if "success" in info:
+                self._has_success = True
+                success = success or bool(info["success"])
             for key, val in (info.get("reward_components") or {}).items():
                 comps[key] = comps.get(key, 0.0) + float(val)
             if term or trunc:
@@ -73,7 +76,8 @@ class ChunkWrapper(gym.Wrapper):
         out = dict(info)
         out.update(chunk_len=executed, success=success, reward_components=comps)
         if term or trunc:
-            out.update(episode_return=self._ret, episode_length=self._len, episode_success=self._succ)
+            out.update(episode_return=self._ret, episode_length=self._len,
+                       episode_success=float(self._succ) if self._has_success else float("nan"))
         return obs, total, term, trunc, out
 
     def _check(self, obs: Any, reward: float, where: str) -> None:

@@ -14,10 +14,11 @@ from reinflow.envs.chunk import ChunkWrapper
 
 
 def set_headless_gl() -> None:
-    """Headless MuJoCo rendering: EGL when a GPU driver is there, OSMesa (software) otherwise."""
+    """Headless MuJoCo rendering through EGL (GPU driver or Mesa's software llvmpipe) unless the
+    user chose a backend; must run before mujoco is first imported (spawned workers inherit it)."""
     if "MUJOCO_GL" not in os.environ:
-        os.environ["MUJOCO_GL"] = "egl" if os.path.exists("/dev/dri") else "osmesa"
-        os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
+        os.environ["MUJOCO_GL"] = "egl"
+        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 
 def check_env_id(env_id: str) -> None:

@@ -144,11 +144,13 @@ def scale_for_dimension(ref: ScaleReference, num_dims: int, reduction: str = "su
         for k in ("sigma_min", "sigma_max", "lr"):
             r[k] = "unchanged: with averaged log-probs the ratio spread shrinks with D, nothing explodes"
         notes.append(f"rule {rule!r} not applied: it exists for summed log-probs")
+        notes.append("the averaged log-ratio's mean, -d^2/(2 sigma^2), does not shrink with D: at large D this "
+                     "second-order drift can exceed the spread")
     elif rule != "none" and growth <= 1.0:
         # Spread already at or below the reference: "restoring" it would shrink sigma (less
         # exploration) or raise lr (less stable). A smaller spread is not a failure.
-        r = {k: f"unchanged: the log-ratio spread is already x{growth:.4g} of the reference; "
-                "restoring it would only loosen the update" for k in v}
+        r = {k: f"unchanged: the log-ratio spread is x{growth:.4g} of the reference, not above it; "
+                "rescaling would only loosen the update" for k in v}
     elif rule == "sigma":
         sig_k = growth
         v["sigma_min"], v["sigma_max"] = ref.sigma_min * sig_k, ref.sigma_max * sig_k

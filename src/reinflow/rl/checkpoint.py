@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorsError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from reinflow import ConfigError, ReinflowError, __version__
@@ -138,7 +138,7 @@ def load_agent(path: str | Path, sampler_overrides: dict | None = None,
     agent = Agent(policy, sampler, critic_shares_features=bool(cfg.get("critic_shares_features", False)))
     try:
         state = load_file(str(ck / "model.safetensors"))
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise ConfigError(f"checkpoint {ck / 'model.safetensors'}: corrupt or truncated file ({exc})") from None
     state.pop("mask", None)  # derived from the (possibly overridden) sampler config
     try:

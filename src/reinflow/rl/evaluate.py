@@ -38,5 +38,6 @@ def run_episodes(agent: Agent, envs: Any, episodes: int, seed: int, deterministi
     agent.train(was_training)
     flat = [ep for r in results for ep in r][:episodes]
     arr = np.asarray(flat)
-    return {"success_rate": float(arr[:, 2].mean()), "return_mean": float(arr[:, 0].mean()),
+    succ = arr[:, 2][~np.isnan(arr[:, 2])]
+    return {"success_rate": float(succ.mean()) if succ.size else None, "return_mean": float(arr[:, 0].mean()),
             "length_mean": float(arr[:, 1].mean()), "episodes": len(flat)}

@@ -93,8 +93,8 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
                 actor_loss = actor_loss + cfg.bc_coef * _w2_to_reference(agent, ref_policy, mb_obs, mb_chain)
             loss = (actor_loss if update_actor else 0.0) + v_loss
             if not torch.isfinite(loss):
-                raise NonFiniteError(f"loss is {float(loss)} at epoch {epoch} (policy {float(pg_loss):.4g}, "
-                                     f"value {float(v_loss):.4g})")
+                raise NonFiniteError(f"loss is {loss.item()} at epoch {epoch} (policy {pg_loss.item():.4g}, "
+                                     f"value {v_loss.item():.4g})")
             actor_opt.zero_grad(set_to_none=True)
             critic_opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -115,11 +115,11 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
                     lr2 = lp2.logp - batch.logp[idx]
                     post_kl = float(((lr2.exp() - 1) - lr2).mean())
                     stop = post_kl > cfg.target_kl
-            for key, val in (("losses/policy_loss", float(pg_loss)), ("losses/value_loss", float(v_loss)),
-                             ("training/entropy", float(entropy)), ("training/approx_kl", approx_kl),
-                             ("training/clip_fraction", clipfrac), ("logprob/new_mean", float(lp.total.mean())),
-                             ("logprob/per_dimension_new", float(lp.per_dim.mean())),
-                             ("logprob/per_dimension_max", float(lp.per_dim.max())),
+            for key, val in (("losses/policy_loss", pg_loss.item()), ("losses/value_loss", v_loss.item()),
+                             ("training/entropy", entropy.item()), ("training/approx_kl", approx_kl),
+                             ("training/clip_fraction", clipfrac), ("logprob/new_mean", lp.total.mean().item()),
+                             ("logprob/per_dimension_new", lp.per_dim.mean().item()),
+                             ("logprob/per_dimension_max", lp.per_dim.max().item()),
                              ("gradients/policy_norm", a_norm), ("gradients/critic_norm", c_norm),
                              ("gradients/policy_clipped", float(a_norm > cfg.max_grad_norm_actor)),
                              ("gradients/critic_clipped", float(c_norm > cfg.max_grad_norm_critic))):

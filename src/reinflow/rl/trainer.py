@@ -67,6 +67,10 @@ def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) ->
         if pcfg.get("action_dim") != action_dim:
             raise ConfigError(f"policy_path={cfg.policy_path}: checkpoint action_dim={pcfg.get('action_dim')} "
                               f"but env {cfg.env} has {action_dim} action dims")
+        obs_dim = pcfg.get("obs_dim")
+        if obs_dim is not None and isinstance(obs_space, gym.spaces.Box) and obs_dim != int(np.prod(obs_space.shape)):
+            raise ConfigError(f"policy_path={cfg.policy_path}: checkpoint obs_dim={obs_dim} but env {cfg.env} "
+                              f"observations have {int(np.prod(obs_space.shape))} values")
         sampler = dict(act_steps=cfg.act_steps or chunk, reduction=cfg.logprob_reduction,
                        mask_executed=cfg.mask_executed, logprob_clamp=cfg.logprob_clamp, sigma_lo=lo,
                        sigma_hi=hi, constant_sigma=cfg.noise_schedule == "constant")
@@ -89,6 +93,11 @@ def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) ->
                             mask_executed=cfg.mask_executed, logprob_clamp=cfg.logprob_clamp, sigma_lo=lo,
                             sigma_hi=hi, constant_sigma=cfg.noise_schedule == "constant")
     return Agent(policy, sampler, critic_shares_features=cfg.critic_shares_features)
+
+
+def _nanmean(xs: list[float]) -> float | None:
+    vals = [x for x in xs if x == x]
+    return float(np.mean(vals)) if vals else None
 
 
 def _check_act_steps(act_steps: int, chunk: int) -> None:
@@ -146,13 +155,12 @@ def train(cfg: TrainConfig) -> TrainResult:
         set_headless_gl()
     out = Path(cfg.out)
     state: dict | None = None
-    if cfg.resume:
+    if cfg.resume:  # the CLI already took the run's saved config as defaults under the flags
         ck = resolve_checkpoint(out)
-        saved = read_checkpoint_config(ck).get("train", {})
-        iterations = cfg.iterations
-        cfg = TrainConfig(**{**saved, "resume": True, "iterations": max(iterations, saved.get("iterations", 0)),
-                             "progress": cfg.progress})
-        state = torch.load(ck / "trainer_state.pt", weights_only=False)
+        try:
+            state = torch.load(ck / "trainer_state.pt", weights_only=False)
+        except (OSError, RuntimeError, EOFError) as exc:
+            raise ConfigError(f"checkpoint {ck}: trainer_state.pt unreadable ({exc}); cannot resume") from None
     kw = env_kwargs(cfg)
     obs_space, act_space = env_spaces(cfg.env, kw)
     if state is not None:
@@ -239,7 +247,7 @@ def train(cfg: TrainConfig) -> TrainResult:
                     "noise/sigma_mean": roll.sigma_mean, "noise/sigma_lo": lo, "noise/sigma_hi": hi,
                     "reward/batch_avg": float(roll.raw_rewards.mean()),
                     "reward/episode_return": float(np.mean([e["return"] for e in eps])) if eps else None,
-                    "train/success_rate": float(np.mean([e["success"] for e in eps])) if eps else None,
+                    "train/success_rate": _nanmean([e["success"] for e in eps]),
                     "train/episodes": len(eps),
                     "lr/actor": actor_opt.param_groups[0]["lr"], "lr/critic": critic_opt.param_groups[0]["lr"],
                     "time/rollout_s": t_roll, "time/update_s": t_upd,
@@ -249,8 +257,10 @@ def train(cfg: TrainConfig) -> TrainResult:
                 last = it == cfg.iterations - 1 or stop.hit
                 if last or (cfg.eval_every and it % cfg.eval_every == 0):
                     final_eval = run_episodes(agent, eval_envs, cfg.eval_episodes, seed=10_000 + cfg.seed)
+                    final_eval["iteration"] = it
+                if final_eval is not None:  # carried forward between evaluations; eval/iteration says when
                     metrics.update({"eval/success_rate": final_eval["success_rate"],
-                                    "eval/return_mean": final_eval["return_mean"]})
+                                    "eval/return_mean": final_eval["return_mean"], "eval/iteration": final_eval["iteration"]})
                 metrics.update(monitor.update(metrics, it))
                 logger.log(metrics, it, env_steps)
                 if last or (it + 1) % cfg.checkpoint_every == 0:

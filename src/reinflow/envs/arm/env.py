@@ -138,7 +138,6 @@ class ArmEnv(gym.Env):
             self.observation_space = spaces.Dict({"state": state_space, "top": img, "wrist": img})
         self._renderers: dict = {}  # lazily created: state mode never pays for rendering
         self._hold = 0
-        self._ctrl = np.zeros(m.nu)
 
     # ------------------------------------------------------------------ state accessors
     @property
@@ -157,12 +156,15 @@ class ArmEnv(gym.Env):
     def grasped(self) -> bool:
         """True when both finger pads touch the cube."""
         d = self.data
-        if d.ncon == 0:
+        if d.ncon < 2:
             return False
-        g = d.contact.geom
-        cube = (g[:, 0] == self._cube_geom) | (g[:, 1] == self._cube_geom)
-        other = np.where(g[:, 0] == self._cube_geom, g[:, 1], g[:, 0])[cube]
-        return bool((other == self._pads[0]).any() and (other == self._pads[1]).any())
+        cube, (left, right) = self._cube_geom, self._pads
+        touch_l = touch_r = False
+        for g1, g2 in d.contact.geom.tolist():
+            other = g2 if g1 == cube else g1 if g2 == cube else -1
+            touch_l = touch_l or other == left
+            touch_r = touch_r or other == right
+        return touch_l and touch_r
 
     # ------------------------------------------------------------------ gym API
     def reset(self, *, seed: int | None = None, options: dict | None = None):
@@ -176,9 +178,8 @@ class ArmEnv(gym.Env):
         d.qpos[5:7] = _HI[5]
         d.qpos[self._cube_q : self._cube_q + 3] = cube
         d.qpos[self._cube_q + 3 : self._cube_q + 7] = [math.cos(yaw / 2), 0, 0, math.sin(yaw / 2)]
-        self._ctrl[:5] = q_arm
-        self._ctrl[5:7] = _HI[5]
-        d.ctrl[:] = self._ctrl
+        d.ctrl[:5] = q_arm
+        d.ctrl[5] = _HI[5]
         self.target_pos = np.asarray(target, dtype=np.float64)
         d.mocap_pos[self._mocap] = self.target_pos
         mujoco.mj_forward(m, d)
@@ -189,20 +190,15 @@ class ArmEnv(gym.Env):
     def step(self, action):
         a = np.asarray(action, dtype=np.float64)
         if a.shape != (ACTION_DIM,):
-            a = a.reshape(-1)
-            if a.shape != (ACTION_DIM,):
-                raise ValueError(f"action must have shape ({ACTION_DIM},), got {np.shape(action)}")
-        if not np.isfinite(a).all():
+            raise ValueError(f"action must have shape ({ACTION_DIM},), got {a.shape}")
+        if not math.isfinite(a.sum()) and not np.isfinite(a).all():
             raise ValueError(
-                f"action contains NaN or inf: {np.asarray(action).tolist()} "
-                "(refusing to send it to the simulator)"
+                f"action contains NaN or inf: {a.tolist()} (refusing to send it to the simulator)"
             )
-        ctrl = _MID + _HALF * np.clip(a, -1.0, 1.0)
-        c = self._ctrl
-        c[:6] = ctrl
-        c[6] = ctrl[5]
         d = self.data
-        d.ctrl[:] = c
+        # Out-of-range actions are clipped: MuJoCo clamps ctrl to each actuator's ctrlrange,
+        # which is exactly the image of [-1, 1] under this affine map.
+        d.ctrl[:] = _MID + _HALF * a
         mujoco.mj_step(self.model, d, self.n_substeps)
         mujoco.mj_kinematics(self.model, d)  # site_xpos for the current qpos
 

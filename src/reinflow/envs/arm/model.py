@@ -15,8 +15,9 @@ idx   joint             axis    meaning
 ====  ================  ======  ===========================================
 
 With every joint at zero the arm points straight up. The two finger slide joints are
-driven by two position actuators that always receive the same target, so the gripper is
-one action dimension. The grip is force limited (``GRIP_FORCE``) and the pads use
+coupled by an equality constraint (a rack-and-pinion parallel gripper) and driven by one
+position actuator on the tendon of their mean travel, so the gripper is one action dimension
+and a held cube cannot push the finger pair sideways. The grip is force limited (``GRIP_FORCE``) and the pads use
 ``condim=4`` (sliding + torsional friction) so a squeezed cube cannot slip or spin.
 """
 
@@ -49,7 +50,8 @@ WRIST_LINK = 0.04
 TCP_OFFSET = 0.085  # from the wrist-roll frame to the point between the finger pads
 CUBE_HALF = 0.0175  # 3.5 cm cube
 CUBE_MASS = 0.05
-GRIP_FORCE = 8.0  # N per finger (actuator force limit)
+GRIP_FORCE = 8.0  # N squeeze per finger (actuator force limit)
+GRIP_KP = 800.0
 
 TIMESTEP = 0.005
 HOME_QPOS = np.array([0.0, -0.3, 1.9, 1.54, 0.0])  # gripper above the workspace, pointing down
@@ -86,7 +88,7 @@ def build_xml(timestep: float = TIMESTEP, offwidth: int = 640, offheight: int = 
           contype="1" conaffinity="3" friction="0.5 0.01 0.001"/>
     <geom name="base" type="cylinder" size="0.05 0.015" pos="0 0 0.015" rgba="0.2 0.2 0.2 1"
           contype="0" conaffinity="0"/>
-    <camera name="top" pos="0.5 0 0.6" xyaxes="0 1 0 -0.882 0 0.47" fovy="55"/>
+    <camera name="top" pos="0.42 0 0.42" xyaxes="0 1 0 -0.877 0 0.48" fovy="48"/>
     <body name="pan_link" pos="0 0 0.03" gravcomp="1">
       <joint name="shoulder_pan" axis="0 0 1" range="{r[0, 0]} {r[0, 1]}"/>
       <geom type="cylinder" size="0.04 0.035" pos="0 0 0.035" rgba="0.95 0.55 0.1 1" mass="0.3"/>
@@ -106,7 +108,7 @@ def build_xml(timestep: float = TIMESTEP, offwidth: int = 640, offheight: int = 
               <joint name="wrist_roll" axis="0 0 1" range="{r[4, 0]} {r[4, 1]}"/>
               <geom name="palm" type="box" size="0.045 0.016 0.01" pos="0 0 0.012"
                     rgba="0.95 0.55 0.1 1" mass="0.06"/>
-              <camera name="wrist" pos="0 0.045 0.0" xyaxes="1 0 0 0 -0.884 -0.468" fovy="75"/>
+              <camera name="wrist" pos="0 0.04 0.03" xyaxes="1 0 0 0 -0.809 -0.588" fovy="80"/>
               <site name="tcp" pos="0 0 {TCP_OFFSET}" size="0.004" rgba="1 1 0 0.0" group="3"/>
               <body name="finger_left" pos="0 0 0.022" gravcomp="1">
                 <joint name="finger_left" type="slide" axis="1 0 0" range="{g[0]} {g[1]}"
@@ -135,14 +137,24 @@ def build_xml(timestep: float = TIMESTEP, offwidth: int = 640, offheight: int = 
       <site name="target" type="sphere" size="0.012" rgba="0.1 0.8 0.2 0.6"/>
     </body>
   </worldbody>
+  <tendon>
+    <fixed name="grip">
+      <joint joint="finger_left" coef="0.5"/>
+      <joint joint="finger_right" coef="0.5"/>
+    </fixed>
+  </tendon>
+  <equality>
+    <joint joint1="finger_right" joint2="finger_left" polycoef="0 1 0 0 0"
+           solref="0.005 1" solimp="0.95 0.99 0.001"/>
+  </equality>
   <actuator>
     <position name="shoulder_pan" joint="shoulder_pan" kp="40" kv="2.5" ctrlrange="{r[0, 0]} {r[0, 1]}" forcerange="-5 5"/>
     <position name="shoulder_lift" joint="shoulder_lift" kp="40" kv="2.5" ctrlrange="{r[1, 0]} {r[1, 1]}" forcerange="-5 5"/>
     <position name="elbow_flex" joint="elbow_flex" kp="30" kv="1.5" ctrlrange="{r[2, 0]} {r[2, 1]}" forcerange="-4 4"/>
     <position name="wrist_flex" joint="wrist_flex" kp="15" kv="0.6" ctrlrange="{r[3, 0]} {r[3, 1]}" forcerange="-3 3"/>
     <position name="wrist_roll" joint="wrist_roll" kp="8" kv="0.3" ctrlrange="{r[4, 0]} {r[4, 1]}" forcerange="-2 2"/>
-    <position name="finger_left" joint="finger_left" kp="400" ctrlrange="{g[0]} {g[1]}" forcerange="-{GRIP_FORCE} {GRIP_FORCE}"/>
-    <position name="finger_right" joint="finger_right" kp="400" ctrlrange="{g[0]} {g[1]}" forcerange="-{GRIP_FORCE} {GRIP_FORCE}"/>
+    <position name="gripper" tendon="grip" kp="{GRIP_KP}" ctrlrange="{g[0]} {g[1]}"
+              forcerange="-{2 * GRIP_FORCE} {2 * GRIP_FORCE}"/>
   </actuator>
 </mujoco>
 """

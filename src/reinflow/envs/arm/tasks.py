@@ -72,7 +72,7 @@ class ReachTask(Task):
         return cube, yaw, target
 
     def evaluate(self, env):
-        d = float(np.linalg.norm(env.tcp_pos - env.target_pos))
+        d = math.dist(env.tcp_pos.tolist(), env.target_pos.tolist())
         return {"reach": 1.0 - math.tanh(10.0 * d)}, d < self.threshold
 
 
@@ -97,9 +97,9 @@ class PushTask(Task):
         return cube, yaw, np.array([txy[0], txy[1], CUBE_HALF])
 
     def evaluate(self, env):
-        cube = env.cube_pos
-        d_tcp = float(np.linalg.norm(env.tcp_pos - cube))
-        d_goal = float(np.linalg.norm(cube[:2] - env.target_pos[:2]))
+        cube = env.cube_pos.tolist()
+        d_tcp = math.dist(env.tcp_pos.tolist(), cube)
+        d_goal = math.dist(cube[:2], env.target_pos[:2].tolist())
         comps = {
             "approach": 0.25 * (1.0 - math.tanh(10.0 * d_tcp)),
             "push": 0.75 * (1.0 - math.tanh(10.0 * d_goal)),
@@ -121,10 +121,10 @@ class PickLiftTask(Task):
         return cube, yaw, target
 
     def evaluate(self, env):
-        cube = env.cube_pos
-        d_tcp = float(np.linalg.norm(env.tcp_pos - cube))
+        cube = env.cube_pos.tolist()
+        d_tcp = math.dist(env.tcp_pos.tolist(), cube)
         grasped = env.grasped()
-        height = float(cube[2] - CUBE_HALF)
+        height = cube[2] - CUBE_HALF
         comps = {
             "approach": 0.25 * (1.0 - math.tanh(10.0 * d_tcp)),
             "grasp": 0.25 if grasped else 0.0,

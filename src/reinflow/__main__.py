@@ -1,0 +1,5 @@
+import sys
+
+from reinflow.cli import main
+
+sys.exit(main())

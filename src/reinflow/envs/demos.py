@@ -1,0 +1,296 @@
+"""Record scripted-expert demonstrations of the arm tasks, and load them back (validated).
+
+On-disk format (``FORMAT_VERSION = 1``), one directory::
+
+    <out_dir>/demos.npz   arrays, all episodes concatenated along the first axis (N steps)
+        observations     float32 [N, O]      state observation *before* each action
+        actions          float32 [N, 6]      normalised actions in [-1, 1]
+        rewards          float32 [N]
+        successes        bool    [N]         info["success"] after each action
+        episode_lengths  int64   [E]         sum == N; episode e is rows
+                                             [sum(len[:e]), sum(len[:e+1]))
+        images_top       uint8   [N, H, W, 3]   only when recorded with obs_mode="pixels_state"
+        images_wrist     uint8   [N, H, W, 3]   (idem)
+    <out_dir>/meta.json   {"format": "reinflow-demos", "format_version": 1, "env_id",
+                           "env_kwargs", "obs_mode", "obs_layout": [[name, size], ...],
+                           "obs_dim", "action_dim", "instruction", "episodes", "steps",
+                           "episode_success": [bool], "episode_seeds": [int], "seed",
+                           "only_success", "attempts", "expert"}
+
+``record_demos(env_id, episodes, out_dir, ...)`` writes both files (atomically) and returns
+a summary dict; ``load_demos(path)`` (directory or ``demos.npz``) returns :class:`Demos`
+with per-episode arrays and raises ``ValueError`` naming the file, the field and what was
+expected when anything is missing, mis-shaped, non-finite or empty.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+FORMAT = "reinflow-demos"
+FORMAT_VERSION = 1
+DEMOS_FILE = "demos.npz"
+META_FILE = "meta.json"
+REQUIRED = ("observations", "actions", "rewards", "successes", "episode_lengths")
+IMAGE_KEYS = ("images_top", "images_wrist")
+
+
+@dataclass
+class Demos:
+    """Loaded demonstrations: lists of per-episode arrays plus the metadata."""
+
+    env_id: str
+    instruction: str
+    observations: list[np.ndarray]  # each [T, O] float32
+    actions: list[np.ndarray]  # each [T, A] float32 in [-1, 1]
+    rewards: list[np.ndarray]  # each [T] float32
+    successes: list[np.ndarray]  # each [T] bool
+    images: dict[str, list[np.ndarray]] = field(default_factory=dict)  # camera -> [T,H,W,3]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.actions)
+
+    @property
+    def num_steps(self) -> int:
+        return int(sum(len(a) for a in self.actions))
+
+    @property
+    def episode_success(self) -> np.ndarray:
+        return np.array([bool(s.any()) for s in self.successes])
+
+    def __len__(self) -> int:
+        return self.num_episodes
+
+    def concatenated(self) -> dict[str, np.ndarray]:
+        """All episodes stacked: observations, actions, rewards, successes, episode_index."""
+        return {
+            "observations": np.concatenate(self.observations),
+            "actions": np.concatenate(self.actions),
+            "rewards": np.concatenate(self.rewards),
+            "successes": np.concatenate(self.successes),
+            "episode_index": np.repeat(
+                np.arange(self.num_episodes), [len(a) for a in self.actions]
+            ),
+        }
+
+
+def record_demos(
+    env_id: str,
+    episodes: int,
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    only_success: bool = True,
+    progress: bool = True,
+    obs_mode: str = "state",
+    image_size: tuple[int, int] = (64, 64),
+    max_attempts: int | None = None,
+    **env_kwargs,
+) -> dict:
+    """Roll out the scripted expert and save ``episodes`` demonstrations to ``out_dir``.
+
+    Episode ``i`` of the attempts uses ``reset(seed=seed + i)``. With ``only_success`` failed
+    attempts are skipped (at most ``max_attempts``, default ``2 * episodes + 10``, are made).
+    Returns ``{"path", "env_id", "episodes", "steps", "attempts", "success_rate",
+    "mean_length", "seconds"}``; ``success_rate`` is over all attempts.
+    """
+    import gymnasium as gym
+    from tqdm.auto import tqdm
+
+    from .arm import OBS_LAYOUT, register_envs
+    from .arm.expert import Expert
+
+    if episodes <= 0:
+        raise ValueError(f"episodes must be a positive integer, got {episodes}")
+    register_envs()
+    kwargs = dict(env_kwargs, obs_mode=obs_mode)
+    if obs_mode != "state":
+        kwargs["image_size"] = tuple(image_size)
+    env = gym.make(env_id, **kwargs)
+    expert = Expert(env)
+    max_attempts = max_attempts or 2 * episodes + 10
+    t0 = time.time()
+    buf: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "suc", "top", "wrist")}
+    lengths, ep_success, ep_seeds = [], [], []
+    attempts = n_success = 0
+    bar = tqdm(total=episodes, desc=f"demos {env_id}", disable=not progress, unit="ep")
+    while len(lengths) < episodes:
+        if attempts >= max_attempts:
+            env.close()
+            bar.close()
+            raise RuntimeError(
+                f"record_demos({env_id!r}): only {len(lengths)}/{episodes} successful episodes "
+                f"after {attempts} attempts; the expert fails too often on this task"
+            )
+        ep_seed = seed + attempts
+        attempts += 1
+        obs, _ = env.reset(seed=ep_seed)
+        expert.reset()
+        ep = {k: [] for k in buf}
+        done, success = False, False
+        while not done:
+            action = expert.act(obs)
+            state = obs if obs_mode == "state" else obs["state"]
+            ep["obs"].append(state)
+            if obs_mode != "state":
+                ep["top"].append(obs["top"])
+                ep["wrist"].append(obs["wrist"])
+            obs, reward, terminated, truncated, info = env.step(action)
+            ep["act"].append(action)
+            ep["rew"].append(reward)
+            ep["suc"].append(bool(info["success"]))
+            success = success or bool(info["success"])
+            done = terminated or truncated
+        n_success += success
+        if only_success and not success:
+            continue
+        for k in buf:
+            buf[k].extend(ep[k])
+        lengths.append(len(ep["act"]))
+        ep_success.append(success)
+        ep_seeds.append(ep_seed)
+        bar.update(1)
+    bar.close()
+    instruction = env.unwrapped.instruction
+    env.close()
+
+    arrays = {
+        "observations": np.asarray(buf["obs"], dtype=np.float32),
+        "actions": np.asarray(buf["act"], dtype=np.float32),
+        "rewards": np.asarray(buf["rew"], dtype=np.float32),
+        "successes": np.asarray(buf["suc"], dtype=bool),
+        "episode_lengths": np.asarray(lengths, dtype=np.int64),
+    }
+    if obs_mode != "state":
+        arrays["images_top"] = np.asarray(buf["top"], dtype=np.uint8)
+        arrays["images_wrist"] = np.asarray(buf["wrist"], dtype=np.uint8)
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "env_id": env_id,
+        "env_kwargs": {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()},
+        "obs_mode": obs_mode,
+        "obs_layout": [[name, size] for name, size in OBS_LAYOUT],
+        "obs_dim": int(arrays["observations"].shape[1]),
+        "action_dim": int(arrays["actions"].shape[1]),
+        "instruction": instruction,
+        "episodes": len(lengths),
+        "steps": int(sum(lengths)),
+        "episode_success": ep_success,
+        "episode_seeds": ep_seeds,
+        "seed": seed,
+        "only_success": only_success,
+        "attempts": attempts,
+        "expert": "reinflow.envs.arm.expert.Expert",
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (DEMOS_FILE + ".tmp.npz")
+    (np.savez_compressed if obs_mode != "state" else np.savez)(tmp, **arrays)
+    os.replace(tmp, out / DEMOS_FILE)
+    (out / (META_FILE + ".tmp")).write_text(json.dumps(meta, indent=2))
+    os.replace(out / (META_FILE + ".tmp"), out / META_FILE)
+    return {
+        "path": str(out),
+        "env_id": env_id,
+        "episodes": len(lengths),
+        "steps": int(sum(lengths)),
+        "attempts": attempts,
+        "success_rate": n_success / attempts,
+        "mean_length": float(np.mean(lengths)),
+        "seconds": time.time() - t0,
+    }
+
+
+def _fail(path: Path, fld: str, expected: str, got: str) -> ValueError:
+    return ValueError(f"{path}: field '{fld}': expected {expected}, got {got}")
+
+
+def load_demos(path: str | os.PathLike) -> Demos:
+    """Load and validate demos from a directory (or its ``demos.npz``); see module docs."""
+    p = Path(path)
+    npz_path = p / DEMOS_FILE if p.is_dir() else p
+    meta_path = npz_path.parent / META_FILE
+    if not npz_path.is_file():
+        raise FileNotFoundError(f"{npz_path}: demos file not found")
+    if not meta_path.is_file():
+        raise ValueError(f"{meta_path}: missing; expected {META_FILE} next to {npz_path.name}")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{meta_path}: not valid JSON ({exc})") from None
+    for key in ("env_id", "action_dim", "obs_dim"):
+        if key not in meta:
+            raise _fail(meta_path, key, "a value", "nothing (key missing)")
+    if meta.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
+        raise _fail(meta_path, "format_version", f"<= {FORMAT_VERSION}",
+                    str(meta["format_version"]))
+    try:
+        with np.load(npz_path, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - zip/pickle/format errors alike
+        raise ValueError(f"{npz_path}: cannot read as an .npz archive ({exc})") from None
+    for key in REQUIRED:
+        if key not in data:
+            raise _fail(npz_path, key, f"an array (required: {', '.join(REQUIRED)})",
+                        "nothing (key missing)")
+    lengths = data["episode_lengths"]
+    if lengths.ndim != 1 or lengths.size == 0:
+        raise _fail(npz_path, "episode_lengths", "a non-empty 1-D array (at least one episode)",
+                    f"shape {lengths.shape}")
+    if not np.issubdtype(lengths.dtype, np.integer) or (lengths <= 0).any():
+        raise _fail(npz_path, "episode_lengths", "positive integers",
+                    f"{lengths.dtype} {lengths[:5].tolist()}")
+    n = int(lengths.sum())
+    a_dim, o_dim = int(meta["action_dim"]), int(meta["obs_dim"])
+    shapes = {
+        "observations": (n, o_dim),
+        "actions": (n, a_dim),
+        "rewards": (n,),
+        "successes": (n,),
+    }
+    for key, shape in shapes.items():
+        if data[key].shape != shape:
+            raise _fail(npz_path, key, f"shape {list(shape)} (N = sum(episode_lengths))",
+                        f"shape {list(data[key].shape)}")
+    for key in IMAGE_KEYS:
+        if key in data and (data[key].ndim != 4 or len(data[key]) != n
+                            or data[key].shape[-1] != 3 or data[key].dtype != np.uint8):
+            raise _fail(npz_path, key, f"uint8 [{n}, H, W, 3]",
+                        f"{data[key].dtype} {list(data[key].shape)}")
+    actions = data["actions"].astype(np.float32, copy=False)
+    bad = ~np.isfinite(actions)
+    if bad.any():
+        row = int(np.argwhere(bad)[0, 0])
+        raise _fail(npz_path, "actions", "finite values in [-1, 1]",
+                    f"NaN/inf at step {row} (episode {_episode_of(row, lengths)})")
+    if np.abs(actions).max() > 1.0 + 1e-5:
+        row = int(np.argmax(np.abs(actions).max(axis=1)))
+        raise _fail(npz_path, "actions", "values in [-1, 1]",
+                    f"{float(np.abs(actions[row]).max()):.4g} at step {row}")
+    observations = data["observations"].astype(np.float32, copy=False)
+    if not np.isfinite(observations).all():
+        row = int(np.argwhere(~np.isfinite(observations))[0, 0])
+        raise _fail(npz_path, "observations", "finite values", f"NaN/inf at step {row}")
+    split = np.cumsum(lengths)[:-1]
+    return Demos(
+        env_id=meta["env_id"],
+        instruction=meta.get("instruction", ""),
+        observations=np.split(observations, split),
+        actions=np.split(actions, split),
+        rewards=np.split(data["rewards"].astype(np.float32, copy=False), split),
+        successes=np.split(data["successes"].astype(bool, copy=False), split),
+        images={k[len("images_"):]: np.split(data[k], split) for k in IMAGE_KEYS if k in data},
+        meta=meta,
+    )
+
+
+def _episode_of(row: int, lengths: np.ndarray) -> int:
+    return int(np.searchsorted(np.cumsum(lengths), row, side="right"))

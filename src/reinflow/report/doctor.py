@@ -1,0 +1,239 @@
+"""``reinflow doctor PATH [--json]``: explain what went wrong in a run, with numbers.
+
+PATH may be a reinflow run folder (metrics.jsonl + config.json), a W&B run folder
+(files/wandb-summary.json + files/config.yaml, files/wandb-history.jsonl when present), or a bare
+summary .json / history .jsonl file plus flags for what it lacks. Flags override the config.
+The findings come from ``reinflow.rl.health.diagnose`` (the same engine the trainer runs live).
+Exit code 0 whatever is found; 2 with one line on stderr when the input cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from reinflow import ReinflowError
+from reinflow.rl.health import Diagnosis, RunContext, diagnose, format_finding
+
+# RunContext field -> config keys that mean it (reinflow, W&B seed run, ReinFlow reference, LeRobot).
+ALIASES: dict[str, tuple[str, ...]] = {
+    "chunk_size": ("chunk_size", "horizon_steps", "action_horizon"),
+    "act_steps": ("act_steps", "n_action_steps", "act_horizon"),
+    "action_dim": ("action_dim", "act_dim"),
+    "padded_action_dim": ("padded_action_dim", "max_action_dim"),
+    "denoise_steps": ("denoise_steps", "num_denoising_steps", "denoising_steps", "ft_denoising_steps"),
+    "sigma_min": ("sigma_min", "min_logprob_denoising_std", "noise_std_min"),
+    "sigma_max": ("sigma_max", "max_logprob_denoising_std", "noise_std_max"),
+    "clip_epsilon": ("clip_epsilon", "clip_ploss_coef", "clip_range", "clip_coef"),
+    "logprob_reduction": ("logprob_reduction",),
+    "num_dims": ("num_dims",),
+    "lr": ("lr_actor", "actor_lr", "lr", "learning_rate"),
+    "max_grad_norm": ("max_grad_norm_actor", "max_grad_norm"),
+    "max_grad_norm_critic": ("max_grad_norm_critic",),
+    "target_kl": ("target_kl",),
+}
+INT_FIELDS = {"chunk_size", "act_steps", "action_dim", "padded_action_dim", "denoise_steps", "num_dims"}
+EXPECTED = ("expected a reinflow run folder (metrics.jsonl + config.json), a W&B run folder "
+            "(files/wandb-summary.json + files/config.yaml) or a summary .json / history .jsonl file")
+
+
+@dataclass
+class DoctorArgs:
+    """Explain a run's metrics: what was seen, why, what to change."""
+
+    path: str                       # run folder, W&B run folder, or summary .json / history .jsonl
+    json: bool = False              # machine-readable output
+    chunk_size: int | None = None
+    act_steps: int | None = None
+    action_dim: int | None = None
+    padded_action_dim: int | None = None
+    denoise_steps: int | None = None
+    sigma_min: float | None = None
+    sigma_max: float | None = None
+    clip_epsilon: float | None = None
+    reduction: Literal["sum", "mean", "per_step"] | None = None
+    lr: float | None = None
+    max_grad_norm: float | None = None
+    max_grad_norm_critic: float | None = None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReinflowError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
+    except json.JSONDecodeError as e:
+        raise ReinflowError(f"{path}: malformed JSON at line {e.lineno} column {e.colno} ({e.msg}); "
+                            "expected one JSON object") from None
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """One JSON object per line. A final partial line (a run killed mid-write) is skipped."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReinflowError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
+    rows, lines = [], text.split("\n")
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if n == len(lines) and not text.endswith("\n") and rows:
+                print(f"reinflow doctor: {path}: skipped a partial last line", file=sys.stderr)
+                continue
+            raise ReinflowError(f"{path}: line {n} is not valid JSON ({e.msg}); expected one JSON object "
+                                "per line") from None
+        if not isinstance(row, dict):
+            raise ReinflowError(f"{path}: line {n} is {type(row).__name__}; expected a JSON object per line")
+        rows.append(row)
+    if not rows:
+        raise ReinflowError(f"{path}: no metrics records; expected one JSON object per line")
+    return rows
+
+
+def _read_yaml(path: Path) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError) as e:
+        raise ReinflowError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" at line {where.line + 1}" if where is not None else ""
+        raise ReinflowError(f"{path}: malformed YAML{at}; expected W&B's `key: {{value: ...}}` layout") from None
+
+
+def _flatten(obj: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """(key path, leaf value) pairs; W&B's ``{desc, value}`` wrappers are unwrapped."""
+    if isinstance(obj, dict):
+        if "value" in obj and set(obj) <= {"value", "desc"}:
+            return _flatten(obj["value"], path)
+        return [p for k, v in obj.items() for p in _flatten(v, path + (str(k),))]
+    return [(path, obj)]
+
+
+def context_from_config(config: Any, source: str) -> RunContext:
+    """RunContext from a reinflow config.json or a W&B config; unknown fields stay None."""
+    if config is None:
+        return RunContext()
+    if not isinstance(config, dict):
+        raise ReinflowError(f"{source}: top level is {type(config).__name__}; expected a mapping of config keys")
+    pairs = _flatten(config)
+    # derived values (the real chunk/action sizes) beat the train config's requests (None = policy default)
+    pairs.sort(key=lambda p: 0 if p[0][:1] == ("derived",) else 1)
+    kw: dict[str, Any] = {}
+    for name, keys in ALIASES.items():
+        for path, val in pairs:
+            if path and path[-1] in keys and val is not None and not (path[:1] == ("derived",) and len(path) > 2):
+                kw[name] = _number(val, name, path[-1], source) if name != "logprob_reduction" else str(val)
+                break
+    rule = next((v for p, v in pairs if p == ("derived", "auto_scale", "rule")), None)
+    if rule:
+        kw["scale_rule"] = str(rule)
+    return RunContext(**kw)
+
+
+def _number(val: Any, name: str, key: str, source: str) -> float | int:
+    if isinstance(val, bool) or not isinstance(val, (int, float, str)):
+        raise ReinflowError(f"{source}: field {key!r} = {val!r}; expected a number")
+    try:
+        x = float(val)
+    except ValueError:
+        raise ReinflowError(f"{source}: field {key!r} = {val!r}; expected a number") from None
+    if not math.isfinite(x) or x <= 0:
+        raise ReinflowError(f"{source}: field {key!r} = {val!r}; expected a positive number")
+    if name in INT_FIELDS:
+        if x != int(x):
+            raise ReinflowError(f"{source}: field {key!r} = {val!r}; expected a whole number")
+        return int(x)
+    return x
+
+
+def load_run(path: Path) -> tuple[list[dict[str, Any]], RunContext, str]:
+    """(history, context, description of what was read). Raises ReinflowError on bad input."""
+    if not path.exists():
+        raise ReinflowError(f"{path}: no such file or folder; {EXPECTED}")
+    if path.is_dir():
+        if (path / "metrics.jsonl").is_file():
+            cfg = path / "config.json"
+            ctx = context_from_config(_read_json(cfg), str(cfg)) if cfg.is_file() else RunContext()
+            hist = _read_jsonl(path / "metrics.jsonl")
+            return hist, ctx, f"reinflow run folder, {len(hist)} iterations" + ("" if cfg.is_file() else ", no config.json")
+        files = path / "files" if (path / "files").is_dir() else path
+        summary = files / "wandb-summary.json"
+        if summary.is_file():
+            yml = files / "config.yaml"
+            ctx = context_from_config(_read_yaml(yml), str(yml)) if yml.is_file() else RunContext()
+            hist_file = files / "wandb-history.jsonl"
+            if hist_file.is_file():
+                hist = _read_jsonl(hist_file)
+                return hist, ctx, f"W&B run folder, {len(hist)} history records"
+            return [_summary(summary)], ctx, "W&B run folder, summary only (no wandb-history.jsonl: trends not judged)"
+        raise ReinflowError(f"{path}: folder has neither metrics.jsonl nor files/wandb-summary.json; {EXPECTED}")
+    if path.suffix == ".jsonl":
+        hist = _read_jsonl(path)
+        return hist, RunContext(), f"history file, {len(hist)} records"
+    return [_summary(path)], RunContext(), "summary file"
+
+
+def _summary(path: Path) -> dict[str, Any]:
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ReinflowError(f"{path}: top level is {type(data).__name__}; expected a JSON object of metric: value")
+    return data
+
+
+def _apply_flags(ctx: RunContext, a: DoctorArgs) -> RunContext:
+    for f in fields(DoctorArgs):
+        name = "logprob_reduction" if f.name == "reduction" else f.name
+        val = getattr(a, f.name)
+        if val is not None and name not in ("path", "json"):
+            if name != "logprob_reduction":
+                _number(val, name, "--" + f.name.replace("_", "-"), "command line")
+            setattr(ctx, name, val)
+    return ctx
+
+
+def render(diag: Diagnosis, source: str, what: str, ctx: RunContext) -> str:
+    """The plain report: a header, one block per finding (causal order), then what was not judged."""
+    def g(x: Any) -> str:
+        return "?" if x is None else f"{x:g}" if isinstance(x, (int, float)) else str(x)
+    lines = [f"reinflow doctor: {source} ({what})",
+             f"run: chunk {g(ctx.chunk_size)} x {g(ctx.action_dim)} action dims (padded {g(ctx.padded_action_dim)}), "
+             f"K = {g(ctx.denoise_steps)}, D = {g(ctx.total_dims())}, sigma [{g(ctx.sigma_min)}, {g(ctx.sigma_max)}], "
+             f"eps {g(ctx.clip_epsilon)}, reduction {g(ctx.logprob_reduction)}, max_grad_norm {g(ctx.max_grad_norm)}", ""]
+    for i, f in enumerate(diag.findings, 1):
+        lines += [f"{i}. {format_finding(f)}", ""]
+    lines.append("not judged:" + ("".join(f"\n  - {n}" for n in diag.not_judged) if diag.not_judged else " nothing"))
+    return "\n".join(lines)
+
+
+def cli_main(argv: list[str]) -> int:
+    """Entry point of ``reinflow doctor``; returns the exit code (0 report, 2 bad input)."""
+    import tyro
+
+    try:
+        args = tyro.cli(DoctorArgs, args=argv, prog="reinflow doctor",
+                        config=(tyro.conf.PositionalRequiredArgs,))
+    except SystemExit as e:                       # --help, or tyro already printed the usage error
+        return int(e.code or 0)
+    try:
+        hist, ctx, what = load_run(Path(args.path))
+        ctx = _apply_flags(ctx, args)
+        diag = diagnose(hist, ctx)
+    except ReinflowError as e:
+        print(f"reinflow doctor: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps({"findings": [f.as_dict() for f in diag.findings], "not_judged": diag.not_judged},
+                         indent=2, allow_nan=False))
+    else:
+        print(render(diag, args.path, what, ctx))
+    return 0

@@ -1,0 +1,31 @@
+"""Named recipes for ``reinflow train --preset NAME`` (compared in benchmarks/recipes.py).
+
+Each is a set of TrainConfig overrides applied before the command-line flags, so
+``--preset per-step --sigma-max 0.3`` works as expected.
+"""
+
+from __future__ import annotations
+
+from reinflow import ConfigError
+
+PRESETS: dict[str, dict] = {
+    # The configuration that failed (DESIGN section 1): summed log-probs, paper sigma, clip 0.05.
+    "sum-unscaled": dict(logprob_reduction="sum", sigma_min=0.08, sigma_max=0.16, clip_epsilon=0.05),
+    # The fix that was applied to it: sigma x sqrt(300/28) ~ x3.27.
+    "sum-sigma-scaled": dict(logprob_reduction="sum", sigma_min=0.25, sigma_max=0.50, clip_epsilon=0.05),
+    # The ReinFlow reference code's normalisation: per-element mean clamped to [-1, 1], clip 0.01.
+    "reinflow-paper": dict(logprob_reduction="mean", logprob_clamp=1.0, sigma_min=0.08, sigma_max=0.16,
+                           clip_epsilon=0.01),
+    # Large-scale VLA-RL frameworks' default: chunk-level summed ratio, clip 0.2.
+    "chunk-sum-0.2": dict(logprob_reduction="sum", sigma_min=0.08, sigma_max=0.16, clip_epsilon=0.2),
+    # Each executed action step its own PPO ratio term.
+    "per-step": dict(logprob_reduction="per_step", sigma_min=0.08, sigma_max=0.16, clip_epsilon=0.1),
+    # What reinflow ships as its default (kept equal to TrainConfig's defaults).
+    "default": dict(),
+}
+
+
+def preset_overrides(name: str) -> dict:
+    if name not in PRESETS:
+        raise ConfigError(f"preset={name!r}: allowed {', '.join(PRESETS)}")
+    return dict(PRESETS[name])

@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(COMMANDS[cmd](rest) or 0)
+    except BrokenPipeError:  # output piped into `head`: not an error of the run
+        return 0
     except ReinflowError as exc:
         if debug:
             raise

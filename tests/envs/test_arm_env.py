@@ -32,6 +32,11 @@ def test_ids_registered_and_idempotent():
         env.close()
 
 
+# Unbounded state boxes are intended (as in gymnasium's MuJoCo envs); silence that warning.
+INF_WARNING = "ignore:.*infinity.*:UserWarning"
+
+
+@pytest.mark.filterwarnings(INF_WARNING)
 @pytest.mark.parametrize("env_id", IDS)
 def test_env_checker_state(env_id):
     env = gym.make(env_id)
@@ -39,6 +44,7 @@ def test_env_checker_state(env_id):
     env.close()
 
 
+@pytest.mark.filterwarnings(INF_WARNING)
 def test_env_checker_pixels_and_render():
     env = gym.make(IDS[0], obs_mode="pixels_state", image_size=(32, 40), render_mode="rgb_array")
     check_env(env.unwrapped)

@@ -154,7 +154,8 @@ def scale_for_dimension(ref: ScaleReference, num_dims: int, reduction: str = "su
     elif rule == "sigma":
         sig_k = growth
         v["sigma_min"], v["sigma_max"] = ref.sigma_min * sig_k, ref.sigma_max * sig_k
-        r["sigma_min"] = r["sigma_max"] = f"x sqrt(D/D_ref) = x{growth:.4g}: spread = sqrt(D)*d/sigma stays at its reference value"
+        r["sigma_min"] = r["sigma_max"] = (f"x sqrt(D/D_ref) = x{growth:.4g}: spread = sqrt(D)*d/sigma stays at "
+                                           "its reference value")
         r["lr"] = "unchanged: sigma-scaling already restores the spread (lr-scaling is the alternative, never both)"
         r["target_kl"] = "unchanged: KL = D*d^2/(2 sigma^2) is constant once sigma ~ sqrt(D)"
         r["clip_epsilon"] = "unchanged: the log-ratio spread it is compared with is constant"

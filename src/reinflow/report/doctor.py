@@ -14,7 +14,9 @@ import math
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import tyro
 
 from reinflow import ReinflowError
 from reinflow.rl.health import Diagnosis, RunContext, diagnose, format_finding
@@ -45,20 +47,21 @@ EXPECTED = ("expected a reinflow run folder (metrics.jsonl + config.json), a W&B
 class DoctorArgs:
     """Explain a run's metrics: what was seen, why, what to change."""
 
-    path: str                       # run folder, W&B run folder, or summary .json / history .jsonl
-    json: bool = False              # machine-readable output
-    chunk_size: int | None = None
-    act_steps: int | None = None
-    action_dim: int | None = None
-    padded_action_dim: int | None = None
-    denoise_steps: int | None = None
-    sigma_min: float | None = None
-    sigma_max: float | None = None
-    clip_epsilon: float | None = None
-    reduction: Literal["sum", "mean", "per_step"] | None = None
-    lr: float | None = None
-    max_grad_norm: float | None = None
-    max_grad_norm_critic: float | None = None
+    # run folder, W&B run folder, or summary .json / history .jsonl
+    path: Annotated[str, tyro.conf.arg(metavar="PATH")]
+    json: bool = False                       # machine-readable output
+    chunk_size: int | None = None            # H, actions per chunk
+    act_steps: int | None = None             # executed steps per chunk (default: chunk size)
+    action_dim: int | None = None            # A, real action dims
+    padded_action_dim: int | None = None     # dims the policy pads actions to (SmolVLA: 32)
+    denoise_steps: int | None = None         # K, Euler steps of the chain
+    sigma_min: float | None = None           # lower noise bound
+    sigma_max: float | None = None           # upper noise bound
+    clip_epsilon: float | None = None        # PPO clip range
+    reduction: Literal["sum", "mean", "per_step"] | None = None   # how log-probs enter the ratio
+    lr: float | None = None                  # actor learning rate
+    max_grad_norm: float | None = None       # actor gradient clip (critic's too unless given)
+    max_grad_norm_critic: float | None = None  # critic gradient clip
 
 
 def _read_json(path: Path) -> Any:
@@ -165,7 +168,8 @@ def load_run(path: Path) -> tuple[list[dict[str, Any]], RunContext, str]:
             cfg = path / "config.json"
             ctx = context_from_config(_read_json(cfg), str(cfg)) if cfg.is_file() else RunContext()
             hist = _read_jsonl(path / "metrics.jsonl")
-            return hist, ctx, f"reinflow run folder, {len(hist)} iterations" + ("" if cfg.is_file() else ", no config.json")
+            what = f"reinflow run folder, {len(hist)} iterations" + ("" if cfg.is_file() else ", no config.json")
+            return hist, ctx, what
         files = path / "files" if (path / "files").is_dir() else path
         summary = files / "wandb-summary.json"
         if summary.is_file():
@@ -208,7 +212,8 @@ def render(diag: Diagnosis, source: str, what: str, ctx: RunContext) -> str:
     lines = [f"reinflow doctor: {source} ({what})",
              f"run: chunk {g(ctx.chunk_size)} x {g(ctx.action_dim)} action dims (padded {g(ctx.padded_action_dim)}), "
              f"K = {g(ctx.denoise_steps)}, D = {g(ctx.total_dims())}, sigma [{g(ctx.sigma_min)}, {g(ctx.sigma_max)}], "
-             f"eps {g(ctx.clip_epsilon)}, reduction {g(ctx.logprob_reduction)}, max_grad_norm {g(ctx.max_grad_norm)}", ""]
+             f"eps {g(ctx.clip_epsilon)}, reduction {g(ctx.logprob_reduction)}, "
+             f"max_grad_norm {g(ctx.max_grad_norm)}", ""]
     for i, f in enumerate(diag.findings, 1):
         lines += [f"{i}. {format_finding(f)}", ""]
     lines.append("not judged:" + ("".join(f"\n  - {n}" for n in diag.not_judged) if diag.not_judged else " nothing"))
@@ -217,8 +222,6 @@ def render(diag: Diagnosis, source: str, what: str, ctx: RunContext) -> str:
 
 def cli_main(argv: list[str]) -> int:
     """Entry point of ``reinflow doctor``; returns the exit code (0 report, 2 bad input)."""
-    import tyro
-
     try:
         args = tyro.cli(DoctorArgs, args=argv, prog="reinflow doctor",
                         config=(tyro.conf.PositionalRequiredArgs,))

@@ -243,7 +243,7 @@ class HealthMonitor:
         self.ctx, self.on_unhealthy, self.print_fn = ctx, on_unhealthy, print_fn
         self.history: deque[dict[str, float]] = deque(maxlen=window)
         self.first: dict[str, float] = {}       # code -> first iteration it fired
-        self.active: set[str] = set()
+        self.active: dict[str, str] = {}        # code -> severity, as of the last update
         self.last: Diagnosis | None = None
 
     def update(self, metrics: dict[str, Any], iteration: int) -> dict[str, float]:
@@ -255,9 +255,12 @@ class HealthMonitor:
         now = {f.code: f for f in diag.findings}
         stop_on: Finding | None = None
         for f in diag.findings:
-            if f.code in self.active or f.severity == "info":
+            was = self.active.get(f.code)
+            if f.severity == "info" or was == f.severity or (was == "error" and f.severity == "warning"):
                 continue
-            if f.code not in self.first:
+            if was == "warning":                # escalated (e.g. clip fraction rising -> saturated)
+                self.print_fn(f"[reinflow health] iteration {iteration}: now an error: {format_finding(f)}")
+            elif f.code not in self.first:
                 self.first[f.code] = float(iteration)
                 self.print_fn(f"[reinflow health] iteration {iteration}: {format_finding(f)}")
             else:
@@ -265,7 +268,7 @@ class HealthMonitor:
                               f"(first at iteration {self.first[f.code]:g})")
             if f.severity == "error" and stop_on is None:
                 stop_on = f
-        self.active = {c for c, f in now.items() if f.severity != "info"}
+        self.active = {c: f.severity for c, f in now.items() if f.severity != "info"}
         if stop_on is not None and self.on_unhealthy == "stop":
             raise InvariantError(f"stopped at iteration {iteration} (--on-unhealthy stop): {format_finding(stop_on)}")
         return {f"health/{c}": float(c in now) for c in CODES}

@@ -8,6 +8,7 @@ point at its likely cause instead of treating the symptom.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from reinflow.flow.scaling import predicted_clip_fraction, scale_for_dimension
 from reinflow.rl.health import (CLIP_SATURATED_AT, CODES, CRITIC_NORM_ABS, CRITIC_NORM_FACTOR, GRAD_CLIPPED_AT,
@@ -31,7 +32,8 @@ def _pre_update_ratio(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | 
     return Finding("PRE_UPDATE_RATIO", "error",
                    {"max_abs_ratio_minus_1": worst, "tolerance": PRE_UPDATE_TOL, "first_iteration": bad[0][0],
                     "iterations_violated": float(len(bad))},
-                   f"Before any optimizer step the new and old log-probs must agree, max|ratio-1| <= {PRE_UPDATE_TOL:g}; "
+                   "Before any optimizer step the new and old log-probs must agree, "
+                   f"max|ratio-1| <= {PRE_UPDATE_TOL:g}; "
                    f"it was {worst:.3g}, so the ratio measures evaluation noise, not the policy update.",
                    "Recompute log-probs deterministically: base model in eval() mode (dropout off), the same time grid "
                    "and dt as the sampler (SmolVLA integrates t 1->0 with dt=-1/K), float64 log-density, same inputs.")
@@ -74,7 +76,7 @@ def _logprob_above_bound(h: _Hist, ctx: RunContext, found: list[str]) -> Finding
     total, d = h.last("logprob/new_mean"), ctx.total_dims()
     fix = "Compute the log-prob with the bounded sigma of the noise head"
     if total is not None:
-        d = d or int(round(total / pd))
+        d = d or (int(round(total / pd)) if pd else 0)
         pad, guessed = ctx.padded_action_dim, ctx.padded_action_dim is None
         pad = pad or SMOLVLA_MAX_ACTION_DIM
         padded = (ctx.denoise_steps or 1) * (ctx.chunk_size or ctx.act_steps or 0) * pad
@@ -84,7 +86,8 @@ def _logprob_above_bound(h: _Hist, ctx: RunContext, found: list[str]) -> Finding
             fits = total / padded <= bound
             why += (f" {total:.4g} / {padded} (chunk {ctx.chunk_size or ctx.act_steps} x {pad} padded dims"
                     f"{', padded dim assumed 32 = SmolVLA max_action_dim' if guessed else ''}) = {total / padded:.2f} "
-                    f"{'fits' if fits else 'exceeds'} the bound, while {total:.4g} / {d} = {total / d:.2f} does not"
+                    f"{'fits' if fits else 'exceeds'} the bound, while {total:.4g} / {d} = "
+                    f"{total / max(d, 1):.2f} does not"
                     + (": the sum most likely ran over the padded dims." if fits else "."))
         fix += (f", and sum over exactly the entries you divide by: the {ctx.action_dim or '?'} real action dims "
                 f"x executed steps x K = {d} entries" + (f", not {padded} padded ones" if padded else ""))
@@ -121,6 +124,9 @@ def _dimension_not_scaled(h: _Hist, ctx: RunContext, found: list[str]) -> Findin
         return None
     eps = ctx.clip_epsilon or ref.clip_epsilon
     spread = res.ratio_spread_ref * growth * ref.sigma_min / lo    # sqrt(D) d / sigma at the reference step
+    # the suggestion rescales the run's own values, read as settings valid at D_ref (like --auto-scale)
+    hi = ctx.sigma_max or h.last("noise/sigma_hi") or 2 * lo
+    res = scale_for_dimension(replace(ref, sigma_min=lo, sigma_max=hi, lr=ctx.lr or ref.lr), int(d), "sum", "sigma")
     ev = {"D": float(d), "D_ref": float(ref.dim), "sqrt_D_over_D_ref": growth, "sigma_min": lo,
           "sigma_min_scaled": res.values["sigma_min"], "sigma_max_scaled": res.values["sigma_max"],
           "predicted_logratio_std": spread, "predicted_clip_fraction": predicted_clip_fraction(spread, eps)}
@@ -131,10 +137,13 @@ def _dimension_not_scaled(h: _Hist, ctx: RunContext, found: list[str]) -> Findin
     sev = "info" if clip is not None and clip < 0.5 else "warning"
     return Finding("DIMENSION_NOT_SCALED", sev, ev,
                    f"Log-probs are summed ({how}) over D = {d:g} entries, {d / ref.dim:.3g}x the D_ref = {ref.dim} "
-                   f"the sigma bounds come from; the log-ratio std sqrt(D)*d/sigma grows x sqrt(D/D_ref) = {growth:.3g}, "
+                   "the sigma bounds come from; the log-ratio std sqrt(D)*d/sigma grows x sqrt(D/D_ref) = "
+                   f"{growth:.3g}, "
                    f"predicting std {spread:.3g} vs eps = {eps:g} (clip fraction {ev['predicted_clip_fraction']:.2f}).",
                    f"Either sigma in [{res.values['sigma_min']:.3g}, {res.values['sigma_max']:.3g}] (x{growth:.3g}, "
-                   f"lr/target KL/eps unchanged) or lr x{1 / growth:.3g} (sigma unchanged) - alternatives, never both; "
+                   f"lr/target KL/eps unchanged) or lr x{1 / growth:.3g}" +
+                   (f" = {ctx.lr / growth:.3g}" if ctx.lr else "") +
+                   " (sigma unchanged) - alternatives, never both; "
                    f"or logprob_reduction=per_step. `reinflow scale` / --auto-scale compute these. Large sigma is "
                    "exploration noise: check the task still succeeds.")
 
@@ -168,7 +177,7 @@ def _clip_saturated(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | No
     last = pts[-1][1]
     win = pts[-MIN_TREND_POINTS * 2:]
     slope = _slope(win)[0] if len(win) >= MIN_TREND_POINTS else 0.0
-    rising = last >= 0.5 and slope > 0 and last + slope * len(win) >= CLIP_SATURATED_AT
+    rising = CLIP_SATURATED_AT > last >= 0.5 and slope > 0 and last + slope * len(win) >= CLIP_SATURATED_AT
     if last < CLIP_SATURATED_AT and not rising:
         return None
     eps = ctx.clip_epsilon
@@ -189,7 +198,8 @@ def _clip_saturated(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | No
                    ": (almost) every sample's ratio is outside [1-eps, 1+eps], so the clipped objective passes no "
                    "gradient through them and PPO's trust region is gone." + step,
                    _upstream(found, "LOGPROB_ABOVE_BOUND", "DIMENSION_NOT_SCALED", "PRE_UPDATE_RATIO") +
-                   "Shrink the per-update step (scaled sigma or lr, fewer epochs / a target KL) until the clip fraction "
+                   "Shrink the per-update step (scaled sigma or lr, fewer epochs / a target KL) until the clip "
+                   "fraction "
                    f"is ~0.1-0.3{fix}; raising eps only hides it.")
 
 
@@ -205,12 +215,17 @@ def _ratio_spread(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None
     ev = {"ppo/ratio_min": rmin, "ppo/ratio_max": rmax, "log_ratio_min": lmin, "log_ratio_max": lmax,
           "clip_range_lo": 1 - eps, "clip_range_hi": 1 + eps, "max_abs_log_ratio_over_eps": dev / eps,
           "estimated_logratio_std": s_est}
-    return Finding("RATIO_SPREAD", "error" if dev > max(10 * eps, 0.7) else "warning", ev,
+    # a few extreme samples are normal; error when extreme (ratio e^2) or the bulk is clipped too
+    clip = h.last("training/clip_fraction") or 0.0
+    severe = dev > max(20 * eps, 2.0) or (dev > max(10 * eps, 0.7) and clip >= 0.5)
+    return Finding("RATIO_SPREAD", "error" if severe else "warning", ev,
                    f"Ratios span {rmin:.3g}..{rmax:.3g} against the clip range [{1 - eps:g}, {1 + eps:g}]: "
                    f"max|log r| = {dev:.3g} = {dev / eps:.3g} eps, a log-ratio std of about {s_est:.3g} "
-                   f"(max|log r| / {Z_EXTREME:g}); some samples' likelihood changed {math.exp(dev):.3g}x in one update.",
+                   f"(max|log r| / {Z_EXTREME:g}); some samples' likelihood changed {math.exp(dev):.3g}x in one "
+                   "update.",
                    _upstream(found, "LOGPROB_ABOVE_BOUND", "DIMENSION_NOT_SCALED", "PRE_UPDATE_RATIO") +
-                   f"If it persists: for a ~10% clip fraction the std must be ~{s_ok:.3g} (eps/1.645), so the step must shrink "
+                   f"If it persists: for a ~10% clip fraction the std must be ~{s_ok:.3g} (eps/1.645), so the step "
+                   "must shrink "
                    f"x{s_ok / s_est:.3g} (lr x{s_ok / s_est:.3g}, or sigma x{s_est / s_ok:.3g}).")
 
 
@@ -230,13 +245,23 @@ def _grad_clip_saturated(h: _Hist, ctx: RunContext, found: list[str]) -> Finding
             ev[f"gradients/{name}_norm"] = norm
             if mgn:
                 ev[f"{name}_norm_over_max"] = norm / mgn
-    mg = f"max_grad_norm = {ctx.max_grad_norm:g}" if ctx.max_grad_norm else "max_grad_norm unknown (pass --max-grad-norm)"
+    mg = (f"max_grad_norm = {ctx.max_grad_norm:g}" if ctx.max_grad_norm
+          else "max_grad_norm unknown (pass --max-grad-norm)")
+    fix = []
+    if "policy" in hit:
+        over = ev.get("policy_norm_over_max")
+        fix.append("policy: the norm is " + (f"{over:.3g}x its clip" if over else "above its clip") +
+                   "; a steady factor mostly cancels in Adam, so treat it as a sign of a steep loss (upstream "
+                   "findings), not as the cause" +
+                   (f"; if none fired, max_grad_norm ~{ev['gradients/policy_norm']:.3g} stops the constant clipping"
+                    if "gradients/policy_norm" in ev else ""))
+    if "critic" in hit:
+        fix.append("critic: normalise returns (reward_scaling) and lower the critic lr x0.1 (see CRITIC_DIVERGING)")
     return Finding("GRAD_CLIP_SATURATED", "warning", ev,
-                   f"The {' and '.join(hit)} gradient{'s were' if len(hit) > 1 else ' was'} clipped on >= {GRAD_CLIPPED_AT:.0%} of steps ({mg}): the "
-                   "update is max_grad_norm x direction, so its size no longer reflects the loss.",
-                   _upstream(found, "CLIP_SATURATED", "RATIO_SPREAD", "DIMENSION_NOT_SCALED") +
-                   "Do not just raise max_grad_norm; if the critic norm stays far above its clip after that, "
-                   "normalise returns (reward_scaling) and lower the critic lr x0.1.")
+                   f"The {' and '.join(hit)} gradient{'s were' if len(hit) > 1 else ' was'} clipped on >= "
+                   f"{GRAD_CLIPPED_AT:.0%} of steps ({mg}): each step is max_grad_norm x direction, so the logged "
+                   "norm no longer measures the update and large-gradient batches are down-weighted.",
+                   _upstream(found, "CLIP_SATURATED", "RATIO_SPREAD", "DIMENSION_NOT_SCALED") + "; ".join(fix) + ".")
 
 
 def _critic_diverging(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
@@ -266,7 +291,8 @@ def _critic_diverging(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | 
         why.append(f"value loss grew x{ev['value_loss_growth']:.3g} from its minimum")
     if ev_pts and h.settled() and max(v for _, v in ev_pts[-3:]) <= 0:
         ev["training/explained_variance"] = ev_pts[-1][1]
-        why.append(f"explained variance {ev_pts[-1][1]:.3g} <= 0 (the critic predicts returns no better than a constant)")
+        why.append(f"explained variance {ev_pts[-1][1]:.3g} <= 0 (the critic predicts returns no better than "
+                   "a constant)")
     if not why:
         return None
     return Finding("CRITIC_DIVERGING", "error" if severe else "warning", ev,
@@ -292,7 +318,8 @@ def _non_finite(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None |
 
 def _reward_declining(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     key = "reward/batch_avg" if h.pts("reward/batch_avg") else "reward/episode_return"
-    pts = h.pts(key)
+    every = h.pts(key)
+    pts = every[-30:]                          # the recent trend: a run may rise, then fall
     if len(pts) < MIN_TREND_POINTS:
         return f"needs >= {MIN_TREND_POINTS} points of reward/batch_avg or reward/episode_return, have {len(pts)}"
     slope, t = _slope(pts)
@@ -300,10 +327,10 @@ def _reward_declining(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | 
     first, last = (sum(v for _, v in p) / len(p) for p in (pts[:third], pts[-third:]))
     if not (t < -2.5 and last < first):
         return None
-    best_it, best = max(pts, key=lambda p: p[1])
+    best_it, best = max(every, key=lambda p: p[1])
     return Finding("REWARD_DECLINING", "warning",
-                   {"slope_per_iteration": slope, "t_stat": t, "first_third_mean": first, "last_third_mean": last,
-                    "best": best, "best_iteration": best_it},
+                   {"slope_per_iteration": slope, "t_stat": t, "points": float(len(pts)), "first_third_mean": first,
+                    "last_third_mean": last, "best": best, "best_iteration": best_it},
                    f"{key} falls by {-slope:.3g} per iteration (t = {t:.3g}): {first:.4g} in the first third, "
                    f"{last:.4g} in the last.",
                    _upstream(found, *CODES[:9]) + f"Resume from the checkpoint near iteration {best_it:g} "

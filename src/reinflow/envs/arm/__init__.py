@@ -16,7 +16,7 @@ each joint's range (``model.CTRL_RANGES``): ``[shoulder_pan, shoulder_lift, elbo
 wrist_flex, wrist_roll, gripper]``; gripper -1 = closed (squeezes with a force limit),
 +1 = fully open. Out-of-range values are clipped; NaN/inf raise ``ValueError``. Use
 ``action_to_ctrl`` / ``ctrl_to_action`` to convert. Physics: 5 ms steps, 10 per control step
-(20 Hz), position actuators, gravity-compensated links.
+(20 Hz), position actuators, gravity-compensated links (details in ``model.py``).
 
 **Observations** ``obs_mode="state"``: float32 vector of ``STATE_DIM = 34`` laid out as
 ``OBS_LAYOUT`` (slices in ``OBS_SLICES``): joint_pos 6, joint_vel 6, tcp_pos 3, cube_pos 3,
@@ -35,7 +35,9 @@ steps (reach: tcp within 2.5 cm of target; push: cube within 3.5 cm of target in
 pick-lift: cube grasped by both pads and ≥5 cm above its rest height for 5 steps); with
 ``terminate_on_success=True`` (default) the episode then ends with ``terminated=True``.
 
-**Expert**: ``Expert(env).act(obs) -> action`` (see ``expert.py``), damped-least-squares IK.
+**Expert**: ``Expert(env).act(obs) -> action`` (see ``expert.py``), damped-least-squares IK;
+``python -m reinflow.envs.arm.expert 100`` prints its success rate per task.
+``python -m reinflow.envs.arm`` prints raw env steps/s. Demos: ``reinflow.envs.demos``.
 """
 
 from __future__ import annotations

@@ -116,7 +116,6 @@ class ArmEnv(gym.Env):
             raise RuntimeError("arm joints must be the first five qpos entries")
         cube_j = name2id(m, mujoco.mjtObj.mjOBJ_JOINT, "cube")
         self._cube_q = int(m.jnt_qposadr[cube_j])
-        self._cube_v = int(m.jnt_dofadr[cube_j])
         if not self.task.show_target:
             m.site_rgba[self._target_site, 3] = 0.0
         # Zero-copy views into MjData.
@@ -138,6 +137,7 @@ class ArmEnv(gym.Env):
             self.observation_space = spaces.Dict({"state": state_space, "top": img, "wrist": img})
         self._renderers: dict = {}  # lazily created: state mode never pays for rendering
         self._hold = 0
+        self.episode_index = 0  # incremented by every reset (lets experts detect new episodes)
 
     # ------------------------------------------------------------------ state accessors
     @property
@@ -184,6 +184,7 @@ class ArmEnv(gym.Env):
         d.mocap_pos[self._mocap] = self.target_pos
         mujoco.mj_forward(m, d)
         self._hold = 0
+        self.episode_index += 1
         info = {"instruction": self.instruction, "success": False}
         return self._get_obs(), info
 

@@ -49,13 +49,14 @@ class IKSolver:
         self.rot_weight = 0.5
         self.lo, self.hi = ARM_RANGES[:, 0], ARM_RANGES[:, 1]
 
-    def solve(self, q0, pos, yaw: float, iters: int = 40, tol: float = 2e-4) -> np.ndarray:
+    def solve(self, q0, pos, yaw: float, iters: int = 40, tol: float = 2e-4,
+              rot_weight: float | None = None) -> np.ndarray:
         m, d = self.m, self.d
         q = np.clip(np.asarray(q0, dtype=np.float64), self.lo, self.hi)
         x_des = np.array([math.cos(yaw), math.sin(yaw), 0.0])
         y_des = np.array([math.sin(yaw), -math.cos(yaw), 0.0])
         z_des = np.array([0.0, 0.0, -1.0])
-        w = self.rot_weight
+        w = self.rot_weight if rot_weight is None else rot_weight
         for _ in range(iters):
             d.qpos[:5] = q
             mujoco.mj_kinematics(m, d)
@@ -83,7 +84,6 @@ class Expert:
         self.ik = IKSolver(self.env.model)
         self.max_step = speed * self.env.dt
         self.push_step = push_speed * self.env.dt
-        self._data_id = None
         self.reset()
 
     def reset(self) -> None:
@@ -93,7 +93,7 @@ class Expert:
         self.q = e.data.qpos[:5].copy()
         self.cmd = e.tcp_pos.copy()
         self.yaw = None
-        self._t = e.data.time
+        self._episode = e.episode_index
 
     # ---------------------------------------------------------------- helpers
     def _grasp_yaw(self, cube_xy: np.ndarray) -> float:
@@ -113,16 +113,14 @@ class Expert:
         n = float(np.linalg.norm(delta))
         self.cmd = goal.copy() if n <= max_step else self.cmd + delta * (max_step / n)
 
-    def _action(self, yaw: float, grip: float) -> np.ndarray:
-        self.q = self.ik.solve(self.q, self.cmd, yaw)
+    def _action(self, yaw: float, grip: float, rot_weight: float | None = None) -> np.ndarray:
+        self.q = self.ik.solve(self.q, self.cmd, yaw, rot_weight=rot_weight)
         return ctrl_to_action(np.append(self.q, grip))
 
     # ---------------------------------------------------------------- policy
     def act(self, obs=None) -> np.ndarray:
-        e = self.env
-        if e.data.time < self._t:  # the env was reset without expert.reset()
+        if self.env.episode_index != self._episode:  # env reset without expert.reset()
             self.reset()
-        self._t = e.data.time
         return getattr(self, f"_act_{self.task}")()
 
     def _act_reach(self) -> np.ndarray:
@@ -130,7 +128,7 @@ class Expert:
         tgt = e.target_pos
         self._move(tgt, self.max_step)
         yaw = math.atan2(tgt[1], tgt[0]) + math.pi
-        return self._action(yaw, OPEN)
+        return self._action(yaw, OPEN, rot_weight=0.1)  # position first; any pitch will do
 
     def _act_pick_lift(self) -> np.ndarray:
         e = self.env

@@ -17,8 +17,18 @@ idx   joint             axis    meaning
 With every joint at zero the arm points straight up. The two finger slide joints are
 coupled by an equality constraint (a rack-and-pinion parallel gripper) and driven by one
 position actuator on the tendon of their mean travel, so the gripper is one action dimension
-and a held cube cannot push the finger pair sideways. The grip is force limited (``GRIP_FORCE``) and the pads use
-``condim=4`` (sliding + torsional friction) so a squeezed cube cannot slip or spin.
+and a held cube cannot push the finger pair sideways.
+
+The arm servos are stiff position actuators (``kp``) with a torque limit (``forcerange``)
+and passive joint damping ``D`` (implicit in ``implicitfast``), so joint speed saturates at
+about ``forcerange / D`` ≈ 1.2-2 rad/s, like a loaded hobby servo: a random policy cannot
+fling the cube across the room. Links are gravity compensated; armature models gearing.
+
+The grip is force limited (``GRIP_FORCE`` ≈ 6.6 N per pad when squeezing the cube) and the
+pads use ``condim=4`` (sliding + torsional friction, μ = 1.5, elliptic cones, impratio 5), so
+a held cube neither slips nor spins; it is held by friction alone (with μ below ~0.04 it
+slips out, as Coulomb's law predicts for a 50 g cube) and drops when the gripper opens.
+A floor 0.75 m below the table top catches anything knocked off the table.
 """
 
 from __future__ import annotations
@@ -73,7 +83,7 @@ def build_xml(timestep: float = TIMESTEP, offwidth: int = 640, offheight: int = 
   </visual>
   <default>
     <geom contype="2" conaffinity="0" friction="0.8 0.02 0.001" solref="0.01 1"/>
-    <joint damping="0.05" armature="0.01"/>
+    <joint damping="0.05" armature="0.05"/>
     <default class="visual">
       <geom contype="0" conaffinity="0" group="1"/>
     </default>
@@ -83,29 +93,32 @@ def build_xml(timestep: float = TIMESTEP, offwidth: int = 640, offheight: int = 
     </default>
   </default>
   <worldbody>
-    <light pos="0.3 -0.3 1.2" dir="-0.2 0.2 -1" diffuse="0.5 0.5 0.5" castshadow="false"/>
+    <light pos="0.3 -0.3 1.2" dir="-0.2 0.2 -1" diffuse="0.5 0.5 0.5"
+           castshadow="false"/>
     <geom name="table" type="box" size="0.45 0.45 0.02" pos="0.15 0 -0.02" rgba="0.55 0.42 0.3 1"
           contype="1" conaffinity="3" friction="0.5 0.01 0.001"/>
+    <geom name="floor" type="plane" size="2 2 0.1" pos="0 0 -0.75" rgba="0.3 0.3 0.32 1"
+          contype="1" conaffinity="3"/>
     <geom name="base" type="cylinder" size="0.05 0.015" pos="0 0 0.015" rgba="0.2 0.2 0.2 1"
           contype="0" conaffinity="0"/>
     <camera name="top" pos="0.42 0 0.42" xyaxes="0 1 0 -0.877 0 0.48" fovy="48"/>
     <body name="pan_link" pos="0 0 0.03" gravcomp="1">
-      <joint name="shoulder_pan" axis="0 0 1" range="{r[0, 0]} {r[0, 1]}"/>
+      <joint name="shoulder_pan" damping="2.5" axis="0 0 1" range="{r[0, 0]} {r[0, 1]}"/>
       <geom type="cylinder" size="0.04 0.035" pos="0 0 0.035" rgba="0.95 0.55 0.1 1" mass="0.3"/>
       <body name="upper_arm" pos="0 0 {SHOULDER_HEIGHT - 0.03}" gravcomp="1">
-        <joint name="shoulder_lift" axis="0 1 0" range="{r[1, 0]} {r[1, 1]}"/>
+        <joint name="shoulder_lift" damping="2.6" axis="0 1 0" range="{r[1, 0]} {r[1, 1]}"/>
         <geom type="capsule" fromto="0 0 0 0 0 {UPPER_ARM}" size="0.02" rgba="0.95 0.55 0.1 1"
               mass="0.15"/>
         <body name="forearm" pos="0 0 {UPPER_ARM}" gravcomp="1">
-          <joint name="elbow_flex" axis="0 1 0" range="{r[2, 0]} {r[2, 1]}"/>
+          <joint name="elbow_flex" damping="2.3" axis="0 1 0" range="{r[2, 0]} {r[2, 1]}"/>
           <geom type="capsule" fromto="0 0 0 0 0 {FOREARM}" size="0.017" rgba="0.95 0.55 0.1 1"
                 mass="0.12"/>
           <body name="wrist" pos="0 0 {FOREARM}" gravcomp="1">
-            <joint name="wrist_flex" axis="0 1 0" range="{r[3, 0]} {r[3, 1]}"/>
+            <joint name="wrist_flex" damping="1.7" axis="0 1 0" range="{r[3, 0]} {r[3, 1]}"/>
             <geom type="capsule" fromto="0 0 0 0 0 {WRIST_LINK}" size="0.015"
                   rgba="0.2 0.2 0.2 1" mass="0.05"/>
             <body name="gripper" pos="0 0 {WRIST_LINK}" gravcomp="1">
-              <joint name="wrist_roll" axis="0 0 1" range="{r[4, 0]} {r[4, 1]}"/>
+              <joint name="wrist_roll" damping="1.25" axis="0 0 1" range="{r[4, 0]} {r[4, 1]}"/>
               <geom name="palm" type="box" size="0.045 0.016 0.01" pos="0 0 0.012"
                     rgba="0.95 0.55 0.1 1" mass="0.06"/>
               <camera name="wrist" pos="0 0.04 0.03" xyaxes="1 0 0 0 -0.809 -0.588" fovy="80"/>
@@ -148,11 +161,16 @@ def build_xml(timestep: float = TIMESTEP, offwidth: int = 640, offheight: int = 
            solref="0.005 1" solimp="0.95 0.99 0.001"/>
   </equality>
   <actuator>
-    <position name="shoulder_pan" joint="shoulder_pan" kp="40" kv="2.5" ctrlrange="{r[0, 0]} {r[0, 1]}" forcerange="-5 5"/>
-    <position name="shoulder_lift" joint="shoulder_lift" kp="40" kv="2.5" ctrlrange="{r[1, 0]} {r[1, 1]}" forcerange="-5 5"/>
-    <position name="elbow_flex" joint="elbow_flex" kp="30" kv="1.5" ctrlrange="{r[2, 0]} {r[2, 1]}" forcerange="-4 4"/>
-    <position name="wrist_flex" joint="wrist_flex" kp="15" kv="0.6" ctrlrange="{r[3, 0]} {r[3, 1]}" forcerange="-3 3"/>
-    <position name="wrist_roll" joint="wrist_roll" kp="8" kv="0.3" ctrlrange="{r[4, 0]} {r[4, 1]}" forcerange="-2 2"/>
+    <position name="shoulder_pan" joint="shoulder_pan" kp="30"
+              ctrlrange="{r[0, 0]} {r[0, 1]}" forcerange="-5 5"/>
+    <position name="shoulder_lift" joint="shoulder_lift" kp="30"
+              ctrlrange="{r[1, 0]} {r[1, 1]}" forcerange="-5 5"/>
+    <position name="elbow_flex" joint="elbow_flex" kp="25"
+              ctrlrange="{r[2, 0]} {r[2, 1]}" forcerange="-4 4"/>
+    <position name="wrist_flex" joint="wrist_flex" kp="15"
+              ctrlrange="{r[3, 0]} {r[3, 1]}" forcerange="-3 3"/>
+    <position name="wrist_roll" joint="wrist_roll" kp="8"
+              ctrlrange="{r[4, 0]} {r[4, 1]}" forcerange="-1.5 1.5"/>
     <position name="gripper" tendon="grip" kp="{GRIP_KP}" ctrlrange="{g[0]} {g[1]}"
               forcerange="-{2 * GRIP_FORCE} {2 * GRIP_FORCE}"/>
   </actuator>

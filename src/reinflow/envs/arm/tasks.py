@@ -66,7 +66,7 @@ class ReachTask(Task):
         cube, yaw = self.sample_cube(rng)
         for _ in range(100):
             xy = _polar(rng, (0.14, 0.26), (-0.7, 0.7))
-            target = np.array([xy[0], xy[1], rng.uniform(0.06, 0.20)])
+            target = np.array([xy[0], xy[1], rng.uniform(0.05, 0.18)])
             if np.linalg.norm(target[:2] - cube[:2]) > 0.06:  # never inside the cube
                 break
         return cube, yaw, target

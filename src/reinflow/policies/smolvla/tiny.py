@@ -8,8 +8,8 @@ tokenizer trained locally with ``tokenizers`` on the built-in task instructions 
 robot vocabulary (unknown words map to ``<unk>``). The VLM weights are random: SmolVLA builds
 them from the config, so nothing is downloaded.
 
-``real_vlm_config()`` gives the public SmolVLM2-500M-Video-Instruct sizes (used by the
-benchmark to build the 450M SmolVLA architecture with random weights).
+``write_tiny_vlm(dir, real_sizes=True)`` writes the public SmolVLM2-500M-Video-Instruct sizes
+instead (used by benchmarks/smolvla_speed.py to build the 450M SmolVLA architecture offline).
 
 CLI: ``reinflow smolvla-tiny DIR`` -> ``cli_main([DIR])``.
 """
@@ -86,27 +86,28 @@ def vlm_config(text: dict, vision: dict, vocab_size: int, image_token_id: int, p
                          image_token_id=image_token_id, pad_token_id=pad_token_id, tie_word_embeddings=False)
 
 
-def real_vlm_config():
-    """SmolVLMConfig with the public SmolVLM2-500M-Video-Instruct sizes (random weights)."""
-    return vlm_config(REAL_TEXT, REAL_VISION, REAL_TEXT["vocab_size"], 49190, 2, scale_factor=4)
+def write_tiny_vlm(directory: str | Path, extra_texts: tuple[str, ...] = (), real_sizes: bool = False) -> Path:
+    """Write config + processor + tokenizer of a tiny random SmolVLM into ``directory``.
 
-
-def write_tiny_vlm(directory: str | Path, extra_texts: tuple[str, ...] = ()) -> Path:
-    """Write config + processor + tokenizer of a tiny random SmolVLM into ``directory``."""
+    ``real_sizes=True`` writes the public SmolVLM2-500M sizes instead (still random weights and the
+    small local tokenizer: for speed/memory benchmarks of the real architecture, offline)."""
     ensure_torchvision()
     from transformers import SmolVLMImageProcessor, SmolVLMProcessor
 
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(tuple(extra_texts))
-    cfg = vlm_config(TINY_TEXT, TINY_VISION, len(tokenizer),
-                     tokenizer.convert_tokens_to_ids(EXTRA_SPECIAL["image_token"]),
-                     tokenizer.pad_token_id, scale_factor=2)
+    image_id = tokenizer.convert_tokens_to_ids(EXTRA_SPECIAL["image_token"])
+    if real_sizes:
+        cfg = vlm_config(REAL_TEXT, REAL_VISION, REAL_TEXT["vocab_size"], image_id, tokenizer.pad_token_id, 4)
+    else:
+        cfg = vlm_config(TINY_TEXT, TINY_VISION, len(tokenizer), image_id, tokenizer.pad_token_id, scale_factor=2)
     cfg.save_pretrained(out)
-    size = TINY_VISION["image_size"]
+    vision = REAL_VISION if real_sizes else TINY_VISION
+    size = vision["image_size"]
     image_processor = SmolVLMImageProcessor(do_resize=True, size={"longest_edge": size},
                                             do_image_splitting=False, max_image_size={"longest_edge": size})
-    image_seq_len = (size // TINY_VISION["patch_size"]) ** 2 // 4
+    image_seq_len = (size // vision["patch_size"]) ** 2 // cfg.scale_factor**2
     try:
         from transformers import SmolVLMVideoProcessor
         video = SmolVLMVideoProcessor(size={"longest_edge": size}, max_image_size={"longest_edge": size})
@@ -118,8 +119,8 @@ def write_tiny_vlm(directory: str | Path, extra_texts: tuple[str, ...] = ()) -> 
     processor.save_pretrained(out)
     tokenizer.save_pretrained(out)
     (out / "reinflow_tiny.json").write_text(json.dumps(
-        {"what": "tiny random SmolVLM written by reinflow smolvla-tiny", "text": TINY_TEXT,
-         "vision": TINY_VISION, "vocab": len(tokenizer)}, indent=2))
+        {"what": "random SmolVLM written by reinflow smolvla-tiny", "real_sizes": real_sizes,
+         "text": REAL_TEXT if real_sizes else TINY_TEXT, "vision": vision, "vocab": len(tokenizer)}, indent=2))
     return out
 
 

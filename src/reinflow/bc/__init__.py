@@ -1,0 +1,1 @@
+"""Flow-matching behaviour cloning (pretraining the policy ReinFlow then fine-tunes)."""

@@ -1,0 +1,186 @@
+"""Flow-matching behaviour cloning of the MLP flow policy, and the ``demos``/``pretrain`` commands.
+
+For a demo step with observation o and the next H actions a (the chunk; steps past the episode
+end repeat its last action), draw tau ~ U(0, 1) and x_0 ~ N(0, I) and regress the velocity on
+the straight path from noise to data, in the policy's own time convention:
+forward (t: 0 -> 1): x_t = (1 - t) x_0 + t a, target a - x_0;
+reverse (t: 1 -> 0, LeRobot): x_t = t x_0 + (1 - t) a, target x_0 - a.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+import tyro
+
+from reinflow import ConfigError
+from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
+from reinflow.rl.agent import Agent, SamplerConfig
+
+
+@dataclass
+class DemosConfig:
+    """Record scripted-expert demonstrations of a built-in arm task."""
+
+    env: str = "reinflow/ArmReach-v0"
+    """built-in arm task id"""
+    episodes: int = 100
+    """episodes to record"""
+    out: str = "runs/demos"
+    """output folder (demos.npz + meta.json)"""
+    seed: int = 0
+    """first episode seed"""
+    obs_mode: str = "state"
+    """state, or pixels_state (adds top and wrist camera images)"""
+    image_size: tuple[int, int] = (64, 64)
+    """camera image size (H, W) for pixels_state"""
+    only_success: bool = True
+    """keep only successful episodes"""
+    progress: bool = True
+    """show a progress bar"""
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1:
+            raise ConfigError(f"episodes={self.episodes}: must be >= 1")
+
+
+@dataclass
+class PretrainConfig:
+    """Flow-matching behaviour cloning of the MLP flow policy on recorded demonstrations."""
+
+    demos: str = "runs/demos"
+    """demos folder written by `reinflow demos`"""
+    out: str = "runs/pretrain"
+    """checkpoint folder to write (what `reinflow train --policy-path` starts from)"""
+    chunk_size: int = 50
+    """actions per chunk H"""
+    denoise_steps: int = 1
+    """Euler steps K stored for sampling (BC itself trains every t)"""
+    hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
+    """velocity-net widths"""
+    steps: int = 3000
+    """gradient steps"""
+    batch_size: int = 256
+    """samples per step"""
+    lr: float = 1e-3
+    """Adam learning rate (cosine-decayed)"""
+    max_episodes: int | None = None
+    """use only the first N demo episodes (a deliberately weaker policy)"""
+    seed: int = 0
+    """torch seed"""
+    progress: bool = True
+    """show a progress bar"""
+
+    def __post_init__(self) -> None:
+        for name in ("chunk_size", "denoise_steps", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+        if not self.lr > 0:
+            raise ConfigError(f"lr={self.lr}: must be > 0")
+        if self.max_episodes is not None and self.max_episodes < 1:
+            raise ConfigError(f"max_episodes={self.max_episodes}: must be >= 1")
+
+
+def chunk_dataset(observations: list[np.ndarray], actions: list[np.ndarray], chunk: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per step: (obs [N, O], action chunk [N, H, A]); chunks running past an episode's end
+    repeat its last action (the arm holds its final target)."""
+    obs_out, act_out = [], []
+    for obs, act in zip(observations, actions):
+        t_len = len(act)
+        idx = np.minimum(np.arange(t_len)[:, None] + np.arange(chunk)[None], t_len - 1)
+        obs_out.append(obs)
+        act_out.append(act[idx])
+    return np.concatenate(obs_out).astype(np.float32), np.concatenate(act_out).astype(np.float32)
+
+
+def flow_matching_loss(policy: MLPFlowPolicy, obs: torch.Tensor, chunk: torch.Tensor,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """MSE between the predicted velocity and the straight-path target, real dims only."""
+    b = chunk.shape[0]
+    data = torch.zeros(b, policy.chunk_size, policy.padded_action_dim)
+    data[..., : policy.action_dim] = chunk
+    noise = torch.randn(data.shape, generator=generator)
+    tau = torch.rand(b, generator=generator)
+    if policy.time_direction == "forward":
+        t, x_t, target = tau, (1 - tau)[:, None, None] * noise + tau[:, None, None] * data, data - noise
+    else:
+        t, x_t, target = tau, tau[:, None, None] * noise + (1 - tau)[:, None, None] * data, noise - data
+    v = policy.velocity(x_t, t, policy.encode(obs)).velocity
+    return ((v - target) ** 2)[..., : policy.action_dim].mean()
+
+
+def pretrain(cfg: PretrainConfig) -> dict:
+    """Train, write the checkpoint (+ loss_curve.png), return a summary dict."""
+    from tqdm import tqdm
+
+    from reinflow.envs.demos import load_demos
+    from reinflow.report.plots import plot_curve
+    from reinflow.rl.checkpoint import save_agent
+    try:
+        demos = load_demos(cfg.demos)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    n_ep = demos.num_episodes if cfg.max_episodes is None else min(cfg.max_episodes, demos.num_episodes)
+    obs_np, act_np = chunk_dataset(demos.observations[:n_ep], demos.actions[:n_ep], cfg.chunk_size)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    policy = MLPFlowPolicy(MLPPolicyConfig(obs_dim=obs_np.shape[1], action_dim=act_np.shape[2],
+                                           chunk_size=cfg.chunk_size, denoise_steps=cfg.denoise_steps,
+                                           hidden=list(cfg.hidden)))
+    policy.set_obs_stats(obs_np.mean(0), obs_np.std(0))
+    obs_t = policy.prepare_obs(obs_np)
+    act_t = torch.as_tensor(act_np)
+    opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=1e-6)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * 0.05)
+    losses = []
+    bar = tqdm(range(cfg.steps), desc="reinflow pretrain", disable=not cfg.progress, dynamic_ncols=True)
+    for step in bar:
+        idx = torch.randint(0, len(obs_t), (cfg.batch_size,), generator=gen)
+        loss = flow_matching_loss(policy, obs_t[idx], act_t[idx], gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    bar.close()
+    agent = Agent(policy, SamplerConfig(act_steps=cfg.chunk_size))
+    summary = {"episodes": n_ep, "samples": int(len(obs_t)), "steps": cfg.steps,
+               "loss_first_100": float(np.mean(losses[:100])), "loss_last_100": float(np.mean(losses[-100:]))}
+    env_kwargs = {k: v for k, v in (demos.meta.get("env_kwargs") or {}).items() if k != "obs_mode"}
+    extra = {"train": {"env": demos.env_id, "env_kwargs": json.dumps(env_kwargs) if env_kwargs else ""},
+             "pretrain": {**asdict(cfg), **summary, "instruction": demos.instruction}}
+    path = save_agent(cfg.out, agent, extra)
+    smooth = np.convolve(losses, np.ones(20) / 20, mode="valid") if len(losses) >= 20 else losses
+    plot_curve(range(len(smooth)), smooth, "flow-matching BC loss", "step", "loss (20-step mean)",
+               path / "loss_curve.png", logy=True)
+    (path / "loss.json").write_text(json.dumps(losses))
+    return {**summary, "out": str(path)}
+
+
+def demos_cli(argv: list[str]) -> int:
+    from reinflow.envs.demos import record_demos
+    from reinflow.envs.factory import check_env_id
+    cfg = tyro.cli(DemosConfig, args=argv, prog="reinflow demos")
+    check_env_id(cfg.env)
+    try:
+        summary = record_demos(cfg.env, cfg.episodes, cfg.out, seed=cfg.seed, only_success=cfg.only_success,
+                               progress=cfg.progress, obs_mode=cfg.obs_mode, image_size=tuple(cfg.image_size))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def pretrain_cli(argv: list[str]) -> int:
+    from reinflow.cli import parse_with_defaults
+    cfg = parse_with_defaults(PretrainConfig, argv, "reinflow pretrain")
+    summary = pretrain(cfg)
+    print(json.dumps(summary, indent=2))
+    print(f"checkpoint: {summary['out']} (loss curve: {summary['out']}/loss_curve.png)")
+    return 0

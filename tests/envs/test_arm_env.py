@@ -120,9 +120,9 @@ def test_action_mapping_roundtrip_and_bounds():
 @pytest.mark.parametrize(
     "task,names",
     [
-        ("reach", {"reach", "success"}),
-        ("push", {"approach", "push", "success"}),
-        ("pick_lift", {"approach", "grasp", "lift", "success"}),
+        ("reach", {"reach", "time", "success"}),
+        ("push", {"approach", "push", "time", "success"}),
+        ("pick_lift", {"approach", "grasp", "lift", "time", "success"}),
     ],
 )
 def test_reward_components_and_info(task, names):
@@ -136,9 +136,25 @@ def test_reward_components_and_info(task, names):
         assert set(comps) == names
         assert all(isinstance(v, float) for v in comps.values())
         assert reward == pytest.approx(sum(comps.values()))
-        assert 0.0 <= reward <= 2.0
+        assert -1.0 <= reward <= 0.0  # not a success step: time cost minus dense progress
         assert isinstance(info["success"], bool) and isinstance(terminated, bool)
         assert truncated is False
+
+
+@pytest.mark.parametrize("task", ["reach", "push", "pick_lift"])
+def test_success_step_pays_more_than_any_other_step(task):
+    """Success terminates, so it must beat hovering next to it (no reward for stalling)."""
+    from reinflow.envs.arm.expert import Expert
+
+    env = ArmEnv(task)
+    expert = Expert(env)
+    obs, _ = env.reset(seed=2)
+    rewards, terminated = [], False
+    while not terminated and len(rewards) < 100:
+        obs, reward, terminated, _, info = env.step(expert.act(obs))
+        rewards.append(reward)
+    assert terminated and info["success"] and info["reward_components"]["success"] == 1.0
+    assert max(rewards[:-1]) <= 0.0 < rewards[-1]
 
 
 def test_instructions_differ_per_task():

@@ -85,6 +85,11 @@ class FlowPolicy(nn.Module):
         """JSON-serialisable config from which ``reinflow.policies.load_policy`` rebuilds it."""
         raise NotImplementedError
 
+    def check_obs_frame(self, raw_obs: Any) -> list[str]:
+        """Warnings when the first observations are far outside the policy's normalisation
+        stats (DESIGN invariant 5: a simulator/dataset frame mismatch). Default: none."""
+        return []
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """Parameters PPO updates (a policy may freeze a subset, e.g. SmolVLA's VLM)."""
         return [p for p in self.parameters() if p.requires_grad]

@@ -19,6 +19,10 @@ from reinflow import ConfigError
 from reinflow.policies.base import FlowPolicy, TimeDirection, VelocityOut
 
 
+OBS_STD_FLOOR = 1e-2
+OBS_CLIP = 10.0
+
+
 @dataclass
 class MLPPolicyConfig:
     """Architecture of the MLP flow policy."""
@@ -85,15 +89,31 @@ class MLPFlowPolicy(FlowPolicy):
         self.register_buffer("obs_std", torch.ones(cfg.obs_dim))
 
     def set_obs_stats(self, mean: np.ndarray, std: np.ndarray) -> None:
+        # A feature that was (nearly) constant in the demos (e.g. the cube in a reach task) must
+        # not turn a 1 mm change into a z-score of 1e3: floor the std, and clip z in prepare_obs.
         self.obs_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        self.obs_std.copy_(torch.as_tensor(np.maximum(std, 1e-6), dtype=torch.float32))
+        self.obs_std.copy_(torch.as_tensor(np.maximum(std, OBS_STD_FLOOR), dtype=torch.float32))
+
+    def check_obs_frame(self, raw_obs: Any, threshold: float = 6.0) -> list[str]:
+        z = self.obs_zscores(raw_obs).abs().max(0).values
+        bad = [(i, float(z[i])) for i in torch.nonzero(z > threshold).flatten().tolist()]
+        if not bad or bool((self.obs_std == 1).all() and (self.obs_mean == 0).all()):
+            return []  # no stats (policy trained from scratch): nothing to compare with
+        worst = ", ".join(f"obs[{i}] |z|={v:.1f}" for i, v in sorted(bad, key=lambda b: -b[1])[:5])
+        return [f"first observations are far outside the policy's normalisation stats ({worst}; "
+                f"threshold {threshold}): is the simulator in the frame/units of the demonstrations?"]
+
+    def obs_zscores(self, raw_obs: Any) -> torch.Tensor:
+        """Unclipped z-scores [B, O] of raw observations under the policy's stats (DESIGN invariant 5)."""
+        obs = torch.as_tensor(np.asarray(raw_obs), dtype=torch.float32).reshape(len(raw_obs), -1)
+        return (obs - self.obs_mean.cpu()) / self.obs_std.cpu()
 
     def prepare_obs(self, raw_obs: Any) -> torch.Tensor:
         obs = torch.as_tensor(np.asarray(raw_obs), dtype=torch.float32, device=self.obs_mean.device)
         obs = obs.reshape(obs.shape[0], -1)
         if obs.shape[1] != self.cfg.obs_dim:
             raise ConfigError(f"observation has {obs.shape[1]} values, the policy expects obs_dim={self.cfg.obs_dim}")
-        return (obs - self.obs_mean) / self.obs_std
+        return ((obs - self.obs_mean) / self.obs_std).clamp(-OBS_CLIP, OBS_CLIP)
 
     def encode(self, obs: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"obs": obs, "emb": self.obs_encoder(obs)}

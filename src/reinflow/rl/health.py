@@ -152,16 +152,16 @@ def format_finding(f: Finding) -> str:
 class _Hist:
     """Numeric series of one run: ``pts(key)`` -> [(iteration, value)] in order."""
 
-    def __init__(self, history: list[dict[str, Any]]):
-        self.rows = [normalize_keys(h) for h in history]
+    def __init__(self, history: list[dict[str, Any]], normalized: bool = False):
+        self.rows = list(history) if normalized else [normalize_keys(h) for h in history]
+        self._cache: dict[tuple[str, bool], list[tuple[float, float]]] = {}
 
     def pts(self, key: str, finite: bool = True) -> list[tuple[float, float]]:
-        out = []
-        for i, r in enumerate(self.rows):
-            v = r.get(key)
-            if v is not None and not math.isnan(v) and (not finite or math.isfinite(v)):
-                out.append((r.get("iteration", float(i)), v))
-        return out
+        if (key, finite) not in self._cache:
+            self._cache[key, finite] = [
+                (r.get("iteration", float(i)), v) for i, r in enumerate(self.rows)
+                if (v := r.get(key)) is not None and not math.isnan(v) and (not finite or math.isfinite(v))]
+        return self._cache[key, finite]
 
     def at(self, it: float, name: str = "iteration") -> dict[str, float]:
         """``{name: it}`` when the run logs iterations (a bare summary has none to name)."""
@@ -201,11 +201,13 @@ def _slope(pts: list[tuple[float, float]]) -> tuple[float, float]:
     return b, (b / se if se > 0 else math.copysign(1e9, b) if b else 0.0)   # exact line: "very significant"
 
 
-
 def diagnose(history: list[dict[str, Any]], ctx: RunContext) -> Diagnosis:
     """Run every check over ``history`` (one metrics dict per iteration, oldest first)."""
+    return _diagnose(_Hist(history), ctx)
+
+
+def _diagnose(h: _Hist, ctx: RunContext) -> Diagnosis:
     from reinflow.rl.health_checks import CHECKS as checks   # the checks import this module's types
-    h = _Hist(history)
     findings: list[Finding] = []
     not_judged: list[str] = []
     judged = 0
@@ -250,7 +252,7 @@ class HealthMonitor:
         row = normalize_keys(metrics)
         row["iteration"] = float(iteration)
         self.history.append(row)
-        diag = diagnose(list(self.history), self.ctx)
+        diag = _diagnose(_Hist(self.history, normalized=True), self.ctx)
         self.last = diag
         now = {f.code: f for f in diag.findings}
         stop_on: Finding | None = None

@@ -194,12 +194,14 @@ def train(cfg: TrainConfig) -> TrainResult:
     (out / "config.json").write_text(json.dumps(run_config, indent=2, default=str))
     logger = MetricsLogger(out, run_config, cfg.tensorboard, cfg.wandb, cfg.wandb_project,
                            resume_from_iteration=start_it if state is not None else None)
-    monitor = HealthMonitor(health_context(cfg, agent), cfg.on_unhealthy, print_fn=tqdm.write)
+    monitor = HealthMonitor(health_context(cfg, agent, scale_info and scale_info["rule"]), cfg.on_unhealthy, print_fn=tqdm.write)
     envs = make_vector_env(cfg.env, cfg.parallel_envs, agent.sampler.act_steps, cfg.vector, kw)
     eval_envs = make_vector_env(cfg.env, min(cfg.parallel_envs, cfg.eval_episodes), agent.sampler.act_steps,
                                 "sync", kw)
     # Each iteration's env seeds derive from (seed, iteration), so a resumed run is seeded too.
     raw_obs, _ = envs.reset(seed=[cfg.seed * 100_003 + start_it * 1009 + i for i in range(cfg.parallel_envs)])
+    for warning in agent.policy.check_obs_frame(raw_obs):
+        tqdm.write(f"[reinflow] warning: {warning}")
     bar = tqdm(total=cfg.iterations, initial=start_it, disable=not cfg.progress, desc="reinflow train",
                dynamic_ncols=True)
     metrics: dict = {}
@@ -314,11 +316,13 @@ def apply_auto_scale(cfg: TrainConfig, agent: Agent) -> tuple[TrainConfig, dict 
     return new, {"rule": cfg.scale_rule, "num_dims": dims, "values": v, "reasons": res.reasons}
 
 
-def health_context(cfg: TrainConfig, agent: Agent) -> Any:
+def health_context(cfg: TrainConfig, agent: Agent, scale_rule: str | None = None) -> Any:
     from reinflow.rl.health import RunContext
     pol = agent.policy
     return RunContext(chunk_size=pol.chunk_size, action_dim=pol.action_dim, padded_action_dim=pol.padded_action_dim,
                       denoise_steps=pol.denoise_steps, act_steps=agent.sampler.act_steps,
                       sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, clip_epsilon=cfg.clip_epsilon,
                       logprob_reduction=cfg.logprob_reduction, num_dims=int(agent.mask.sum()) * pol.denoise_steps,
-                      lr=cfg.lr_actor, max_grad_norm=cfg.max_grad_norm_actor)
+                      lr=cfg.lr_actor, max_grad_norm=cfg.max_grad_norm_actor,
+                      max_grad_norm_critic=cfg.max_grad_norm_critic, target_kl=cfg.target_kl,
+                      scale_rule=scale_rule)

@@ -28,8 +28,9 @@ a renderer.
 
 **Info**: ``reset`` returns ``{"instruction": str, "success": False}``; every ``step`` returns
 ``info["success"]`` (bool) and ``info["reward_components"]`` (dict name -> float; the reward
-is their sum; components per task are documented in ``tasks.py``, always including
-``"success"`` = 1.0 on success steps). ``env.unwrapped.instruction`` holds the language
+is their sum; components per task are documented in ``tasks.py``: dense staged terms that
+sum to at most 1, ``"time"`` = -1 every step and ``"success"`` = +1 on success steps, so
+ordinary steps earn [-1, 0] and finishing sooner always pays). ``env.unwrapped.instruction`` holds the language
 instruction. Success means the task condition held for ``task.hold_steps`` consecutive control
 steps (reach: tcp within 2.5 cm of target; push: cube within 3.5 cm of target in xy;
 pick-lift: cube grasped by both pads and ≥5 cm above its rest height for 5 steps); with

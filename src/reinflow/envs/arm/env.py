@@ -206,6 +206,7 @@ class ArmEnv(gym.Env):
         comps, cond = self.task.evaluate(self)
         self._hold = self._hold + 1 if cond else 0
         success = self._hold >= self.task.hold_steps
+        comps["time"] = -self.task.time_penalty
         comps["success"] = self.task.success_bonus if success else 0.0
         reward = float(sum(comps.values()))
         terminated = bool(success and self.terminate_on_success)

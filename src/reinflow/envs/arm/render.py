@@ -18,9 +18,10 @@ def ensure_gl_backend() -> str:
     """Pick a headless GL backend for mujoco.Renderer (idempotent); return its name.
 
     mujoco reads ``MUJOCO_GL`` when it is first imported, so ``reinflow.envs.arm`` calls
-    this before importing mujoco. If mujoco was imported earlier without ``MUJOCO_GL`` (it
-    then defaults to GLFW, which needs a display), the chosen headless context class is
-    swapped into mujoco's renderer module; a ``MUJOCO_GL`` set by the user is never changed.
+    this before importing mujoco. If mujoco was imported before ``MUJOCO_GL`` was set (it
+    then defaults to GLFW, which needs a display) and the variable now asks for egl/osmesa,
+    that headless context class is swapped into mujoco's renderer module. A ``MUJOCO_GL``
+    set by the user is never changed.
     """
     user_set = "MUJOCO_GL" in os.environ
     if not user_set:
@@ -31,8 +32,8 @@ def ensure_gl_backend() -> str:
     backend = os.environ.get("MUJOCO_GL", "glfw").lower()
     if backend in ("egl", "osmesa"):
         os.environ.setdefault("PYOPENGL_PLATFORM", backend)
-    if not user_set and backend in ("egl", "osmesa") and "mujoco" in sys.modules:
-        try:  # mujoco was imported before us and picked GLFW: swap in the headless context
+    if backend in ("egl", "osmesa") and "mujoco" in sys.modules:
+        try:  # mujoco was imported before MUJOCO_GL was set and picked GLFW: swap in headless
             from mujoco.rendering.classic import gl_context
 
             current = getattr(gl_context, "GLContext", None)

@@ -4,14 +4,20 @@ A task only decides three things: where the cube and the target start (``sample`
 dense reward components and the success condition (``evaluate``), and its language
 instruction. Everything else (physics, observations, action mapping) is shared.
 
-Reward components are all in ``[0, 1]``-ish ranges and sum to at most ~2 per step:
+Reward = sum of ``info["reward_components"]``. The dense (staged) terms of each task sum to
+at most 1; every task also has ``time`` = -1 every step and ``success`` = +1 on success steps:
 
-* ``reach``    ``reach``  = 1 - tanh(10 · |tcp - target|), ``success`` = 1 on success steps
-* ``push``     ``approach`` = 0.25 · (1 - tanh(10 · |tcp - cube|)),
-               ``push`` = 0.75 · (1 - tanh(10 · |cube_xy - target_xy|)), ``success``
+* ``reach``     ``reach`` = 1 - tanh(10 · |tcp - target|)
+* ``push``      ``approach`` = 0.25 · (1 - tanh(10 · |tcp - cube|)),
+                ``push`` = 0.75 · (1 - tanh(10 · |cube_xy - target_xy|))
 * ``pick_lift`` ``approach`` = 0.25 · (1 - tanh(10 · |tcp - cube|)),
-               ``grasp`` = 0.25 if both finger pads touch the cube,
-               ``lift`` = 0.5 · clip(height / lift_height, 0, 1) while grasped, ``success``
+                ``grasp`` = 0.25 if both finger pads touch the cube,
+                ``lift`` = 0.5 · clip(height / lift_height, 0, 1) while grasped
+
+So a step that is not a success earns a reward in [-1, 0] and a success step about +1. This
+matters because success terminates the episode by default: with purely positive dense
+rewards an agent could earn more by hovering just short of success forever than by
+succeeding; with the time term, succeeding (sooner) always pays more.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ class Task:
     hold_steps: int = 1  # success condition must hold this many consecutive control steps
     show_target: bool = True
     success_bonus: float = 1.0
+    time_penalty: float = 1.0  # = max of the dense terms' sum
     cube_r = (0.16, 0.26)
     cube_phi = (-0.6, 0.6)
 
@@ -51,7 +58,8 @@ class Task:
         raise NotImplementedError
 
     def evaluate(self, env) -> tuple[dict[str, float], bool]:
-        """Return (reward components without ``success``, success condition this step)."""
+        """Return (dense reward components, success condition this step); the env adds
+        ``time`` and ``success``."""
         raise NotImplementedError
 
 

@@ -99,48 +99,53 @@ def main() -> None:
     from reinflow.policies.smolvla import build_smolvla_policy
     from reinflow.policies.smolvla.tiny import write_tiny_vlm
 
-    rows = []
     vlm = write_tiny_vlm(tempfile.mkdtemp(prefix="smolvla_real_arch_"), real_sizes=True)
-    for preset in args.presets:
-        for k in args.denoise_steps:
-            t0 = time.perf_counter()
-            torch.manual_seed(0)
-            policy = build_smolvla_policy(*spaces(args.image), vlm_path=str(vlm), denoise_steps=k,
-                                          trainable=preset, instruction="pick up the red cube and lift it")
-            build_s = time.perf_counter() - t0
+    roll_rows, ppo_rows = [], []
+    for k in args.denoise_steps:
+        torch.manual_seed(0)
+        policy = build_smolvla_policy(*spaces(args.image), vlm_path=str(vlm), denoise_steps=k,
+                                      trainable=args.presets[0], instruction="pick up the red cube and lift it")
+        head = NoiseHead(policy.noise_feature_dim, 50, 32, per_step=True, sigma_lo=0.08, sigma_hi=0.16)
+        mask = build_mask(policy, args.act_steps)
+        obs = policy.prepare_obs(raw(args.batch, args.image))
+        with PeakRSS() as mem, torch.no_grad():  # rollout cost does not depend on the preset
+            t0, c0 = time.perf_counter(), time.process_time()
+            ctx = policy.encode(obs)
+            t_enc = time.perf_counter() - t0
+            s = sample_chain(policy, head, ctx, args.batch, mask)
+            roll_rows.append((k, t_enc, time.perf_counter() - t0, time.process_time() - c0, mem.delta_gib))
+        del ctx
+        mb = {key: v[: args.minibatch] for key, v in obs.items()}
+        chain = s.chain[: args.minibatch]
+        for preset in args.presets:
+            policy.settings.trainable = preset
+            policy._apply_preset()
             n = policy.num_parameters()
-            head = NoiseHead(policy.noise_feature_dim, 50, 32, per_step=True, sigma_lo=0.08, sigma_hi=0.16)
-            mask = build_mask(policy, args.act_steps)
-            obs = policy.prepare_obs(raw(args.batch, args.image))
-            with PeakRSS() as mem_roll, torch.no_grad():
-                t0 = time.perf_counter()
-                ctx = policy.encode(obs)
-                t_enc = time.perf_counter() - t0
-                s = sample_chain(policy, head, ctx, args.batch, mask)
-                t_roll = time.perf_counter() - t0
-            del ctx
-            mb = {key: v[: args.minibatch] for key, v in obs.items()}
-            chain = s.chain[: args.minibatch]
             opt = torch.optim.AdamW(policy.trainable_parameters() + list(head.parameters()), lr=1e-5)
-            with PeakRSS() as mem_ppo:
-                t0 = time.perf_counter()
+            with PeakRSS() as mem:
+                t0, c0 = time.perf_counter(), time.process_time()
                 lp = chain_log_prob(policy, head, policy.encode(mb), chain, mask)
                 (-lp.logp.mean()).backward()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
-                t_ppo = time.perf_counter() - t0
-            rows.append((preset, k, n, build_s, t_enc, t_roll, mem_roll.delta_gib, t_ppo, mem_ppo.delta_gib))
-            del policy, opt, s, lp
+                ppo_rows.append((preset, k, n, time.perf_counter() - t0, time.process_time() - c0, mem.delta_gib))
+            del opt, lp
+        del policy
     print(f"**Machine**: {machine()}\n")
     print(f"SmolVLA real architecture (SmolVLM2-500M sizes, 16 VLM layers, expert width 0.75), random "
           f"weights; 2 cameras {args.image}x{args.image} (resized to 512x512 by SmolVLA), rollout batch "
-          f"{args.batch}, PPO minibatch {args.minibatch}, act_steps {args.act_steps}.\n")
-    print("| preset | K | params total / trainable | rollout chunk: encode s | rollout chunk: total s | "
-          "rollout peak +GiB | PPO minibatch (encode+logp+backward+step) s | PPO peak +GiB |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for preset, k, n, _b, te, tr, mr, tp, mp in rows:
-        print(f"| {preset} | {k} | {n['total'] / 1e6:.0f}M / {n['trainable'] / 1e6:.1f}M | {te:.1f} | {tr:.1f} | "
-              f"{mr:.2f} | {tp:.1f} | {mp:.2f} |")
+          f"{args.batch}, PPO minibatch {args.minibatch}, act_steps {args.act_steps}. Wall s on a shared "
+          "machine can exceed CPU s / threads; CPU s is the process's CPU time.\n")
+    print("| rollout chunk | K | encode wall s | chunk wall s | chunk CPU s | peak +GiB |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for k, te, tr, cr, mr in roll_rows:
+        print(f"| batch {args.batch} | {k} | {te:.1f} | {tr:.1f} | {cr:.1f} | {mr:.2f} |")
+    print("\n| PPO minibatch (encode + log-prob + backward + AdamW step) | K | params total / trainable "
+          "| wall s | CPU s | peak +GiB |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for preset, k, n, tp, cp, mp in ppo_rows:
+        print(f"| {preset}, minibatch {args.minibatch} | {k} | {n['total'] / 1e6:.0f}M / "
+              f"{n['trainable'] / 1e6:.1f}M | {tp:.1f} | {cp:.1f} | {mp:.2f} |")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,16 +93,31 @@ def cmd_train(argv: list[str]) -> int:
     from reinflow.rl.config import TrainConfig
     from reinflow.rl.presets import preset_overrides
     from reinflow.rl.trainer import train
+    given = list(argv)
     if "--resume" in argv:
         argv = _resume_defaults(argv)
     cfg = parse_with_defaults(TrainConfig, argv, "reinflow train", preset_overrides)
+    if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_torchrun(cfg.nproc, given)
     res = train(cfg)
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # only rank 0 reports
     ev = res.final_eval or {}
     succ = ev.get("success_rate")
     print(f"done: {res.iterations} iterations, {res.env_steps} env steps in {res.wall_s:.1f}s "
           f"({res.wall_s / max(res.iterations, 1):.2f}s/iteration); eval return {ev.get('return_mean', float('nan')):.4g}"
           + (f", success {succ:.3f}" if succ is not None else "") + f"; run folder {res.out}")
     return 0
+
+
+def _launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """``--nproc N``: rerun this command under PyTorch's own launcher on this machine."""
+    import subprocess
+    _, rest = _pop_flag(argv, "--nproc")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "reinflow", "train", *rest]
+    print("launching: " + " ".join(cmd[2:]), flush=True)
+    return subprocess.call(cmd)
 
 
 def _resume_defaults(argv: list[str]) -> list[str]:

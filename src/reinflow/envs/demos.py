@@ -9,13 +9,14 @@ On-disk format (``FORMAT_VERSION = 1``), one directory::
         successes        bool    [N]         info["success"] after each action
         episode_lengths  int64   [E]         sum == N; episode e is rows
                                              [sum(len[:e]), sum(len[:e+1]))
+        executed_actions float32 [N, 6]      only with action_noise > 0: what the env executed
         images_top       uint8   [N, H, W, 3]   only when recorded with obs_mode="pixels_state"
         images_wrist     uint8   [N, H, W, 3]   (idem)
     <out_dir>/meta.json   {"format": "reinflow-demos", "format_version": 1, "env_id",
                            "env_kwargs", "obs_mode", "obs_layout": [[name, size], ...],
                            "obs_dim", "action_dim", "instruction", "episodes", "steps",
                            "episode_success": [bool], "episode_seeds": [int], "seed",
-                           "only_success", "attempts", "expert"}
+                           "only_success", "action_noise", "attempts", "expert"}
 
 ``record_demos(env_id, episodes, out_dir, ...)`` writes both files (atomically) and returns
 a summary dict; ``load_demos(path)`` (directory or ``demos.npz``) returns :class:`Demos`
@@ -92,12 +93,17 @@ def record_demos(
     obs_mode: str = "state",
     image_size: tuple[int, int] = (64, 64),
     max_attempts: int | None = None,
+    action_noise: float = 0.0,
     **env_kwargs,
 ) -> dict:
     """Roll out the scripted expert and save ``episodes`` demonstrations to ``out_dir``.
 
     Episode ``i`` of the attempts uses ``reset(seed=seed + i)``. With ``only_success`` failed
     attempts are skipped (at most ``max_attempts``, default ``2 * episodes + 10``, are made).
+    ``action_noise`` > 0 executes ``clip(expert + N(0, action_noise²))`` but records the clean
+    expert action (DART-style noise injection: the demos then show how to recover from small
+    mistakes, which makes behaviour cloning markedly more robust); the executed actions are
+    stored as ``executed_actions``.
     Returns ``{"path", "env_id", "episodes", "steps", "attempts", "success_rate",
     "mean_length", "seconds"}``; ``success_rate`` is over all attempts.
     """
@@ -117,7 +123,8 @@ def record_demos(
     expert = Expert(env)
     max_attempts = max_attempts or 2 * episodes + 10
     t0 = time.time()
-    buf: dict[str, list] = {k: [] for k in ("obs", "act", "rew", "suc", "top", "wrist")}
+    buf: dict[str, list] = {k: [] for k in ("obs", "act", "exe", "rew", "suc", "top", "wrist")}
+    noise_rng = np.random.default_rng(seed)
     lengths, ep_success, ep_seeds = [], [], []
     attempts = n_success = 0
     bar = tqdm(total=episodes, desc=f"demos {env_id}", disable=not progress, unit="ep")
@@ -142,8 +149,13 @@ def record_demos(
             if obs_mode != "state":
                 ep["top"].append(obs["top"])
                 ep["wrist"].append(obs["wrist"])
-            obs, reward, terminated, truncated, info = env.step(action)
+            executed = action
+            if action_noise > 0:
+                noise = noise_rng.normal(0.0, action_noise, action.shape)
+                executed = np.clip(action + noise, -1.0, 1.0).astype(np.float32)
+            obs, reward, terminated, truncated, info = env.step(executed)
             ep["act"].append(action)
+            ep["exe"].append(executed)
             ep["rew"].append(reward)
             ep["suc"].append(bool(info["success"]))
             success = success or bool(info["success"])
@@ -168,6 +180,8 @@ def record_demos(
         "successes": np.asarray(buf["suc"], dtype=bool),
         "episode_lengths": np.asarray(lengths, dtype=np.int64),
     }
+    if action_noise > 0:
+        arrays["executed_actions"] = np.asarray(buf["exe"], dtype=np.float32)
     if obs_mode != "state":
         arrays["images_top"] = np.asarray(buf["top"], dtype=np.uint8)
         arrays["images_wrist"] = np.asarray(buf["wrist"], dtype=np.uint8)
@@ -187,6 +201,7 @@ def record_demos(
         "episode_seeds": ep_seeds,
         "seed": seed,
         "only_success": only_success,
+        "action_noise": action_noise,
         "attempts": attempts,
         "expert": "reinflow.envs.arm.expert.Expert",
     }

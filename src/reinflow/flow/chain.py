@@ -87,21 +87,32 @@ def transition(policy: FlowPolicy, head: NoiseHead, x: torch.Tensor, k: int, ctx
     return x + dts[k] * out.velocity, head(out.noise_features)
 
 
+def randn(shape: tuple[int, ...], generator: Any, device: torch.device) -> torch.Tensor:
+    """Standard normal noise; ``generator`` may be one generator or one per batch row (then each
+    env's noise stream is independent of how envs are split over processes)."""
+    if isinstance(generator, (list, tuple)):
+        if len(generator) != shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
+        return torch.stack([torch.randn(shape[1:], generator=g) for g in generator]).to(device)
+    return torch.randn(shape, generator=generator, device=device)
+
+
 def sample_chain(policy: FlowPolicy, head: NoiseHead, ctx: Any, batch: int, mask: torch.Tensor,
                  reduction: Reduction = "sum", deterministic: bool = False,
-                 generator: torch.Generator | None = None, x0: torch.Tensor | None = None,
+                 generator: Any = None, x0: torch.Tensor | None = None,
                  logprob_clamp: float | None = None) -> ChainSample:
-    """Run the K-step chain. Deterministic mode injects no noise (the ODE) and returns no log-prob."""
+    """Run the K-step chain. Deterministic mode injects no noise (the ODE) and returns no log-prob.
+    ``generator``: None, a torch.Generator, or a list of one generator per batch row."""
     dev = mask.device
     shape = (batch, policy.chunk_size, policy.padded_action_dim)
-    x = torch.randn(shape, generator=generator, device=dev) if x0 is None else x0
+    x = randn(shape, generator, dev) if x0 is None else x0
     xs, mus, sigmas = [x], [], []
     for k in range(policy.denoise_steps):
         mu, sigma = transition(policy, head, x, k, ctx)
         if deterministic:
             x = mu
         else:
-            x = mu + sigma * torch.randn(shape, generator=generator, device=dev)
+            x = mu + sigma * randn(shape, generator, dev)
         xs.append(x)
         mus.append(mu)
         sigmas.append(sigma)

@@ -96,7 +96,7 @@ class Agent(nn.Module):
             feats = feats.detach()  # critic gradients must not move the actor's features
         return self.critic(feats).squeeze(-1)
 
-    def act(self, obs: Any, deterministic: bool = False, generator: torch.Generator | None = None,
+    def act(self, obs: Any, deterministic: bool = False, generator: Any = None,
             x0: torch.Tensor | None = None) -> ActResult:
         """``obs``: output of ``policy.prepare_obs``."""
         ctx = self.policy.encode(obs)

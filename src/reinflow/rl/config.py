@@ -127,11 +127,15 @@ class TrainConfig:
     """show a progress bar"""
     resume: bool = False
     """continue the run in --out from its latest checkpoint"""
+    nproc: int = 1
+    """data-parallel processes: >1 relaunches this command under torchrun (gloo on CPU, nccl on GPUs)"""
+    check_sync: bool = False
+    """after every update log dist/param_max_abs_diff (max parameter difference across ranks; must be 0)"""
     preset: str | None = None
     """named recipe applied before the flags (see reinflow train --help / docs)"""
 
     def __post_init__(self) -> None:
-        positive = ["iterations", "parallel_envs", "rollout_steps", "update_epochs", "minibatch_size",
+        positive = ["iterations", "parallel_envs", "nproc", "rollout_steps", "update_epochs", "minibatch_size",
                     "eval_episodes", "checkpoint_every", "scale_ref_dim"]
         for name in positive:
             if int(getattr(self, name)) < 1:

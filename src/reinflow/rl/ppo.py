@@ -15,6 +15,7 @@ import torch
 from reinflow import InvariantError
 from reinflow.envs.chunk import NonFiniteError
 from reinflow.rl.agent import Agent
+from reinflow.rl.dist import DistInfo, all_reduce, average_gradients
 
 PRE_UPDATE_TOL = 1e-5
 
@@ -63,11 +64,24 @@ def pre_update_check(agent: Agent, obs: Any, chains: torch.Tensor, logp: torch.T
     return dev
 
 
+def advantage_stats(adv: torch.Tensor, info: DistInfo) -> tuple[float, float]:
+    """(mean, std) of the advantages over every rank's batch."""
+    s = all_reduce(torch.tensor([adv.numel(), adv.sum().item(), (adv.double() ** 2).sum().item()],
+                                dtype=torch.float64), info)
+    n, mean = s[0].item(), s[1].item() / s[0].item()
+    var = max(s[2].item() / n - mean**2, 0.0) * n / max(n - 1, 1)
+    return mean, var**0.5
+
+
 def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch.optim.Optimizer,
                batch: Batch, cfg: Any, update_actor: bool, generator: torch.Generator,
-               ref_policy: torch.nn.Module | None = None) -> dict[str, float]:
-    """Minibatch epochs with post-step KL early stop. Returns the iteration's update metrics."""
+               ref_policy: torch.nn.Module | None = None, dist_info: DistInfo | None = None) -> dict[str, float]:
+    """Minibatch epochs with post-step KL early stop. Returns the iteration's update metrics.
+    Under torchrun every rank runs the same number of minibatches (equal batch sizes) and the
+    same number of epochs (the KL decision uses the all-reduced value)."""
+    info = dist_info or DistInfo()
     n = batch.chains.shape[0]
+    adv_mean, adv_std = advantage_stats(batch.advantages, info)
     actor_params, critic_params = agent.actor_parameters(), agent.critic_parameters()
     stats: dict[str, list[float]] = {}
     ratio_min, ratio_max, epochs_run, post_kl = float("inf"), float("-inf"), 0, 0.0
@@ -82,8 +96,8 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
             logratio = lp.logp - batch.logp[idx]                       # [M, S], float64
             ratio = logratio.exp()
             mb_adv = batch.advantages[idx]
-            if cfg.norm_adv and n > 1:
-                mb_adv = (mb_adv - batch.advantages.mean()) / (batch.advantages.std() + 1e-8)
+            if cfg.norm_adv:
+                mb_adv = (mb_adv - adv_mean) / (adv_std + 1e-8)
             adv = mb_adv.double()[:, None]                             # one advantage per chunk
             pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_epsilon, 1 + cfg.clip_epsilon)).mean()
             entropy = lp.entropy.mean()
@@ -98,6 +112,7 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
             actor_opt.zero_grad(set_to_none=True)
             critic_opt.zero_grad(set_to_none=True)
             loss.backward()
+            average_gradients(actor_params + critic_params, info)
             a_norm = float(torch.nn.utils.clip_grad_norm_(actor_params, cfg.max_grad_norm_actor)) if update_actor else 0.0
             c_norm = float(torch.nn.utils.clip_grad_norm_(critic_params, cfg.max_grad_norm_critic))
             if not (np.isfinite(a_norm) and np.isfinite(c_norm)):
@@ -113,7 +128,8 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
                     # KL measured *after* the step: the pre-step estimate is 0 on the first minibatch.
                     lp2, _ = agent.evaluate(mb_obs, mb_chain)
                     lr2 = lp2.logp - batch.logp[idx]
-                    post_kl = float(((lr2.exp() - 1) - lr2).mean())
+                    kl = ((lr2.exp() - 1) - lr2).mean().reshape(1)
+                    post_kl = float(all_reduce(kl, info)) / info.world_size
                     stop = post_kl > cfg.target_kl
             for key, val in (("losses/policy_loss", pg_loss.item()), ("losses/value_loss", v_loss.item()),
                              ("training/entropy", entropy.item()), ("training/approx_kl", approx_kl),
@@ -130,7 +146,8 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
             break
     out = {k: float(np.mean(v)) for k, v in stats.items()}
     out["logprob/per_dimension_max"] = float(np.max(stats["logprob/per_dimension_max"]))
-    out.update({"ppo/ratio_min": ratio_min, "ppo/ratio_max": ratio_max, "training/epochs_run": float(epochs_run),
+    out.update({"training/advantage_mean": adv_mean, "training/advantage_std": adv_std,
+                "ppo/ratio_min": ratio_min, "ppo/ratio_max": ratio_max, "training/epochs_run": float(epochs_run),
                 "training/post_update_kl": post_kl, "training/kl_early_stop": float(stop)})
     return out
 

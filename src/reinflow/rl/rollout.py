@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from reinflow.rl.agent import Agent
+from reinflow.rl.dist import DistInfo, all_gather_1d
 
 
 @dataclass
@@ -88,10 +89,22 @@ def info_field(infos: dict, key: str, n: int, default: float = 0.0) -> np.ndarra
     return out
 
 
+def _scale(scaler: RewardScaler, reward: np.ndarray, done: np.ndarray, info: DistInfo) -> np.ndarray:
+    """Every rank updates the same scaler with all ranks' rewards, then scales its own slice."""
+    if not info.enabled:
+        return scaler(reward, done)
+    n = len(reward)
+    r_all = all_gather_1d(torch.as_tensor(reward, dtype=torch.float64), info).numpy()
+    d_all = all_gather_1d(torch.as_tensor(done, dtype=torch.float64), info).numpy() > 0.5
+    return scaler(r_all, d_all)[info.rank * n:(info.rank + 1) * n]
+
+
 @torch.no_grad()
 def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: RewardScaler | None,
-                    generator: torch.Generator) -> tuple[Rollout, Any]:
-    """Run ``steps`` decisions in every env. Returns (Rollout, raw observation to continue from)."""
+                    generator: Any, dist_info: DistInfo | None = None) -> tuple[Rollout, Any]:
+    """Run ``steps`` decisions in every env. Returns (Rollout, raw observation to continue from).
+    ``generator``: a torch.Generator or one per env (see ``reinflow.flow.chain.randn``)."""
+    dist_info = dist_info or DistInfo()
     n = envs.num_envs
     policy = agent.policy
     obs_l, chains, logps, values, rews, raws, terms, truncs, finals = [], [], [], [], [], [], [], [], []
@@ -118,7 +131,7 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
         for key, val in (infos.get("reward_components") or {}).items():
             if not key.startswith("_"):
                 comps[key] = comps.get(key, 0.0) + float(np.mean(val))
-        scaled = scaler(reward, done) if scaler is not None else reward
+        scaled = _scale(scaler, reward, done, dist_info) if scaler is not None else reward
         obs_l.append(obs)
         chains.append(res.chain)
         logps.append(res.logp)

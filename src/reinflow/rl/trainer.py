@@ -22,6 +22,8 @@ from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
 from reinflow.rl.agent import Agent, SamplerConfig
 from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint, save_run_checkpoint
 from reinflow.rl.config import TrainConfig
+from reinflow.rl.dist import (DistInfo, all_reduce, broadcast_module, init_distributed, param_max_abs_diff,
+                              reduce_metrics, shutdown)
 from reinflow.rl.evaluate import run_episodes
 from reinflow.rl.gae import gae
 from reinflow.rl.ppo import Batch, cat_obs, ppo_update, pre_update_check
@@ -144,12 +146,26 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+def stream_seed(*keys: int) -> int:
+    """A well-mixed 63-bit seed from integer keys (seed, iteration, global env index, ...)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
 def train(cfg: TrainConfig) -> TrainResult:
-    """Run (or resume) a ReinFlow + PPO training; returns a TrainResult."""
+    """Run (or resume) a ReinFlow + PPO training; under torchrun, one data-parallel rank of it."""
+    info = init_distributed()
+    try:
+        return _train(cfg, info)
+    finally:
+        shutdown(info)
+
+
+def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     from tqdm import tqdm
 
     from reinflow.rl.health import HealthMonitor
     t_start = time.time()
+    main = info.is_main
     torch.manual_seed(cfg.seed)
     if cfg.headless:
         set_headless_gl()
@@ -163,46 +179,49 @@ def train(cfg: TrainConfig) -> TrainResult:
             raise ConfigError(f"checkpoint {ck}: trainer_state.pt unreadable ({exc}); cannot resume") from None
     kw = env_kwargs(cfg)
     obs_space, act_space = env_spaces(cfg.env, kw)
-    if state is not None:
-        agent, _, _ = load_agent(resolve_checkpoint(out))
+    agent = load_agent(resolve_checkpoint(out))[0] if state is not None else build_agent(cfg, obs_space, act_space)
+    cfg, scale_info = apply_auto_scale(cfg, agent, verbose=cfg.progress and main)
+    if cfg.device == "auto":
+        device = torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
     else:
-        agent = build_agent(cfg, obs_space, act_space)
-    cfg, scale_info = apply_auto_scale(cfg, agent)
-    device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if cfg.device == "auto" else cfg.device))
+        device = torch.device(cfg.device)
     agent.to(device).train()
+    broadcast_module(agent, info)
     ref = copy.deepcopy(agent).eval().requires_grad_(False) if cfg.bc_coef > 0 else None
     actor_opt = torch.optim.AdamW(agent.actor_parameters(), lr=cfg.lr_actor, weight_decay=0.0)
     critic_opt = torch.optim.AdamW(agent.critic_parameters(), lr=cfg.lr_critic, weight_decay=0.0)
-    scaler = RewardScaler(cfg.parallel_envs, cfg.gamma) if cfg.reward_scaling else None
-    gen = torch.Generator().manual_seed(cfg.seed)
+    n_envs = cfg.parallel_envs
+    scaler = RewardScaler(n_envs * info.world_size, cfg.gamma) if cfg.reward_scaling else None
     start_it, env_steps = 0, 0
     if state is not None:
         actor_opt.load_state_dict(state["actor_opt"])
         critic_opt.load_state_dict(state["critic_opt"])
         if scaler is not None and state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        gen.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
         start_it, env_steps = state["iteration"] + 1, state["env_steps"]
     derived = {"action_dim": agent.policy.action_dim, "padded_action_dim": agent.policy.padded_action_dim,
                "chunk_size": agent.policy.chunk_size, "denoise_steps": agent.policy.denoise_steps,
                "act_steps": agent.sampler.act_steps, "num_dims": int(agent.mask.sum()) * agent.policy.denoise_steps,
-               "auto_scale": scale_info}
+               "world_size": info.world_size, "auto_scale": scale_info}
     run_config = {"train": asdict(cfg), "derived": derived}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.json").write_text(json.dumps(run_config, indent=2, default=str))
-    logger = MetricsLogger(out, run_config, cfg.tensorboard, cfg.wandb, cfg.wandb_project,
-                           resume_from_iteration=start_it if state is not None else None)
-    monitor = HealthMonitor(health_context(cfg, agent, scale_info and scale_info["rule"]), cfg.on_unhealthy, print_fn=tqdm.write)
-    envs = make_vector_env(cfg.env, cfg.parallel_envs, agent.sampler.act_steps, cfg.vector, kw)
-    eval_envs = make_vector_env(cfg.env, min(cfg.parallel_envs, cfg.eval_episodes), agent.sampler.act_steps,
-                                "sync", kw)
-    # Each iteration's env seeds derive from (seed, iteration), so a resumed run is seeded too.
-    raw_obs, _ = envs.reset(seed=[cfg.seed * 100_003 + start_it * 1009 + i for i in range(cfg.parallel_envs)])
-    for warning in agent.policy.check_obs_frame(raw_obs):
+    logger = monitor = eval_envs = None
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(run_config, indent=2, default=str))
+        logger = MetricsLogger(out, run_config, cfg.tensorboard, cfg.wandb, cfg.wandb_project,
+                               resume_from_iteration=start_it if state is not None else None)
+        monitor = HealthMonitor(health_context(cfg, agent, scale_info and scale_info["rule"]), cfg.on_unhealthy,
+                                print_fn=tqdm.write)
+        eval_envs = make_vector_env(cfg.env, min(n_envs, cfg.eval_episodes), agent.sampler.act_steps, "sync", kw)
+    envs = make_vector_env(cfg.env, n_envs, agent.sampler.act_steps, cfg.vector, kw)
+    # Seeds and noise streams are functions of (seed, iteration, global env index): a run split
+    # over ranks samples what one process with all the envs would, and a resumed run is seeded.
+    first = info.rank * n_envs
+    raw_obs, _ = envs.reset(seed=[stream_seed(cfg.seed, start_it, first + i, 0) % 2**31 for i in range(n_envs)])
+    for warning in agent.policy.check_obs_frame(raw_obs) if main else []:
         tqdm.write(f"[reinflow] warning: {warning}")
-    bar = tqdm(total=cfg.iterations, initial=start_it, disable=not cfg.progress, desc="reinflow train",
+    bar = tqdm(total=cfg.iterations, initial=start_it, disable=not (cfg.progress and main), desc="reinflow train",
                dynamic_ncols=True)
     metrics: dict = {}
     final_eval = None
@@ -216,16 +235,12 @@ def train(cfg: TrainConfig) -> TrainResult:
                 for opt, base in ((actor_opt, cfg.lr_actor), (critic_opt, cfg.lr_critic)):
                     for group in opt.param_groups:
                         group["lr"] = base * lr_factor(cfg, it)
+                gens = [torch.Generator().manual_seed(stream_seed(cfg.seed, it, first + i, 1)) for i in range(n_envs)]
                 t0 = time.time()
-                roll, raw_obs = collect_rollout(envs, agent, raw_obs, cfg.rollout_steps, scaler, gen)
+                roll, raw_obs = collect_rollout(envs, agent, raw_obs, cfg.rollout_steps, scaler, gens, info)
                 t_roll = time.time() - t0
-                env_steps += roll.env_steps
-                per_dim_max = float(roll.per_dim.max())
-                if per_dim_max > roll.bound + 1e-9:
-                    raise InvariantError(f"logprob/per_dimension = {per_dim_max:.4f} exceeds its bound "
-                                         f"{roll.bound:.4f} = -0.5 log(2 pi) - log(sigma_lo={lo}): sigma is not "
-                                         "bounded where the log-prob is computed, or the sum counts more entries "
-                                         "than it is divided by")
+                env_steps += int(all_reduce(torch.tensor([float(roll.env_steps)]), info).item())
+                _check_bound(float(roll.per_dim.max()), roll.bound, lo, "rollout")
                 adv = gae(roll.rewards, roll.values, roll.terminated, roll.truncated, roll.final_values,
                           roll.last_values, cfg.gamma, cfg.gae_lambda)
                 t1 = time.time()
@@ -233,65 +248,87 @@ def train(cfg: TrainConfig) -> TrainResult:
                 batch = Batch(obs=cat_obs(roll.obs), chains=roll.chains.flatten(0, 1), logp=roll.logp.flatten(0, 1),
                               advantages=adv.advantages.flatten(), returns=adv.returns.flatten(),
                               values=roll.values.flatten())
-                upd = ppo_update(agent, actor_opt, critic_opt, batch, cfg, it >= cfg.critic_warmup_iters, gen, ref)
+                upd_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, it, info.rank, 2))
+                upd = ppo_update(agent, actor_opt, critic_opt, batch, cfg, it >= cfg.critic_warmup_iters, upd_gen,
+                                 ref, info)
                 t_upd = time.time() - t1
-                if upd["logprob/per_dimension_max"] > roll.bound + 1e-9:
-                    raise InvariantError(f"logprob/per_dimension = {upd['logprob/per_dimension_max']:.4f} in the "
-                                         f"update exceeds its bound {roll.bound:.4f}")
-                eps = roll.episodes
-                metrics = {
-                    **upd,
-                    "logprob/per_dimension": float(roll.per_dim.mean()), "logprob/per_dimension_bound": roll.bound,
-                    "logprob/num_dims": roll.num_dims, "logprob/old_mean": float(roll.logp.sum(-1).mean()),
-                    "ppo/pre_update_ratio_max_dev": pre_dev,
-                    "training/explained_variance": explained_variance(batch.values, batch.returns),
-                    "training/actor_updated": float(it >= cfg.critic_warmup_iters),
-                    "noise/sigma_mean": roll.sigma_mean, "noise/sigma_lo": lo, "noise/sigma_hi": hi,
-                    "reward/batch_avg": float(roll.raw_rewards.mean()),
-                    "reward/episode_return": float(np.mean([e["return"] for e in eps])) if eps else None,
-                    "train/success_rate": _nanmean([e["success"] for e in eps]),
-                    "train/episodes": len(eps),
-                    "lr/actor": actor_opt.param_groups[0]["lr"], "lr/critic": critic_opt.param_groups[0]["lr"],
-                    "time/rollout_s": t_roll, "time/update_s": t_upd,
-                    "time/env_steps_per_s": roll.env_steps / max(t_roll, 1e-9),
-                    **{f"reward/{k}": v for k, v in roll.reward_components.items()},
-                }
-                last = it == cfg.iterations - 1 or stop.hit
-                if last or (cfg.eval_every and it % cfg.eval_every == 0):
-                    final_eval = run_episodes(agent, eval_envs, cfg.eval_episodes, seed=10_000 + cfg.seed)
-                    final_eval["iteration"] = it
-                if final_eval is not None:  # carried forward between evaluations; eval/iteration says when
-                    metrics.update({"eval/success_rate": final_eval["success_rate"],
-                                    "eval/return_mean": final_eval["return_mean"], "eval/iteration": final_eval["iteration"]})
-                metrics.update(monitor.update(metrics, it))
-                logger.log(metrics, it, env_steps)
-                if last or (it + 1) % cfg.checkpoint_every == 0:
-                    trainer_state = {"iteration": it, "env_steps": env_steps, "actor_opt": actor_opt.state_dict(),
-                                     "critic_opt": critic_opt.state_dict(),
-                                     "scaler": scaler.state_dict() if scaler else None,
-                                     "generator": gen.get_state(), "torch_rng": torch.get_rng_state()}
-                    save_run_checkpoint(out, it, agent, {"train": asdict(cfg), "derived": derived}, trainer_state)
+                _check_bound(upd["logprob/per_dimension_max"], roll.bound, lo, "update")
+                metrics = reduce_metrics(_iteration_metrics(cfg, it, roll, upd, batch, pre_dev, lo, hi, actor_opt,
+                                                            critic_opt, t_roll, t_upd), info)
+                if info.enabled or cfg.check_sync:
+                    metrics["dist/world_size"] = info.world_size
+                if cfg.check_sync:
+                    metrics["dist/param_max_abs_diff"] = param_max_abs_diff(agent, info)
+                stop_now = bool(all_reduce(torch.tensor([float(stop.hit)]), info, "max").item())
+                last = it == cfg.iterations - 1 or stop_now
+                if main:
+                    if last or (cfg.eval_every and it % cfg.eval_every == 0):
+                        final_eval = run_episodes(agent, eval_envs, cfg.eval_episodes, seed=10_000 + cfg.seed)
+                        final_eval["iteration"] = it
+                    if final_eval is not None:  # carried forward between evaluations; eval/iteration says when
+                        metrics.update({"eval/success_rate": final_eval["success_rate"],
+                                        "eval/return_mean": final_eval["return_mean"],
+                                        "eval/iteration": final_eval["iteration"]})
+                    metrics.update(monitor.update(metrics, it))
+                    logger.log(metrics, it, env_steps)
+                    if last or (it + 1) % cfg.checkpoint_every == 0:
+                        trainer_state = {"iteration": it, "env_steps": env_steps, "actor_opt": actor_opt.state_dict(),
+                                         "critic_opt": critic_opt.state_dict(),
+                                         "scaler": scaler.state_dict() if scaler else None,
+                                         "torch_rng": torch.get_rng_state()}
+                        save_run_checkpoint(out, it, agent, {"train": asdict(cfg), "derived": derived}, trainer_state)
                 bar.update(1)
                 bar.set_postfix(steps=env_steps, reward=f"{metrics['reward/batch_avg']:.3g}",
                                 clip=f"{metrics['training/clip_fraction']:.2f}")
-                if stop.hit:
+                if stop_now:
                     stopped = True
-                    bar.write(f"stopped by signal after iteration {it}; resume with: "
-                              f"reinflow train --out {out} --resume")
+                    if main:
+                        bar.write(f"stopped by signal after iteration {it}; resume with: "
+                                  f"reinflow train --out {out} --resume")
                     break
     finally:
         bar.close()
-        logger.close()
         envs.close()
-        eval_envs.close()
-    summary = monitor.summary()
-    if summary and cfg.progress:
-        print(summary)
+        if main:
+            logger.close()
+            eval_envs.close()
+    if main and cfg.progress and monitor.summary():
+        print(monitor.summary())
     return TrainResult(out=out, iterations=it + 1, env_steps=env_steps, wall_s=time.time() - t_start,
                        last_metrics=metrics, final_eval=final_eval, stopped_early=stopped)
 
 
-def apply_auto_scale(cfg: TrainConfig, agent: Agent) -> tuple[TrainConfig, dict | None]:
+def _check_bound(per_dim_max: float, bound: float, sigma_lo: float, where: str) -> None:
+    """DESIGN invariant 2: no Gaussian with sigma >= sigma_lo has a per-dim log-density above the bound."""
+    if per_dim_max > bound + 1e-9:
+        raise InvariantError(f"logprob/per_dimension = {per_dim_max:.4f} ({where}) exceeds its bound {bound:.4f} = "
+                             f"-0.5 log(2 pi) - log(sigma_lo={sigma_lo}): sigma is not bounded where the log-prob "
+                             "is computed, or the sum counts more entries than it is divided by")
+
+
+def _iteration_metrics(cfg: TrainConfig, it: int, roll: Any, upd: dict, batch: Batch, pre_dev: float, lo: float,
+                       hi: float, actor_opt: Any, critic_opt: Any, t_roll: float, t_upd: float) -> dict:
+    eps = roll.episodes
+    return {
+        **upd,
+        "logprob/per_dimension": float(roll.per_dim.mean()), "logprob/per_dimension_bound": roll.bound,
+        "logprob/num_dims": roll.num_dims, "logprob/old_mean": float(roll.logp.sum(-1).mean()),
+        "ppo/pre_update_ratio_max_dev": pre_dev,
+        "training/explained_variance": explained_variance(batch.values, batch.returns),
+        "training/actor_updated": float(it >= cfg.critic_warmup_iters),
+        "noise/sigma_mean": roll.sigma_mean, "noise/sigma_lo": lo, "noise/sigma_hi": hi,
+        "reward/batch_avg": float(roll.raw_rewards.mean()),
+        "reward/episode_return": float(np.mean([e["return"] for e in eps])) if eps else None,
+        "train/success_rate": _nanmean([e["success"] for e in eps]),
+        "train/episodes": len(eps),
+        "lr/actor": actor_opt.param_groups[0]["lr"], "lr/critic": critic_opt.param_groups[0]["lr"],
+        "time/rollout_s": t_roll, "time/update_s": t_upd,
+        "time/env_steps_per_s": roll.env_steps / max(t_roll, 1e-9),
+        **{f"reward/{k}": v for k, v in roll.reward_components.items()},
+    }
+
+
+def apply_auto_scale(cfg: TrainConfig, agent: Agent, verbose: bool = True) -> tuple[TrainConfig, dict | None]:
     """--auto-scale: read the given sigma/lr/KL/clip as settings valid at D_ref and rescale them
     to this run's D (reinflow.flow.scaling). The saved config holds the applied values with
     auto_scale off, so a resumed run does not scale twice."""
@@ -311,7 +348,7 @@ def apply_auto_scale(cfg: TrainConfig, agent: Agent) -> tuple[TrainConfig, dict 
     new = replace(cfg, sigma_min=v["sigma_min"], sigma_max=v["sigma_max"], lr_actor=v["lr"],
                   clip_epsilon=v["clip_epsilon"], target_kl=v["target_kl"] if cfg.target_kl else None,
                   sigma_max_final=cfg.sigma_max_final * k if cfg.sigma_max_final else None, auto_scale=False)
-    if cfg.progress:
+    if verbose:
         print(f"--auto-scale ({cfg.scale_rule}) for D = {dims}:\n{format_scale_table(res)}")
     return new, {"rule": cfg.scale_rule, "num_dims": dims, "values": v, "reasons": res.reasons}
 

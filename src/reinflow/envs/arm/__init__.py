@@ -18,10 +18,12 @@ wrist_flex, wrist_roll, gripper]``; gripper -1 = closed (squeezes with a force l
 ``action_to_ctrl`` / ``ctrl_to_action`` to convert. Physics: 5 ms steps, 10 per control step
 (20 Hz), position actuators, gravity-compensated links (details in ``model.py``).
 
-**Observations** ``obs_mode="state"``: float32 vector of ``STATE_DIM = 34`` laid out as
-``OBS_LAYOUT`` (slices in ``OBS_SLICES``): joint_pos 6, joint_vel 6, tcp_pos 3, cube_pos 3,
-cube_quat 4 (wxyz), target_pos 3, cube_minus_tcp 3, target_minus_cube 3, target_minus_tcp 3 —
-the same layout for every task (pick-lift's target is the point 7 cm above the cube's start).
+**Observations** ``obs_mode="state"``: float32 vector of ``STATE_DIM = 32`` laid out as
+``OBS_LAYOUT`` (slices in ``OBS_SLICES``): joint_pos 6 (5 arm joints in rad + finger travel in
+m), joint_vel 6, tcp_pos 3, cube_pos 3, cube_yaw4 2 (cos/sin of 4·yaw: the cube looks the
+same every 90°), target_pos 3, cube_minus_tcp 3, target_minus_cube 3, target_minus_tcp 3 —
+the same layout for every task (pick-lift's target is the point 7 cm above the cube's start,
+so some entries are near-constant in a task: floor the std when z-scoring observations).
 ``obs_mode="pixels_state"``: ``Dict(state=<that vector>, top=uint8[H,W,3], wrist=uint8[H,W,3])``
 rendered headless (``MUJOCO_GL=egl`` by default, see ``render.py``); state mode never creates
 a renderer.

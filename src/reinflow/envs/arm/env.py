@@ -25,7 +25,7 @@ OBS_LAYOUT: tuple[tuple[str, int], ...] = (
     ("joint_vel", 6),
     ("tcp_pos", 3),  # point between the finger pads (m, world frame)
     ("cube_pos", 3),
-    ("cube_quat", 4),  # w, x, y, z
+    ("cube_yaw4", 2),  # cos(4·yaw), sin(4·yaw): yaw modulo the cube's 90° symmetry
     ("target_pos", 3),
     ("cube_minus_tcp", 3),
     ("target_minus_cube", 3),
@@ -215,9 +215,10 @@ class ArmEnv(gym.Env):
 
     def _state(self) -> np.ndarray:
         cube, tcp, tgt = self._cube_pos, self._tcp_pos, self.target_pos
+        yaw4 = 4.0 * self.cube_yaw
         return np.concatenate(
-            (self._qpos6, self._qvel6, tcp, cube, self._cube_quat, tgt, cube - tcp,
-             tgt - cube, tgt - tcp)
+            (self._qpos6, self._qvel6, tcp, cube, (math.cos(yaw4), math.sin(yaw4)), tgt,
+             cube - tcp, tgt - cube, tgt - tcp)
         ).astype(np.float32)
 
     def _get_obs(self):

@@ -114,7 +114,9 @@ class SmolVLAFlowPolicy(FlowPolicy):
 
     def _unused_by_actions(self, names: set[str]) -> set[str]:
         """VLM parameters no action depends on: the LM head, the final text norm, and the last
-        VLM layer's query/output/MLP (only its keys and values reach the expert via the cache)."""
+        VLM layer's query/output/MLP (only its keys and values reach the expert via the cache).
+        Assumes one expert layer per VLM layer (LeRobot's default ``num_expert_layers=-1``); with
+        fewer expert layers some more VLM weights get no gradient (harmless: AdamW skips them)."""
         vwe = self.model.vlm_with_expert
         last = f"text_model.layers.{vwe.num_vlm_layers - 1}."
         out = set()
@@ -218,7 +220,7 @@ class SmolVLAFlowPolicy(FlowPolicy):
     # --- the contract -----------------------------------------------------------------------------
     def encode(self, obs: dict[str, torch.Tensor]) -> dict[str, Any]:
         lr = self.lerobot
-        dev = self.settings.device
+        dev = self.model.action_out_proj.weight.device  # follows .to(device) by the trainer
         batch = {k: v.to(dev) for k, v in obs.items()}
         for key in lr.config.image_features:
             if key in batch and batch[key].dtype == torch.uint8:

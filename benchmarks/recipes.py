@@ -1,0 +1,185 @@
+"""Compare the named recipes (``reinflow train --preset``) at D = 300 (chunk 50 x 6, K = 1).
+
+Every preset starts from the same BC checkpoint per task and gets the same env-step budget and
+the same seeds; the table reports final deterministic success (mean +- std over seeds), success
+at 1/4 and 1/2 of the budget, median and max clip fraction, the PPO ratio range, the fraction of
+actor steps whose gradient was clipped, and wall time. A PNG shows success against env steps.
+
+    python benchmarks/recipes.py --tasks reach pick-lift --seeds 0 1 2 --env-steps 200000 \
+        --out runs/bench_recipes
+
+BC checkpoints are built once per task under ``<out>/<task>/bc`` (reused when present), or
+given with ``--checkpoint reach=PATH``. Runs already finished under ``<out>`` are reused, so
+an interrupted benchmark continues where it stopped. Results: ``<out>/results.json``,
+``<out>/table.md``, ``<out>/success_vs_env_steps.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+TASKS = {"reach": "reinflow/ArmReach-v0", "push": "reinflow/ArmPush-v0", "pick-lift": "reinflow/ArmPickLift-v0"}
+PRESET_ORDER = ["sum-unscaled", "sum-sigma-scaled", "reinflow-paper", "chunk-sum-0.2", "per-step", "default"]
+
+
+def build_bc(task: str, out: Path, episodes: int, steps: int, seed: int) -> Path:
+    from reinflow.bc.pretrain import PretrainConfig, pretrain
+    from reinflow.envs.demos import record_demos
+    from reinflow.quickstart import BC_SETTINGS
+    ck = out / task / "bc"
+    if (ck / "config.json").is_file():
+        return ck
+    bc = BC_SETTINGS[task]
+    episodes, steps = episodes or bc["episodes"], steps or bc["steps"]
+    record_demos(TASKS[task], episodes, out / task / "demos", seed=seed, progress=False)
+    pretrain(PretrainConfig(demos=str(out / task / "demos"), out=str(ck), chunk_size=50, steps=steps,
+                            max_episodes=episodes, seed=seed, progress=False))
+    return ck
+
+
+def run_one(task: str, preset: str, seed: int, ck: Path, out: Path, budget: int, args: argparse.Namespace) -> dict:
+    """Train until env_steps >= budget (segments of one run; resumed runs continue exactly)."""
+    from reinflow.report.logger import read_metrics
+    from reinflow.rl.config import TrainConfig
+    from reinflow.rl.presets import preset_overrides
+    from reinflow.rl.trainer import train
+    run = out / task / preset / f"seed{seed}"
+    done_file = run / "bench_done.json"
+    if done_file.is_file():
+        return json.loads(done_file.read_text())
+    cfg = TrainConfig(env=TASKS[task], policy_path=str(ck), out=str(run), seed=seed, progress=False,
+                      tensorboard=False, checkpoint_every=10**6, eval_episodes=args.eval_episodes,
+                      preset=preset, **preset_overrides(preset))
+    if args.parallel_envs:
+        cfg = replace(cfg, parallel_envs=args.parallel_envs)
+    per_iter_max = cfg.parallel_envs * cfg.rollout_steps * 50  # env steps if no episode ends mid-chunk
+    iters = max(2, math.ceil(budget / per_iter_max))
+    eval_every = max(1, math.ceil(budget / per_iter_max / args.curve_points))
+    t0 = time.time()
+    res = train(replace(cfg, iterations=iters, eval_every=eval_every))
+    while res.env_steps < budget:  # episodes ended mid-chunk: fewer env steps per iteration
+        per_iter = res.env_steps / res.iterations
+        more = max(1, math.ceil((budget - res.env_steps) / per_iter))
+        res = train(replace(cfg, iterations=res.iterations + more, eval_every=eval_every, resume=True))
+    wall = time.time() - t0
+    rows = read_metrics(run / "metrics.jsonl")
+    curve = [(r["env_steps"], r["eval/success_rate"]) for r in rows
+             if r.get("eval/iteration") == r["iteration"] and r.get("eval/success_rate") is not None]
+
+    def at(frac: float) -> float | None:
+        pts = [s for e, s in curve if e <= frac * budget]
+        return pts[-1] if pts else None
+    col = lambda k: [r[k] for r in rows if r.get(k) is not None]  # noqa: E731
+    clip = col("training/clip_fraction")
+    result = {"task": task, "preset": preset, "seed": seed, "env_steps": res.env_steps, "iterations": res.iterations,
+              "final_success": res.final_eval["success_rate"] if res.final_eval else None,
+              "success_q1": at(0.25), "success_q2": at(0.5), "curve": curve,
+              "clip_median": float(np.median(clip)), "clip_max": float(np.max(clip)),
+              "ratio_min": float(np.min(col("ppo/ratio_min"))), "ratio_max": float(np.max(col("ppo/ratio_max"))),
+              "grad_clipped_frac": float(np.mean(col("gradients/policy_clipped"))),
+              "epochs_run_mean": float(np.mean(col("training/epochs_run"))), "wall_s": wall}
+    done_file.write_text(json.dumps(result, indent=2))
+    return result
+
+
+def fmt(xs: list, pct: bool = True) -> str:
+    xs = [x for x in xs if x is not None]
+    if not xs:
+        return "n/a"
+    if pct:
+        return f"{100 * np.mean(xs):.0f} ± {100 * np.std(xs):.0f}" if len(xs) > 1 else f"{100 * xs[0]:.0f}"
+    return f"{np.mean(xs):.2f}"
+
+
+def table(results: list[dict], budget: int) -> str:
+    lines = [f"| task | preset | final success % (mean ± std) | success % at ¼ / ½ budget | clip fraction median / max "
+             f"| ratio range | grad-clipped steps | wall (s/run) | seeds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    keys = sorted({(r["task"], r["preset"]) for r in results},
+                  key=lambda k: (list(TASKS).index(k[0]), PRESET_ORDER.index(k[1]) if k[1] in PRESET_ORDER else 99))
+    for task, preset in keys:
+        rs = [r for r in results if r["task"] == task and r["preset"] == preset]
+        lines.append(
+            f"| {task} | {preset} | {fmt([r['final_success'] for r in rs])} | "
+            f"{fmt([r['success_q1'] for r in rs])} / {fmt([r['success_q2'] for r in rs])} | "
+            f"{np.median([r['clip_median'] for r in rs]):.2f} / {max(r['clip_max'] for r in rs):.2f} | "
+            f"[{min(r['ratio_min'] for r in rs):.3g}, {max(r['ratio_max'] for r in rs):.3g}] | "
+            f"{np.mean([r['grad_clipped_frac'] for r in rs]):.2f} | {np.mean([r['wall_s'] for r in rs]):.0f} | "
+            f"{len(rs)} |")
+    return "\n".join(lines)
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    tasks = [t for t in TASKS if any(r["task"] == t for r in results)]
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for preset in PRESET_ORDER:
+            rs = [r for r in results if r["task"] == task and r["preset"] == preset]
+            if not rs:
+                continue
+            grid = sorted({e for r in rs for e, _ in r["curve"]})
+            if not grid:
+                continue
+            xs = np.linspace(0, max(grid), 30)
+            ys = np.array([np.interp(xs, [e for e, _ in r["curve"]], [s for _, s in r["curve"]]) for r in rs])
+            ax.plot(xs, ys.mean(0), label=preset)
+            if len(rs) > 1:
+                ax.fill_between(xs, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0), alpha=0.15)
+        ax.set(title=f"{task}: deterministic eval success", xlabel="env steps", ylabel="success rate", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", nargs="+", default=["reach", "pick-lift"], choices=list(TASKS))
+    p.add_argument("--presets", nargs="+", default=PRESET_ORDER)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    p.add_argument("--env-steps", type=int, default=200_000, help="env-step budget per run")
+    p.add_argument("--eval-episodes", type=int, default=50, help="episodes per evaluation")
+    p.add_argument("--curve-points", type=int, default=8, help="evaluations per run (the success curve)")
+    p.add_argument("--parallel-envs", type=int, default=None, help="override the presets' parallel envs")
+    p.add_argument("--checkpoint", action="append", default=[], help="TASK=PATH: BC checkpoint to start from")
+    p.add_argument("--bc-episodes", type=int, default=None)
+    p.add_argument("--bc-steps", type=int, default=None)
+    p.add_argument("--out", default="runs/bench_recipes")
+    args = p.parse_args()
+    import torch
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    given = dict(c.split("=", 1) for c in args.checkpoint)
+    results = []
+    for task in args.tasks:
+        ck = Path(given[task]) if task in given else build_bc(task, out, args.bc_episodes, args.bc_steps, 0)
+        for preset in args.presets:
+            for seed in args.seeds:
+                r = run_one(task, preset, seed, ck, out, args.env_steps, args)
+                results.append(r)
+                print(f"{task:9s} {preset:16s} seed {seed}: success {r['final_success']}, clip max "
+                      f"{r['clip_max']:.2f}, {r['env_steps']} env steps, {r['wall_s']:.0f}s", flush=True)
+                (out / "results.json").write_text(json.dumps(results, indent=2))
+                (out / "table.md").write_text(table(results, args.env_steps) + "\n")
+    plot(results, out / "success_vs_env_steps.png")
+    print(table(results, args.env_steps))
+    print(f"\nwrote {out}/table.md, {out}/results.json, {out}/success_vs_env_steps.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,298 @@
+"""``reinflow quickstart``: the whole pipeline on a built-in arm task, with a report folder.
+
+demos (scripted expert) -> flow-matching BC of a deliberately imperfect policy -> evaluation ->
+ReinFlow + PPO fine-tuning on parallel headless envs (D = chunk 50 x 6 dims, K = 1) ->
+evaluation on the same held-out seeds -> ``summary.json``, ``summary.md`` and PNG plots.
+
+Everything goes through the library (``record_demos``, ``pretrain``, ``train``,
+``run_episodes``, ``plot_run``); the fine-tuning recipe is TrainConfig's defaults (the
+``default`` preset, compared against the alternatives in ``benchmarks/recipes.py``) plus the
+few quickstart-specific settings in ``QUICKSTART_OVERRIDES``.
+
+The ``--minutes`` budget covers the whole command. Training runs in segments of the same run
+(``train(..., resume=True)``: the constant LR schedule and per-iteration seeding make a segmented
+run identical in its updates to an unsegmented one); after each segment the measured seconds per
+iteration decide how many more fit in what is left, keeping a reserve for the final evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Literal
+
+import tyro
+
+from reinflow import ConfigError
+
+TASKS = {
+    "reach": "reinflow/ArmReach-v0",
+    "push": "reinflow/ArmPush-v0",
+    "pick-lift": "reinflow/ArmPickLift-v0",
+}
+
+# Per-task BC imperfection (demo episodes used, BC gradient steps): chosen so the pretrained
+# policy succeeds sometimes but clearly not always (measured numbers in docs/benchmarks.md).
+BC_SETTINGS = {
+    "reach": dict(episodes=50, steps=1000),
+    "push": dict(episodes=100, steps=2000),
+    "pick-lift": dict(episodes=100, steps=2000),
+}
+
+# Quickstart-only TrainConfig settings on top of the defaults. The LR schedule must be constant:
+# the iteration count is only known once the seconds per iteration have been measured.
+QUICKSTART_OVERRIDES = dict(lr_schedule="constant")
+
+
+@dataclass
+class QuickstartConfig:
+    """Demos -> BC pretraining -> eval -> ReinFlow fine-tuning (D = 50 x 6) -> eval -> report."""
+
+    out: str = "runs/quickstart"
+    """report folder (summary.json, summary.md, plots/, plus demos/, pretrain/, train/)"""
+    task: Literal["reach", "push", "pick-lift"] = "reach"
+    """built-in arm task"""
+    minutes: float = 15.0
+    """wall-clock budget of the whole command, in minutes"""
+    seed: int = 0
+    """seed of demos, BC, envs and PPO"""
+    eval_episodes: int = 100
+    """held-out evaluation episodes, before and after fine-tuning (same seeds)"""
+    demo_episodes: int | None = None
+    """expert demos recorded (default: what BC uses for the task)"""
+    bc_episodes: int | None = None
+    """demo episodes BC trains on (fewer = a weaker starting policy; default per task)"""
+    bc_steps: int | None = None
+    """BC gradient steps (fewer = a weaker starting policy; default per task)"""
+    chunk_size: int = 50
+    """actions per chunk H (D = H x 6 with K = 1)"""
+    act_steps: int | None = None
+    """chunk steps executed per decision (default: the whole chunk, open loop)"""
+    parallel_envs: int | None = None
+    """parallel envs (default: TrainConfig's)"""
+    rollout_steps: int | None = None
+    """decisions per env per iteration (default: TrainConfig's)"""
+    train_eval_episodes: int = 20
+    """episodes of the periodic in-training evaluation (the success curve)"""
+    max_iterations: int | None = None
+    """cap on PPO iterations (default: as many as the budget allows)"""
+    progress: bool = True
+    """show progress bars"""
+
+    def __post_init__(self) -> None:
+        if not self.minutes > 0:
+            raise ConfigError(f"minutes={self.minutes}: must be > 0")
+        for name in ("eval_episodes", "train_eval_episodes", "chunk_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+        for name in ("demo_episodes", "bc_episodes", "bc_steps", "act_steps", "parallel_envs", "rollout_steps", "max_iterations"):
+            val = getattr(self, name)
+            if val is not None and val < 1:
+                raise ConfigError(f"{name}={val}: must be >= 1")
+        if self.act_steps is not None and self.act_steps > self.chunk_size:
+            raise ConfigError(f"act_steps={self.act_steps}: must be <= chunk_size={self.chunk_size}")
+
+
+def _stage(msg: str, t0: float) -> None:
+    print(f"[quickstart {time.time() - t0:6.1f}s] {msg}", flush=True)
+
+
+def _evaluate(ckpt: Path, env_id: str, act_steps: int, episodes: int, seed: int, parallel: int) -> dict:
+    from reinflow.envs.factory import make_vector_env
+    from reinflow.rl.checkpoint import load_agent
+    from reinflow.rl.evaluate import run_episodes
+    agent, _, _ = load_agent(ckpt, sampler_overrides={"act_steps": act_steps})
+    envs = make_vector_env(env_id, min(parallel, episodes), act_steps, "sync", {})
+    try:
+        t = time.time()
+        res = run_episodes(agent, envs, episodes, seed=seed, deterministic=True)
+        res["seconds"] = time.time() - t
+        res["env_steps"] = int(round(res["length_mean"] * res["episodes"]))
+    finally:
+        envs.close()
+    return res
+
+
+def _iteration_seconds(run_dir: Path) -> float:
+    """Seconds per iteration from the last logged iterations (rollout + update)."""
+    from reinflow.report.logger import read_metrics
+    rows = read_metrics(run_dir / "metrics.jsonl")[-3:]
+    return max(float(r.get("time/rollout_s", 0.0)) + float(r.get("time/update_s", 0.0)) for r in rows)
+
+
+def run_quickstart(cfg: QuickstartConfig) -> dict:
+    """Run the pipeline; returns the summary dict (also written to <out>/summary.json)."""
+    from reinflow.bc.pretrain import PretrainConfig, pretrain
+    from reinflow.envs.demos import record_demos
+    from reinflow.envs.factory import set_headless_gl
+    from reinflow.report.logger import read_metrics
+    from reinflow.report.plots import plot_run
+    from reinflow.rl.config import TrainConfig
+    from reinflow.rl.trainer import train
+
+    t0 = time.time()
+    budget_s = cfg.minutes * 60.0
+    set_headless_gl()
+    env_id = TASKS[cfg.task]
+    out = Path(cfg.out)
+    if out.exists():
+        for sub in ("demos", "pretrain", "train", "plots"):
+            shutil.rmtree(out / sub, ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+    bc = BC_SETTINGS[cfg.task]
+    bc_episodes = cfg.bc_episodes or bc["episodes"]
+    bc_steps = cfg.bc_steps or bc["steps"]
+    demo_episodes = cfg.demo_episodes or bc_episodes
+    act_steps = cfg.act_steps or cfg.chunk_size
+    eval_seed = 10_000 + cfg.seed
+    eval_parallel = 10
+    dims = act_steps * 6
+
+    _stage(f"task {cfg.task} ({env_id}); budget {cfg.minutes:g} min; chain D = {act_steps} x 6 = {dims}, K = 1", t0)
+    if act_steps < cfg.chunk_size:
+        print(f"  note: act_steps={act_steps} < chunk {cfg.chunk_size}: closed-loop execution, D = {dims} "
+              "(asked for on the command line)")
+
+    # 1. demos
+    _stage(f"1/6 recording {demo_episodes} scripted-expert demos", t0)
+    demos = record_demos(env_id, demo_episodes, out / "demos", seed=cfg.seed, progress=cfg.progress)
+    _stage(f"    {demos['episodes']} demos, {demos['steps']} steps, expert success {demos['success_rate']:.2f}", t0)
+
+    # 2. BC
+    _stage(f"2/6 flow-matching BC on {min(bc_episodes, demos['episodes'])} demos x {bc_steps} steps "
+           "(deliberately imperfect)", t0)
+    pre = pretrain(PretrainConfig(demos=str(out / "demos"), out=str(out / "pretrain"), chunk_size=cfg.chunk_size,
+                                  denoise_steps=1, steps=bc_steps, max_episodes=bc_episodes, seed=cfg.seed,
+                                  progress=cfg.progress))
+    _stage(f"    BC loss {pre['loss_first_100']:.3f} -> {pre['loss_last_100']:.3f}", t0)
+
+    # 3. eval before
+    _stage(f"3/6 evaluating the pretrained policy on {cfg.eval_episodes} held-out episodes", t0)
+    before = _evaluate(out / "pretrain", env_id, act_steps, cfg.eval_episodes, eval_seed, eval_parallel)
+    _stage(f"    success {before['success_rate']:.3f} ({before['episodes']} episodes)", t0)
+
+    # 4. fine-tune
+    tcfg = TrainConfig(env=env_id, out=str(out / "train"), policy_path=str(out / "pretrain"), act_steps=act_steps,
+                       seed=cfg.seed, eval_episodes=cfg.train_eval_episodes, progress=cfg.progress,
+                       checkpoint_every=1_000_000, **QUICKSTART_OVERRIDES)
+    if cfg.parallel_envs:
+        tcfg = replace(tcfg, parallel_envs=cfg.parallel_envs)
+    if cfg.rollout_steps:
+        tcfg = replace(tcfg, rollout_steps=cfg.rollout_steps)
+    # The after-evaluation costs about what the before one did (often less: successes end early).
+    reserve = before["seconds"] * 1.3 + 10.0
+    _stage(f"4/6 ReinFlow fine-tuning: {tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions/iteration, "
+           f"reduction={tcfg.logprob_reduction}, sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
+           f"lr {tcfg.lr_actor:g}, clip {tcfg.clip_epsilon}", t0)
+    done_iters, segments, res = 0, 0, None
+    probe = max(2, tcfg.critic_warmup_iters)
+    cap = cfg.max_iterations or 10**9
+    seg_overhead = 5.0
+    while done_iters < cap:
+        left = budget_s - (time.time() - t0) - reserve
+        if segments == 0:
+            target = min(probe, cap)
+        else:
+            per_it = _iteration_seconds(out / "train") * 1.1 + tcfg.train_eval_episodes * 0.05
+            more = int((left - seg_overhead) / per_it) if per_it > 0 else 0
+            if more < 1:
+                break
+            # Few long segments: re-measure when the policy (and so the episode lengths) changed.
+            more = min(more, max(int(0.6 * more), 5)) if left > 120 else more
+            target = min(done_iters + more, cap)
+        if segments > 0 and target <= done_iters:
+            break
+        ts = time.time()
+        # eval_every: a curve point every ~10% of the expected run, the first one at iteration 0.
+        res = train(replace(tcfg, iterations=target, resume=segments > 0,
+                            eval_every=max(1, target // 8) if segments else 10**6))
+        done_iters, segments = res.iterations, segments + 1
+        if segments == 1:
+            seg_overhead = max(5.0, (time.time() - ts) - _iteration_seconds(out / "train") * target)
+        if time.time() - t0 + reserve > budget_s:
+            break
+    assert res is not None
+    rows = read_metrics(out / "train" / "metrics.jsonl")
+    _stage(f"    {done_iters} iterations in {segments} segments, {res.env_steps} env steps", t0)
+
+    # 5. eval after
+    _stage(f"5/6 evaluating the fine-tuned policy on the same {cfg.eval_episodes} episodes", t0)
+    after = _evaluate(out / "train", env_id, act_steps, cfg.eval_episodes, eval_seed, eval_parallel)
+    _stage(f"    success {after['success_rate']:.3f} ({after['episodes']} episodes)", t0)
+
+    # 6. report
+    _stage("6/6 writing the report", t0)
+    plots = plot_run(out / "train", out / "plots")
+    clip = [r["training/clip_fraction"] for r in rows if r.get("training/clip_fraction") is not None]
+    def col(key: str) -> list[float]:
+        return [r[key] for r in rows if r.get(key) is not None]
+    wall = time.time() - t0
+    d_before, d_after = before["success_rate"] or 0.0, after["success_rate"] or 0.0
+    summary = {
+        "task": cfg.task, "env": env_id,
+        "success_before": before["success_rate"], "success_after": after["success_rate"],
+        "success_gain_pp": 100.0 * (d_after - d_before),
+        "eval_episodes_before": before["episodes"], "eval_episodes_after": after["episodes"],
+        "eval_seed": eval_seed, "eval_mode": "deterministic (ODE, no injected noise)",
+        "eval_before": before, "eval_after": after,
+        "env_steps": res.env_steps, "iterations": done_iters, "train_segments": segments,
+        "wall_time_s": wall, "budget_s": budget_s,
+        "clip_fraction_max": max(clip) if clip else None,
+        "clip_fraction_median": sorted(clip)[len(clip) // 2] if clip else None,
+        "ratio_min": min(col("ppo/ratio_min")) if col("ppo/ratio_min") else None,
+        "ratio_max": max(col("ppo/ratio_max")) if col("ppo/ratio_max") else None,
+        "chain_dims": dims, "chunk_size": cfg.chunk_size, "act_steps": act_steps, "denoise_steps": 1,
+        "demos": demos, "pretrain": pre,
+        "config": {"quickstart": asdict(cfg), "train": asdict(replace(tcfg, iterations=done_iters)),
+                   "quickstart_overrides": QUICKSTART_OVERRIDES},
+        "plots": [str(p) for p in plots],
+        "run_folder": str(out / "train"),
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out / "summary.md").write_text(_markdown(summary, tcfg))
+    _stage(f"done in {wall / 60:.1f} min: success {d_before:.2f} -> {d_after:.2f} "
+           f"({summary['success_gain_pp']:+.0f} pp, {after['episodes']} episodes each), "
+           f"max clip fraction {summary['clip_fraction_max'] if clip else float('nan'):.2f}", t0)
+    print(f"report: {out}/summary.md  (summary.json, plots/*.png; run folder {out}/train)")
+    return summary
+
+
+def _markdown(s: dict, tcfg) -> str:
+    def pct(x: float | None) -> str:
+        return "n/a" if x is None else f"{100 * x:.1f}%"
+    lines = [
+        f"# reinflow quickstart: {s['task']} ({s['env']})", "",
+        "| | before (BC) | after (ReinFlow) |", "| --- | --- | --- |",
+        f"| success (deterministic, same seeds) | {pct(s['success_before'])} | {pct(s['success_after'])} |",
+        f"| episodes | {s['eval_episodes_before']} | {s['eval_episodes_after']} |",
+        f"| mean return | {s['eval_before']['return_mean']:.2f} | {s['eval_after']['return_mean']:.2f} |",
+        f"| mean episode length | {s['eval_before']['length_mean']:.1f} | {s['eval_after']['length_mean']:.1f} |",
+        "",
+        f"* gain: **{s['success_gain_pp']:+.1f} percentage points**",
+        f"* fine-tuning: {s['iterations']} PPO iterations, {s['env_steps']} env steps; "
+        f"whole command {s['wall_time_s'] / 60:.1f} min (budget {s['budget_s'] / 60:.1f} min)",
+        f"* chain: chunk {s['chunk_size']} x 6 dims, {s['act_steps']} executed per decision, K = 1: "
+        f"D = {s['chain_dims']}",
+        f"* recipe: reduction `{tcfg.logprob_reduction}`, sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
+        f"lr_actor {tcfg.lr_actor:g}, clip {tcfg.clip_epsilon}, target_kl {tcfg.target_kl}, "
+        f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, {tcfg.update_epochs} epochs, "
+        f"minibatch {tcfg.minibatch_size}, critic warm-up {tcfg.critic_warmup_iters} iterations",
+        f"* clip fraction: max {s['clip_fraction_max']:.3f}, median {s['clip_fraction_median']:.3f}; "
+        f"PPO ratio range [{s['ratio_min']:.3f}, {s['ratio_max']:.3f}]" if s["clip_fraction_max"] is not None else "",
+        "", "## Plots", "",
+    ]
+    for p in s["plots"]:
+        name = Path(p).name
+        lines.append(f"![{name}](plots/{name})")
+    lines += ["", f"Run folder: `{s['run_folder']}` (metrics.jsonl, checkpoints; `reinflow doctor {s['run_folder']}`)", ""]
+    return "\n".join(lines)
+
+
+def cli_main(argv: list[str]) -> int:
+    cfg = tyro.cli(QuickstartConfig, args=argv, prog="reinflow quickstart")
+    run_quickstart(cfg)
+    return 0

@@ -38,13 +38,27 @@ def test_round_trip_matches_file_and_replays(demo_dir):
         np.testing.assert_array_equal(flat[key], raw[key])
     assert all(a.dtype == np.float32 and a.shape[1] == 6 for a in demos.actions)
     assert demos.episode_success.all()
-    # replaying the recorded actions from the recorded seed reproduces the observations
-    env = ArmEnv("pick_lift")
+    # replaying the executed actions from the recorded seed reproduces the observations
+    executed = raw["executed_actions"][: len(demos.actions[0])]
+    assert 0.005 < np.abs(executed - demos.actions[0]).mean() < 0.1  # noisy execution,
+    env = ArmEnv("pick_lift")  # clean expert labels
     obs, _ = env.reset(seed=demos.meta["episode_seeds"][0])
-    for t, action in enumerate(demos.actions[0]):
+    for t, action in enumerate(executed):
         np.testing.assert_allclose(obs, demos.observations[0][t], atol=1e-5)
         obs, *_ = env.step(action)
     assert demos.successes[0][-1]
+
+
+def test_noise_free_demos_replay_exactly(tmp_path):
+    record_demos("reinflow/ArmPush-v0", 1, tmp_path, seed=3, progress=False, action_noise=0.0)
+    demos = load_demos(tmp_path)
+    assert "executed_actions" not in np.load(tmp_path / DEMOS_FILE).files
+    env = ArmEnv("push")
+    obs, _ = env.reset(seed=demos.meta["episode_seeds"][0])
+    for t, action in enumerate(demos.actions[0]):
+        np.testing.assert_allclose(obs, demos.observations[0][t], atol=1e-5)
+        obs, _, terminated, _, info = env.step(action)
+    assert terminated and info["success"]
 
 
 def test_pixel_demos_round_trip(tmp_path):

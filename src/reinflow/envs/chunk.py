@@ -1,14 +1,22 @@
-"""Chunk execution: one agent decision = ``act_steps`` env steps of a chunk.
+"""Chunk execution: one agent decision = ``act_steps`` env steps of a chunk, with faults caught
+at the env boundary.
 
 The wrapper maps the policy's normalised actions in [-1, 1] to the env's Box bounds (clipping
 first: the stored chain stays unclipped, DESIGN section 2 "Clamping"), sums the rewards of the
-executed steps, stops the chunk early when the episode ends, and checks every observation and
-reward for NaN/inf at the boundary, naming the env index and step.
+executed steps, and stops the chunk early when the episode ends.
+
+Faults, each reported with the env index and episode step:
+  * NaN/inf in an observation or reward: with ``nonfinite="drop"`` (default) the episode ends
+    there (truncated, reward 0, the last finite observation returned) and ``episode_dropped``
+    tells the rollout to drop the whole episode from the batch; ``"stop"`` raises.
+  * an exception from the env's ``step``/``reset``: the env is rebuilt (up to ``max_restarts``
+    times over the run) and the episode is dropped the same way; past that, EnvFaultError.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -17,36 +25,87 @@ from reinflow import ReinflowError
 
 
 class NonFiniteError(ReinflowError):
-    """NaN or inf crossed the env boundary."""
+    """NaN or inf crossed the env boundary (or appeared in a loss or gradient)."""
+
+
+class EnvFaultError(ReinflowError):
+    """An environment kept failing after its restarts were used up."""
 
 
 class ChunkWrapper(gym.Wrapper):
     """Action space: Box[-1, 1] of shape [act_steps, A]. Info keys added: ``chunk_len`` (env
-    steps executed), ``success`` (any step succeeded), ``reward_components`` (summed), and at
-    episode end ``episode_return``, ``episode_length``, ``episode_success``."""
+    steps executed), ``success`` (any step succeeded), ``reward_components`` (summed), at an
+    episode's end ``episode_return``, ``episode_length``, ``episode_success`` (NaN when the env
+    reports no success), and on a fault ``episode_dropped`` / ``env_fault``."""
 
-    def __init__(self, env: gym.Env, act_steps: int, env_index: int = 0):
+    def __init__(self, env: gym.Env, act_steps: int, env_index: int = 0,
+                 make_env: Callable[[], gym.Env] | None = None, max_restarts: int = 3,
+                 nonfinite: str = "drop"):
         super().__init__(env)
         space = env.action_space
         if not isinstance(space, gym.spaces.Box):
             raise ReinflowError(f"env action space is {type(space).__name__}: reinflow needs a Box action space")
         self.act_steps, self.env_index = act_steps, env_index
-        self.low = space.low.astype(np.float64).ravel()
-        self.high = space.high.astype(np.float64).ravel()
-        finite = np.isfinite(self.low) & np.isfinite(self.high)
+        self.make_env, self.max_restarts, self.nonfinite = make_env, max_restarts, nonfinite
+        self.restarts = 0
+        low, high = space.low.astype(np.float64).ravel(), space.high.astype(np.float64).ravel()
+        finite = np.isfinite(low) & np.isfinite(high)
         # Unbounded dims pass through unscaled; bounded ones map [-1, 1] -> [low, high].
-        self.scale = np.where(finite, (self.high - self.low) / 2.0, 1.0)
-        self.offset = np.where(finite, (self.high + self.low) / 2.0, 0.0)
-        self.finite = finite
-        self.action_dim = self.low.size
+        self.scale = np.where(finite, (high - low) / 2.0, 1.0)
+        self.offset = np.where(finite, (high + low) / 2.0, 0.0)
+        self.action_dim = low.size
         self.action_space = gym.spaces.Box(-1.0, 1.0, (act_steps, self.action_dim), np.float32)
         self._ret, self._len, self._succ = 0.0, 0, False
         self._has_success = False  # envs without a success signal report NaN, not 0
+        self._last_obs: Any = None
 
-    def reset(self, **kwargs: Any):
-        obs, info = self.env.reset(**kwargs)
+    # --- faults ---------------------------------------------------------------------------
+    def _restart(self, exc: BaseException, where: str) -> None:
+        self.restarts += 1
+        msg = f"env {self.env_index}: {type(exc).__name__}: {exc} at {where}"
+        if self.make_env is None or self.restarts > self.max_restarts:
+            raise EnvFaultError(f"{msg} (restarts used: {self.restarts - 1} of {self.max_restarts})") from exc
+        print(f"[reinflow] {msg}; rebuilding the env (restart {self.restarts} of {self.max_restarts}), "
+              "episode dropped", file=sys.stderr)
+        try:
+            self.env.close()
+        except Exception:  # noqa: BLE001 - the env is already broken
+            pass
+        self.env = self.make_env()
+
+    def _dropped(self, info: dict, reason: str) -> tuple:
+        out = dict(info)
+        out.update(chunk_len=0, success=False, reward_components={}, episode_dropped=True, env_fault=reason)
         self._ret, self._len, self._succ = 0.0, 0, False
-        self._check(obs, 0.0, "reset")
+        return self._last_obs, 0.0, False, True, out
+
+    def _bad(self, obs: Any, reward: float) -> str | None:
+        if not np.isfinite(reward):
+            return f"reward is {reward}"
+        for name, arr in _leaves(obs):
+            a = np.asarray(arr)
+            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+                return f"observation{name} has NaN/inf"
+        return None
+
+    # --- gymnasium API --------------------------------------------------------------------
+    def reset(self, **kwargs: Any):
+        for _ in range(self.max_restarts + 2):
+            try:
+                obs, info = self.env.reset(**kwargs)
+            except Exception as exc:  # noqa: BLE001 - any env error is reported with its index
+                self._restart(exc, "reset")
+                continue
+            bad = self._bad(obs, 0.0)
+            if bad is None:
+                break
+            if self.nonfinite == "stop":
+                raise NonFiniteError(f"env {self.env_index}: {bad} at reset")
+            self._restart(NonFiniteError(bad), "reset")
+        else:
+            raise EnvFaultError(f"env {self.env_index}: reset kept failing")
+        self._ret, self._len, self._succ = 0.0, 0, False
+        self._last_obs = obs
         return obs, info
 
     def step(self, action: np.ndarray):
@@ -57,12 +116,24 @@ class ChunkWrapper(gym.Wrapper):
         term = trunc = False
         info: dict = {}
         executed = 0
+        inner = self.env.action_space
         for a in action[: self.act_steps]:
             a = np.clip(a, -1.0, 1.0) * self.scale + self.offset
-            obs, r, term, trunc, info = self.env.step(a.astype(self.env.action_space.dtype).reshape(self.env.action_space.shape))
+            try:
+                obs, r, term, trunc, info = self.env.step(a.astype(inner.dtype).reshape(inner.shape))
+            except Exception as exc:  # noqa: BLE001
+                self._restart(exc, f"episode step {self._len}")
+                return self._dropped({}, f"{type(exc).__name__}: {exc}")
             executed += 1
             self._len += 1
-            self._check(obs, r, f"step {self._len}")
+            bad = self._bad(obs, r)
+            if bad is not None:
+                if self.nonfinite == "stop":
+                    raise NonFiniteError(f"env {self.env_index}: {bad} at episode step {self._len}")
+                print(f"[reinflow] env {self.env_index}: {bad} at episode step {self._len}; episode dropped",
+                      file=sys.stderr)
+                return self._dropped(info, bad)
+            self._last_obs = obs
             total += float(r)
             if "success" in info:
                 self._has_success = True
@@ -79,14 +150,6 @@ class ChunkWrapper(gym.Wrapper):
             out.update(episode_return=self._ret, episode_length=self._len,
                        episode_success=float(self._succ) if self._has_success else float("nan"))
         return obs, total, term, trunc, out
-
-    def _check(self, obs: Any, reward: float, where: str) -> None:
-        if not np.isfinite(reward):
-            raise NonFiniteError(f"env {self.env_index}: reward is {reward} at {where}")
-        for name, arr in _leaves(obs):
-            a = np.asarray(arr)
-            if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
-                raise NonFiniteError(f"env {self.env_index}: observation{name} has NaN/inf at {where}")
 
 
 def _leaves(obs: Any, prefix: str = ""):

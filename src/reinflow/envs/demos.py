@@ -93,7 +93,7 @@ def record_demos(
     obs_mode: str = "state",
     image_size: tuple[int, int] = (64, 64),
     max_attempts: int | None = None,
-    action_noise: float = 0.0,
+    action_noise: float = 0.03,
     **env_kwargs,
 ) -> dict:
     """Roll out the scripted expert and save ``episodes`` demonstrations to ``out_dir``.
@@ -103,7 +103,9 @@ def record_demos(
     ``action_noise`` > 0 executes ``clip(expert + N(0, action_noise²))`` but records the clean
     expert action (DART-style noise injection: the demos then show how to recover from small
     mistakes, which makes behaviour cloning markedly more robust); the executed actions are
-    stored as ``executed_actions``.
+    stored as ``executed_actions``. Measured with a plain MLP chunk policy (H=4, 100 demos,
+    30 eval seeds): success 73% -> 100% (pick-lift), 73% -> 93% (push), 97% -> 97% (reach)
+    going from 0 to the default 0.03; 0.1 was worse (70% pick-lift). Use 0 for pure demos.
     Returns ``{"path", "env_id", "episodes", "steps", "attempts", "success_rate",
     "mean_length", "seconds"}``; ``success_rate`` is over all attempts.
     """
@@ -271,6 +273,8 @@ def load_demos(path: str | os.PathLike) -> Demos:
         "rewards": (n,),
         "successes": (n,),
     }
+    if "executed_actions" in data:
+        shapes["executed_actions"] = (n, a_dim)
     for key, shape in shapes.items():
         if data[key].shape != shape:
             raise _fail(npz_path, key, f"shape {list(shape)} (N = sum(episode_lengths))",

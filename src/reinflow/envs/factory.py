@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 from typing import Any, Callable
 
@@ -22,39 +23,56 @@ def set_headless_gl() -> None:
 
 
 def check_env_id(env_id: str) -> None:
-    """Clear error for an unknown id (gymnasium's own message is a traceback deep inside)."""
+    """Clear error for an unknown id (gymnasium's own message is a traceback deep inside).
+    ``module:EnvId`` imports ``module`` first (how custom envs register themselves)."""
+    if ":" in env_id:
+        module, _, name = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"env={env_id!r}: cannot import module {module!r} ({exc})") from None
+        env_id = name
     if env_id not in gym.registry:
         close = [k for k in gym.registry if env_id.lower().split("-")[0].split("/")[-1] in k.lower()][:5]
         hint = f" (did you mean: {', '.join(close)})" if close else " (e.g. Pendulum-v1, Hopper-v5, reinflow/ArmReach-v0)"
         raise ConfigError(f"env={env_id!r}: not a registered gymnasium id{hint}")
 
 
-def make_env(env_id: str, act_steps: int, env_index: int = 0, env_kwargs: dict | None = None) -> gym.Env:
-    check_env_id(env_id)
+def _gym_make(env_id: str, env_kwargs: dict | None) -> gym.Env:
     try:
-        env = gym.make(env_id, **(env_kwargs or {}))
-    except gym.error.Error as exc:
-        raise ConfigError(f"env={env_id!r}: gymnasium could not build it: {exc}") from None
-    return ChunkWrapper(env, act_steps, env_index)
+        return gym.make(env_id, **(env_kwargs or {}))
+    except (gym.error.Error, TypeError) as exc:
+        raise ConfigError(f"env={env_id!r}: gymnasium could not build it with env_kwargs={env_kwargs}: {exc}") from None
 
 
-def _thunk(env_id: str, act_steps: int, i: int, env_kwargs: dict | None) -> Callable[[], gym.Env]:
+def make_env(env_id: str, act_steps: int, env_index: int = 0, env_kwargs: dict | None = None,
+             max_restarts: int = 3, nonfinite: str = "drop") -> gym.Env:
+    """One chunk-executing env; ``max_restarts``/``nonfinite``: see ``ChunkWrapper``."""
+    check_env_id(env_id)
+    return ChunkWrapper(_gym_make(env_id, env_kwargs), act_steps, env_index,
+                        make_env=lambda: _gym_make(env_id, env_kwargs), max_restarts=max_restarts,
+                        nonfinite=nonfinite)
+
+
+def _thunk(env_id: str, act_steps: int, i: int, env_kwargs: dict | None, faults: dict) -> Callable[[], gym.Env]:
     def make() -> gym.Env:
         # Env workers share 2 cores with the learner: one BLAS thread each avoids oversubscription.
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        return make_env(env_id, act_steps, i, env_kwargs)
+        return make_env(env_id, act_steps, i, env_kwargs, **faults)
     return make
 
 
 def make_vector_env(env_id: str, num_envs: int, act_steps: int, vector: str = "sync",
-                    env_kwargs: dict | None = None) -> gym.vector.VectorEnv:
+                    env_kwargs: dict | None = None, first_index: int = 0, max_restarts: int = 3,
+                    nonfinite: str = "drop") -> gym.vector.VectorEnv:
     """``num_envs`` copies with same-step autoreset (``final_obs``/``final_info`` in infos).
 
     vector: "sync" (default; fastest on few cores for cheap envs) or "async" (worker processes,
     started with ``spawn`` so a GL context held by the parent cannot hang them).
     """
     check_env_id(env_id)
-    fns = [_thunk(env_id, act_steps, i, env_kwargs) for i in range(num_envs)]
+    faults = {"max_restarts": max_restarts, "nonfinite": nonfinite}
+    fns = [_thunk(env_id, act_steps, first_index + i, env_kwargs, faults) for i in range(num_envs)]
     if vector == "sync":
         return gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
     if vector == "async":
@@ -65,7 +83,7 @@ def make_vector_env(env_id: str, num_envs: int, act_steps: int, vector: str = "s
 def env_spaces(env_id: str, env_kwargs: dict | None = None) -> tuple[Any, Any]:
     """(observation_space, action_space) of one unwrapped-by-chunk env."""
     check_env_id(env_id)
-    env = gym.make(env_id, **(env_kwargs or {}))
+    env = _gym_make(env_id, env_kwargs)
     try:
         return env.observation_space, env.action_space
     finally:

@@ -70,9 +70,10 @@ def save_agent(directory: str | Path, agent: Agent, extra_config: dict | None = 
             shutil.rmtree(final)
         os.rename(tmp, final)
         _fsync_dir(final.parent)
-    except OSError as exc:
+    except (OSError, SafetensorError) as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointWriteError(f"cannot write checkpoint {final}: {exc.strerror or exc}; "
+        why = getattr(exc, "strerror", None) or str(exc)
+        raise CheckpointWriteError(f"cannot write checkpoint {final}: {why}; "
                                    "the previous checkpoint is unchanged") from None
     return final
 
@@ -81,6 +82,8 @@ def save_run_checkpoint(run_dir: str | Path, iteration: int, agent: Agent, extra
                         trainer_state: dict) -> Path:
     """Checkpoint into ``run_dir/checkpoints/iter_XXXXXX`` and move the ``latest`` pointer."""
     ckdir = Path(run_dir) / "checkpoints"
+    for stale in ckdir.glob(".iter_*.tmp-*"):  # left by a writer killed mid-checkpoint (one writer per run)
+        shutil.rmtree(stale, ignore_errors=True)
     path = save_agent(ckdir / f"iter_{iteration:06d}", agent, extra_config, trainer_state)
     pointer_tmp = ckdir / ".latest.tmp"
     try:

@@ -127,6 +127,13 @@ class TrainConfig:
     """show a progress bar"""
     resume: bool = False
     """continue the run in --out from its latest checkpoint"""
+    reset_each_iteration: bool = False
+    """reset every env at the start of each iteration (seeded by iteration): a killed run then
+    resumes bit-identically; off, episodes continue across iterations"""
+    env_max_restarts: int = 3
+    """rebuild an env that raises up to this many times (its episode is dropped), then stop"""
+    nonfinite: Literal["drop", "stop"] = "drop"
+    """NaN/inf observation or reward: drop the episode from the batch, or stop the run"""
     nproc: int = 1
     """data-parallel processes: >1 relaunches this command under torchrun (gloo on CPU, nccl on GPUs)"""
     check_sync: bool = False
@@ -154,7 +161,7 @@ class TrainConfig:
         for name in ("lr_actor", "lr_critic", "clip_epsilon", "max_grad_norm_actor", "max_grad_norm_critic"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be > 0")
-        for name in ("ent_coef", "bc_coef", "lr_warmup_iters", "critic_warmup_iters", "eval_every"):
+        for name in ("ent_coef", "bc_coef", "lr_warmup_iters", "critic_warmup_iters", "eval_every", "env_max_restarts"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 0")
         if self.target_kl is not None and not self.target_kl > 0:

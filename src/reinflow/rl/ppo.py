@@ -23,7 +23,8 @@ PRE_UPDATE_TOL = 1e-5
 @dataclass
 class Batch:
     """Flattened rollout, B = T * N: obs [B, ...], chains [B, K+1, H, P], logp [B, S],
-    advantages, returns, values [B]."""
+    advantages, returns, values [B]; weights [B]: 1, or 0 for decisions of dropped episodes
+    (kept in the batch so every rank runs the same number of minibatches)."""
 
     obs: Any
     chains: torch.Tensor
@@ -31,6 +32,7 @@ class Batch:
     advantages: torch.Tensor
     returns: torch.Tensor
     values: torch.Tensor
+    weights: torch.Tensor
 
 
 def cat_obs(items: list[Any]) -> Any:
@@ -64,11 +66,13 @@ def pre_update_check(agent: Agent, obs: Any, chains: torch.Tensor, logp: torch.T
     return dev
 
 
-def advantage_stats(adv: torch.Tensor, info: DistInfo) -> tuple[float, float]:
-    """(mean, std) of the advantages over every rank's batch."""
-    s = all_reduce(torch.tensor([adv.numel(), adv.sum().item(), (adv.double() ** 2).sum().item()],
+def advantage_stats(adv: torch.Tensor, w: torch.Tensor, info: DistInfo) -> tuple[float, float]:
+    """(mean, std) of the weighted advantages over every rank's batch."""
+    a, w = adv.double(), w.double()
+    s = all_reduce(torch.tensor([w.sum().item(), (w * a).sum().item(), (w * a**2).sum().item()],
                                 dtype=torch.float64), info)
-    n, mean = s[0].item(), s[1].item() / s[0].item()
+    n = max(s[0].item(), 1.0)
+    mean = s[1].item() / n
     var = max(s[2].item() / n - mean**2, 0.0) * n / max(n - 1, 1)
     return mean, var**0.5
 
@@ -81,7 +85,7 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
     same number of epochs (the KL decision uses the all-reduced value)."""
     info = dist_info or DistInfo()
     n = batch.chains.shape[0]
-    adv_mean, adv_std = advantage_stats(batch.advantages, info)
+    adv_mean, adv_std = advantage_stats(batch.advantages, batch.weights, info)
     actor_params, critic_params = agent.actor_parameters(), agent.critic_parameters()
     stats: dict[str, list[float]] = {}
     ratio_min, ratio_max, epochs_run, post_kl = float("inf"), float("-inf"), 0, 0.0
@@ -99,9 +103,12 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
             if cfg.norm_adv:
                 mb_adv = (mb_adv - adv_mean) / (adv_std + 1e-8)
             adv = mb_adv.double()[:, None]                             # one advantage per chunk
-            pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_epsilon, 1 + cfg.clip_epsilon)).mean()
-            entropy = lp.entropy.mean()
-            v_loss = 0.5 * ((value - batch.returns[idx]) ** 2).mean()
+            w = batch.weights[idx].double()
+            wsum = w.sum().clamp(min=1.0)
+            pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_epsilon, 1 + cfg.clip_epsilon)).mean(-1)
+            pg_loss = (w * pg).sum() / wsum
+            entropy = (w * lp.entropy).sum() / wsum
+            v_loss = 0.5 * (w.float() * (value - batch.returns[idx]) ** 2).sum() / wsum.float()
             actor_loss = (pg_loss - cfg.ent_coef * entropy).float()
             if ref_policy is not None and cfg.bc_coef > 0:
                 actor_loss = actor_loss + cfg.bc_coef * _w2_to_reference(agent, ref_policy, mb_obs, mb_chain)
@@ -121,8 +128,8 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
                 actor_opt.step()
             critic_opt.step()
             with torch.no_grad():
-                approx_kl = float(((ratio - 1) - logratio).mean())
-                clipfrac = float(((ratio - 1).abs() > cfg.clip_epsilon).double().mean())
+                approx_kl = float((w * ((ratio - 1) - logratio).mean(-1)).sum() / wsum)
+                clipfrac = float((w * ((ratio - 1).abs() > cfg.clip_epsilon).double().mean(-1)).sum() / wsum)
                 ratio_min, ratio_max = min(ratio_min, float(ratio.min())), max(ratio_max, float(ratio.max()))
                 if update_actor and cfg.target_kl is not None:
                     # KL measured *after* the step: the pre-step estimate is 0 on the first minibatch.

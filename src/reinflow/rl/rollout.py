@@ -21,7 +21,8 @@ from reinflow.rl.dist import DistInfo, all_gather_1d
 class Rollout:
     """obs: list (length T) of prepared observations [N, ...]; chains [T, N, K+1, H, P];
     logp [T, N, S]; values, rewards (scaled), raw_rewards, final_values: [T, N];
-    terminated, truncated: bool [T, N]; last_values [N]; episodes: finished-episode stats."""
+    terminated, truncated: bool [T, N]; last_values [N]; valid: bool [T, N], False for the
+    decisions of episodes dropped after an env fault; episodes: finished-episode stats."""
 
     obs: list[Any]
     chains: torch.Tensor
@@ -35,6 +36,8 @@ class Rollout:
     last_values: torch.Tensor
     env_steps: int
     per_dim: torch.Tensor
+    valid: torch.Tensor
+    dropped_episodes: int
     sigma_mean: float
     num_dims: int
     bound: float
@@ -110,8 +113,11 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
     obs_l, chains, logps, values, rews, raws, terms, truncs, finals = [], [], [], [], [], [], [], [], []
     per_dims, sigmas, episodes, comps = [], [], [], {}
     env_steps, successes = 0, []
+    valid = torch.ones(steps, n, dtype=torch.bool)
+    ep_start = np.zeros(n, dtype=int)  # row where each env's current episode began in this rollout
+    dropped = 0
     res = None
-    for _ in range(steps):
+    for t in range(steps):
         obs = policy.prepare_obs(raw_obs)
         res = agent.act(obs, generator=generator)
         act = res.action[:, : agent.sampler.act_steps].cpu().numpy()
@@ -125,9 +131,15 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
                 final_v[idx] = agent.value(policy.encode(fobs)).float().cpu()
         env_steps += int(info_field(infos, "chunk_len", n, 1).sum())
         successes.append(info_field(infos, "success", n))
+        drop = info_field(infos, "episode_dropped", n) > 0
         for i in np.nonzero(done)[0]:
-            episodes.append({k: float(info_field(infos, f"episode_{k}", n, np.nan)[i])
-                             for k in ("return", "length", "success")})
+            if drop[i]:  # a fault ended it: none of its decisions may reach the update
+                valid[ep_start[i]:t + 1, i] = False
+                dropped += 1
+            else:
+                episodes.append({k: float(info_field(infos, f"episode_{k}", n, np.nan)[i])
+                                 for k in ("return", "length", "success")})
+            ep_start[i] = t + 1
         for key, val in (infos.get("reward_components") or {}).items():
             if not key.startswith("_"):
                 comps[key] = comps.get(key, 0.0) + float(np.mean(val))
@@ -149,7 +161,7 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
         obs=obs_l, chains=torch.stack(chains), logp=torch.stack(logps), values=torch.stack(values).float(),
         rewards=torch.stack(rews), raw_rewards=torch.stack(raws), terminated=torch.stack(terms),
         truncated=torch.stack(truncs), final_values=torch.stack(finals), last_values=last_v,
-        env_steps=env_steps, per_dim=torch.stack(per_dims), sigma_mean=float(np.mean(sigmas)),
+        env_steps=env_steps, per_dim=torch.stack(per_dims), valid=valid, dropped_episodes=dropped, sigma_mean=float(np.mean(sigmas)),
         num_dims=res.logprob.num_dims, bound=res.logprob.bound, success=float(np.mean(successes)),
         episodes=episodes, reward_components={k: v / steps for k, v in comps.items()})
     return roll, raw_obs

@@ -16,7 +16,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from reinflow import ConfigError, InvariantError
+from reinflow import ConfigError, InvariantError, ReinflowError
 from reinflow.envs.factory import env_spaces, make_vector_env, set_headless_gl
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
 from reinflow.rl.agent import Agent, SamplerConfig
@@ -213,8 +213,10 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                                resume_from_iteration=start_it if state is not None else None)
         monitor = HealthMonitor(health_context(cfg, agent, scale_info and scale_info["rule"]), cfg.on_unhealthy,
                                 print_fn=tqdm.write)
-        eval_envs = make_vector_env(cfg.env, min(n_envs, cfg.eval_episodes), agent.sampler.act_steps, "sync", kw)
-    envs = make_vector_env(cfg.env, n_envs, agent.sampler.act_steps, cfg.vector, kw)
+        eval_envs = make_vector_env(cfg.env, min(n_envs, cfg.eval_episodes), agent.sampler.act_steps, "sync", kw,
+                                    max_restarts=cfg.env_max_restarts, nonfinite=cfg.nonfinite)
+    envs = make_vector_env(cfg.env, n_envs, agent.sampler.act_steps, cfg.vector, kw, first_index=info.rank * n_envs,
+                           max_restarts=cfg.env_max_restarts, nonfinite=cfg.nonfinite)
     # Seeds and noise streams are functions of (seed, iteration, global env index): a run split
     # over ranks samples what one process with all the envs would, and a resumed run is seeded.
     first = info.rank * n_envs
@@ -235,6 +237,8 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                 for opt, base in ((actor_opt, cfg.lr_actor), (critic_opt, cfg.lr_critic)):
                     for group in opt.param_groups:
                         group["lr"] = base * lr_factor(cfg, it)
+                if cfg.reset_each_iteration and it > start_it:
+                    raw_obs, _ = envs.reset(seed=[stream_seed(cfg.seed, it, first + i, 0) % 2**31 for i in range(n_envs)])
                 gens = [torch.Generator().manual_seed(stream_seed(cfg.seed, it, first + i, 1)) for i in range(n_envs)]
                 t0 = time.time()
                 roll, raw_obs = collect_rollout(envs, agent, raw_obs, cfg.rollout_steps, scaler, gens, info)
@@ -247,7 +251,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                 pre_dev = pre_update_check(agent, roll.obs[0], roll.chains[0], roll.logp[0])
                 batch = Batch(obs=cat_obs(roll.obs), chains=roll.chains.flatten(0, 1), logp=roll.logp.flatten(0, 1),
                               advantages=adv.advantages.flatten(), returns=adv.returns.flatten(),
-                              values=roll.values.flatten())
+                              values=roll.values.flatten(), weights=roll.valid.flatten().float())
                 upd_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, it, info.rank, 2))
                 upd = ppo_update(agent, actor_opt, critic_opt, batch, cfg, it >= cfg.critic_warmup_iters, upd_gen,
                                  ref, info)
@@ -286,6 +290,11 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                         bar.write(f"stopped by signal after iteration {it}; resume with: "
                                   f"reinflow train --out {out} --resume")
                     break
+    except ReinflowError as exc:
+        latest = out / "checkpoints" / "latest"
+        where = (f"; last good checkpoint: {out / 'checkpoints' / latest.read_text().strip()} "
+                 f"(resume with: reinflow train --out {out} --resume)") if main and latest.exists() else ""
+        raise type(exc)(f"iteration {it}: {exc}{where}") from exc
     finally:
         bar.close()
         envs.close()
@@ -321,6 +330,7 @@ def _iteration_metrics(cfg: TrainConfig, it: int, roll: Any, upd: dict, batch: B
         "reward/episode_return": float(np.mean([e["return"] for e in eps])) if eps else None,
         "train/success_rate": _nanmean([e["success"] for e in eps]),
         "train/episodes": len(eps),
+        "faults/episodes_dropped": roll.dropped_episodes,
         "lr/actor": actor_opt.param_groups[0]["lr"], "lr/critic": critic_opt.param_groups[0]["lr"],
         "time/rollout_s": t_roll, "time/update_s": t_upd,
         "time/env_steps_per_s": roll.env_steps / max(t_roll, 1e-9),

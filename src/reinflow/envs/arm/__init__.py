@@ -24,18 +24,19 @@ m), joint_vel 6, tcp_pos 3, cube_pos 3, cube_yaw4 2 (cos/sin of 4·yaw: the cube
 same every 90°), target_pos 3, cube_minus_tcp 3, target_minus_cube 3, target_minus_tcp 3 —
 the same layout for every task (pick-lift's target is the point 7 cm above the cube's start,
 so some entries are near-constant in a task: floor the std when z-scoring observations).
-``obs_mode="pixels_state"``: ``Dict(state=<that vector>, top=uint8[H,W,3], wrist=uint8[H,W,3])``
-rendered headless (``MUJOCO_GL=egl`` by default, see ``render.py``); state mode never creates
-a renderer.
+``obs_mode="pixels_state"``: ``Dict(state=<that vector>, top=uint8[H,W,3],
+wrist=uint8[H,W,3])`` rendered headless (``MUJOCO_GL=egl`` by default, see ``render.py``);
+state mode never creates a renderer.
 
 **Info**: ``reset`` returns ``{"instruction": str, "success": False}``; every ``step`` returns
 ``info["success"]`` (bool) and ``info["reward_components"]`` (dict name -> float; the reward
 is their sum; components per task are documented in ``tasks.py``: dense staged terms that
 sum to at most 1, ``"time"`` = -1 every step and ``"success"`` = +1 on success steps, so
-ordinary steps earn [-1, 0] and finishing sooner always pays). ``env.unwrapped.instruction`` holds the language
-instruction. Success means the task condition held for ``task.hold_steps`` consecutive control
-steps (reach: tcp within 2.5 cm of target; push: cube within 3.5 cm of target in xy;
-pick-lift: cube grasped by both pads and ≥5 cm above its rest height for 5 steps); with
+ordinary steps earn [-1, 0] and finishing sooner always pays). ``env.unwrapped.instruction``
+holds the language instruction. Success means the task condition held for
+``task.hold_steps`` consecutive control steps (reach: tcp within 2.5 cm of target; push: cube
+within 3.5 cm of target in xy; pick-lift: cube grasped by both pads and ≥5 cm above its rest
+height for 5 steps); with
 ``terminate_on_success=True`` (default) the episode then ends with ``terminated=True``.
 
 **Expert**: ``Expert(env).act(obs) -> action`` (see ``expert.py``), damped-least-squares IK;

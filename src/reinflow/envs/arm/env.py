@@ -12,7 +12,6 @@ from gymnasium import spaces
 from .model import (
     ARM_JOINTS,
     CTRL_RANGES,
-    CUBE_HALF,
     HOME_QPOS,
     TIMESTEP,
     load_model,

@@ -201,13 +201,14 @@ def rollout(env, expert: Expert | None = None, seed: int | None = None, max_step
     obs, _ = env.reset(seed=seed)
     expert.reset()
     limit = max_steps or env.unwrapped.task.max_episode_steps
-    success, t = False, 0
-    for t in range(1, limit + 1):
+    success, steps = False, 0
+    while steps < limit:
         obs, _, terminated, truncated, info = env.step(expert.act(obs))
+        steps += 1
         success = success or bool(info["success"])
         if terminated or truncated:
             break
-    return success, t
+    return success, steps
 
 
 def success_rate(env_id: str, n: int = 50, seed: int = 0, **kwargs) -> tuple[float, float]:

@@ -122,7 +122,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     from reinflow.rl.checkpoint import save_agent
     try:
         demos = load_demos(cfg.demos)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         raise ConfigError(str(exc)) from None
     n_ep = demos.num_episodes if cfg.max_episodes is None else min(cfg.max_episodes, demos.num_episodes)
     obs_np, act_np = chunk_dataset(demos.observations[:n_ep], demos.actions[:n_ep], cfg.chunk_size)

@@ -228,7 +228,7 @@ def cli_main(argv: list[str]) -> int:
         dims = ratio_term_dims(act, a.action_dim, a.denoise_steps, a.reduction)
         res = scale_for_dimension(ref, dims, a.reduction, a.rule)
     except ConfigError as e:
-        print(f"reinflow scale: {e}", file=sys.stderr)
+        print(f"error: reinflow scale: {e}", file=sys.stderr)
         return 2
     print(format_scale_table(res))
     return 0

@@ -232,7 +232,7 @@ def cli_main(argv: list[str]) -> int:
         ctx = _apply_flags(ctx, args)
         diag = diagnose(hist, ctx)
     except ReinflowError as e:
-        print(f"reinflow doctor: {e}", file=sys.stderr)
+        print(f"error: reinflow doctor: {e}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps({"findings": [f.as_dict() for f in diag.findings], "not_judged": diag.not_judged},

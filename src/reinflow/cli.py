@@ -161,6 +161,7 @@ class EvalConfig:
 
 def cmd_eval(argv: list[str]) -> int:
     from reinflow.envs.factory import make_vector_env, set_headless_gl
+    from reinflow.rl.build import resolve_env_kwargs
     from reinflow.rl.checkpoint import load_agent
     from reinflow.rl.evaluate import run_episodes
     cfg = tyro.cli(EvalConfig, args=argv, prog="reinflow eval")
@@ -170,7 +171,7 @@ def cmd_eval(argv: list[str]) -> int:
     env_id = cfg.env or train_cfg.get("env")
     if not env_id:
         raise ConfigError(f"checkpoint {ck} does not name its env: pass --env")
-    kw = json.loads(train_cfg.get("env_kwargs") or "{}")
+    kw = resolve_env_kwargs(train_cfg.get("env_kwargs"), env_id, ck_cfg["policy"].get("type", "mlp"))
     envs = make_vector_env(env_id, min(cfg.parallel_envs, cfg.episodes), agent.sampler.act_steps, "sync", kw)
     try:
         res = run_episodes(agent, envs, cfg.episodes, cfg.seed, deterministic=not cfg.stochastic)

@@ -85,6 +85,11 @@ class FlowPolicy(nn.Module):
         """JSON-serialisable config from which ``reinflow.policies.load_policy`` rebuilds it."""
         raise NotImplementedError
 
+    def postprocess_action(self, action: torch.Tensor) -> torch.Tensor:
+        """Chain action [B, H', A] -> the env's normalised [-1, 1] frame (e.g. undo a VLA's own
+        action normalisation). The chain itself is stored unchanged. Default: identity."""
+        return action
+
     def check_obs_frame(self, raw_obs: Any) -> list[str]:
         """Warnings when the first observations are far outside the policy's normalisation
         stats (DESIGN invariant 5: a simulator/dataset frame mismatch). Default: none."""

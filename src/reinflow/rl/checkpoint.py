@@ -46,6 +46,21 @@ def _write_json(path: Path, obj: Any) -> None:
         os.fsync(f.fileno())
 
 
+def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """safetensors refuses tensors sharing memory (tied embeddings in a VLM): store each storage
+    once and record ``alias -> stored name`` in config.json."""
+    out, tied, seen = {}, {}, {}
+    for k, v in state.items():
+        key = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape), v.dtype) if v.numel() else None
+        if key is not None and key in seen:
+            tied[k] = seen[key]
+            continue
+        if key is not None:
+            seen[key] = k
+        out[k] = v.detach().cpu().contiguous().clone() if not v.is_contiguous() else v.detach().cpu()
+    return out, tied
+
+
 def save_agent(directory: str | Path, agent: Agent, extra_config: dict | None = None,
                trainer_state: dict | None = None) -> Path:
     """Write a complete checkpoint folder atomically (tmp folder + rename). Returns its path."""
@@ -56,11 +71,12 @@ def save_agent(directory: str | Path, agent: Agent, extra_config: dict | None = 
     except OSError as exc:
         raise CheckpointWriteError(f"cannot write checkpoint in {final.parent}: {exc.strerror}") from None
     try:
-        state = {k: v.detach().contiguous().cpu() for k, v in agent.state_dict().items()}
+        state, tied = _dedupe(agent.state_dict())
         save_file(state, str(tmp / "model.safetensors"))
         config = {"format_version": FORMAT_VERSION, "reinflow_version": __version__,
                   "policy": agent.policy.policy_config(), "sampler": agent.sampler_dict(),
-                  "critic_shares_features": agent.critic_shares_features, **(extra_config or {})}
+                  "critic_shares_features": agent.critic_shares_features, "tied_weights": tied,
+                  **(extra_config or {})}
         _write_json(tmp / "config.json", config)
         if trainer_state is not None:
             torch.save(trainer_state, tmp / "trainer_state.pt")
@@ -143,6 +159,9 @@ def load_agent(path: str | Path, sampler_overrides: dict | None = None,
         state = load_file(str(ck / "model.safetensors"))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ConfigError(f"checkpoint {ck / 'model.safetensors'}: corrupt or truncated file ({exc})") from None
+    for alias, name in (cfg.get("tied_weights") or {}).items():
+        if name in state:
+            state[alias] = state[name]
     state.pop("mask", None)  # derived from the (possibly overridden) sampler config
     try:
         missing, unexpected = agent.load_state_dict(state, strict=False)

@@ -33,6 +33,10 @@ class TrainConfig:
     """policy type when not loading --policy-path"""
     policy_path: str | None = None
     """start from this checkpoint folder (reinflow pretrain/train output)"""
+    vlm_path: str | None = None
+    """policy=smolvla: a SmolVLM backbone folder/hub id for a fresh SmolVLA (e.g. from reinflow smolvla-tiny)"""
+    trainable: Literal["heads", "expert", "all"] = "heads"
+    """policy=smolvla: parameters PPO updates (heads: action projections + action-time MLP)"""
     chunk_size: int | None = None
     """actions per chunk H (default: the checkpoint's, else 8)"""
     act_steps: int | None = None

@@ -28,7 +28,8 @@ def run_episodes(agent: Agent, envs: Any, episodes: int, seed: int, deterministi
     while min(len(r) for r in results) < per_env:
         obs = agent.policy.prepare_obs(raw_obs)
         act = agent.act(obs, deterministic=deterministic, generator=gen).action
-        raw_obs, _, term, trunc, infos = envs.step(act[:, : agent.sampler.act_steps].cpu().numpy())
+        act = agent.policy.postprocess_action(act[:, : agent.sampler.act_steps])
+        raw_obs, _, term, trunc, infos = envs.step(act.cpu().numpy())
         for i in np.nonzero(term | trunc)[0]:
             if len(results[i]) < per_env:
                 results[i].append(tuple(float(info_field(infos, f"episode_{k}", n, np.nan)[i])

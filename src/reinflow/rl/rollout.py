@@ -120,7 +120,7 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
     for t in range(steps):
         obs = policy.prepare_obs(raw_obs)
         res = agent.act(obs, generator=generator)
-        act = res.action[:, : agent.sampler.act_steps].cpu().numpy()
+        act = policy.postprocess_action(res.action[:, : agent.sampler.act_steps]).cpu().numpy()
         raw_obs, reward, term, trunc, infos = envs.step(act)
         done = term | trunc
         final_v = torch.zeros(n)

@@ -12,15 +12,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 
 from reinflow import ConfigError, InvariantError, ReinflowError
 from reinflow.envs.factory import env_spaces, make_vector_env, set_headless_gl
-from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
-from reinflow.rl.agent import Agent, SamplerConfig
-from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint, save_run_checkpoint
+from reinflow.rl.build import apply_auto_scale, build_agent, env_kwargs, health_context
+from reinflow.rl.checkpoint import load_agent, resolve_checkpoint, save_run_checkpoint
 from reinflow.rl.config import TrainConfig
 from reinflow.rl.dist import (DistInfo, all_reduce, broadcast_module, init_distributed, param_max_abs_diff,
                               reduce_metrics, shutdown)
@@ -42,69 +40,9 @@ class TrainResult:
     stopped_early: bool
 
 
-def env_kwargs(cfg: TrainConfig) -> dict:
-    if not cfg.env_kwargs:
-        return {}
-    try:
-        kw = json.loads(cfg.env_kwargs)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"env_kwargs={cfg.env_kwargs!r}: not valid JSON ({exc.msg})") from None
-    if not isinstance(kw, dict):
-        raise ConfigError(f"env_kwargs={cfg.env_kwargs!r}: must be a JSON object")
-    return kw
-
-
-def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> Agent:
-    """New or loaded agent whose chunk/action dims are checked against the env."""
-    if not isinstance(act_space, gym.spaces.Box):
-        raise ConfigError(f"env={cfg.env!r}: action space {type(act_space).__name__} is not a Box")
-    action_dim = int(np.prod(act_space.shape))
-    lo, hi = cfg.schedule().bounds_at(0, cfg.iterations)
-    if cfg.policy_path:
-        ck = resolve_checkpoint(cfg.policy_path)
-        pcfg = read_checkpoint_config(ck)["policy"]
-        chunk = pcfg.get("chunk_size")
-        if cfg.chunk_size is not None and chunk != cfg.chunk_size:
-            raise ConfigError(f"chunk_size={cfg.chunk_size}: the checkpoint {ck} was built with chunk_size={chunk}")
-        if pcfg.get("action_dim") != action_dim:
-            raise ConfigError(f"policy_path={cfg.policy_path}: checkpoint action_dim={pcfg.get('action_dim')} "
-                              f"but env {cfg.env} has {action_dim} action dims")
-        obs_dim = pcfg.get("obs_dim")
-        if obs_dim is not None and isinstance(obs_space, gym.spaces.Box) and obs_dim != int(np.prod(obs_space.shape)):
-            raise ConfigError(f"policy_path={cfg.policy_path}: checkpoint obs_dim={obs_dim} but env {cfg.env} "
-                              f"observations have {int(np.prod(obs_space.shape))} values")
-        sampler = dict(act_steps=cfg.act_steps or chunk, reduction=cfg.logprob_reduction,
-                       mask_executed=cfg.mask_executed, logprob_clamp=cfg.logprob_clamp, sigma_lo=lo,
-                       sigma_hi=hi, constant_sigma=cfg.noise_schedule == "constant")
-        _check_act_steps(sampler["act_steps"], chunk)
-        overrides = {"denoise_steps": cfg.denoise_steps} if cfg.denoise_steps else {}
-        agent, _, _ = load_agent(ck, sampler_overrides=sampler, policy_overrides=overrides)
-        agent.critic_shares_features = cfg.critic_shares_features
-        return agent
-    chunk = cfg.chunk_size or 8
-    _check_act_steps(cfg.act_steps or chunk, chunk)
-    if cfg.policy == "smolvla":
-        raise ConfigError("policy=smolvla needs --policy-path (a LeRobot SmolVLA folder or a reinflow checkpoint)")
-    if not isinstance(obs_space, gym.spaces.Box):
-        raise ConfigError(f"env={cfg.env!r}: the MLP policy needs a Box (vector) observation space, "
-                          f"got {type(obs_space).__name__}")
-    policy = MLPFlowPolicy(MLPPolicyConfig(obs_dim=int(np.prod(obs_space.shape)), action_dim=action_dim,
-                                           chunk_size=chunk, denoise_steps=cfg.denoise_steps or 1,
-                                           hidden=list(cfg.hidden)))
-    sampler = SamplerConfig(act_steps=cfg.act_steps or chunk, reduction=cfg.logprob_reduction,
-                            mask_executed=cfg.mask_executed, logprob_clamp=cfg.logprob_clamp, sigma_lo=lo,
-                            sigma_hi=hi, constant_sigma=cfg.noise_schedule == "constant")
-    return Agent(policy, sampler, critic_shares_features=cfg.critic_shares_features)
-
-
 def _nanmean(xs: list[float]) -> float | None:
     vals = [x for x in xs if x == x]
     return float(np.mean(vals)) if vals else None
-
-
-def _check_act_steps(act_steps: int, chunk: int) -> None:
-    if not 1 <= act_steps <= chunk:
-        raise ConfigError(f"act_steps={act_steps}: allowed range [1, chunk_size={chunk}]")
 
 
 def lr_factor(cfg: TrainConfig, it: int) -> float:
@@ -336,40 +274,3 @@ def _iteration_metrics(cfg: TrainConfig, it: int, roll: Any, upd: dict, batch: B
         "time/env_steps_per_s": roll.env_steps / max(t_roll, 1e-9),
         **{f"reward/{k}": v for k, v in roll.reward_components.items()},
     }
-
-
-def apply_auto_scale(cfg: TrainConfig, agent: Agent, verbose: bool = True) -> tuple[TrainConfig, dict | None]:
-    """--auto-scale: read the given sigma/lr/KL/clip as settings valid at D_ref and rescale them
-    to this run's D (reinflow.flow.scaling). The saved config holds the applied values with
-    auto_scale off, so a resumed run does not scale twice."""
-    if not cfg.auto_scale:
-        return cfg, None
-    from dataclasses import replace
-
-    from reinflow.flow.scaling import ScaleReference, format_scale_table, ratio_term_dims, scale_for_dimension
-    ref = ScaleReference(dim=cfg.scale_ref_dim, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, lr=cfg.lr_actor,
-                         target_kl=cfg.target_kl or 0.01, clip_epsilon=cfg.clip_epsilon)
-    pol = agent.policy
-    dims = ratio_term_dims(agent.sampler.act_steps if agent.sampler.mask_executed else pol.chunk_size,
-                           pol.action_dim, pol.denoise_steps, cfg.logprob_reduction)
-    res = scale_for_dimension(ref, dims, cfg.logprob_reduction, cfg.scale_rule)
-    v = res.values
-    k = v["sigma_max"] / cfg.sigma_max
-    new = replace(cfg, sigma_min=v["sigma_min"], sigma_max=v["sigma_max"], lr_actor=v["lr"],
-                  clip_epsilon=v["clip_epsilon"], target_kl=v["target_kl"] if cfg.target_kl else None,
-                  sigma_max_final=cfg.sigma_max_final * k if cfg.sigma_max_final else None, auto_scale=False)
-    if verbose:
-        print(f"--auto-scale ({cfg.scale_rule}) for D = {dims}:\n{format_scale_table(res)}")
-    return new, {"rule": cfg.scale_rule, "num_dims": dims, "values": v, "reasons": res.reasons}
-
-
-def health_context(cfg: TrainConfig, agent: Agent, scale_rule: str | None = None) -> Any:
-    from reinflow.rl.health import RunContext
-    pol = agent.policy
-    return RunContext(chunk_size=pol.chunk_size, action_dim=pol.action_dim, padded_action_dim=pol.padded_action_dim,
-                      denoise_steps=pol.denoise_steps, act_steps=agent.sampler.act_steps,
-                      sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, clip_epsilon=cfg.clip_epsilon,
-                      logprob_reduction=cfg.logprob_reduction, num_dims=int(agent.mask.sum()) * pol.denoise_steps,
-                      lr=cfg.lr_actor, max_grad_norm=cfg.max_grad_norm_actor,
-                      max_grad_norm_critic=cfg.max_grad_norm_critic, target_kl=cfg.target_kl,
-                      scale_rule=scale_rule)

@@ -7,6 +7,7 @@ the noise head (so sigma may depend on the observation and the denoising step).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -57,9 +58,14 @@ class MLPPolicyConfig:
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """t [B] -> [B, dim] (sin/cos at geometric frequencies)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(1000.0) * torch.arange(half, device=t.device, dtype=t.dtype) / half)
+    freqs = _freqs(half, t.device, t.dtype)
     arg = t[:, None] * freqs[None] * 100.0
     return torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)
+
+
+@functools.lru_cache(maxsize=16)
+def _freqs(half: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.exp(-math.log(1000.0) * torch.arange(half, device=device, dtype=dtype) / half)
 
 
 def mlp(sizes: list[int], act: type[nn.Module] = nn.Mish, last_act: bool = False) -> nn.Sequential:

@@ -271,9 +271,13 @@ class HealthMonitor:
             if f.severity == "error" and stop_on is None:
                 stop_on = f
         self.active = {c: f.severity for c, f in now.items() if f.severity != "info"}
+        # info findings (e.g. DIMENSION_NOT_SCALED on a run that is fine anyway) are not problems: flag 0
+        flags = {f"health/{c}": float(c in now and (now[c].severity != "info" or c == "HEALTHY")) for c in CODES}
         if stop_on is not None and self.on_unhealthy == "stop":
-            raise InvariantError(f"stopped at iteration {iteration} (--on-unhealthy stop): {format_finding(stop_on)}")
-        return {f"health/{c}": float(c in now) for c in CODES}
+            exc = InvariantError(f"stopped at iteration {iteration} (--on-unhealthy stop): {format_finding(stop_on)}")
+            exc.health_flags = flags            # so the caller can still log the iteration that stopped the run
+            raise exc
+        return flags
 
     def summary(self) -> str:
         """Which codes fired and where each started; the earliest in causal order is the lead."""

@@ -102,8 +102,8 @@ def fmt(xs: list, pct: bool = True) -> str:
 
 
 def table(results: list[dict], budget: int) -> str:
-    lines = [f"| task | preset | final success % (mean ± std) | success % at ¼ / ½ budget | clip fraction median / max "
-             f"| ratio range | grad-clipped steps | wall (s/run) | seeds |",
+    lines = ["| task | preset | final success % (mean ± std) | success % at ¼ / ½ budget | clip fraction median / max "
+             "| ratio range | grad-clipped steps | wall (s/run) | seeds |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     keys = sorted({(r["task"], r["preset"]) for r in results},
                   key=lambda k: (list(TASKS).index(k[0]), PRESET_ORDER.index(k[1]) if k[1] in PRESET_ORDER else 99))

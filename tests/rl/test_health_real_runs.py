@@ -141,8 +141,6 @@ def test_on_unhealthy_stop_exits_2_naming_the_finding(tmp_path):
     assert "Traceback" not in msg
 
 
-@pytest.mark.xfail(strict=True, reason="trainer.py raises from monitor.update before logger.log, so the stopping "
-                                       "iteration's metrics are lost and `reinflow doctor` cannot read the run")
 def test_stopped_run_keeps_the_stopping_iterations_metrics(tmp_path):
     out = tmp_path / "stop"
     assert train(out, *BROKEN, "--iterations", "3", "--on-unhealthy", "stop")[0] == 2

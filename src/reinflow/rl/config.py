@@ -55,8 +55,8 @@ class TrainConfig:
     """final sigma_max of the decay schedule"""
     noise_hold_frac: float = 0.3
     """fraction of iterations sigma_max is held before decaying"""
-    logprob_reduction: Literal["sum", "mean", "per_step"] = "sum"
-    """sum (exact chain likelihood), mean (per-element average), per_step (one ratio per executed step)"""
+    logprob_reduction: Literal["sum", "mean", "per_step"] = "per_step"
+    """per_step (one ratio per executed step; default, see docs/benchmarks.md), sum (exact chain likelihood), mean"""
     logprob_clamp: float | None = None
     """clamp the 'mean' log-prob to [-c, c] (the ReinFlow reference code uses 1)"""
     mask_executed: bool = True
@@ -71,8 +71,8 @@ class TrainConfig:
     """discount per decision"""
     gae_lambda: float = 0.95
     """GAE lambda"""
-    lr_actor: float = 1e-4
-    """actor (policy + noise head) learning rate"""
+    lr_actor: float = 1e-5
+    """actor (policy + noise head) learning rate (1e-4 breaks the trust region in one Adam step at D = 300)"""
     lr_critic: float = 1e-3
     """critic learning rate"""
     lr_warmup_iters: int = 0

@@ -20,7 +20,8 @@ PRESETS: dict[str, dict] = {
     "chunk-sum-0.2": dict(logprob_reduction="sum", sigma_min=0.08, sigma_max=0.16, clip_epsilon=0.2),
     # Each executed action step its own PPO ratio term.
     "per-step": dict(logprob_reduction="per_step", sigma_min=0.08, sigma_max=0.16, clip_epsilon=0.1),
-    # What reinflow ships as its default (kept equal to TrainConfig's defaults).
+    # What reinflow ships as its default (kept equal to TrainConfig's defaults): per-step ratios,
+    # lr 1e-5, sigma [0.08, 0.16], clip 0.1 (docs/benchmarks.md, "Recipes at D = 300").
     "default": dict(),
 }
 

@@ -211,7 +211,12 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                         metrics.update({"eval/success_rate": final_eval["success_rate"],
                                         "eval/return_mean": final_eval["return_mean"],
                                         "eval/iteration": final_eval["iteration"]})
-                    metrics.update(monitor.update(metrics, it))
+                    try:
+                        metrics.update(monitor.update(metrics, it))
+                    except InvariantError as exc:  # --on-unhealthy stop: the stopping iteration is logged too
+                        metrics.update(getattr(exc, "health_flags", {}))
+                        logger.log(metrics, it, env_steps)
+                        raise
                     logger.log(metrics, it, env_steps)
                     if last or (it + 1) % cfg.checkpoint_every == 0:
                         trainer_state = {"iteration": it, "env_steps": env_steps, "actor_opt": actor_opt.state_dict(),
@@ -232,14 +237,15 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
         latest = out / "checkpoints" / "latest"
         where = (f"; last good checkpoint: {out / 'checkpoints' / latest.read_text().strip()} "
                  f"(resume with: reinflow train --out {out} --resume)") if main and latest.exists() else ""
-        raise type(exc)(f"iteration {it}: {exc}{where}") from exc
+        prefix = "" if f"iteration {it}" in str(exc) else f"iteration {it}: "
+        raise type(exc)(f"{prefix}{exc}{where}") from exc
     finally:
         bar.close()
         envs.close()
         if main:
             logger.close()
             eval_envs.close()
-    if main and cfg.progress and monitor.summary():
+    if main and monitor.summary():
         print(monitor.summary())
     return TrainResult(out=out, iterations=it + 1, env_steps=env_steps, wall_s=time.time() - t_start,
                        last_metrics=metrics, final_eval=final_eval, stopped_early=stopped)

@@ -130,6 +130,8 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
             with torch.no_grad():
                 approx_kl = float((w * ((ratio - 1) - logratio).mean(-1)).sum() / wsum)
                 clipfrac = float((w * ((ratio - 1).abs() > cfg.clip_epsilon).double().mean(-1)).sum() / wsum)
+                # approx_kl explodes once ratios are far from 1; the log-ratio spread stays readable.
+                lr_std = float(logratio.std()) if logratio.numel() > 1 else 0.0
                 ratio_min, ratio_max = min(ratio_min, float(ratio.min())), max(ratio_max, float(ratio.max()))
                 if update_actor and cfg.target_kl is not None:
                     # KL measured *after* the step: the pre-step estimate is 0 on the first minibatch.
@@ -140,7 +142,7 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
                     stop = post_kl > cfg.target_kl
             for key, val in (("losses/policy_loss", pg_loss.item()), ("losses/value_loss", v_loss.item()),
                              ("training/entropy", entropy.item()), ("training/approx_kl", approx_kl),
-                             ("training/clip_fraction", clipfrac), ("logprob/new_mean", lp.total.mean().item()),
+                             ("training/clip_fraction", clipfrac), ("ppo/logratio_std", lr_std), ("logprob/new_mean", lp.total.mean().item()),
                              ("logprob/per_dimension_new", lp.per_dim.mean().item()),
                              ("logprob/per_dimension_max", lp.per_dim.max().item()),
                              ("gradients/policy_norm", a_norm), ("gradients/critic_norm", c_norm),

@@ -4,6 +4,7 @@ or SmolVLA through LeRobot; plus --auto-scale and the health monitor's run conte
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -67,25 +68,19 @@ def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) ->
         if obs_dim is not None and isinstance(obs_space, gym.spaces.Box) and obs_dim != int(np.prod(obs_space.shape)):
             raise ConfigError(f"policy_path={cfg.policy_path}: checkpoint obs_dim={obs_dim} but env {cfg.env} "
                               f"observations have {int(np.prod(obs_space.shape))} values")
-        sampler = dict(act_steps=cfg.act_steps or chunk, reduction=cfg.logprob_reduction,
-                       mask_executed=cfg.mask_executed, logprob_clamp=cfg.logprob_clamp, sigma_lo=lo,
-                       sigma_hi=hi, constant_sigma=cfg.noise_schedule == "constant")
-        _check_act_steps(sampler["act_steps"], chunk)
+        sampler = asdict(sampler_config(cfg, chunk, lo, hi))
         overrides = {"denoise_steps": cfg.denoise_steps} if cfg.denoise_steps else {}
         agent, _, _ = load_agent(ck, sampler_overrides=sampler, policy_overrides=overrides)
         agent.critic_shares_features = cfg.critic_shares_features
         return agent
     chunk = cfg.chunk_size or 8
-    _check_act_steps(cfg.act_steps or chunk, chunk)
+    sampler = sampler_config(cfg, chunk, lo, hi)  # validates act_steps before any model is built
     if not isinstance(obs_space, gym.spaces.Box):
         raise ConfigError(f"env={cfg.env!r}: the MLP policy needs a Box (vector) observation space, "
                           f"got {type(obs_space).__name__}")
     policy = MLPFlowPolicy(MLPPolicyConfig(obs_dim=int(np.prod(obs_space.shape)), action_dim=action_dim,
                                            chunk_size=chunk, denoise_steps=cfg.denoise_steps or 1,
                                            hidden=list(cfg.hidden)))
-    sampler = SamplerConfig(act_steps=cfg.act_steps or chunk, reduction=cfg.logprob_reduction,
-                            mask_executed=cfg.mask_executed, logprob_clamp=cfg.logprob_clamp, sigma_lo=lo,
-                            sigma_hi=hi, constant_sigma=cfg.noise_schedule == "constant")
     return Agent(policy, sampler, critic_shares_features=cfg.critic_shares_features)
 
 
@@ -99,14 +94,20 @@ def _new_smolvla_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Sp
     except ImportError as exc:
         raise ConfigError(f"policy=smolvla needs the extra (see docs/smolvla.md): {exc}") from None
     chunk = cfg.chunk_size or 50
-    _check_act_steps(cfg.act_steps or chunk, chunk)
+    sampler = sampler_config(cfg, chunk, lo, hi)
     policy = build_smolvla_policy(obs_space, act_space, vlm_path=cfg.vlm_path, policy_path=cfg.policy_path,
                                   chunk_size=chunk, denoise_steps=cfg.denoise_steps or 1, trainable=cfg.trainable,
                                   instruction=_env_instruction(cfg.env, env_kwargs(cfg)))
-    sampler = SamplerConfig(act_steps=cfg.act_steps or chunk, reduction=cfg.logprob_reduction,
-                            mask_executed=cfg.mask_executed, logprob_clamp=cfg.logprob_clamp, sigma_lo=lo,
-                            sigma_hi=hi, constant_sigma=cfg.noise_schedule == "constant")
     return Agent(policy, sampler, critic_shares_features=cfg.critic_shares_features)
+
+
+def sampler_config(cfg: TrainConfig, chunk: int, lo: float, hi: float) -> SamplerConfig:
+    """The sampler a run uses, from its flags (act_steps defaults to the whole chunk)."""
+    act_steps = cfg.act_steps or chunk
+    _check_act_steps(act_steps, chunk)
+    return SamplerConfig(act_steps=act_steps, reduction=cfg.logprob_reduction, mask_executed=cfg.mask_executed,
+                         logprob_clamp=cfg.logprob_clamp, sigma_lo=lo, sigma_hi=hi,
+                         constant_sigma=cfg.noise_schedule == "constant")
 
 
 def _check_act_steps(act_steps: int, chunk: int) -> None:

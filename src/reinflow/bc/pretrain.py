@@ -99,7 +99,8 @@ def chunk_dataset(observations: list[np.ndarray], actions: list[np.ndarray], chu
 
 def flow_matching_loss(policy: MLPFlowPolicy, obs: torch.Tensor, chunk: torch.Tensor,
                        generator: torch.Generator | None = None) -> torch.Tensor:
-    """MSE between the predicted velocity and the straight-path target, real dims only."""
+    """MSE between the prediction and its straight-path target (the clean chunk for the 'action'
+    parametrization, the velocity otherwise), real dims only."""
     b = chunk.shape[0]
     data = torch.zeros(b, policy.chunk_size, policy.padded_action_dim)
     data[..., : policy.action_dim] = chunk
@@ -109,7 +110,11 @@ def flow_matching_loss(policy: MLPFlowPolicy, obs: torch.Tensor, chunk: torch.Te
         t, x_t, target = tau, (1 - tau)[:, None, None] * noise + tau[:, None, None] * data, data - noise
     else:
         t, x_t, target = tau, tau[:, None, None] * noise + (1 - tau)[:, None, None] * data, noise - data
-    v = policy.velocity(x_t, t, policy.encode(obs)).velocity
+    ctx = policy.encode(obs)
+    if getattr(policy.cfg, "parametrization", "velocity") == "action":
+        # Regress the clean chunk directly (the velocity loss is this one weighted by 1/(1-t)^2).
+        return ((policy.predict_action(x_t, t, ctx) - data) ** 2)[..., : policy.action_dim].mean()
+    v = policy.velocity(x_t, t, ctx).velocity
     return ((v - target) ** 2)[..., : policy.action_dim].mean()
 
 

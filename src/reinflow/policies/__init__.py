@@ -16,6 +16,7 @@ def build_policy_from_config(policy_cfg: dict[str, Any]) -> FlowPolicy:
     kind = cfg.pop("type", None)
     if kind == "mlp":
         from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
+        cfg.setdefault("parametrization", "velocity")  # checkpoints written before the field existed
         try:
             return MLPFlowPolicy(MLPPolicyConfig(**cfg))
         except TypeError as exc:

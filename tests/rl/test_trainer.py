@@ -117,3 +117,20 @@ def test_console_script_runs(tmp_path):
     exe = Path(sys.executable).parent / "reinflow"
     res = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and "quickstart" in res.stdout
+
+
+def test_tensorboard_wandb_offline_and_user_flags(tmp_path, monkeypatch):
+    """The sinks users chart from, and the flags their scripts already pass."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    out = tmp_path / "sinks"
+    args = [a for a in FAST if a != "--no-tensorboard"]
+    assert main(["train", *args, "--env", "Hopper-v5", "--iterations", "1", "--headless", "--no-render",
+                 "--wandb", "--out", str(out)]) == 0
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    acc = EventAccumulator(str(out / "tensorboard"))
+    acc.Reload()
+    assert "training/clip_fraction" in acc.Tags()["scalars"]
+    assert list((out / "wandb").glob("offline-run-*"))

@@ -127,7 +127,7 @@ def write_tiny_vlm(directory: str | Path, extra_texts: tuple[str, ...] = (), rea
 def cli_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="reinflow smolvla-tiny",
                                  description="Write a tiny random SmolVLM backbone (offline) for SmolVLA tests. "
-                                             "Train with: reinflow train --policy smolvla --policy.vlm-path DIR")
+                                             "Train with: reinflow train --policy smolvla --vlm-path DIR")
     ap.add_argument("dir", help="output folder")
     ap.add_argument("--text", action="append", default=[], help="extra text to add to the tokenizer vocabulary")
     args = ap.parse_args(argv)

@@ -71,8 +71,8 @@ class TrainConfig:
     """discount per decision"""
     gae_lambda: float = 0.95
     """GAE lambda"""
-    lr_actor: float = 1e-5
-    """actor (policy + noise head) learning rate (1e-4 breaks the trust region in one Adam step at D = 300)"""
+    lr_actor: float = 1e-4
+    """actor (policy + noise head) learning rate"""
     lr_critic: float = 1e-3
     """critic learning rate"""
     lr_warmup_iters: int = 0

@@ -137,7 +137,13 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
                     # KL measured *after* the step: the pre-step estimate is 0 on the first minibatch.
                     lp2, _ = agent.evaluate(mb_obs, mb_chain)
                     lr2 = lp2.logp - batch.logp[idx]
-                    kl = ((lr2.exp() - 1) - lr2).mean().reshape(1)
+                    r2 = lr2.exp()
+                    # Also the ratio after the step: the pre-step clip fraction of the minibatch that
+                    # triggers the early stop would hide a blow-up (it reads 0 on the first one).
+                    ratio_min, ratio_max = min(ratio_min, float(r2.min())), max(ratio_max, float(r2.max()))
+                    stats.setdefault("training/post_update_clip_fraction", []).append(
+                        float(((r2 - 1).abs() > cfg.clip_epsilon).double().mean()))
+                    kl = ((r2 - 1) - lr2).mean().reshape(1)
                     post_kl = float(all_reduce(kl, info)) / info.world_size
                     stop = post_kl > cfg.target_kl
             for key, val in (("losses/policy_loss", pg_loss.item()), ("losses/value_loss", v_loss.item()),

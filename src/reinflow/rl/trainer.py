@@ -29,6 +29,9 @@ from reinflow.rl.rollout import RewardScaler, collect_rollout
 from reinflow.report.logger import MetricsLogger
 
 
+EVAL_ENVS = 10
+
+
 @dataclass
 class TrainResult:
     out: Path
@@ -151,7 +154,9 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                                resume_from_iteration=start_it if state is not None else None)
         monitor = HealthMonitor(health_context(cfg, agent, scale_info and scale_info["rule"]), cfg.on_unhealthy,
                                 print_fn=tqdm.write)
-        eval_envs = make_vector_env(cfg.env, min(n_envs, cfg.eval_episodes), agent.sampler.act_steps, "sync", kw,
+        # A fixed eval-env count (not parallel_envs): runs with different batch shapes are then
+        # scored on the same episodes.
+        eval_envs = make_vector_env(cfg.env, min(EVAL_ENVS, cfg.eval_episodes), agent.sampler.act_steps, "sync", kw,
                                     max_restarts=cfg.env_max_restarts, nonfinite=cfg.nonfinite)
     envs = make_vector_env(cfg.env, n_envs, agent.sampler.act_steps, cfg.vector, kw, first_index=info.rank * n_envs,
                            max_restarts=cfg.env_max_restarts, nonfinite=cfg.nonfinite)

@@ -64,11 +64,17 @@ class DoctorArgs:
     max_grad_norm_critic: float | None = None  # critic gradient clip
 
 
-def _read_json(path: Path) -> Any:
+def _read_text(path: Path) -> str:
     try:
-        return json.loads(path.read_text())
+        return path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise ReinflowError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
+
+
+def _read_json(path: Path) -> Any:
+    text = _read_text(path)
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
         raise ReinflowError(f"{path}: malformed JSON at line {e.lineno} column {e.colno} ({e.msg}); "
                             "expected one JSON object") from None
@@ -76,10 +82,7 @@ def _read_json(path: Path) -> Any:
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     """One JSON object per line. A final partial line (a run killed mid-write) is skipped."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReinflowError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
+    text = _read_text(path)
     rows, lines = [], text.split("\n")
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -103,10 +106,9 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 def _read_yaml(path: Path) -> Any:
     import yaml
 
+    text = _read_text(path)
     try:
-        return yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReinflowError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         at = f" at line {where.line + 1}" if where is not None else ""

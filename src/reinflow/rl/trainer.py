@@ -92,6 +92,12 @@ def stream_seed(*keys: int) -> int:
     return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
+def _seeded_reset(envs: Any, seed: int, iteration: int, first: int) -> Any:
+    """Reset every env from the seed of its global index at this iteration."""
+    seeds = [stream_seed(seed, iteration, first + i, 0) % 2**31 for i in range(envs.num_envs)]
+    return envs.reset(seed=seeds)[0]
+
+
 def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) a ReinFlow + PPO training; under torchrun, one data-parallel rank of it."""
     info = init_distributed()
@@ -163,7 +169,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     # Seeds and noise streams are functions of (seed, iteration, global env index): a run split
     # over ranks samples what one process with all the envs would, and a resumed run is seeded.
     first = info.rank * n_envs
-    raw_obs, _ = envs.reset(seed=[stream_seed(cfg.seed, start_it, first + i, 0) % 2**31 for i in range(n_envs)])
+    raw_obs = _seeded_reset(envs, cfg.seed, start_it, first)
     for warning in agent.policy.check_obs_frame(raw_obs) if main else []:
         tqdm.write(f"[reinflow] warning: {warning}")
     bar = tqdm(total=cfg.iterations, initial=start_it, disable=not (cfg.progress and main), desc="reinflow train",
@@ -181,7 +187,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                     for group in opt.param_groups:
                         group["lr"] = base * lr_factor(cfg, it)
                 if cfg.reset_each_iteration and it > start_it:
-                    raw_obs, _ = envs.reset(seed=[stream_seed(cfg.seed, it, first + i, 0) % 2**31 for i in range(n_envs)])
+                    raw_obs = _seeded_reset(envs, cfg.seed, it, first)
                 gens = [torch.Generator().manual_seed(stream_seed(cfg.seed, it, first + i, 1)) for i in range(n_envs)]
                 t0 = time.time()
                 roll, raw_obs = collect_rollout(envs, agent, raw_obs, cfg.rollout_steps, scaler, gens, info)

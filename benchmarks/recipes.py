@@ -29,7 +29,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 TASKS = {"reach": "reinflow/ArmReach-v0", "push": "reinflow/ArmPush-v0", "pick-lift": "reinflow/ArmPickLift-v0"}
-PRESET_ORDER = ["sum-unscaled", "sum-sigma-scaled", "reinflow-paper", "chunk-sum-0.2", "per-step", "default"]
+PRESET_ORDER = ["sum-unscaled", "sum-sigma-scaled", "reinflow-paper", "chunk-sum-0.2", "per-step", "default",
+                "arm-d300", "per-step-mid-sigma", "per-step-low-sigma", "arm-d300+terminal",
+                "per-step+terminal"]
 
 
 def build_bc(task: str, out: Path, episodes: int, steps: int, seed: int) -> Path:
@@ -62,6 +64,8 @@ def run_one(task: str, preset: str, seed: int, ck: Path, out: Path, budget: int,
                       preset=preset, **preset_overrides(preset))
     if args.parallel_envs:
         cfg = replace(cfg, parallel_envs=args.parallel_envs)
+    if args.truncation:
+        cfg = replace(cfg, truncation=args.truncation)
     per_iter_max = cfg.parallel_envs * cfg.rollout_steps * 50  # env steps if no episode ends mid-chunk
     iters = max(2, math.ceil(budget / per_iter_max))
     eval_every = max(1, math.ceil(budget / per_iter_max / args.curve_points))
@@ -124,9 +128,11 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     tasks = [t for t in TASKS if any(r["task"] == t for r in results)]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4.5), squeeze=False)
+    labels = list(dict.fromkeys(r["preset"] for r in results))
+    colors = {name: plt.cm.tab20(i % 20) for i, name in enumerate(labels)}   # one colour per preset everywhere
     for ax, task in zip(axes[0], tasks):
-        for preset in PRESET_ORDER:
+        for preset in labels:
             rs = [r for r in results if r["task"] == task and r["preset"] == preset]
             if not rs:
                 continue
@@ -135,15 +141,28 @@ def plot(results: list[dict], path: Path) -> None:
                 continue
             xs = np.linspace(0, max(grid), 30)
             ys = np.array([np.interp(xs, [e for e, _ in r["curve"]], [s for _, s in r["curve"]]) for r in rs])
-            ax.plot(xs, ys.mean(0), label=preset)
-            if len(rs) > 1:
-                ax.fill_between(xs, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0), alpha=0.15)
-        ax.set(title=f"{task}: deterministic eval success", xlabel="env steps", ylabel="success rate", ylim=(0, 1))
+            main = preset == "default"
+            ax.plot(xs, ys.mean(0), label=preset, color="black" if main else colors[preset], lw=2.5 if main else 1.2,
+                    ls="-" if main or "terminal" in preset else "--")
+            if len(rs) > 1 and main:
+                ax.fill_between(xs, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0), color="black", alpha=0.12)
+        ax.set(title=f"{task}: deterministic eval success (default ± std in black)", xlabel="env steps", ylabel="success rate", ylim=(0, 1))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def collect(out: Path) -> None:
+    results = []
+    for task in TASKS:
+        for done in sorted((out / task).glob("*/seed*/bench_done.json")):
+            results.append(dict(json.loads(done.read_text()), preset=done.parent.parent.name))
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "table.md").write_text(table(results, 0) + "\n")
+    plot(results, out / "success_vs_env_steps.png")
+    print(table(results, 0))
 
 
 def main() -> None:
@@ -155,11 +174,19 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=50, help="episodes per evaluation")
     p.add_argument("--curve-points", type=int, default=8, help="evaluations per run (the success curve)")
     p.add_argument("--parallel-envs", type=int, default=None, help="override the presets' parallel envs")
+    p.add_argument("--truncation", choices=["auto", "bootstrap", "terminal"], default=None,
+                   help="override the presets' time-limit handling (bootstrap: how the arm ran before it declared "
+                        "its limit terminal)")
     p.add_argument("--checkpoint", action="append", default=[], help="TASK=PATH: BC checkpoint to start from")
     p.add_argument("--bc-episodes", type=int, default=None)
     p.add_argument("--bc-steps", type=int, default=None)
     p.add_argument("--out", default="runs/bench_recipes")
+    p.add_argument("--collect-only", action="store_true",
+                   help="train nothing: tabulate every <out>/<task>/<name>/seed*/bench_done.json, labelled <name> "
+                        "(folders may be links to other --out runs, e.g. one per truncation mode)")
     args = p.parse_args()
+    if args.collect_only:
+        return collect(Path(args.out))
     import torch
     torch.set_num_threads(1)
     out = Path(args.out)

@@ -21,6 +21,16 @@ def test_quickstart_writes_every_report_file(tmp_path, capsys):
     assert s["eval_episodes_before"] == s["eval_episodes_after"] == 4
     assert s["env_steps"] > 0 and s["iterations"] >= 1
     assert s["config"]["train"]["act_steps"] == 8
+    assert s["config"]["quickstart_overrides"]["sigma_max"] == 0.8       # reach: the arm-d300 recipe
     assert (out / "summary.md").read_text().startswith("# reinflow quickstart")
     for name, *_ in PANELS:
         assert (out / "plots" / name).stat().st_size > 1000, name
+
+
+def test_precise_tasks_fine_tune_with_the_defaults_not_the_wide_noise_reach_recipe():
+    from reinflow.quickstart import QUICKSTART_OVERRIDES
+    from reinflow.rl.config import TrainConfig
+    for task in ("push", "pick-lift"):
+        cfg = TrainConfig(**QUICKSTART_OVERRIDES[task])
+        assert (cfg.sigma_min, cfg.sigma_max, cfg.logprob_reduction) == (0.08, 0.16, "mean"), task
+        assert cfg.lr_schedule == "constant"         # the iteration count is only known while it runs

@@ -2,7 +2,9 @@
 
 import torch
 
-from reinflow.rl.gae import gae
+import pytest
+
+from reinflow.rl.gae import gae, time_limit_as
 
 
 def hand_gae(r, v, term, trunc, final_v, last_v, gamma, lam):
@@ -61,3 +63,19 @@ def test_gamma_lambda_one_gives_monte_carlo_returns():
     z = torch.zeros(3, 1, dtype=torch.bool)
     res = gae(r, v, z, z, torch.zeros(3, 1), torch.zeros(1), 1.0, 1.0)
     assert torch.allclose(res.returns[:, 0], torch.tensor([6.0, 5.0, 3.0]))
+
+
+def test_time_limit_as_terminal_ends_the_episode_with_no_bootstrap():
+    """The arm tasks' limit is part of the task: at a truncation the return is the reward alone."""
+    r = torch.tensor([[1.0], [2.0]])
+    v = torch.tensor([[0.5], [0.25]])
+    term = torch.tensor([[False], [False]])
+    trunc = torch.tensor([[False], [True]])
+    final_v = torch.tensor([[0.0], [-150.0]])                                  # an endless -1.5/decision tail
+    boot = gae(r, v, *time_limit_as(term, trunc, "bootstrap"), final_v, torch.zeros(1), 0.99, 1.0)
+    ended = gae(r, v, *time_limit_as(term, trunc, "terminal"), final_v, torch.zeros(1), 0.99, 1.0)
+    assert float(boot.returns[1, 0]) == pytest.approx(2.0 + 0.99 * -150.0)
+    assert float(ended.returns[1, 0]) == pytest.approx(2.0)
+    assert float(ended.returns[0, 0]) == pytest.approx(1.0 + 0.99 * 2.0)
+    with pytest.raises(ValueError, match="allowed bootstrap, terminal"):
+        time_limit_as(term, trunc, "auto")

@@ -34,7 +34,10 @@ HEALTHY = {
     # (a cosine decay would make the last iterations look healthy whatever the start was).
     "pendulum-sum-D4": ["--env", "Pendulum-v1", "--chunk-size", "8", "--act-steps", "4", "--parallel-envs", "4",
                         "--rollout-steps", "16", "--iterations", "8", "--lr-actor", "3e-5", "--lr-schedule",
-                        "constant", "--reset-each-iteration"],
+                        "constant", "--reset-each-iteration", "--logprob-reduction", "sum", "--clip-epsilon", "0.1"],
+    # The shipped defaults (mean log-prob clamped to [-1, 1], clip 0.01, lr 1e-4) at the broken run's D = 280.
+    "pusher-default-D280": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
+                            "8", "--iterations", "6"],
     # The broken run's D = 280, but one ratio per executed step (7 entries each), standard clip 0.2.
     "pusher-per-step-D280": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
                              "8", "--iterations", "6", "--logprob-reduction", "per_step", "--minibatch-size", "4",
@@ -149,6 +152,23 @@ def test_stopped_run_keeps_the_stopping_iterations_metrics(tmp_path):
     assert "RATIO_SPREAD" in [f["code"] for f in doctor_json(out)["findings"]]
 
 
+def test_clamp_that_cuts_every_sample_is_reported(tmp_path):
+    """sigma in [0.04, 0.05] puts the expected per-dim log-prob at 1.58-1.80, above the default clamp of 1: the
+    'mean' ratio of such a sample is exactly 1 and it carries no gradient. The run must say so."""
+    out = tmp_path / "clamped"
+    code, stdout, stderr = train(out, "--env", "Pendulum-v1", "--chunk-size", "8", "--parallel-envs", "2",
+                                 "--rollout-steps", "4", "--iterations", "2", "--sigma-min", "0.04",
+                                 "--sigma-max", "0.05")
+    assert code == 0, stderr
+    rows = read_metrics(out / "metrics.jsonl")
+    assert all(r["logprob/clamped_fraction"] > 0.9 and r["health/LOGPROB_CLAMPED"] == 1.0 for r in rows)
+    assert all(r["ppo/ratio_min"] == r["ppo/ratio_max"] == 1.0 for r in rows)     # no sample moved
+    found = {f["code"]: f for f in doctor_json(out)["findings"]}
+    assert found["LOGPROB_CLAMPED"]["severity"] == "warning"
+    why = found["LOGPROB_CLAMPED"]["explanation"]
+    assert "sigma_min = 0.04" in why and "1.8" in why
+
+
 @pytest.mark.parametrize("name", list(HEALTHY))
 def test_healthy_run_gets_no_error_and_no_warning(tmp_path, name):
     out = tmp_path / name
@@ -158,6 +178,7 @@ def test_healthy_run_gets_no_error_and_no_warning(tmp_path, name):
     assert "[reinflow health]" not in stdout, stdout
     rows = read_metrics(out / "metrics.jsonl")
     for r in rows:
+        assert r["logprob/clamped_fraction"] == 0.0
         raised = [c for c in CODES if c != "HEALTHY" and r[f"health/{c}"]]
         assert not raised and r["health/HEALTHY"] == 1.0, (r["iteration"], raised)
         assert r["training/clip_fraction"] < 0.5

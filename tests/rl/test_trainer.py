@@ -134,3 +134,15 @@ def test_tensorboard_wandb_offline_and_user_flags(tmp_path, monkeypatch):
     acc.Reload()
     assert "training/clip_fraction" in acc.Tags()["scalars"]
     assert list((out / "wandb").glob("offline-run-*"))
+
+
+@pytest.mark.parametrize("env,flag,expected", [("Pendulum-v1", [], "bootstrap"),
+                                               ("Pendulum-v1", ["--truncation", "terminal"], "terminal"),
+                                               ("reinflow/ArmReach-v0", [], "terminal"),
+                                               ("reinflow/ArmReach-v0", ["--truncation", "bootstrap"], "bootstrap")])
+def test_truncation_auto_follows_the_env_and_a_flag_overrides_it(tmp_path, env, flag, expected):
+    out = tmp_path / "r"
+    argv = [a if a != "Pendulum-v1" else env for a in FAST]
+    assert main(["train", *argv, *flag, "--iterations", "1", "--eval-every", "0", "--eval-episodes", "1",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "config.json").read_text())["derived"]["truncation"] == expected

@@ -55,10 +55,10 @@ class TrainConfig:
     """final sigma_max of the decay schedule"""
     noise_hold_frac: float = 0.3
     """fraction of iterations sigma_max is held before decaying"""
-    logprob_reduction: Literal["sum", "mean", "per_step"] = "per_step"
-    """per_step (one ratio per executed step; default, see docs/benchmarks.md), sum (exact chain likelihood), mean"""
-    logprob_clamp: float | None = None
-    """clamp the 'mean' log-prob to [-c, c] (the ReinFlow reference code uses 1)"""
+    logprob_reduction: Literal["sum", "mean", "per_step"] = "mean"
+    """mean (per-dim average; default, see docs/benchmarks.md), per_step (one ratio per executed step), sum (exact)"""
+    logprob_clamp: float | None = 1.0
+    """clamp the 'mean' log-prob to [-c, c] as the ReinFlow reference code does (ignored by sum/per_step)"""
     mask_executed: bool = True
     """log-prob counts only executed chunk steps (exact for K=1, approximate for K>1)"""
     auto_scale: bool = False
@@ -85,8 +85,8 @@ class TrainConfig:
     """passes over the batch per update"""
     minibatch_size: int = 40
     """samples (decisions) per minibatch"""
-    clip_epsilon: float = 0.1
-    """PPO clip range"""
+    clip_epsilon: float = 0.01
+    """PPO clip range (0.01 suits the 'mean' ratio, a geometric mean over D dims; ~0.1 for per_step)"""
     target_kl: float | None = 0.1
     """stop the epochs when the KL estimate measured after a step exceeds this (None: never)"""
     ent_coef: float = 0.0
@@ -99,6 +99,8 @@ class TrainConfig:
     """gradient-norm clip for the critic"""
     critic_warmup_iters: int = 0
     """iterations that update only the critic (useful from a pretrained policy)"""
+    truncation: Literal["auto", "bootstrap", "terminal"] = "auto"
+    """time limit: bootstrap V(final obs) or terminal (V=0); auto: env.metadata['reinflow_truncation'] or bootstrap"""
     reward_scaling: bool = True
     """divide rewards by the running std of the discounted return"""
     norm_adv: bool = True

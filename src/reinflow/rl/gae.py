@@ -42,3 +42,14 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, terminated: torch.Tensor, t
         running = delta + gamma * lam * (1.0 - done[t]) * running
         adv[t] = running
     return GAEResult(advantages=adv, returns=adv + values)
+
+
+def time_limit_as(terminated: torch.Tensor, truncated: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(terminated, truncated) [T, N] as GAE should see them. ``bootstrap``: a time limit is a cut
+    (the episode would go on; V(final obs) stands in for the rest). ``terminal``: the limit is part of
+    the task, so nothing follows it (value 0), like a termination."""
+    if mode == "bootstrap":
+        return terminated, truncated
+    if mode == "terminal":
+        return terminated | truncated, torch.zeros_like(truncated)
+    raise ValueError(f"truncation mode {mode!r}: allowed bootstrap, terminal")

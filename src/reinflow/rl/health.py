@@ -20,7 +20,7 @@ from reinflow import InvariantError
 from reinflow.flow.scaling import ScaleReference
 
 CODES = ("PRE_UPDATE_RATIO", "MASK_MISMATCH", "LOGPROB_ABOVE_BOUND", "DIMENSION_NOT_SCALED", "NOISE_COLLAPSE",
-         "CLIP_SATURATED", "RATIO_SPREAD", "GRAD_CLIP_SATURATED", "CRITIC_DIVERGING", "NON_FINITE",
+         "LOGPROB_CLAMPED", "CLIP_SATURATED", "RATIO_SPREAD", "GRAD_CLIP_SATURATED", "CRITIC_DIVERGING", "NON_FINITE",
          "REWARD_DECLINING", "HEALTHY")
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)   # same ceiling as flow.chain.per_dim_bound (tested equal)
 SMOLVLA_MAX_ACTION_DIM = 32                    # padded-dim guess when a run does not say
@@ -35,7 +35,8 @@ Z_EXTREME = 3.0                                # |log r| extreme ~ 3 std for a b
 
 KNOWN_KEYS = (
     "logprob/new_mean", "logprob/old_mean", "logprob/per_dimension", "logprob/per_dimension_new",
-    "logprob/per_dimension_max", "logprob/per_dimension_bound", "logprob/num_dims", "training/clip_fraction",
+    "logprob/per_dimension_max", "logprob/per_dimension_bound", "logprob/num_dims", "logprob/clamped_fraction",
+    "training/clip_fraction",
     "ppo/ratio_min", "ppo/ratio_max", "ppo/pre_update_ratio_max_dev", "gradients/policy_norm",
     "gradients/critic_norm", "gradients/policy_clipped", "gradients/critic_clipped", "training/approx_kl",
     "training/post_update_kl", "training/explained_variance", "training/epochs_run", "training/entropy",

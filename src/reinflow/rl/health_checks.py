@@ -175,6 +175,24 @@ def _noise_collapse(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | No
                    "an entropy bonus (ent_coef) also keeps the head off the floor.")
 
 
+def _logprob_clamped(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+    pts = h.pts("logprob/clamped_fraction")
+    if not pts:
+        return "logprob/clamped_fraction not logged (only the 'mean' reduction with a clamp has one)"
+    frac = sorted(v for _, v in pts[-5:])[len(pts[-5:]) // 2]
+    if frac < 0.5:
+        return None
+    lo = ctx.sigma_min or h.last("noise/sigma_lo")
+    ev = {"logprob/clamped_fraction": frac, "logprob/per_dimension": h.last("logprob/per_dimension")}
+    at_floor = f" (at sigma_min = {lo:.3g} it is {-LOG_SQRT_2PI - math.log(lo) - 0.5:.3g})" if lo else ""
+    return Finding("LOGPROB_CLAMPED", "warning", ev,
+                   f"{frac:.0%} of samples have their 'mean' log-prob at the clamp: their ratio is exactly 1, so "
+                   "they add no policy gradient. The expected per-dimension log-prob is "
+                   f"-0.5 log(2 pi) - log(sigma) - 0.5{at_floor}.",
+                   _upstream(found, "NOISE_COLLAPSE") + "Keep it below the clamp: raise sigma_min (above 0.089 for "
+                   "a clamp of 1), raise logprob_clamp, or drop the clamp.")
+
+
 def _clip_saturated(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     pts = h.pts("training/clip_fraction")
     if not pts:

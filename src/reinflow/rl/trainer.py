@@ -23,7 +23,7 @@ from reinflow.rl.config import TrainConfig
 from reinflow.rl.dist import (DistInfo, all_reduce, broadcast_module, init_distributed, param_max_abs_diff,
                               reduce_metrics, shutdown)
 from reinflow.rl.evaluate import run_episodes
-from reinflow.rl.gae import gae
+from reinflow.rl.gae import gae, time_limit_as
 from reinflow.rl.ppo import Batch, cat_obs, ppo_update, pre_update_check
 from reinflow.rl.rollout import RewardScaler, collect_rollout
 from reinflow.report.logger import MetricsLogger
@@ -147,7 +147,11 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
             scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
         start_it, env_steps = state["iteration"] + 1, state["env_steps"]
-    derived = {"action_dim": agent.policy.action_dim, "padded_action_dim": agent.policy.padded_action_dim,
+    envs = make_vector_env(cfg.env, n_envs, agent.sampler.act_steps, cfg.vector, kw, first_index=info.rank * n_envs,
+                           max_restarts=cfg.env_max_restarts, nonfinite=cfg.nonfinite)
+    truncation = cfg.truncation if cfg.truncation != "auto" else envs.metadata.get("reinflow_truncation", "bootstrap")
+    derived = {"truncation": truncation, "action_dim": agent.policy.action_dim,
+               "padded_action_dim": agent.policy.padded_action_dim,
                "chunk_size": agent.policy.chunk_size, "denoise_steps": agent.policy.denoise_steps,
                "act_steps": agent.sampler.act_steps, "num_dims": int(agent.mask.sum()) * agent.policy.denoise_steps,
                "world_size": info.world_size, "auto_scale": scale_info}
@@ -164,8 +168,6 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
         # scored on the same episodes.
         eval_envs = make_vector_env(cfg.env, min(EVAL_ENVS, cfg.eval_episodes), agent.sampler.act_steps, "sync", kw,
                                     max_restarts=cfg.env_max_restarts, nonfinite=cfg.nonfinite)
-    envs = make_vector_env(cfg.env, n_envs, agent.sampler.act_steps, cfg.vector, kw, first_index=info.rank * n_envs,
-                           max_restarts=cfg.env_max_restarts, nonfinite=cfg.nonfinite)
     # Seeds and noise streams are functions of (seed, iteration, global env index): a run split
     # over ranks samples what one process with all the envs would, and a resumed run is seeded.
     first = info.rank * n_envs
@@ -194,8 +196,9 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                 t_roll = time.time() - t0
                 env_steps += int(all_reduce(torch.tensor([float(roll.env_steps)]), info).item())
                 _check_bound(float(roll.per_dim.max()), roll.bound, lo, "rollout")
-                adv = gae(roll.rewards, roll.values, roll.terminated, roll.truncated, roll.final_values,
-                          roll.last_values, cfg.gamma, cfg.gae_lambda)
+                term, trunc = time_limit_as(roll.terminated, roll.truncated, truncation)
+                adv = gae(roll.rewards, roll.values, term, trunc, roll.final_values, roll.last_values,
+                          cfg.gamma, cfg.gae_lambda)
                 t1 = time.time()
                 pre_dev = pre_update_check(agent, roll.obs[0], roll.chains[0], roll.logp[0])
                 batch = Batch(obs=cat_obs(roll.obs), chains=roll.chains.flatten(0, 1), logp=roll.logp.flatten(0, 1),

@@ -150,6 +150,9 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     envs = make_vector_env(cfg.env, n_envs, agent.sampler.act_steps, cfg.vector, kw, first_index=info.rank * n_envs,
                            max_restarts=cfg.env_max_restarts, nonfinite=cfg.nonfinite)
     truncation = cfg.truncation if cfg.truncation != "auto" else envs.metadata.get("reinflow_truncation", "bootstrap")
+    if truncation not in ("bootstrap", "terminal"):
+        envs.close()
+        raise ConfigError(f"env {cfg.env}: metadata['reinflow_truncation']={truncation!r}: allowed bootstrap, terminal")
     derived = {"truncation": truncation, "action_dim": agent.policy.action_dim,
                "padded_action_dim": agent.policy.padded_action_dim,
                "chunk_size": agent.policy.chunk_size, "denoise_steps": agent.policy.denoise_steps,

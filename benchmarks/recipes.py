@@ -105,7 +105,7 @@ def fmt(xs: list, pct: bool = True) -> str:
     return f"{np.mean(xs):.2f}"
 
 
-def table(results: list[dict], budget: int) -> str:
+def table(results: list[dict]) -> str:
     lines = ["| task | preset | final success % (mean ± std) | success % at ¼ / ½ budget | clip fraction median / max "
              "| ratio range | grad-clipped steps | wall (s/run) | seeds |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -154,15 +154,22 @@ def plot(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def write_outputs(results: list[dict], out: Path, with_plot: bool = True) -> str:
+    """results.json, table.md (and the PNG) under ``out``; returns the table."""
+    text = table(results)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "table.md").write_text(text + "\n")
+    if with_plot:
+        plot(results, out / "success_vs_env_steps.png")
+    return text
+
+
 def collect(out: Path) -> None:
     results = []
     for task in TASKS:
         for done in sorted((out / task).glob("*/seed*/bench_done.json")):
             results.append(dict(json.loads(done.read_text()), preset=done.parent.parent.name))
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    (out / "table.md").write_text(table(results, 0) + "\n")
-    plot(results, out / "success_vs_env_steps.png")
-    print(table(results, 0))
+    print(write_outputs(results, out))
 
 
 def main() -> None:
@@ -201,10 +208,8 @@ def main() -> None:
                 results.append(r)
                 print(f"{task:9s} {preset:16s} seed {seed}: success {r['final_success']}, clip max "
                       f"{r['clip_max']:.2f}, {r['env_steps']} env steps, {r['wall_s']:.0f}s", flush=True)
-                (out / "results.json").write_text(json.dumps(results, indent=2))
-                (out / "table.md").write_text(table(results, args.env_steps) + "\n")
-    plot(results, out / "success_vs_env_steps.png")
-    print(table(results, args.env_steps))
+                write_outputs(results, out, with_plot=False)     # an interrupted run keeps its rows
+    print(write_outputs(results, out))
     print(f"\nwrote {out}/table.md, {out}/results.json, {out}/success_vs_env_steps.png")
 
 

@@ -34,7 +34,8 @@ class LogProb:
     mask and the K transitions. per_dim [B]: total / num_dims. entropy [B]: mean Gaussian
     entropy per dim. init_logp [B]: log N(x_0; 0, I) over the mask (cancels in every ratio;
     reported apart, never added). sigma_mean: mean sigma over the mask. bound: the per-dim
-    ceiling -0.5 log(2 pi) - log(sigma_lo) that ``per_dim`` can never exceed.
+    ceiling -0.5 log(2 pi) - log(sigma_lo) that ``per_dim`` can never exceed. clamped [B]: True
+    where the 'mean' clamp cut the sample (its ratio is then exactly 1: no gradient).
     """
 
     logp: torch.Tensor
@@ -45,6 +46,7 @@ class LogProb:
     sigma_mean: torch.Tensor
     num_dims: int
     bound: float
+    clamped: torch.Tensor
 
 
 @dataclass
@@ -155,11 +157,13 @@ def _reduce(chain: torch.Tensor, mus: list[torch.Tensor], sigmas: list[torch.Ten
         sig_sum = sig_sum + (sigmas[k].double() * m).sum()
     total = per_step.sum(-1)                         # [B]
     per_dim = total / num_dims
+    clamped = torch.zeros_like(per_dim, dtype=torch.bool)
     if reduction == "sum":
         logp = total[:, None]
     elif reduction == "mean":
         logp = per_dim[:, None]
         if clamp is not None:
+            clamped = per_dim.abs() >= clamp
             logp = logp.clamp(-clamp, clamp)
     else:                                            # each executed step its own ratio term
         rows = mask.any(-1)
@@ -168,7 +172,7 @@ def _reduce(chain: torch.Tensor, mus: list[torch.Tensor], sigmas: list[torch.Ten
     init = ((-0.5 * x0**2 - LOG_SQRT_2PI) * m).sum((-1, -2))
     return LogProb(logp=logp, total=total, per_dim=per_dim, entropy=ent / num_dims,
                    init_logp=init, sigma_mean=sig_sum / (num_dims * chain.shape[0]),
-                   num_dims=num_dims, bound=per_dim_bound(sigma_lo))
+                   num_dims=num_dims, bound=per_dim_bound(sigma_lo), clamped=clamped)
 
 
 def per_dim_bound(sigma_lo: float) -> float:

@@ -44,6 +44,9 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, terminated: torch.Tensor, t
     return GAEResult(advantages=adv, returns=adv + values)
 
 
+TRUNCATION_MODES = ("bootstrap", "terminal")
+
+
 def time_limit_as(terminated: torch.Tensor, truncated: torch.Tensor, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(terminated, truncated) [T, N] as GAE should see them. ``bootstrap``: a time limit is a cut
     (the episode would go on; V(final obs) stands in for the rest). ``terminal``: the limit is part of
@@ -52,4 +55,4 @@ def time_limit_as(terminated: torch.Tensor, truncated: torch.Tensor, mode: str) 
         return terminated, truncated
     if mode == "terminal":
         return terminated | truncated, torch.zeros_like(truncated)
-    raise ValueError(f"truncation mode {mode!r}: allowed bootstrap, terminal")
+    raise ValueError(f"truncation mode {mode!r}: allowed {', '.join(TRUNCATION_MODES)}")

@@ -151,9 +151,7 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
                              ("training/clip_fraction", clipfrac), ("ppo/logratio_std", lr_std), ("logprob/new_mean", lp.total.mean().item()),
                              ("logprob/per_dimension_new", lp.per_dim.mean().item()),
                              ("logprob/per_dimension_max", lp.per_dim.max().item()),
-                             # The 'mean' clamp zeroes the gradient of every sample it cuts: show how many.
-                             ("logprob/clamped_fraction", float((lp.per_dim.abs() >= cfg.logprob_clamp).double().mean())
-                              if cfg.logprob_clamp is not None and cfg.logprob_reduction == "mean" else 0.0),
+                             ("logprob/clamped_fraction", float(lp.clamped.double().mean())),
                              ("gradients/policy_norm", a_norm), ("gradients/critic_norm", c_norm),
                              ("gradients/policy_clipped", float(a_norm > cfg.max_grad_norm_actor)),
                              ("gradients/critic_clipped", float(c_norm > cfg.max_grad_norm_critic))):

@@ -23,7 +23,7 @@ from reinflow.rl.config import TrainConfig
 from reinflow.rl.dist import (DistInfo, all_reduce, broadcast_module, init_distributed, param_max_abs_diff,
                               reduce_metrics, shutdown)
 from reinflow.rl.evaluate import run_episodes
-from reinflow.rl.gae import gae, time_limit_as
+from reinflow.rl.gae import TRUNCATION_MODES, gae, time_limit_as
 from reinflow.rl.ppo import Batch, cat_obs, ppo_update, pre_update_check
 from reinflow.rl.rollout import RewardScaler, collect_rollout
 from reinflow.report.logger import MetricsLogger
@@ -150,9 +150,10 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     envs = make_vector_env(cfg.env, n_envs, agent.sampler.act_steps, cfg.vector, kw, first_index=info.rank * n_envs,
                            max_restarts=cfg.env_max_restarts, nonfinite=cfg.nonfinite)
     truncation = cfg.truncation if cfg.truncation != "auto" else envs.metadata.get("reinflow_truncation", "bootstrap")
-    if truncation not in ("bootstrap", "terminal"):
+    if truncation not in TRUNCATION_MODES:
         envs.close()
-        raise ConfigError(f"env {cfg.env}: metadata['reinflow_truncation']={truncation!r}: allowed bootstrap, terminal")
+        raise ConfigError(f"env {cfg.env}: metadata['reinflow_truncation']={truncation!r}: "
+                          f"allowed {', '.join(TRUNCATION_MODES)}")
     derived = {"truncation": truncation, "action_dim": agent.policy.action_dim,
                "padded_action_dim": agent.policy.padded_action_dim,
                "chunk_size": agent.policy.chunk_size, "denoise_steps": agent.policy.denoise_steps,

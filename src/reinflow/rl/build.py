@@ -107,7 +107,7 @@ def sampler_config(cfg: TrainConfig, chunk: int, lo: float, hi: float) -> Sample
     _check_act_steps(act_steps, chunk)
     return SamplerConfig(act_steps=act_steps, reduction=cfg.logprob_reduction, mask_executed=cfg.mask_executed,
                          logprob_clamp=cfg.logprob_clamp, sigma_lo=lo, sigma_hi=hi,
-                         constant_sigma=cfg.noise_schedule == "constant")
+                         constant_sigma=cfg.noise_schedule == "constant", noise_basis=cfg.noise_basis)
 
 
 def _check_act_steps(act_steps: int, chunk: int) -> None:
@@ -146,7 +146,7 @@ def health_context(cfg: TrainConfig, agent: Agent, scale_rule: str | None = None
     return RunContext(chunk_size=pol.chunk_size, action_dim=pol.action_dim, padded_action_dim=pol.padded_action_dim,
                       denoise_steps=pol.denoise_steps, act_steps=agent.sampler.act_steps,
                       sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, clip_epsilon=cfg.clip_epsilon,
-                      logprob_reduction=cfg.logprob_reduction, num_dims=int(agent.mask.sum()) * pol.denoise_steps,
+                      logprob_reduction=cfg.logprob_reduction, num_dims=agent.num_dims,
                       lr=cfg.lr_actor, max_grad_norm=cfg.max_grad_norm_actor,
                       max_grad_norm_critic=cfg.max_grad_norm_critic, target_kl=cfg.target_kl,
                       scale_rule=scale_rule)

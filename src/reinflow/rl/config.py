@@ -45,9 +45,9 @@ class TrainConfig:
     """Euler steps K (default: 1)"""
     hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
     """MLP policy widths (new policies only)"""
-    sigma_min: float = 0.08
+    sigma_min: float = 0.16
     """lower noise bound"""
-    sigma_max: float = 0.16
+    sigma_max: float = 0.32
     """upper noise bound (start value for the decay schedule)"""
     noise_schedule: Literal["fixed", "decay", "constant"] = "fixed"
     """noise bounds over training: fixed, decay (hold then cosine to sigma_max_final), constant"""
@@ -55,8 +55,10 @@ class TrainConfig:
     """final sigma_max of the decay schedule"""
     noise_hold_frac: float = 0.3
     """fraction of iterations sigma_max is held before decaying"""
-    logprob_reduction: Literal["sum", "mean", "per_step"] = "mean"
-    """mean (per-dim average; default, see docs/benchmarks.md), per_step (one ratio per executed step), sum (exact)"""
+    noise_basis: int = 4
+    """M > 0: M smooth (DCT) noise coefficients per action dim over the executed steps (D = M x A x K); 0: white noise per step (ReinFlow)"""
+    logprob_reduction: Literal["sum", "mean", "per_step"] = "sum"
+    """sum (exact; default), mean (per-dim average), per_step (one ratio per executed step; white noise only)"""
     logprob_clamp: float | None = 1.0
     """clamp the 'mean' log-prob to [-c, c] as the ReinFlow reference code does (ignored by sum/per_step)"""
     mask_executed: bool = True
@@ -71,7 +73,7 @@ class TrainConfig:
     """discount per decision"""
     gae_lambda: float = 0.95
     """GAE lambda"""
-    lr_actor: float = 1e-4
+    lr_actor: float = 3e-5
     """actor (policy + noise head) learning rate"""
     lr_critic: float = 1e-3
     """critic learning rate"""
@@ -85,9 +87,9 @@ class TrainConfig:
     """passes over the batch per update"""
     minibatch_size: int = 40
     """samples (decisions) per minibatch"""
-    clip_epsilon: float = 0.01
-    """PPO clip range (0.01 suits the 'mean' ratio, a geometric mean over D dims; ~0.1 for per_step)"""
-    target_kl: float | None = 0.1
+    clip_epsilon: float = 0.2
+    """PPO clip range (0.2 for a summed ratio over D ~ 24; 0.01 suits the 'mean' ratio, ~0.1 per_step)"""
+    target_kl: float | None = 0.05
     """stop the epochs when the KL estimate measured after a step exceeds this (None: never)"""
     ent_coef: float = 0.0
     """entropy bonus coefficient"""
@@ -107,6 +109,8 @@ class TrainConfig:
     """normalise advantages per batch"""
     critic_shares_features: bool = False
     """let critic gradients reach the actor's features (default: detached)"""
+    time_limit_min: float | None = None
+    """stop cleanly (checkpoint + final evaluation) once training has run this many minutes"""
     eval_every: int = 10
     """evaluate every N iterations (0: only at the end)"""
     eval_episodes: int = 10
@@ -172,6 +176,8 @@ class TrainConfig:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 0")
         if self.target_kl is not None and not self.target_kl > 0:
             raise ConfigError(f"target_kl={self.target_kl}: must be > 0 (or omitted to disable)")
+        if self.time_limit_min is not None and not 0 < self.time_limit_min < float("inf"):
+            raise ConfigError(f"time_limit_min={self.time_limit_min}: must be a finite number > 0 (or omitted)")
         if self.logprob_clamp is not None and not self.logprob_clamp > 0:
             raise ConfigError(f"logprob_clamp={self.logprob_clamp}: must be > 0")
 

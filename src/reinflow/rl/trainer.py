@@ -157,7 +157,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     derived = {"truncation": truncation, "action_dim": agent.policy.action_dim,
                "padded_action_dim": agent.policy.padded_action_dim,
                "chunk_size": agent.policy.chunk_size, "denoise_steps": agent.policy.denoise_steps,
-               "act_steps": agent.sampler.act_steps, "num_dims": int(agent.mask.sum()) * agent.policy.denoise_steps,
+               "act_steps": agent.sampler.act_steps, "num_dims": agent.num_dims,
                "world_size": info.world_size, "auto_scale": scale_info}
     run_config = {"train": asdict(cfg), "derived": derived}
     logger = monitor = eval_envs = None
@@ -219,8 +219,10 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                     metrics["dist/world_size"] = info.world_size
                 if cfg.check_sync:
                     metrics["dist/param_max_abs_diff"] = param_max_abs_diff(agent, info)
-                stop_now = bool(all_reduce(torch.tensor([float(stop.hit)]), info, "max").item())
-                last = it == cfg.iterations - 1 or stop_now
+                out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60.0 * cfg.time_limit_min
+                flags = all_reduce(torch.tensor([float(stop.hit), float(out_of_time)]), info, "max")
+                stop_now, out_of_time = bool(flags[0].item()), bool(flags[1].item())
+                last = it == cfg.iterations - 1 or stop_now or out_of_time
                 if main:
                     if last or (cfg.eval_every and it % cfg.eval_every == 0):
                         final_eval = run_episodes(agent, eval_envs, cfg.eval_episodes, seed=10_000 + cfg.seed)
@@ -229,6 +231,10 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                         metrics.update({"eval/success_rate": final_eval["success_rate"],
                                         "eval/return_mean": final_eval["return_mean"],
                                         "eval/iteration": final_eval["iteration"]})
+                        if final_eval["success_rate"] is not None and metrics["train/success_rate"] is not None:
+                            # How much the injected noise costs: few successes in the batch means
+                            # little advantage signal (DESIGN section 7).
+                            metrics["train/success_gap"] = final_eval["success_rate"] - metrics["train/success_rate"]
                     try:
                         metrics.update(monitor.update(metrics, it))
                     except InvariantError as exc:  # --on-unhealthy stop: the stopping iteration is logged too
@@ -245,6 +251,13 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                 bar.update(1)
                 bar.set_postfix(steps=env_steps, reward=f"{metrics['reward/batch_avg']:.3g}",
                                 clip=f"{metrics['training/clip_fraction']:.2f}")
+                if out_of_time and not stop_now and it < cfg.iterations - 1:
+                    stopped = True
+                    if main:
+                        bar.write(f"time limit of {cfg.time_limit_min:g} min reached after iteration {it} "
+                                  f"(checkpoint and final evaluation written); continue with: "
+                                  f"reinflow train --out {out} --resume --time-limit-min MINUTES")
+                    break
                 if stop_now:
                     stopped = True
                     if main:

@@ -17,6 +17,7 @@ from reinflow.flow.chain import REDUCTIONS, ChainSample, LogProb, build_mask, ch
 from reinflow.flow.noise import NoiseHead
 from reinflow.policies.base import FlowPolicy
 from reinflow.policies.mlp import mlp
+from reinflow.validate import check_fields
 
 
 @dataclass
@@ -39,6 +40,7 @@ class SamplerConfig:
     """sigma fixed at sigma_hi (noise head unused)"""
 
     def __post_init__(self) -> None:
+        check_fields(self)  # a checkpoint's config.json may come from anywhere
         if self.reduction not in REDUCTIONS:
             raise ConfigError(f"logprob_reduction={self.reduction!r}: allowed {', '.join(REDUCTIONS)}")
         if self.act_steps < 1:

@@ -89,7 +89,7 @@ def run_one(task: str, preset: str, seed: int, ck: Path, out: Path, budget: int,
     iters = max(2, math.ceil(budget / per_iter_max))
     eval_every = max(1, math.ceil(budget / per_iter_max / args.curve_points))
     t0 = time.time()
-    res = train(replace(cfg, iterations=iters, eval_every=eval_every))
+    res = train(replace(cfg, iterations=iters, eval_every=eval_every, overwrite=True))  # a killed attempt: moved aside
     while res.env_steps < budget:  # episodes ended mid-chunk: fewer env steps per iteration
         per_iter = res.env_steps / res.iterations
         more = max(1, math.ceil((budget - res.env_steps) / per_iter))

@@ -17,16 +17,16 @@ keeping a reserve for the final evaluation.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-import tyro
 
 from reinflow import ConfigError
 from reinflow.rl.presets import preset_overrides
+from reinflow.rl.runfolder import check_out, claim_out
+from reinflow.validate import check_fields
 
 TASKS = {
     "reach": "reinflow/ArmReach-v0",
@@ -83,8 +83,11 @@ class QuickstartConfig:
     """PPO iterations (default: per task, QUICKSTART_ITERATIONS); the --minutes budget may stop earlier"""
     progress: bool = True
     """show progress bars"""
+    overwrite: bool = False
+    """a non-empty --out (an earlier quickstart) is moved aside to <out>.old-N instead of being refused"""
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not self.minutes > 0:
             raise ConfigError(f"minutes={self.minutes}: must be > 0")
         for name in ("eval_episodes", "train_eval_episodes", "chunk_size"):
@@ -133,10 +136,10 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     set_headless_gl()
     env_id = TASKS[cfg.task]
     out = Path(cfg.out)
-    if out.exists():
-        for sub in ("demos", "pretrain", "train", "plots"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    # Like train: an earlier report folder is never deleted; refused, or moved aside with --overwrite.
+    # The fine-tuning below then starts in a fresh out/train and resumes it segment by segment.
+    check_out(out, overwrite=cfg.overwrite)
+    claim_out(out, cfg.overwrite)
     bc = BC_SETTINGS[cfg.task]
     bc_episodes = cfg.bc_episodes or bc["episodes"]
     bc_steps = cfg.bc_steps or bc["steps"]
@@ -269,6 +272,7 @@ def _markdown(s: dict, tcfg) -> str:
 
 
 def cli_main(argv: list[str]) -> int:
-    cfg = tyro.cli(QuickstartConfig, args=argv, prog="reinflow quickstart")
+    from reinflow.cli import tyro_cli
+    cfg = tyro_cli(QuickstartConfig, argv, "reinflow quickstart")
     run_quickstart(cfg)
     return 0

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from reinflow.cli import main
 from reinflow.report.logger import read_metrics
 from reinflow.rl.checkpoint import load_agent
+from reinflow.rl.trainer_state import read_trainer_state
 
 REQUIRED = [
     "logprob/new_mean", "logprob/per_dimension", "training/clip_fraction", "ppo/ratio_min", "ppo/ratio_max",
@@ -89,7 +90,7 @@ def test_resume_after_kill(tmp_path):
     rows = read_metrics(out / "metrics.jsonl")
     its = [r["iteration"] for r in rows]
     assert its == list(range(done_it + 2)), its
-    state = torch.load(out / "checkpoints" / f"iter_{done_it + 1:06d}" / "trainer_state.pt", weights_only=False)
+    state = read_trainer_state(out / "checkpoints" / f"iter_{done_it + 1:06d}")
     assert state["iteration"] == done_it + 1
     # Parameters changed by exactly one more update from where the killed run stopped.
     after, _, _ = load_agent(out)

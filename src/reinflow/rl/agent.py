@@ -18,6 +18,7 @@ from reinflow.flow.chain import (REDUCTIONS, ChainSample, LogProb, build_mask, c
 from reinflow.flow.noise import NoiseHead
 from reinflow.policies.base import FlowPolicy
 from reinflow.policies.mlp import mlp
+from reinflow.validate import check_fields
 
 
 @dataclass
@@ -43,6 +44,7 @@ class SamplerConfig:
     action dim over the executed steps, the likelihood over those M x A coefficients"""
 
     def __post_init__(self) -> None:
+        check_fields(self)  # a checkpoint's config.json may come from anywhere
         if self.reduction not in REDUCTIONS:
             raise ConfigError(f"logprob_reduction={self.reduction!r}: allowed {', '.join(REDUCTIONS)}")
         if self.act_steps < 1:

@@ -51,8 +51,8 @@ def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) ->
         raise ConfigError(f"env={cfg.env!r}: action space {type(act_space).__name__} is not a Box")
     action_dim = int(np.prod(act_space.shape))
     lo, hi = cfg.schedule().bounds_at(0, cfg.iterations)
-    is_checkpoint = cfg.policy_path and (Path(cfg.policy_path) / "config.json").is_file() and \
-        "sampler" in json.loads((Path(cfg.policy_path) / "config.json").read_text() or "{}")
+    is_checkpoint = bool(cfg.policy_path) and (Path(cfg.policy_path) / "config.json").is_file() and \
+        "sampler" in read_checkpoint_config(Path(cfg.policy_path), require=False)
     if cfg.policy == "smolvla" and not is_checkpoint:
         return _new_smolvla_agent(cfg, obs_space, act_space, lo, hi)
     if cfg.policy_path:
@@ -138,6 +138,24 @@ def apply_auto_scale(cfg: TrainConfig, agent: Agent, verbose: bool = True) -> tu
     if verbose:
         print(f"--auto-scale ({cfg.scale_rule}) for D = {dims}:\n{format_scale_table(res)}")
     return new, {"rule": cfg.scale_rule, "num_dims": dims, "values": v, "reasons": res.reasons}
+
+
+def resolve_device(name: str, local_rank: int = 0) -> Any:
+    """The torch device of ``--device`` (auto: this rank's GPU if there is one), checked to exist here."""
+    import torch
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name!r}: not a torch device; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r}: CUDA is not available on this machine (torch {torch.__version__}, "
+                          f"{'built with CUDA ' + torch.version.cuda if torch.version.cuda else 'a CPU-only build'}); "
+                          "use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
 
 
 def health_context(cfg: TrainConfig, agent: Agent, scale_rule: str | None = None) -> Any:

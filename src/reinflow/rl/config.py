@@ -9,6 +9,7 @@ from typing import Literal
 
 from reinflow import ConfigError
 from reinflow.flow.noise import NoiseSchedule
+from reinflow.validate import check_fields
 
 
 @dataclass
@@ -130,13 +131,15 @@ class TrainConfig:
     headless: bool = True
     """render without a display (MuJoCo EGL/OSMesa)"""
     render: bool = False
-    """record evaluation frames (off: --no-render)"""
+    """not implemented (no frames are recorded): --render is refused; --no-render is accepted for old scripts"""
     on_unhealthy: Literal["warn", "stop"] = "warn"
     """what the health monitor does on an error finding"""
     progress: bool = True
     """show a progress bar"""
     resume: bool = False
     """continue the run in --out from its latest checkpoint"""
+    overwrite: bool = False
+    """a non-empty --out (an earlier run) is moved aside to <out>.old-N instead of being refused"""
     reset_each_iteration: bool = False
     """reset every env at the start of each iteration (seeded by iteration): a killed run then
     resumes bit-identically; off, episodes continue across iterations"""
@@ -152,6 +155,7 @@ class TrainConfig:
     """named recipe applied before the flags (see reinflow train --help / docs)"""
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types, finite floats, seed range, hidden widths
         positive = ["iterations", "parallel_envs", "nproc", "rollout_steps", "update_epochs", "minibatch_size",
                     "eval_episodes", "checkpoint_every", "scale_ref_dim"]
         for name in positive:
@@ -161,6 +165,8 @@ class TrainConfig:
             val = getattr(self, name)
             if val is not None and val < 1:
                 raise ConfigError(f"{name}={val}: must be >= 1")
+        if self.render:
+            raise ConfigError("render=True: recording evaluation frames is not implemented; drop --render")
         if self.chunk_size and self.act_steps and self.act_steps > self.chunk_size:
             raise ConfigError(f"act_steps={self.act_steps}: must be <= chunk_size={self.chunk_size}")
         NoiseSchedule(self.noise_schedule, self.sigma_min, self.sigma_max, self.sigma_max_final,

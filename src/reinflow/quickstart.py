@@ -24,7 +24,6 @@ from typing import Literal
 
 
 from reinflow import ConfigError
-from reinflow.rl.presets import preset_overrides
 from reinflow.rl.runfolder import check_out, claim_out
 from reinflow.validate import check_fields
 
@@ -137,7 +136,6 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     env_id = TASKS[cfg.task]
     out = Path(cfg.out)
     # Like train: an earlier report folder is never deleted; refused, or moved aside with --overwrite.
-    # The fine-tuning below then starts in a fresh out/train and resumes it segment by segment.
     check_out(out, overwrite=cfg.overwrite)
     claim_out(out, cfg.overwrite)
     bc = BC_SETTINGS[cfg.task]

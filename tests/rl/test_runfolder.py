@@ -71,7 +71,7 @@ def test_refused_resume_leaves_the_run_resumable_and_a_resume_records_its_change
     cfg = json.loads((d / "config.json").read_text())
     assert cfg["train"]["iterations"] == 3 and cfg["train"]["lr_actor"] == 5e-5
     assert cfg["resumes"] == [{"at_iteration": 2, "changed": {"iterations": {"from": 2, "to": 3},
-                                                              "lr_actor": {"from": 1e-4, "to": 5e-5}}}]
+                                                              "lr_actor": {"from": 3e-5, "to": 5e-5}}}]
     assert json.loads((resolve_checkpoint(d) / "config.json").read_text())["resumes"] == cfg["resumes"]
     assert [r["iteration"] for r in read_metrics(d / "metrics.jsonl")] == [0, 1, 2]
 

@@ -167,7 +167,7 @@ def _dimension_not_scaled(h: _Hist, ctx: RunContext, found: list[str]) -> Findin
                    f"lr/target KL/eps unchanged) or lr x{1 / growth:.3g}" +
                    (f" = {ctx.lr / growth:.3g}" if ctx.lr else "") +
                    " (sigma unchanged) - alternatives, never both; "
-                   f"or logprob_reduction=per_step. `reinflow scale` / --auto-scale compute these. Large sigma is "
+                   "or logprob_reduction=per_step. `reinflow scale` / --auto-scale compute these. Large sigma is "
                    "exploration noise: check the task still succeeds.")
 
 

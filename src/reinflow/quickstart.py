@@ -309,6 +309,13 @@ def _markdown(s: dict, tcfg) -> str:
 
 
 def cli_main(argv: list[str]) -> int:
+    from reinflow.cli import _pop_flag
+    policy, argv = _pop_flag(list(argv), "--policy")
+    if policy == "smolvla":  # LeRobot's SmolVLA end to end: reinflow/quickstart_smolvla.py
+        from reinflow.quickstart_smolvla import cli_main as smolvla_main
+        return smolvla_main(argv)
+    if policy not in (None, "mlp"):
+        raise ConfigError(f"policy={policy!r}: allowed mlp, smolvla")
     cfg = tyro.cli(QuickstartConfig, args=argv, prog="reinflow quickstart")
     run_quickstart(cfg)
     return 0

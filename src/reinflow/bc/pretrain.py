@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Literal
 
 import numpy as np
 import torch
@@ -30,7 +31,9 @@ class DemosConfig:
     episodes: int = 100
     """episodes to record"""
     out: str = "runs/demos"
-    """output folder (demos.npz + meta.json)"""
+    """output folder (demos.npz + meta.json, or a LeRobot dataset with --format lerobot)"""
+    format: Literal["npz", "lerobot"] = "npz"
+    """npz (reinflow's format) or lerobot (a LeRobotDataset, v3.0: needs the smolvla extra)"""
     seed: int = 0
     """first episode seed"""
     obs_mode: str = "state"
@@ -49,12 +52,18 @@ class DemosConfig:
 
 @dataclass
 class PretrainConfig:
-    """Flow-matching behaviour cloning of the MLP flow policy on recorded demonstrations."""
+    """Flow-matching behaviour cloning (MLP flow policy, or LeRobot's SmolVLA) on recorded demonstrations."""
 
     demos: str = "runs/demos"
-    """demos folder written by `reinflow demos`"""
+    """demos folder written by `reinflow demos`, or a LeRobot dataset folder (meta/info.json)"""
     out: str = "runs/pretrain"
     """checkpoint folder to write (what `reinflow train --policy-path` starts from)"""
+    policy: Literal["mlp", "smolvla"] = "mlp"
+    """mlp, or smolvla (LeRobot's SmolVLAPolicy.forward loss on a LeRobot dataset; try --steps 300 --batch-size 32)"""
+    vlm_path: str | None = None
+    """policy=smolvla: SmolVLM backbone folder / hub id (e.g. from `reinflow smolvla-tiny`)"""
+    trainable: Literal["heads", "expert", "all"] = "all"
+    """policy=smolvla: parameters BC trains"""
     chunk_size: int = 50
     """actions per chunk H"""
     denoise_steps: int = 1
@@ -122,11 +131,14 @@ def pretrain(cfg: PretrainConfig) -> dict:
     """Train, write the checkpoint (+ loss_curve.png), return a summary dict."""
     from tqdm import tqdm
 
-    from reinflow.envs.demos import load_demos
+    if cfg.policy == "smolvla":
+        return _pretrain_smolvla(cfg)
+
+    from reinflow.bc.lerobot_data import load_any_demos
     from reinflow.report.plots import plot_curve
     from reinflow.rl.checkpoint import save_agent
     try:
-        demos = load_demos(cfg.demos)
+        demos = load_any_demos(cfg.demos)
     except (ValueError, OSError) as exc:
         raise ConfigError(str(exc)) from None
     n_ep = demos.num_episodes if cfg.max_episodes is None else min(cfg.max_episodes, demos.num_episodes)
@@ -168,13 +180,30 @@ def pretrain(cfg: PretrainConfig) -> dict:
     return {**summary, "out": str(path)}
 
 
+def _pretrain_smolvla(cfg: PretrainConfig) -> dict:
+    if not cfg.vlm_path:
+        raise ConfigError("policy=smolvla needs --vlm-path (a SmolVLM backbone; offline: reinflow smolvla-tiny DIR)")
+    try:
+        from reinflow.bc.smolvla_bc import SmolVLABCConfig, smolvla_bc
+        return smolvla_bc(SmolVLABCConfig(dataset=cfg.demos, out=cfg.out, vlm_path=cfg.vlm_path,
+                                          chunk_size=cfg.chunk_size, trainable=cfg.trainable, steps=cfg.steps,
+                                          batch_size=cfg.batch_size, lr=cfg.lr, max_episodes=cfg.max_episodes,
+                                          seed=cfg.seed, progress=cfg.progress)) | {"out": cfg.out}
+    except ImportError as exc:
+        raise ConfigError(f"policy=smolvla needs the extra: pip install -e '.[smolvla]' && pip install --no-deps "
+                          f"lerobot==0.4.4 torchvision==0.28.0 (docs/smolvla.md) [{exc}]") from None
+
+
 def demos_cli(argv: list[str]) -> int:
     from reinflow.envs.demos import record_demos
     from reinflow.envs.factory import check_env_id
     cfg = tyro.cli(DemosConfig, args=argv, prog="reinflow demos")
     check_env_id(cfg.env)
+    record = record_demos
+    if cfg.format == "lerobot":
+        from reinflow.bc.lerobot_data import record_lerobot_demos as record
     try:
-        summary = record_demos(cfg.env, cfg.episodes, cfg.out, seed=cfg.seed, only_success=cfg.only_success,
+        summary = record(cfg.env, cfg.episodes, cfg.out, seed=cfg.seed, only_success=cfg.only_success,
                                progress=cfg.progress, obs_mode=cfg.obs_mode, image_size=tuple(cfg.image_size))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -71,11 +71,13 @@ class SmolVLAQuickstartConfig:
     def __post_init__(self) -> None:
         if not self.minutes > 0:
             raise ConfigError(f"minutes={self.minutes}: must be > 0")
-        for name in ("eval_episodes", "demo_episodes", "bc_steps", "bc_batch_size", "image_size",
-                     "train_eval_episodes", "parallel_envs", "rollout_steps", "max_iterations"):
-            val = getattr(self, name)
-            if val is not None and val < 1:
-                raise ConfigError(f"{name}={val}: must be >= 1")
+        bad = [f"{n}={v}" for n in ("eval_episodes", "demo_episodes", "bc_steps", "bc_batch_size", "image_size",
+                                    "train_eval_episodes", "parallel_envs", "rollout_steps", "max_iterations")
+               if (v := getattr(self, n)) is not None and v < 1]
+        if bad:
+            raise ConfigError(f"{bad[0]}: must be >= 1")
+        if not self.bc_lr > 0:
+            raise ConfigError(f"bc_lr={self.bc_lr}: must be > 0")
 
 
 def _evaluate(agent, env_id: str, env_kwargs: dict, episodes: int, seed: int) -> dict:

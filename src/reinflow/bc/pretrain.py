@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -127,10 +127,30 @@ def flow_matching_loss(policy: MLPFlowPolicy, obs: torch.Tensor, chunk: torch.Te
     return ((v - target) ** 2)[..., : policy.action_dim].mean()
 
 
+def fit(step_loss: Callable[[], torch.Tensor], opt: torch.optim.Optimizer, sched: Any, steps: int, desc: str,
+        progress: bool, clip: tuple[list[torch.nn.Parameter], float] | None = None) -> list[float]:
+    """``steps`` optimizer steps on ``step_loss()`` (a fresh minibatch each call), with an optional
+    gradient-norm clip ``(params, max_norm)``. Returns the losses."""
+    from tqdm import tqdm
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc=desc, disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        loss = step_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(*clip)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    bar.close()
+    return losses
+
+
 def pretrain(cfg: PretrainConfig) -> dict:
     """Train, write the checkpoint (+ loss_curve.png), return a summary dict."""
-    from tqdm import tqdm
-
     if cfg.policy == "smolvla":
         return _pretrain_smolvla(cfg)
 
@@ -153,19 +173,11 @@ def pretrain(cfg: PretrainConfig) -> dict:
     act_t = torch.as_tensor(act_np)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=1e-6)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * 0.05)
-    losses = []
-    bar = tqdm(range(cfg.steps), desc="reinflow pretrain", disable=not cfg.progress, dynamic_ncols=True)
-    for step in bar:
+    def step_loss() -> torch.Tensor:
         idx = torch.randint(0, len(obs_t), (cfg.batch_size,), generator=gen)
-        loss = flow_matching_loss(policy, obs_t[idx], act_t[idx], gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-    bar.close()
+        return flow_matching_loss(policy, obs_t[idx], act_t[idx], gen)
+
+    losses = fit(step_loss, opt, sched, cfg.steps, "reinflow pretrain", cfg.progress)
     agent = Agent(policy, SamplerConfig(act_steps=cfg.chunk_size))
     summary = {"episodes": n_ep, "samples": int(len(obs_t)), "steps": cfg.steps,
                "loss_first_100": float(np.mean(losses[:100])), "loss_last_100": float(np.mean(losses[-100:]))}

@@ -28,7 +28,8 @@ from reinflow import ConfigError
 
 @dataclass
 class SmolVLABCConfig:
-    """Behaviour cloning of LeRobot's SmolVLA on a LeRobot dataset (LeRobot's own flow-matching loss)."""
+    """Behaviour cloning of LeRobot's SmolVLA on a LeRobot dataset (LeRobot's own flow-matching loss).
+    Its callers validate the values (``PretrainConfig``, ``SmolVLAQuickstartConfig``)."""
 
     dataset: str
     """LeRobot dataset folder (meta/info.json), e.g. from `reinflow demos --format lerobot`"""
@@ -54,15 +55,6 @@ class SmolVLABCConfig:
     """torch device"""
     progress: bool = True
     """show a progress bar"""
-
-    def __post_init__(self) -> None:
-        for name in ("chunk_size", "steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
-        if not self.lr > 0:
-            raise ConfigError(f"lr={self.lr}: must be > 0")
-        if self.max_episodes is not None and self.max_episodes < 1:
-            raise ConfigError(f"max_episodes={self.max_episodes}: must be >= 1")
 
 
 def dataset_spaces(root: Path, info: dict, side: dict):
@@ -106,9 +98,8 @@ def load_chunked(root: Path, fps: int, chunk: int, max_episodes: int | None) -> 
 
 def smolvla_bc(cfg: SmolVLABCConfig) -> dict:
     """Train; write ``<out>/lerobot`` (+ loss_curve.png, bc_summary.json). Returns the summary."""
-    from tqdm import tqdm
-
     from reinflow.bc.lerobot_data import SIDECAR, is_lerobot_dataset
+    from reinflow.bc.pretrain import fit
     from reinflow.policies.smolvla import build_smolvla_policy, export_lerobot
     from reinflow.policies.smolvla.policy import default_state_stats
     from reinflow.report.plots import plot_curve
@@ -143,21 +134,12 @@ def smolvla_bc(cfg: SmolVLABCConfig) -> dict:
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * 0.05)
     gen = torch.Generator().manual_seed(cfg.seed)
     policy.lerobot.train()  # LeRobot's training mode for BC; the RL adapter puts it back in eval
-    losses = []
-    bar = tqdm(range(cfg.steps), desc="smolvla BC", disable=not cfg.progress, dynamic_ncols=True)
-    for step in bar:
+
+    def step_loss() -> torch.Tensor:
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
-        batch = {k: batch_all[k][idx.to(batch_all[k].device)] for k in keys}
-        loss, _ = policy.lerobot.forward(batch)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, lcfg.optimizer_grad_clip_norm)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 20 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-    bar.close()
+        return policy.lerobot.forward({k: batch_all[k][idx.to(batch_all[k].device)] for k in keys})[0]
+
+    losses = fit(step_loss, opt, sched, cfg.steps, "smolvla BC", cfg.progress, (params, lcfg.optimizer_grad_clip_norm))
     policy.set_train_mode()
     out = Path(cfg.out)
     folder = export_lerobot(policy, out)

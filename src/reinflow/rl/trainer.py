@@ -212,6 +212,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                               advantages=adv.advantages.flatten(), returns=adv.returns.flatten(),
                               values=roll.values.flatten(), weights=roll.valid.flatten().float(),
                               context=cat_contexts(ctxs) if ctxs else None)
+                roll.contexts = ctxs = None  # the batch holds the concatenated copy
                 upd_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, it, info.rank, 2))
                 upd = ppo_update(agent, actor_opt, critic_opt, batch, cfg, it >= cfg.critic_warmup_iters, upd_gen,
                                  ref, info)

@@ -207,7 +207,7 @@ def _summary(cfg, tcfg, env_id, before, after, rows, res, demos, bc, wall, budge
 
 def _smolvla_notes(s: dict) -> str:
     return "\n".join([
-        "## SmolVLA pipeline", "",
+        "", "## SmolVLA pipeline", "",
         f"* dataset: LeRobotDataset (v3.0) at `{s['dataset']['path']}`, {s['dataset']['episodes']} episodes, "
         f"{s['dataset']['steps']} frames (`LeRobotDataset(repo_id, root=...)` loads it offline)",
         f"* BC: LeRobot's `SmolVLAPolicy.forward`, loss {s['bc']['loss_first']:.3f} -> {s['bc']['loss_last']:.3f}; "

@@ -25,7 +25,7 @@ from typing import Literal
 import tyro
 
 from reinflow import ConfigError
-from reinflow.quickstart import TASKS, _iteration_seconds, _markdown, _stage
+from reinflow.quickstart import TASKS, _markdown, _stage
 from reinflow.rl.presets import preset_overrides
 
 
@@ -43,10 +43,10 @@ class SmolVLAQuickstartConfig:
     """seed of demos, BC, envs and PPO"""
     eval_episodes: int = 100
     """held-out evaluation episodes, before and after fine-tuning (same seeds)"""
-    demo_episodes: int = 10
+    demo_episodes: int = 4
     """expert demos recorded into the LeRobot dataset (fewer = a weaker BC policy)"""
-    bc_steps: int = 200
-    """SmolVLA BC gradient steps (fewer = a weaker BC policy)"""
+    bc_steps: int = 1000
+    """SmolVLA BC gradient steps (fewer leave the action dependent on the initial noise: docs/smolvla.md)"""
     bc_batch_size: int = 32
     """SmolVLA BC batch size"""
     bc_lr: float = 1e-3
@@ -152,7 +152,9 @@ def run_smolvla_quickstart(cfg: SmolVLAQuickstartConfig) -> dict:
     reserve = before["seconds"] * 1.3 + 15.0
     probe = min(tcfg.critic_warmup_iters + 1, cfg.max_iterations or 10**9)
     res = train(replace(tcfg, iterations=probe, eval_every=10**6))
-    per_it = _iteration_seconds(out / "train") * 1.1 + cfg.train_eval_episodes * 0.05
+    probe_rows = read_metrics(out / "train" / "metrics.jsonl")[-2:]  # the last one updates the actor too
+    per_it = 1.1 * sum(r["time/rollout_s"] + r["time/update_s"] for r in probe_rows) / len(probe_rows) \
+        + cfg.train_eval_episodes * 0.05
     left = budget_s - (time.time() - t0) - reserve
     target = min(probe + max(int(left / per_it), 0), cfg.max_iterations or 10**9)
     if target > probe:
@@ -190,6 +192,7 @@ def _summary(cfg, tcfg, env_id, before, after, rows, res, demos, bc, wall, budge
         "eval_episodes_before": before["episodes"], "eval_episodes_after": after["episodes"],
         "eval_seed": 10_000 + cfg.seed, "eval_mode": "deterministic (ODE, no injected noise)",
         "eval_before": before, "eval_after": after, "env_steps": res.env_steps, "iterations": res.iterations,
+        "iterations_planned": res.iterations,
         "wall_time_s": wall, "budget_s": budget_s,
         "clip_fraction_max": max(clip) if clip else float("nan"),
         "clip_fraction_median": sorted(clip)[len(clip) // 2] if clip else float("nan"),

@@ -51,6 +51,16 @@ def lerobot_dataset_class():
     return LeRobotDataset
 
 
+def _fresh_root(root: str | os.PathLike) -> Path:
+    """LeRobot creates the dataset folder itself: an existing one must be empty (it is removed)."""
+    root = Path(root)
+    if root.is_dir() and not any(root.iterdir()):
+        root.rmdir()
+    elif root.exists():
+        raise ConfigError(f"{root}: already exists and is not empty; LeRobot writes a dataset into a new folder")
+    return root
+
+
 def dataset_features(state_dim: int, action_dim: int, cameras: dict[str, tuple[int, int]]) -> dict:
     """LeRobot feature spec; ``cameras``: name -> (H, W)."""
     feats = {STATE: {"dtype": "float32", "shape": (state_dim,), "names": [f"s{i}" for i in range(state_dim)]},
@@ -67,9 +77,7 @@ def write_lerobot_dataset(demos, root: str | os.PathLike, fps: int, repo_id: str
     if not progress:  # LeRobot's writer shows a `datasets` progress bar per episode
         import datasets
         datasets.disable_progress_bars()
-    root = Path(root)
-    if root.exists():
-        raise ConfigError(f"{root}: already exists; LeRobot writes a dataset into a new folder")
+    root = _fresh_root(root)
     cams = {c: tuple(int(v) for v in eps[0].shape[1:3]) for c, eps in demos.images.items()}
     repo_id = repo_id or f"reinflow/{demos.env_id.split('/')[-1] or 'demos'}"
     ds = dataset_cls.create(repo_id=repo_id, fps=int(fps), features=dataset_features(
@@ -168,8 +176,7 @@ def record_lerobot_demos(env_id: str, episodes: int, root: str | os.PathLike, **
     import tempfile
 
     from reinflow.envs.demos import load_demos, record_demos
-    if Path(root).exists():
-        raise ConfigError(f"{root}: already exists; LeRobot writes a dataset into a new folder")
+    _fresh_root(root)  # fail before recording, not after
     tmp = tempfile.mkdtemp(prefix="reinflow_demos_")
     try:
         summary = record_demos(env_id, episodes, tmp, **record_kwargs)

@@ -81,3 +81,29 @@ def test_all_preset_reencodes(tmp_path_factory):
     agent = _smolvla_agent(tmp_path_factory, "all")
     assert not agent.policy.frozen_encoder
     assert context_budget_bytes(agent.policy, 4.0) == 0
+
+
+def test_rollout_keeps_contexts_only_within_the_budget(tmp_path_factory):
+    pytest.importorskip("lerobot")
+    smolvla = pytest.importorskip("reinflow.policies.smolvla")
+    from reinflow.envs.factory import env_spaces, make_vector_env
+    from reinflow.policies.smolvla.tiny import write_tiny_vlm
+    from reinflow.rl.agent import Agent, SamplerConfig
+    from reinflow.rl.rollout import collect_rollout
+    kw = {"obs_mode": "pixels_state", "image_size": (32, 32)}
+    try:
+        envs = make_vector_env("reinflow/ArmReach-v0", 2, 10, "sync", kw)
+    except Exception as exc:  # noqa: BLE001 - no GL context on this machine
+        pytest.skip(f"arm env pixels unavailable: {exc}")
+    policy = smolvla.build_smolvla_policy(*env_spaces("reinflow/ArmReach-v0", kw),
+                                          vlm_path=str(write_tiny_vlm(tmp_path_factory.mktemp("vlm"))))
+    agent = Agent(policy, SamplerConfig(act_steps=10))
+    raw = envs.reset(seed=0)[0]
+    per_step = context_nbytes(agent.act(policy.prepare_obs(raw)).context)
+    roll, raw = collect_rollout(envs, agent, raw, 2, None, torch.Generator().manual_seed(0),
+                                keep_context_bytes=2 * per_step)
+    assert len(roll.contexts) == 2 and context_nbytes(cat_contexts(roll.contexts)) == 2 * per_step
+    roll, _ = collect_rollout(envs, agent, raw, 2, None, torch.Generator().manual_seed(0),
+                              keep_context_bytes=per_step + 1)
+    assert roll.contexts is None       # over the budget: the update re-encodes every step
+    envs.close()

@@ -16,17 +16,15 @@ a short probe segment measures the seconds per iteration, then one resumed segme
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-import tyro
-
 from reinflow import ConfigError
 from reinflow.quickstart import TASKS, _markdown, _stage
 from reinflow.rl.presets import preset_overrides
+from reinflow.rl.runfolder import check_out, claim_out
 
 
 @dataclass
@@ -67,6 +65,8 @@ class SmolVLAQuickstartConfig:
     """cap on PPO iterations (default: as many as the budget allows)"""
     progress: bool = True
     """show progress bars"""
+    overwrite: bool = False
+    """move an existing non-empty --out aside (never deleted) instead of refusing it"""
 
     def __post_init__(self) -> None:
         if not self.minutes > 0:
@@ -114,9 +114,9 @@ def run_smolvla_quickstart(cfg: SmolVLAQuickstartConfig) -> dict:
     t0, budget_s = time.time(), cfg.minutes * 60.0
     set_headless_gl()
     env_id, out = TASKS[cfg.task], Path(cfg.out)
-    for sub in ("vlm", "dataset", "bc", "train", "plots"):
-        shutil.rmtree(out / sub, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    # Like train: an earlier report folder is never deleted; refused, or moved aside with --overwrite.
+    check_out(out, overwrite=cfg.overwrite)
+    claim_out(out, cfg.overwrite)
     size = [cfg.image_size, cfg.image_size]
     kw_text = json.dumps({"image_size": size})
     env_kw = resolve_env_kwargs(kw_text, env_id, "smolvla")
@@ -221,5 +221,6 @@ def _smolvla_notes(s: dict) -> str:
 
 
 def cli_main(argv: list[str]) -> int:
-    run_smolvla_quickstart(tyro.cli(SmolVLAQuickstartConfig, args=argv, prog="reinflow quickstart --policy smolvla"))
+    from reinflow.cli import tyro_cli
+    run_smolvla_quickstart(tyro_cli(SmolVLAQuickstartConfig, argv, "reinflow quickstart --policy smolvla"))
     return 0

@@ -15,11 +15,11 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
-import tyro
 
 from reinflow import ConfigError
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
 from reinflow.rl.agent import Agent, SamplerConfig
+from reinflow.validate import check_fields
 
 
 @dataclass
@@ -44,8 +44,13 @@ class DemosConfig:
     """keep only successful episodes"""
     progress: bool = True
     """show a progress bar"""
+    overwrite: bool = False
+    """a non-empty --out is moved aside to <out>.old-N instead of being refused"""
 
     def __post_init__(self) -> None:
+        check_fields(self)
+        if self.obs_mode not in ("state", "pixels_state"):
+            raise ConfigError(f"obs_mode={self.obs_mode!r}: allowed state, pixels_state")
         if self.episodes < 1:
             raise ConfigError(f"episodes={self.episodes}: must be >= 1")
 
@@ -82,8 +87,11 @@ class PretrainConfig:
     """torch seed"""
     progress: bool = True
     """show a progress bar"""
+    overwrite: bool = False
+    """a non-empty --out is moved aside to <out>.old-N instead of being refused"""
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("chunk_size", "denoise_steps", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
@@ -157,6 +165,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     from reinflow.bc.lerobot_data import load_any_demos
     from reinflow.report.plots import plot_curve
     from reinflow.rl.checkpoint import save_agent
+    from reinflow.rl.runfolder import claim_out
     try:
         demos = load_any_demos(cfg.demos)
     except (ValueError, OSError) as exc:
@@ -184,6 +193,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     env_kwargs = {k: v for k, v in (demos.meta.get("env_kwargs") or {}).items() if k != "obs_mode"}
     extra = {"train": {"env": demos.env_id, "env_kwargs": json.dumps(env_kwargs) if env_kwargs else ""},
              "pretrain": {**asdict(cfg), **summary, "instruction": demos.instruction}}
+    claim_out(cfg.out, cfg.overwrite)  # --overwrite: an earlier folder is moved aside, never deleted
     path = save_agent(cfg.out, agent, extra)
     smooth = np.convolve(losses, np.ones(20) / 20, mode="valid") if len(losses) >= 20 else losses
     plot_curve(range(len(smooth)), smooth, "flow-matching BC loss", "step", "loss (20-step mean)",
@@ -197,6 +207,8 @@ def _pretrain_smolvla(cfg: PretrainConfig) -> dict:
         raise ConfigError("policy=smolvla needs --vlm-path (a SmolVLM backbone; offline: reinflow smolvla-tiny DIR)")
     try:
         from reinflow.bc.smolvla_bc import SmolVLABCConfig, smolvla_bc
+        from reinflow.rl.runfolder import claim_out
+        claim_out(cfg.out, cfg.overwrite)  # as the MLP path: an earlier folder is moved aside, never deleted
         return smolvla_bc(SmolVLABCConfig(dataset=cfg.demos, out=cfg.out, vlm_path=cfg.vlm_path,
                                           chunk_size=cfg.chunk_size, trainable=cfg.trainable, steps=cfg.steps,
                                           batch_size=cfg.batch_size, lr=cfg.lr, max_episodes=cfg.max_episodes,
@@ -209,14 +221,21 @@ def _pretrain_smolvla(cfg: PretrainConfig) -> dict:
 def demos_cli(argv: list[str]) -> int:
     from reinflow.envs.demos import record_demos
     from reinflow.envs.factory import check_env_id
-    cfg = tyro.cli(DemosConfig, args=argv, prog="reinflow demos")
+    from reinflow.cli import tyro_cli
+    from reinflow.rl.runfolder import check_out, claim_out
+    cfg = tyro_cli(DemosConfig, argv, "reinflow demos")
     check_env_id(cfg.env)
+    if not cfg.env.startswith("reinflow/Arm"):
+        raise ConfigError(f"env={cfg.env!r}: demos come from the scripted expert of the built-in arm tasks "
+                          "(reinflow/ArmReach-v0, reinflow/ArmPush-v0, reinflow/ArmPickLift-v0)")
+    check_out(cfg.out, overwrite=cfg.overwrite)
+    claim_out(cfg.out, cfg.overwrite)
     record = record_demos
     if cfg.format == "lerobot":
         from reinflow.bc.lerobot_data import record_lerobot_demos as record
     try:
         summary = record(cfg.env, cfg.episodes, cfg.out, seed=cfg.seed, only_success=cfg.only_success,
-                               progress=cfg.progress, obs_mode=cfg.obs_mode, image_size=tuple(cfg.image_size))
+                        progress=cfg.progress, obs_mode=cfg.obs_mode, image_size=tuple(cfg.image_size))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     print(json.dumps(summary, indent=2, default=str))
@@ -225,7 +244,9 @@ def demos_cli(argv: list[str]) -> int:
 
 def pretrain_cli(argv: list[str]) -> int:
     from reinflow.cli import parse_with_defaults
+    from reinflow.rl.runfolder import check_out
     cfg = parse_with_defaults(PretrainConfig, argv, "reinflow pretrain")
+    check_out(cfg.out, overwrite=cfg.overwrite)
     summary = pretrain(cfg)
     print(json.dumps(summary, indent=2))
     print(f"checkpoint: {summary['out']} (loss curve: {summary['out']}/loss_curve.png)")

@@ -41,7 +41,7 @@ def check_env_id(env_id: str) -> None:
 def _gym_make(env_id: str, env_kwargs: dict | None) -> gym.Env:
     try:
         return gym.make(env_id, **(env_kwargs or {}))
-    except (gym.error.Error, TypeError) as exc:
+    except (gym.error.Error, TypeError, ValueError) as exc:  # envs reject bad kwarg values with ValueError
         raise ConfigError(f"env={env_id!r}: gymnasium could not build it with env_kwargs={env_kwargs}: {exc}") from None
 
 

@@ -30,7 +30,7 @@ from reinflow.validate import check_fields
 USAGE = """usage: reinflow COMMAND [flags]   (reinflow COMMAND --help for the flags)
 
 commands:
-  quickstart    demos -> pretrain -> eval -> ReinFlow fine-tuning -> eval -> report, on the built-in arm
+  quickstart    demos -> pretrain -> eval -> ReinFlow fine-tuning -> eval -> report, on the built-in arm (--policy smolvla: LeRobot SmolVLA)
   demos         record scripted-expert demonstrations
   pretrain      flow-matching behaviour cloning of the MLP flow policy on demonstrations
   train         ReinFlow + PPO fine-tuning on any gymnasium env with a Box action space

@@ -271,7 +271,13 @@ def _markdown(s: dict, tcfg) -> str:
 
 
 def cli_main(argv: list[str]) -> int:
-    from reinflow.cli import tyro_cli
+    from reinflow.cli import _pop_flag, tyro_cli
+    policy, argv = _pop_flag(list(argv), "--policy")
+    if policy == "smolvla":  # LeRobot's SmolVLA end to end: reinflow/quickstart_smolvla.py
+        from reinflow.quickstart_smolvla import cli_main as smolvla_main
+        return smolvla_main(argv)
+    if policy not in (None, "mlp"):
+        raise ConfigError(f"policy={policy!r}: allowed mlp, smolvla")
     cfg = tyro_cli(QuickstartConfig, argv, "reinflow quickstart")
     run_quickstart(cfg)
     return 0

@@ -193,7 +193,9 @@ def _reduce(chain: torch.Tensor, mus: list[torch.Tensor], sigmas: list[torch.Ten
     for k in range(k_steps):
         if basis is None:
             lp = gaussian_log_density(chain[:, k + 1], mus[k], sigmas[k])
-        else:   # coefficients of the step's noise; exact since it lies in span(basis)
+        else:   # the step's noise coefficients; the sampled noise lies in span(basis), so z holds all of it
+            # (the part of a changed mu outside the span moves no sample: it is deterministic, and at
+            # K > 1 it shifts later transitions' inputs, an approximation like the executed-steps mask)
             z = torch.einsum("hm,bhp->bmp", basis.double(), chain[:, k + 1].double() - mus[k].double())
             lp = gaussian_log_density(z, torch.zeros_like(z), sigmas[k])
         per_step = per_step + (lp * m).sum(-1)

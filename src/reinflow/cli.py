@@ -22,8 +22,8 @@ from reinflow import ConfigError, ReinflowError
 USAGE = """usage: reinflow COMMAND [flags]   (reinflow COMMAND --help for the flags)
 
 commands:
-  quickstart    demos -> pretrain -> eval -> ReinFlow fine-tuning -> eval -> report, on the built-in arm
-  demos         record scripted-expert demonstrations
+  quickstart    demos -> pretrain -> eval -> ReinFlow fine-tuning -> eval -> report (arm task, or --env ID)
+  demos         record expert demonstrations (arm, MetaWorld, or --expert module:callable)
   pretrain      flow-matching behaviour cloning of the MLP flow policy on demonstrations
   train         ReinFlow + PPO fine-tuning on any gymnasium env with a Box action space
   eval          evaluate a checkpoint with the sampler it was trained with

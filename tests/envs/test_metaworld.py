@@ -96,3 +96,19 @@ def test_quickstart_on_a_metaworld_task(tmp_path):
     s = json.loads((out / "summary.json").read_text())
     assert s["task"] == "reach-v3" and s["chain_dims"] == 200 and s["success_before"] is not None
     assert s["demos"]["success_rate"] == 1.0 and s["iterations"] == 1
+
+
+@needs_metaworld
+def test_smolvla_trains_on_metaworld_cameras(tmp_path):
+    pytest.importorskip("lerobot")
+    from reinflow.policies.smolvla.tiny import write_tiny_vlm
+    vlm, out = write_tiny_vlm(tmp_path / "vlm"), tmp_path / "run"
+    kw = {"env_name": "reach-v3", "max_episode_steps": 20, "image_size": [32, 32]}
+    assert main(["train", "--env", ENV, "--env-kwargs", json.dumps(kw), "--policy", "smolvla", "--vlm-path", str(vlm),
+                 "--parallel-envs", "2", "--iterations", "1", "--rollout-steps", "2", "--minibatch-size", "2",
+                 "--update-epochs", "1", "--act-steps", "10", "--eval-episodes", "1", "--no-progress",
+                 "--no-tensorboard", "--out", str(out)]) == 0
+    ck = out / "checkpoints" / (out / "checkpoints" / "latest").read_text().strip()
+    policy = json.loads((ck / "config.json").read_text())["policy"]
+    assert policy["cameras"] == {"corner": [32, 32], "gripperPOV": [32, 32]} and policy["instruction"] == "reach"
+    assert policy["action_dim"] == 4 and policy["state_dim"] == 39

@@ -49,6 +49,25 @@ def build_bc(task: str, out: Path, episodes: int, steps: int, seed: int) -> Path
     return ck
 
 
+def bc_success(task: str, ck: Path, out: Path, episodes: int) -> float:
+    """Deterministic success of the starting BC policy on the runs' first evaluation seeds (cached)."""
+    cache = out / task / f"bc_success_{episodes}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())["success_rate"]
+    from reinflow.envs.factory import make_vector_env
+    from reinflow.rl.checkpoint import load_agent
+    from reinflow.rl.evaluate import run_episodes
+    agent, _, _ = load_agent(ck)
+    envs = make_vector_env(TASKS[task], 10, agent.sampler.act_steps, "sync", {})
+    try:
+        res = run_episodes(agent, envs, episodes, seed=10_000)  # = the trainer's evaluation seeds for seed 0
+    finally:
+        envs.close()
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(res))
+    return res["success_rate"]
+
+
 def run_one(task: str, preset: str, seed: int, ck: Path, out: Path, budget: int, args: argparse.Namespace) -> dict:
     """Train until env_steps >= budget (segments of one run; resumed runs continue exactly)."""
     from reinflow.report.logger import read_metrics
@@ -70,7 +89,7 @@ def run_one(task: str, preset: str, seed: int, ck: Path, out: Path, budget: int,
     iters = max(2, math.ceil(budget / per_iter_max))
     eval_every = max(1, math.ceil(budget / per_iter_max / args.curve_points))
     t0 = time.time()
-    res = train(replace(cfg, iterations=iters, eval_every=eval_every))
+    res = train(replace(cfg, iterations=iters, eval_every=eval_every, overwrite=True))  # a killed attempt: moved aside
     while res.env_steps < budget:  # episodes ended mid-chunk: fewer env steps per iteration
         per_iter = res.env_steps / res.iterations
         more = max(1, math.ceil((budget - res.env_steps) / per_iter))
@@ -88,6 +107,8 @@ def run_one(task: str, preset: str, seed: int, ck: Path, out: Path, budget: int,
     result = {"task": task, "preset": preset, "seed": seed, "env_steps": res.env_steps, "iterations": res.iterations,
               "final_success": res.final_eval["success_rate"] if res.final_eval else None,
               "success_q1": at(0.25), "success_q2": at(0.5), "curve": curve,
+              "best_success": max((v for _, v in curve), default=None),
+              "success_gap_median": float(np.median(col("train/success_gap"))) if col("train/success_gap") else None,
               "clip_median": float(np.median(clip)), "clip_max": float(np.max(clip)),
               "ratio_min": float(np.min(col("ppo/ratio_min"))), "ratio_max": float(np.max(col("ppo/ratio_max"))),
               "grad_clipped_frac": float(np.mean(col("gradients/policy_clipped"))),
@@ -106,20 +127,21 @@ def fmt(xs: list, pct: bool = True) -> str:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| task | preset | final success % (mean ± std) | success % at ¼ / ½ budget | clip fraction median / max "
-             "| ratio range | grad-clipped steps | wall (s/run) | seeds |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| task | preset | BC % | final success % (mean ± std) | best % | success % at ¼ / ½ budget "
+             "| clip fraction median / max | ratio range | grad-clipped steps | det − stoch gap | wall (s/run) | seeds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     keys = sorted({(r["task"], r["preset"]) for r in results},
                   key=lambda k: (list(TASKS).index(k[0]), PRESET_ORDER.index(k[1]) if k[1] in PRESET_ORDER else 99))
     for task, preset in keys:
         rs = [r for r in results if r["task"] == task and r["preset"] == preset]
         lines.append(
-            f"| {task} | {preset} | {fmt([r['final_success'] for r in rs])} | "
+            f"| {task} | {preset} | {fmt([r.get('bc_success') for r in rs[:1]])} | "
+            f"{fmt([r['final_success'] for r in rs])} | {fmt([r.get('best_success') for r in rs])} | "
             f"{fmt([r['success_q1'] for r in rs])} / {fmt([r['success_q2'] for r in rs])} | "
             f"{np.median([r['clip_median'] for r in rs]):.2f} / {max(r['clip_max'] for r in rs):.2f} | "
             f"[{min(r['ratio_min'] for r in rs):.3g}, {max(r['ratio_max'] for r in rs):.3g}] | "
-            f"{np.mean([r['grad_clipped_frac'] for r in rs]):.2f} | {np.mean([r['wall_s'] for r in rs]):.0f} | "
-            f"{len(rs)} |")
+            f"{np.mean([r['grad_clipped_frac'] for r in rs]):.2f} | {fmt([r.get('success_gap_median') for r in rs])} | "
+            f"{np.mean([r['wall_s'] for r in rs]):.0f} | {len(rs)} |")
     return "\n".join(lines)
 
 
@@ -204,7 +226,8 @@ def main() -> None:
         ck = Path(given[task]) if task in given else build_bc(task, out, args.bc_episodes, args.bc_steps, 0)
         for preset in args.presets:
             for seed in args.seeds:
-                r = run_one(task, preset, seed, ck, out, args.env_steps, args)
+                r = dict(run_one(task, preset, seed, ck, out, args.env_steps, args),
+                         bc_success=bc_success(task, ck, out, args.eval_episodes))
                 results.append(r)
                 print(f"{task:9s} {preset:16s} seed {seed}: success {r['final_success']}, clip max "
                       f"{r['clip_max']:.2f}, {r['env_steps']} env steps, {r['wall_s']:.0f}s", flush=True)

@@ -92,7 +92,7 @@ def test_config_file_and_flags(tmp_path, capsys):
     code, err = run([*BASE, "--config", str(tmp_path / "missing.yaml")], capsys)
     assert code == 2 and "no such file" in err
     code, err = run(["train", "--resume", "--out", str(tmp_path / "never")], capsys)
-    assert code == 2 and "config.json not found" in err
+    assert code == 2 and "not found; is --out the folder of an earlier run" in err
 
 
 def test_unknown_command(capsys):

@@ -3,6 +3,7 @@
 import json
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -73,8 +74,8 @@ def test_sigkill_then_resume_is_equivalent(reference, tmp_path, when):
     proc.wait()
     if (out / "config.json").exists() and (ck / "latest").exists():
         assert main(["train", "--out", str(out), "--resume", "--no-progress"]) == 0
-    else:  # killed before the first checkpoint: nothing to resume, a fresh start is the same run
-        assert main(["train", *args]) == 0
+    else:  # killed before the first checkpoint: nothing to resume, a fresh start (over it) is the same run
+        assert main(["train", *args, "--overwrite"]) == 0
     rows, ref_rows = read_metrics(out / "metrics.jsonl"), read_metrics(ref_out / "metrics.jsonl")
     assert [r["iteration"] for r in rows] == list(range(6))  # no duplicated or half-written line
     for a, b in zip(rows, ref_rows):
@@ -144,18 +145,19 @@ def test_checkpoint_into_read_only_dir_keeps_previous(run_with_checkpoint):
 
 
 def test_checkpoint_on_full_disk_keeps_previous(run_with_checkpoint, tmp_path):
-    """A file-size limit makes writes fail with EFBIG, as a full disk fails them with ENOSPC."""
+    """A file-size limit makes writes fail with EFBIG, as a full disk fails them with ENOSPC: the real
+    command ends with one `error:` line and exit 2, and the previous checkpoint stays valid."""
     out, _, _, _ = run_with_checkpoint
-    script = (
-        "import resource, signal, sys\n"
-        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
-        "resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))\n"
-        "from reinflow.rl.checkpoint import load_agent, save_run_checkpoint\n"
-        f"agent, cfg, _ = load_agent({str(out)!r})\n"
-        f"save_run_checkpoint({str(out)!r}, 7, agent, {{'train': cfg['train']}}, {{'iteration': 7}})\n")
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=ENV, timeout=120)
-    assert res.returncode != 0 and "CheckpointWriteError" in res.stderr and "File too large" in res.stderr
-    assert "the previous checkpoint is unchanged" in res.stderr
+
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
+    res = subprocess.run([sys.executable, "-m", "reinflow", "train", "--out", str(out), "--resume", "--iterations", "2",
+                          "--no-progress"], capture_output=True, text=True, env=ENV, timeout=300, preexec_fn=limit)
+    lines = [ln for ln in res.stderr.strip().splitlines() if not ln.startswith("[reinflow")]
+    assert res.returncode == 2 and len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("error: ") and "File too large" in lines[0]
+    assert "the previous checkpoint is unchanged" in lines[0]
     _, _, ck = load_agent(out)
     assert ck.name == "iter_000000"
     assert not [p for p in (out / "checkpoints").iterdir() if p.name.startswith(".")]

@@ -4,13 +4,15 @@ import json
 
 from reinflow.cli import main
 from reinflow.report.plots import PANELS
+from reinflow.rl.config import TrainConfig
 
 
 def test_quickstart_writes_every_report_file(tmp_path, capsys):
     out = tmp_path / "qs"
-    rc = main(["quickstart", "--out", str(out), "--minutes", "0.05", "--seed", "1", "--demo-episodes", "3",
+    rc = main(["quickstart", "--out", str(out), "--minutes", "2", "--seed", "1", "--demo-episodes", "3",
                "--bc-episodes", "3", "--bc-steps", "20", "--eval-episodes", "4", "--train-eval-episodes", "2",
-               "--chunk-size", "8", "--parallel-envs", "2", "--rollout-steps", "2", "--no-progress"])
+               "--chunk-size", "8", "--parallel-envs", "2", "--rollout-steps", "2", "--iterations", "2",
+               "--no-progress"])
     assert rc == 0
     printed = capsys.readouterr().out
     assert f"report: {out}/summary.md" in printed
@@ -21,16 +23,12 @@ def test_quickstart_writes_every_report_file(tmp_path, capsys):
     assert s["eval_episodes_before"] == s["eval_episodes_after"] == 4
     assert s["env_steps"] > 0 and s["iterations"] >= 1
     assert s["config"]["train"]["act_steps"] == 8
-    assert s["config"]["quickstart_overrides"]["sigma_max"] == 0.8       # reach: the arm-d300 recipe
+    assert s["task"] == "pick-lift"                                      # the default task: the grasp
+    assert s["iterations"] == s["iterations_planned"] == 2
+    default = TrainConfig()                                              # no per-task preset
+    for key in ("noise_basis", "logprob_reduction", "sigma_min", "sigma_max", "lr_actor", "clip_epsilon",
+                "target_kl", "update_epochs", "minibatch_size", "lr_schedule"):
+        assert s["config"]["train"][key] == getattr(default, key), key
     assert (out / "summary.md").read_text().startswith("# reinflow quickstart")
     for name, *_ in PANELS:
         assert (out / "plots" / name).stat().st_size > 1000, name
-
-
-def test_precise_tasks_fine_tune_with_the_defaults_not_the_wide_noise_reach_recipe():
-    from reinflow.quickstart import QUICKSTART_OVERRIDES
-    from reinflow.rl.config import TrainConfig
-    for task in ("push", "pick-lift"):
-        cfg = TrainConfig(**QUICKSTART_OVERRIDES[task])
-        assert (cfg.sigma_min, cfg.sigma_max, cfg.logprob_reduction) == (0.08, 0.16, "mean"), task
-        assert cfg.lr_schedule == "constant"         # the iteration count is only known while it runs

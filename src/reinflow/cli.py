@@ -1,15 +1,22 @@
 """``reinflow`` command line: quickstart | demos | pretrain | train | eval | doctor | scale | smolvla-tiny.
 
-Every user error (ReinflowError) ends with one line ``error: ...`` and exit code 2; ``--debug``
-anywhere on the command line shows the traceback instead.
+One contract for every command (``main``): whatever the user or the machine can cause - a bad
+flag or file (ReinflowError, parser errors), an OS error (disk full, read-only folder), a missing
+optional package, Ctrl-C - ends with one line ``error: ...`` and exit code 2. Only a bug in
+reinflow shows a traceback, followed by a line saying how to report it (exit code 1).
+``--debug`` anywhere on the command line shows the traceback of any error instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
+import io
 import json
 import os
 import sys
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,7 +24,8 @@ from typing import Callable
 import tyro
 import yaml
 
-from reinflow import ConfigError, ReinflowError
+from reinflow import ConfigError, ReinflowError, __version__
+from reinflow.validate import check_fields
 
 USAGE = """usage: reinflow COMMAND [flags]   (reinflow COMMAND --help for the flags)
 
@@ -33,13 +41,55 @@ commands:
 """
 
 
+def tyro_cli(cls: type, argv: list[str], prog: str, **kwargs):
+    """``tyro.cli`` whose parse errors are ConfigErrors (one ``error:`` line, like every other
+    error) instead of tyro's multi-line box; ``--help`` still prints and exits 0."""
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return tyro.cli(cls, args=argv, prog=prog, **kwargs)
+    except SystemExit as exc:
+        if not exc.code:
+            raise
+        raise ConfigError(f"{prog}: {_tyro_message(captured.getvalue())} (see {prog} --help)") from None
+
+
+def _tyro_message(text: str) -> str:
+    """The message paragraph of tyro's error box, on one line. On a terminal the box's title sits
+    in its top border; without one (captured output) the title is the first paragraph."""
+    title, paragraphs, current = None, [], []
+    for line in text.splitlines():
+        row = line.strip().strip("│|").strip()
+        if row.startswith("╭"):
+            title = row.strip("╭╮─ ")
+        elif not row or set(row) <= set("─-+╰╯"):  # a rule or blank line ends a paragraph
+            if current:
+                paragraphs.append(current)
+            current = []
+        else:
+            current.append(row)
+    if current:
+        paragraphs.append(current)
+    if title is None and len(paragraphs) > 1:
+        title = " ".join(paragraphs.pop(0))
+    return " ".join(" ".join(paragraphs[0]).split()) if paragraphs else title or "could not parse the command line"
+
+
+def parse_argparse(ap, argv: list[str]):
+    """argparse with its usage errors as ConfigErrors (the same one-line form)."""
+    def fail(message: str):
+        raise ConfigError(f"{ap.prog}: {message} (see {ap.prog} --help)")
+    ap.error = fail
+    return ap.parse_args(argv)
+
+
 def load_config_file(path: str) -> dict:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"--config {path}: no such file")
     try:
         data = yaml.safe_load(p.read_text()) if p.suffix in (".yaml", ".yml") else json.loads(p.read_text())
-    except (yaml.YAMLError, json.JSONDecodeError) as exc:
+    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigError(f"--config {path}: cannot parse ({str(exc).splitlines()[0]})") from None
     if isinstance(data, dict) and "train" in data and isinstance(data["train"], dict):
         data = data["train"]  # a run folder's config.json works as a config file too
@@ -63,25 +113,33 @@ def _pop_flag(argv: list[str], name: str) -> tuple[str | None, list[str]]:
     return val, out
 
 
-def parse_with_defaults(cls: type, argv: list[str], prog: str, presets: Callable[[str], dict] | None = None):
-    """tyro over a dataclass, with ``--config FILE`` and ``--preset NAME`` as defaults under the flags."""
+def parse_with_defaults(cls: type, argv: list[str], prog: str, presets: Callable[[str], dict] | None = None,
+                        base: dict | None = None, source: str = "--config"):
+    """tyro over a dataclass, with ``--config FILE`` (or ``base``, read from ``source``) and a
+    preset (``--preset NAME``, else the file's ``preset:``) as defaults under the flags."""
     cfg_path, argv = _pop_flag(argv, "--config")
     preset, argv = _pop_flag(argv, "--preset") if presets else (None, argv)
-    values: dict = {}
-    if preset:
-        values.update(presets(preset))
-        values["preset"] = preset
+    file_values = dict(base or {})
     if cfg_path:
-        values.update(load_config_file(cfg_path))
+        file_values, source = load_config_file(cfg_path), f"--config {cfg_path}"
     names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
+    unknown = sorted(set(file_values) - names)
     if unknown:
-        raise ConfigError(f"--config {cfg_path}: unknown field(s) {', '.join(unknown)}")
+        raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}")
+    values: dict = {}
+    preset = preset or (file_values.get("preset") if presets else None)
+    if preset:
+        if not isinstance(preset, str):
+            raise ConfigError(f"preset={preset!r}: expected a preset name")
+        values.update(presets(preset))
+    values.update(file_values)  # a file's explicit values win over its preset's
+    if preset:
+        values["preset"] = preset
     try:
         default = cls(**values) if values or _all_defaults(cls) else None
     except TypeError as exc:
         raise ConfigError(f"{prog}: {exc}") from None
-    return tyro.cli(cls, args=argv, prog=prog, default=default)
+    return tyro_cli(cls, argv, prog, default=default)
 
 
 def _all_defaults(cls: type) -> bool:
@@ -94,9 +152,10 @@ def cmd_train(argv: list[str]) -> int:
     from reinflow.rl.presets import preset_overrides
     from reinflow.rl.trainer import train
     given = list(argv)
+    base, source = None, "--config"
     if "--resume" in argv:
-        argv = _resume_defaults(argv)
-    cfg = parse_with_defaults(TrainConfig, argv, "reinflow train", preset_overrides)
+        base, source, argv = _resume_defaults(argv)
+    cfg = parse_with_defaults(TrainConfig, argv, "reinflow train", preset_overrides, base, source)
     if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
         return _launch_torchrun(cfg.nproc, given)
     res = train(cfg)
@@ -120,18 +179,24 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
     return subprocess.call(cmd)
 
 
-def _resume_defaults(argv: list[str]) -> list[str]:
-    """``--resume``: the run's saved config becomes the defaults, flags given now override it."""
+def _resume_defaults(argv: list[str]) -> tuple[dict, str, list[str]]:
+    """``--resume``: the config saved with the run's checkpoint becomes the defaults, flags given
+    now override it (the trainer refuses overrides that would change the model, chain or env)."""
+    from reinflow.rl.checkpoint import read_checkpoint_config, resolve_checkpoint
     out, rest = _pop_flag(argv, "--out")
     if out is None:
         raise ConfigError("--resume needs --out RUN_FOLDER (the run to continue)")
-    saved = Path(out) / "config.json"
-    if not saved.is_file():
-        raise ConfigError(f"--resume: {saved} not found; is --out the folder of an earlier run?")
+    if not Path(out).is_dir():
+        raise ConfigError(f"--resume: {out} not found; is --out the folder of an earlier run?")
     cfg_flag, rest = _pop_flag(rest, "--config")
     if cfg_flag:
         raise ConfigError("--resume and --config cannot be combined: a resumed run keeps its own config")
-    return ["--config", str(saved), "--out", out, *rest]
+    ck = resolve_checkpoint(out, for_resume=True)
+    saved = read_checkpoint_config(ck).get("train")
+    if not isinstance(saved, dict):
+        raise ConfigError(f"--resume: {ck / 'config.json'} has no 'train' section; not a checkpoint of reinflow train")
+    saved = {k: v for k, v in saved.items() if k != "overwrite"}
+    return saved, f"--resume: {ck / 'config.json'}", ["--out", out, *rest]
 
 
 @dataclass
@@ -154,6 +219,7 @@ class EvalConfig:
     """also write the result as JSON here"""
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("episodes", "parallel_envs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
@@ -164,7 +230,7 @@ def cmd_eval(argv: list[str]) -> int:
     from reinflow.rl.build import resolve_env_kwargs
     from reinflow.rl.checkpoint import load_agent
     from reinflow.rl.evaluate import run_episodes
-    cfg = tyro.cli(EvalConfig, args=argv, prog="reinflow eval")
+    cfg = tyro_cli(EvalConfig, argv, "reinflow eval")
     set_headless_gl()
     agent, ck_cfg, ck = load_agent(cfg.checkpoint)
     train_cfg = ck_cfg.get("train", {})
@@ -203,6 +269,35 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
 }
 
 
+# optional packages -> what installs them (see pyproject.toml's extras and docs/smolvla.md)
+SMOLVLA_INSTALL = ("pip install 'reinflow[smolvla]' && pip install --no-deps lerobot==0.4.4 torchvision==0.28.0 "
+                   "(docs/smolvla.md)")
+EXTRA_INSTALL = {"lerobot": SMOLVLA_INSTALL, "transformers": SMOLVLA_INSTALL, "torchvision": SMOLVLA_INSTALL,
+                 "wandb": "pip install 'reinflow[wandb]'"}
+
+
+def _missing_package(exc: ImportError) -> str | None:
+    """The install hint for a missing optional package; None when the import error is reinflow's own."""
+    names = [getattr(e, "name", None) or "" for e in (exc, exc.__cause__)]
+    text = " ".join([str(exc), str(exc.__cause__ or "")] + names)
+    for pkg, how in EXTRA_INSTALL.items():
+        if pkg in text or (pkg == "lerobot" and "SmolVLA" in text):
+            return f"needs the optional package {pkg} ({str(exc).splitlines()[0]}): {how}"
+    top = next((n.split(".")[0] for n in names if n), "")
+    if top and top != "reinflow":
+        return f"needs the package {top} ({str(exc).splitlines()[0]}): pip install {top}"
+    return None
+
+
+def _os_message(exc: OSError) -> str:
+    what = f"{exc.filename}: " if exc.filename else ""
+    why = exc.strerror or str(exc)
+    hint = {errno.ENOSPC: "free disk space or choose another --out", errno.EROFS: "choose a writable folder",
+            errno.EACCES: "check the permissions or choose another path",
+            errno.EPERM: "check the permissions or choose another path"}.get(exc.errno or 0)
+    return f"{what}{why}" + (f"; {hint}" if hint else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
@@ -212,17 +307,44 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
-        print(f"error: unknown command {cmd!r}\n{USAGE}", file=sys.stderr)
+        print(f"error: unknown command {cmd!r}; commands: {', '.join(COMMANDS)} (reinflow --help)", file=sys.stderr)
         return 2
     try:
         return int(COMMANDS[cmd](rest) or 0)
     except BrokenPipeError:  # output piped into `head`: not an error of the run
         return 0
-    except ReinflowError as exc:
+    except SystemExit as exc:  # --help, or a library's own exit: its code, not a traceback
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    except Exception as exc:
         if debug:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        msg = _user_message(exc)
+        if msg is None:  # a bug: show where, and how to report it
+            traceback.print_exc()
+            print(f"reinflow {__version__}: this is a bug in reinflow, not a problem with your input. Please report it "
+                  "with the command line and the traceback above (docs: README.md, 'Faults').", file=sys.stderr)
+            return 1
+        print(f"error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"error: reinflow {cmd}: interrupted (Ctrl-C) before the run could stop cleanly; a run folder "
+              "keeps its last complete checkpoint (continue with --resume)", file=sys.stderr)
+        return 2
+
+
+def _user_message(exc: BaseException) -> str | None:
+    """The one-line message of an error the user or the machine caused; None for a bug."""
+    if isinstance(exc, ReinflowError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return _os_message(exc)
+    if isinstance(exc, MemoryError):
+        return "out of memory; use fewer --parallel-envs, a smaller model or batch"
+    if isinstance(exc, ImportError):
+        return _missing_package(exc)
+    return None
 
 
 if __name__ == "__main__":

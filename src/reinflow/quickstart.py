@@ -7,29 +7,27 @@ ReinFlow + PPO fine-tuning on parallel headless envs (D = chunk 50 x 6 dims, K =
 evaluation on the same held-out seeds -> ``summary.json``, ``summary.md`` and PNG plots.
 
 Everything goes through the library (``record_demos``, ``pretrain``, ``train``,
-``run_episodes``, ``plot_run``); the fine-tuning recipe is TrainConfig's defaults (the
-``default`` preset, compared against the alternatives in ``benchmarks/recipes.py``) plus the
-few quickstart-specific settings per task in ``QUICKSTART_OVERRIDES``.
+``run_episodes``, ``plot_run``); the fine-tuning recipe is TrainConfig's defaults, the same on
+every task (compared against the alternatives in ``benchmarks/recipes.py``).
 
-The ``--minutes`` budget covers the whole command. Training runs in segments of the same run
-(``train(..., resume=True)``: the constant LR schedule and per-iteration seeding make a segmented
-run identical in its updates to an unsegmented one); after each segment the measured seconds per
-iteration decide how many more fit in what is left, keeping a reserve for the final evaluation.
+The ``--minutes`` budget covers the whole command: fine-tuning runs a fixed number of iterations
+per task (so its cosine LR schedule is the benchmarked one) and ``TrainConfig.time_limit_min``,
+set to what is left after BC and the first evaluation, stops it earlier on a slow machine,
+keeping a reserve for the final evaluation.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Literal
 
-import tyro
 
 from reinflow import ConfigError
-from reinflow.rl.presets import preset_overrides
+from reinflow.rl.runfolder import check_out, claim_out
+from reinflow.validate import check_fields
 
 TASKS = {
     "reach": "reinflow/ArmReach-v0",
@@ -39,36 +37,27 @@ TASKS = {
 
 # Per-task BC imperfection (demo episodes used, BC gradient steps): chosen so the pretrained
 # policy succeeds sometimes but clearly not always. Measured (deterministic, 100 episodes): reach
-# 10 x 100 -> 21 %, pick-lift 20 x 200 -> 32 %; push is not measured yet (docs/benchmarks.md).
+# 10 x 100 -> 21 %, push 20 x 400 -> 28 % (20 x 200 gave 5 %), pick-lift 20 x 200 -> 32 %
+# (docs/benchmarks.md; these are also the benchmark's starting checkpoints).
 BC_SETTINGS = {
     "reach": dict(episodes=10, steps=100),
-    "push": dict(episodes=20, steps=200),
+    "push": dict(episodes=20, steps=400),
     "pick-lift": dict(episodes=20, steps=200),
 }
 
-# Quickstart-only TrainConfig settings on top of the defaults. The LR schedule must be constant:
-# the iteration count is only known once the seconds per iteration have been measured.
-# Batch shape: 40 envs x 4 decisions = 160 chunks, one full-batch minibatch per epoch (at D = 300
-# the gradient of an 80-chunk batch is mostly exploration noise; full-batch steps halve the clip
-# fraction at the same lr), and 3 critic-only iterations (explained variance starts at ~0).
-# sigma in [0.4, 0.8] with lr 2e-4: the ratio spread grows like lr / sigma, so a larger sigma buys a
-# larger mean step at the same clip fraction; with the paper's sigma, lr 1e-5..1e-4 stayed flat for
-# 190k env steps and lr 3e-4 crossed a 0.5 clip fraction (docs/benchmarks.md).
-# Only on reach: the same wide noise takes push and pick-lift below their BC (docs/benchmarks.md §1),
-# so those tasks fine-tune with the defaults (the recipe within noise of the best on every task).
-QUICKSTART_OVERRIDES = {
-    "reach": preset_overrides("arm-d300"),  # also `reinflow train --preset arm-d300`
-    "push": dict(lr_schedule="constant"),
-    "pick-lift": dict(lr_schedule="constant"),
-}
+# PPO iterations per task with the default recipe (TrainConfig's defaults, no per-task preset):
+# where the benchmark's success curves flatten (docs/benchmarks.md). The --minutes budget stops
+# training earlier on a slower machine (checkpoint + the same final evaluation).
+QUICKSTART_ITERATIONS = {"reach": 300, "push": 300, "pick-lift": 300}
 
 
 # --env: any env with an expert (envs/experts.py). BC deliberately imperfect on MetaWorld's 500-step
 # episodes: 3 demos x 1000 steps at chunk 50 gave (deterministic, 20 episodes) reach-v3 35 %,
-# drawer-open-v3 45 %, pick-place-v3 10 % (10 demos: 80 %, -, 10 %). The LR must be constant for the
-# same reason as above.
+# drawer-open-v3 45 %, pick-place-v3 10 % (10 demos: 80 %, -, 10 %).
 ENV_BC_SETTINGS = dict(episodes=3, steps=1000)
-ENV_OVERRIDES = dict(lr_schedule="constant")
+# 100 x 4,000 env steps on MetaWorld. Measured with the earlier white-noise defaults only (docs/metaworld.md:
+# a 254-iteration run peaked at iterations 11-43, then collapsed); not yet with the smooth-noise recipe.
+ENV_ITERATIONS = 100
 
 
 @dataclass
@@ -77,8 +66,8 @@ class QuickstartConfig:
 
     out: str = "runs/quickstart"
     """report folder (summary.json, summary.md, plots/, plus demos/, pretrain/, train/)"""
-    task: Literal["reach", "push", "pick-lift"] = "reach"
-    """built-in arm task"""
+    task: Literal["reach", "push", "pick-lift"] = "pick-lift"
+    """built-in arm task (pick-lift: the grasp the seed system failed at)"""
     env: str | None = None
     """instead of --task: any env id with an expert, e.g. metaworld:Meta-World/MT1 (docs/metaworld.md)"""
     env_kwargs: str = ""
@@ -107,18 +96,21 @@ class QuickstartConfig:
     """decisions per env per iteration (default: TrainConfig's)"""
     train_eval_episodes: int = 20
     """episodes of the periodic in-training evaluation (the success curve)"""
-    max_iterations: int | None = None
-    """cap on PPO iterations (default: as many as the budget allows)"""
+    iterations: int | None = None
+    """PPO iterations (default: per task, QUICKSTART_ITERATIONS); the --minutes budget may stop earlier"""
     progress: bool = True
     """show progress bars"""
+    overwrite: bool = False
+    """a non-empty --out (an earlier quickstart) is moved aside to <out>.old-N instead of being refused"""
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if not self.minutes > 0:
             raise ConfigError(f"minutes={self.minutes}: must be > 0")
         for name in ("eval_episodes", "train_eval_episodes", "chunk_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
-        for name in ("demo_episodes", "bc_episodes", "bc_steps", "act_steps", "parallel_envs", "rollout_steps", "max_iterations"):
+        for name in ("demo_episodes", "bc_episodes", "bc_steps", "act_steps", "parallel_envs", "rollout_steps", "iterations"):
             val = getattr(self, name)
             if val is not None and val < 1:
                 raise ConfigError(f"{name}={val}: must be >= 1")
@@ -132,13 +124,13 @@ def _stage(msg: str, t0: float) -> None:
 
 @dataclass
 class Target:
-    """What the pipeline runs on: --task's arm env with its tuned settings, or --env's."""
+    """What the pipeline runs on: --task's arm env with its settings, or --env's."""
 
     label: str
     env_id: str
     env_kwargs: dict
     bc: dict
-    overrides: dict
+    iterations: int
     action_dim: int
 
 
@@ -146,10 +138,10 @@ def _target(cfg: QuickstartConfig) -> Target:
     from reinflow.envs.factory import env_spaces
     from reinflow.rl.build import resolve_env_kwargs
     if cfg.env is None:
-        return Target(cfg.task, TASKS[cfg.task], {}, BC_SETTINGS[cfg.task], QUICKSTART_OVERRIDES[cfg.task], 6)
+        return Target(cfg.task, TASKS[cfg.task], {}, BC_SETTINGS[cfg.task], QUICKSTART_ITERATIONS[cfg.task], 6)
     kw = resolve_env_kwargs(cfg.env_kwargs, cfg.env, "mlp")
     label = kw.get("env_name", cfg.env)  # MetaWorld: the task name
-    return Target(label, cfg.env, kw, ENV_BC_SETTINGS, ENV_OVERRIDES, int(env_spaces(cfg.env, kw)[1].shape[-1]))
+    return Target(label, cfg.env, kw, ENV_BC_SETTINGS, ENV_ITERATIONS, int(env_spaces(cfg.env, kw)[1].shape[-1]))
 
 
 def _score(res: dict) -> str:
@@ -174,13 +166,6 @@ def _evaluate(ckpt: Path, env_id: str, act_steps: int, episodes: int, seed: int,
     return res
 
 
-def _iteration_seconds(run_dir: Path) -> float:
-    """Seconds per iteration from the last logged iterations (rollout + update)."""
-    from reinflow.report.logger import read_metrics
-    rows = read_metrics(run_dir / "metrics.jsonl")[-3:]
-    return max(float(r.get("time/rollout_s", 0.0)) + float(r.get("time/update_s", 0.0)) for r in rows)
-
-
 def run_quickstart(cfg: QuickstartConfig) -> dict:
     """Run the pipeline; returns the summary dict (also written to <out>/summary.json)."""
     from reinflow.bc.pretrain import PretrainConfig, pretrain
@@ -197,10 +182,9 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     tgt = _target(cfg)
     env_id, kw = tgt.env_id, tgt.env_kwargs
     out = Path(cfg.out)
-    if out.exists():
-        for sub in ("demos", "pretrain", "train", "plots"):
-            shutil.rmtree(out / sub, ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
+    # Like train: an earlier report folder is never deleted; refused, or moved aside with --overwrite.
+    check_out(out, overwrite=cfg.overwrite)
+    claim_out(out, cfg.overwrite)
     bc = tgt.bc
     bc_episodes = cfg.bc_episodes or bc["episodes"]
     bc_steps = cfg.bc_steps or bc["steps"]
@@ -235,53 +219,32 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     before = _evaluate(out / "pretrain", env_id, act_steps, cfg.eval_episodes, eval_seed, eval_parallel, kw)
     _stage(f"    {_score(before)} ({before['episodes']} episodes)", t0)
 
-    # 4. fine-tune
+    # 4. fine-tune: one run with the default recipe; what is left of the budget caps it.
+    iterations = cfg.iterations or tgt.iterations
+    # The after-evaluation costs about what the before one did (often less: successes end early).
+    reserve = before["seconds"] * 1.3 + 10.0
+    left_min = (budget_s - (time.time() - t0) - reserve) / 60.0
+    if left_min <= 0:
+        raise ConfigError(f"minutes={cfg.minutes:g}: the budget is spent before fine-tuning starts "
+                          f"({(time.time() - t0) / 60:.1f} min so far); give more minutes")
     tcfg = TrainConfig(env=env_id, env_kwargs=json.dumps(kw) if kw else "", out=str(out / "train"),
-                       policy_path=str(out / "pretrain"), act_steps=act_steps, seed=cfg.seed,
-                       eval_episodes=cfg.train_eval_episodes, progress=cfg.progress,
-                       checkpoint_every=1_000_000, **tgt.overrides)
+                       policy_path=str(out / "pretrain"), act_steps=act_steps,
+                       seed=cfg.seed, iterations=iterations, eval_every=max(1, iterations // 10),
+                       eval_episodes=cfg.train_eval_episodes, progress=cfg.progress, checkpoint_every=max(1, iterations // 4),
+                       time_limit_min=left_min)
     if cfg.parallel_envs:
         tcfg = replace(tcfg, parallel_envs=cfg.parallel_envs)
     if cfg.rollout_steps:
         tcfg = replace(tcfg, rollout_steps=cfg.rollout_steps)
-    # The after-evaluation costs about what the before one did (often less: successes end early).
-    reserve = before["seconds"] * 1.3 + 10.0
-    _stage(f"4/6 ReinFlow fine-tuning: {tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions/iteration, "
-           f"reduction={tcfg.logprob_reduction}, sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
+    _stage(f"4/6 ReinFlow fine-tuning: {iterations} iterations (at most {left_min:.1f} min) of "
+           f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, noise basis {tcfg.noise_basis} "
+           f"(chain D = {tcfg.noise_basis or act_steps} x {tgt.action_dim}), sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
            f"lr {tcfg.lr_actor:g}, clip {tcfg.clip_epsilon}", t0)
-    if tcfg.sigma_min > 0.08:
-        print(f"  note: sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], above the paper's [0.08, 0.16]: a larger sigma "
-              "allows a larger mean step at the same clip fraction (docs/benchmarks.md, Recipes at D = 300)")
-    done_iters, segments, res = 0, 0, None
-    probe = max(2, tcfg.critic_warmup_iters)
-    cap = cfg.max_iterations or 10**9
-    seg_overhead = 5.0
-    while done_iters < cap:
-        left = budget_s - (time.time() - t0) - reserve
-        if segments == 0:
-            target = min(probe, cap)
-        else:
-            per_it = _iteration_seconds(out / "train") * 1.1 + cfg.train_eval_episodes * 0.05
-            more = int((left - seg_overhead) / per_it) if per_it > 0 else 0
-            if more < 1:
-                break
-            # Few long segments: re-measure when the policy (and so the episode lengths) changed.
-            more = min(more, max(int(0.6 * more), 5)) if left > 120 else more
-            target = min(done_iters + more, cap)
-        if segments > 0 and target <= done_iters:
-            break
-        ts = time.time()
-        # eval_every: a curve point every ~10% of the expected run, the first one at iteration 0.
-        res = train(replace(tcfg, iterations=target, resume=segments > 0,
-                            eval_every=max(1, target // 8) if segments else 10**6))
-        done_iters, segments = res.iterations, segments + 1
-        if segments == 1:
-            seg_overhead = max(5.0, (time.time() - ts) - _iteration_seconds(out / "train") * target)
-        if time.time() - t0 + reserve > budget_s:
-            break
-    assert res is not None
+    res = train(tcfg)
+    done_iters = res.iterations
     rows = read_metrics(out / "train" / "metrics.jsonl")
-    _stage(f"    {done_iters} iterations in {segments} segments, {res.env_steps} env steps", t0)
+    stopped = " (stopped by the time budget)" if done_iters < iterations else ""
+    _stage(f"    {done_iters} iterations{stopped}, {res.env_steps} env steps", t0)
 
     # 5. eval after
     _stage(f"5/6 evaluating the fine-tuned policy on the same {cfg.eval_episodes} episodes", t0)
@@ -303,7 +266,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "eval_episodes_before": before["episodes"], "eval_episodes_after": after["episodes"],
         "eval_seed": eval_seed, "eval_mode": "deterministic (ODE, no injected noise)",
         "eval_before": before, "eval_after": after,
-        "env_steps": res.env_steps, "iterations": done_iters, "train_segments": segments,
+        "env_steps": res.env_steps, "iterations": done_iters, "iterations_planned": iterations,
         "wall_time_s": wall, "budget_s": budget_s,
         "clip_fraction_max": max(clip) if clip else None,
         "clip_fraction_median": sorted(clip)[len(clip) // 2] if clip else None,
@@ -311,8 +274,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "ratio_max": max(col("ppo/ratio_max")) if col("ppo/ratio_max") else None,
         "chain_dims": dims, "action_dim": tgt.action_dim, "chunk_size": cfg.chunk_size, "act_steps": act_steps, "denoise_steps": 1,
         "demos": demos, "pretrain": pre,
-        "config": {"quickstart": asdict(cfg), "train": asdict(replace(tcfg, iterations=done_iters)),
-                   "quickstart_overrides": tgt.overrides},
+        "config": {"quickstart": asdict(cfg), "train": asdict(tcfg)},
         "plots": [str(p) for p in plots],
         "run_folder": str(out / "train"),
     }
@@ -337,11 +299,12 @@ def _markdown(s: dict, tcfg) -> str:
         f"| mean episode length | {s['eval_before']['length_mean']:.1f} | {s['eval_after']['length_mean']:.1f} |",
         "",
         f"* gain: **{s['success_gain_pp']:+.1f} percentage points**",
-        f"* fine-tuning: {s['iterations']} PPO iterations, {s['env_steps']} env steps; "
+        f"* fine-tuning: {s['iterations']} of {s['iterations_planned']} planned PPO iterations, {s['env_steps']} env steps; "
         f"whole command {s['wall_time_s'] / 60:.1f} min (budget {s['budget_s'] / 60:.1f} min)",
         f"* chain: chunk {s['chunk_size']} x {s['action_dim']} dims, {s['act_steps']} executed per decision, K = 1: "
         f"D = {s['chain_dims']}",
-        f"* recipe: reduction `{tcfg.logprob_reduction}`, sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
+        f"* recipe: noise basis {tcfg.noise_basis} (0 = white), reduction `{tcfg.logprob_reduction}`, "
+        f"sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
         f"lr_actor {tcfg.lr_actor:g}, clip {tcfg.clip_epsilon}, target_kl {tcfg.target_kl}, "
         f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, {tcfg.update_epochs} epochs, "
         f"minibatch {tcfg.minibatch_size}, critic warm-up {tcfg.critic_warmup_iters} iterations",
@@ -357,6 +320,7 @@ def _markdown(s: dict, tcfg) -> str:
 
 
 def cli_main(argv: list[str]) -> int:
-    cfg = tyro.cli(QuickstartConfig, args=argv, prog="reinflow quickstart")
+    from reinflow.cli import tyro_cli
+    cfg = tyro_cli(QuickstartConfig, argv, "reinflow quickstart")
     run_quickstart(cfg)
     return 0

@@ -86,9 +86,9 @@ def test_env_without_a_builtin_expert_asks_for_one(tmp_path, capsys):
 def test_quickstart_runs_the_pipeline_on_any_env_with_an_expert(tmp_path, experts_module):
     out = tmp_path / "qs"
     rc = main(["quickstart", "--env", "Pendulum-v1", "--env-kwargs", '{"max_episode_steps": 24}',
-               "--expert", "my_experts:swing", "--out", str(out), "--minutes", "0.05", "--demo-episodes", "2",
+               "--expert", "my_experts:swing", "--out", str(out), "--minutes", "2", "--demo-episodes", "2",
                "--bc-steps", "10", "--eval-episodes", "2", "--train-eval-episodes", "1", "--chunk-size", "8",
-               "--parallel-envs", "2", "--rollout-steps", "2", "--max-iterations", "1", "--no-progress"])
+               "--parallel-envs", "2", "--rollout-steps", "2", "--iterations", "1", "--no-progress"])
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["env"] == "Pendulum-v1" and s["action_dim"] == 1 and s["chain_dims"] == 8

@@ -89,9 +89,9 @@ def test_a_bad_task_name_is_a_one_line_cli_error(tmp_path, capsys):
 @needs_metaworld
 def test_quickstart_on_a_metaworld_task(tmp_path):
     out = tmp_path / "qs"
-    rc = main(["quickstart", "--env", ENV, "--env-kwargs", REACH, "--out", str(out), "--minutes", "0.05",
+    rc = main(["quickstart", "--env", ENV, "--env-kwargs", REACH, "--out", str(out), "--minutes", "3",
                "--demo-episodes", "1", "--bc-steps", "10", "--eval-episodes", "2", "--train-eval-episodes", "1",
-               "--parallel-envs", "2", "--rollout-steps", "1", "--max-iterations", "1", "--no-progress"])
+               "--parallel-envs", "2", "--rollout-steps", "1", "--iterations", "1", "--no-progress"])
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["task"] == "reach-v3" and s["chain_dims"] == 200 and s["success_before"] is not None

@@ -29,8 +29,8 @@ def test_two_iterations_with_cameras(run):
     assert [r["iteration"] for r in rows] == [0, 1]
     for r in rows:
         assert r["ppo/pre_update_ratio_max_dev"] <= 1e-5       # eval-mode base model, one time grid
-        assert r["logprob/num_dims"] == 10 * 6                 # executed steps x real dims (not 50 x 32)
-        assert 0.08 <= r["noise/sigma_mean"] <= 0.16
+        assert r["logprob/num_dims"] == 4 * 6                  # smooth-noise coefficients x real dims (not x 32)
+        assert 0.16 <= r["noise/sigma_mean"] <= 0.32
         assert r["logprob/per_dimension"] <= r["logprob/per_dimension_bound"]
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["derived"]["padded_action_dim"] == 32 and cfg["derived"]["action_dim"] == 6

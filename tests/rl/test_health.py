@@ -90,8 +90,6 @@ def test_stop_mode_raises_on_the_first_error_with_the_finding():
 
 
 def test_seed_like_run_fires_at_iteration_zero_in_causal_order():
-    rng = random.Random(1)
-
     def seed(it, rng):
         m = cascade(it + 20, rng)
         m.update({"iteration": it, "logprob/new_mean": 1074.04, "logprob/per_dimension": 3.58})

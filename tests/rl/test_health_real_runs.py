@@ -28,7 +28,7 @@ QUIET = ["--no-tensorboard", "--no-progress", "--eval-episodes", "1", "--eval-ev
 BROKEN = ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps", "8",
           "--logprob-reduction", "sum", "--sigma-min", "0.08", "--sigma-max", "0.16", "--clip-epsilon", "0.05",
           "--lr-actor", "1e-3", "--lr-schedule", "constant", "--update-epochs", "4", "--minibatch-size", "2",
-          "--target-kl", "None"]
+          "--target-kl", "None", "--noise-basis", "0"]
 HEALTHY = {
     # D = 4 executed steps x 1 action dim x K=1 = 4 summed entries; lr 3e-5 held constant
     # (a cosine decay would make the last iterations look healthy whatever the start was).
@@ -36,12 +36,15 @@ HEALTHY = {
                         "--rollout-steps", "16", "--iterations", "8", "--lr-actor", "3e-5", "--lr-schedule",
                         "constant", "--reset-each-iteration", "--logprob-reduction", "sum", "--clip-epsilon", "0.1"],
     # The shipped defaults (mean log-prob clamped to [-1, 1], clip 0.01, lr 1e-4) at the broken run's D = 280.
-    "pusher-default-D280": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
-                            "8", "--iterations", "6"],
+    "pusher-default-D28": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
+                           "8", "--iterations", "6"],
+    "pusher-white-noise-D280": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
+                                "8", "--iterations", "6", "--preset", "white-noise"],
     # The broken run's D = 280, but one ratio per executed step (7 entries each), standard clip 0.2.
     "pusher-per-step-D280": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
                              "8", "--iterations", "6", "--logprob-reduction", "per_step", "--minibatch-size", "4",
-                             "--lr-actor", "3e-5", "--lr-schedule", "constant", "--clip-epsilon", "0.2"],
+                             "--lr-actor", "3e-5", "--lr-schedule", "constant", "--clip-epsilon", "0.2",
+                             "--noise-basis", "0"],
 }
 
 
@@ -158,7 +161,7 @@ def test_clamp_that_cuts_every_sample_is_reported(tmp_path):
     out = tmp_path / "clamped"
     code, stdout, stderr = train(out, "--env", "Pendulum-v1", "--chunk-size", "8", "--parallel-envs", "2",
                                  "--rollout-steps", "4", "--iterations", "2", "--sigma-min", "0.04",
-                                 "--sigma-max", "0.05")
+                                 "--sigma-max", "0.05", "--noise-basis", "0", "--logprob-reduction", "mean")
     assert code == 0, stderr
     rows = read_metrics(out / "metrics.jsonl")
     assert all(r["logprob/clamped_fraction"] > 0.9 and r["health/LOGPROB_CLAMPED"] == 1.0 for r in rows)
@@ -182,8 +185,8 @@ def test_healthy_run_gets_no_error_and_no_warning(tmp_path, name):
         raised = [c for c in CODES if c != "HEALTHY" and r[f"health/{c}"]]
         assert not raised and r["health/HEALTHY"] == 1.0, (r["iteration"], raised)
         assert r["training/clip_fraction"] < 0.5
-    if name.startswith("pusher"):
-        assert rows[0]["logprob/num_dims"] == 280                                # the broken run's D
+    if name.startswith("pusher"):   # smooth noise: 4 coefficients x 7 joints; white: the broken run's D
+        assert rows[0]["logprob/num_dims"] == (28 if "default" in name else 280)
     data = doctor_json(out)
     sev = {f["code"]: f["severity"] for f in data["findings"]}
     # Allowed info: GRAD_CLIP_SATURATED (max_grad_norm 1 clips every policy step at norms ~3-9 here; with Adam

@@ -12,12 +12,21 @@ from reinflow.rl.presets import PRESETS, preset_overrides
 
 
 def test_default_is_the_benchmark_winner():
-    """docs/benchmarks.md ("Preset comparison on reach, push and pick-lift") reports the `default` rows
-    with the runs of `reinflow-paper`: that is only true while the defaults equal its settings."""
+    """docs/benchmarks.md ("Smooth noise") reports the `default` rows with these settings: the test
+    pins them, so a changed default needs a new benchmark, not a silent edit."""
     default = TrainConfig()
-    for key, value in PRESETS["reinflow-paper"].items():
-        assert getattr(default, key) == value, key
+    assert (default.noise_basis, default.logprob_reduction, default.sigma_min, default.sigma_max) == (4, "sum", 0.16, 0.32)
+    assert (default.lr_actor, default.clip_epsilon, default.target_kl, default.lr_schedule) == (3e-5, 0.2, 0.05, "cosine")
     assert PRESETS["default"] == {}
+
+
+def test_white_noise_presets_do_not_inherit_the_smooth_default():
+    """Every white-noise preset spells out what it inherited from the defaults of its benchmark."""
+    for name, over in PRESETS.items():
+        if name != "default":
+            assert over["noise_basis"] == 0 and "lr_actor" in over and "target_kl" in over, name
+    old = TrainConfig(**preset_overrides("white-noise"))
+    assert (old.logprob_reduction, old.logprob_clamp, old.clip_epsilon, old.lr_actor) == ("mean", 1.0, 0.01, 1e-4)
 
 
 @pytest.mark.parametrize("name", list(PRESETS))

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-import tyro
 
 from reinflow import ConfigError
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
 from reinflow.rl.agent import Agent, SamplerConfig
+from reinflow.validate import check_fields
 
 
 @dataclass
@@ -45,8 +45,13 @@ class DemosConfig:
     """keep only successful episodes"""
     progress: bool = True
     """show a progress bar"""
+    overwrite: bool = False
+    """a non-empty --out is moved aside to <out>.old-N instead of being refused"""
 
     def __post_init__(self) -> None:
+        check_fields(self)
+        if self.obs_mode not in ("state", "pixels_state"):
+            raise ConfigError(f"obs_mode={self.obs_mode!r}: allowed state, pixels_state")
         if self.episodes < 1:
             raise ConfigError(f"episodes={self.episodes}: must be >= 1")
 
@@ -77,8 +82,11 @@ class PretrainConfig:
     """torch seed"""
     progress: bool = True
     """show a progress bar"""
+    overwrite: bool = False
+    """a non-empty --out is moved aside to <out>.old-N instead of being refused"""
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("chunk_size", "denoise_steps", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
@@ -129,6 +137,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     from reinflow.envs.demos import load_demos
     from reinflow.report.plots import plot_curve
     from reinflow.rl.checkpoint import save_agent
+    from reinflow.rl.runfolder import claim_out
     try:
         demos = load_demos(cfg.demos)
     except (ValueError, OSError) as exc:
@@ -164,6 +173,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     env_kwargs = {k: v for k, v in (demos.meta.get("env_kwargs") or {}).items() if k != "obs_mode"}
     extra = {"train": {"env": demos.env_id, "env_kwargs": json.dumps(env_kwargs) if env_kwargs else ""},
              "pretrain": {**asdict(cfg), **summary, "instruction": demos.instruction}}
+    claim_out(cfg.out, cfg.overwrite)  # --overwrite: an earlier folder is moved aside, never deleted
     path = save_agent(cfg.out, agent, extra)
     smooth = np.convolve(losses, np.ones(20) / 20, mode="valid") if len(losses) >= 20 else losses
     plot_curve(range(len(smooth)), smooth, "flow-matching BC loss", "step", "loss (20-step mean)",
@@ -175,11 +185,15 @@ def pretrain(cfg: PretrainConfig) -> dict:
 def demos_cli(argv: list[str]) -> int:
     from reinflow.envs.demos import record_demos
     from reinflow.envs.factory import check_env_id
+    from reinflow.cli import tyro_cli
     from reinflow.rl.build import resolve_env_kwargs
-    cfg = tyro.cli(DemosConfig, args=argv, prog="reinflow demos")
+    from reinflow.rl.runfolder import check_out, claim_out
+    cfg = tyro_cli(DemosConfig, argv, "reinflow demos")
     check_env_id(cfg.env)
     kwargs = resolve_env_kwargs(cfg.env_kwargs, cfg.env, "mlp")
     obs_mode = kwargs.pop("obs_mode", cfg.obs_mode)
+    check_out(cfg.out, overwrite=cfg.overwrite)
+    claim_out(cfg.out, cfg.overwrite)
     try:
         summary = record_demos(cfg.env, cfg.episodes, cfg.out, seed=cfg.seed, only_success=cfg.only_success,
                                progress=cfg.progress, obs_mode=obs_mode, image_size=tuple(cfg.image_size),
@@ -192,7 +206,9 @@ def demos_cli(argv: list[str]) -> int:
 
 def pretrain_cli(argv: list[str]) -> int:
     from reinflow.cli import parse_with_defaults
+    from reinflow.rl.runfolder import check_out
     cfg = parse_with_defaults(PretrainConfig, argv, "reinflow pretrain")
+    check_out(cfg.out, overwrite=cfg.overwrite)
     summary = pretrain(cfg)
     print(json.dumps(summary, indent=2))
     print(f"checkpoint: {summary['out']} (loss curve: {summary['out']}/loss_curve.png)")

@@ -48,7 +48,7 @@ def build_env(env_id: str, env_kwargs: dict | None) -> gym.Env:
         return make_metaworld(env_id, env_kwargs)
     try:
         return gym.make(env_id, **(env_kwargs or {}))
-    except (gym.error.Error, TypeError) as exc:
+    except (gym.error.Error, TypeError, ValueError) as exc:  # envs reject bad kwarg values with ValueError
         raise ConfigError(f"env={env_id!r}: gymnasium could not build it with env_kwargs={env_kwargs}: {exc}") from None
 
 

@@ -7,6 +7,14 @@ Both functions go through ``transition`` (the policy's own time grid, the same n
 ``gaussian_log_density`` (float64, so a 300-dim sum is reproducible to ~1e-12), which is what
 makes the PPO ratio exactly 1 before an update. Shapes: B batch, K denoise steps, H chunk,
 P padded action dim, S ratio terms per sample (1 for sum/mean, executed steps for per_step).
+
+Noise basis (``basis`` [H, M], optional): instead of white noise on every chunk step, each step's
+noise is ``B @ (sigma_m * eps_m)`` with M low-frequency coefficients per action dim (a DCT basis
+over the executed steps, orthonormal columns, zero rows for unexecuted steps). The likelihood is
+then the density of the coefficients ``z = B^T (x_{k+1} - mu_k)``: M x A dims per transition
+instead of H x A. Why: a position-controlled arm low-passes white per-step noise to almost
+nothing, while a smooth offset of the whole executed trajectory is the exploration that changes
+where a grasp lands; and D drops from 300 to ~24 (the ReinFlow paper's regime).
 """
 
 from __future__ import annotations
@@ -74,19 +82,45 @@ def build_mask(policy: FlowPolicy, act_steps: int | None, mask_executed: bool = 
     return mask
 
 
+def dct_basis(chunk_size: int, act_steps: int, components: int) -> torch.Tensor:
+    """[H, M] orthonormal DCT-II basis over the first ``act_steps`` chunk steps (rows past them are
+    zero: unexecuted steps get no noise). Column 0 is a constant offset, column m a half-cosine
+    with m half-periods over the executed steps."""
+    if not 1 <= components <= act_steps:
+        raise ConfigError(f"noise_basis={components}: allowed range [1, act_steps={act_steps}] (0 = white noise)")
+    n = torch.arange(act_steps, dtype=torch.float64)
+    cols = [torch.cos(math.pi * m * (n + 0.5) / act_steps) for m in range(components)]
+    b = torch.stack(cols, dim=1)
+    b = b / b.norm(dim=0, keepdim=True)
+    out = torch.zeros(chunk_size, components, dtype=torch.float64)
+    out[:act_steps] = b
+    return out
+
+
 def gaussian_log_density(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Elementwise log N(x; mu, sigma^2) in float64."""
     x64, mu64, s64 = x.double(), mu.double(), sigma.double()
     return -0.5 * ((x64 - mu64) / s64) ** 2 - torch.log(s64) - LOG_SQRT_2PI
 
 
-def transition(policy: FlowPolicy, head: NoiseHead, x: torch.Tensor, k: int, ctx: Any
-               ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mu_k, sigma_k), each [B, H, P], on the policy's own time grid."""
+def transition(policy: FlowPolicy, head: NoiseHead, x: torch.Tensor, k: int, ctx: Any,
+               basis: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mu_k [B, H, P], sigma_k) on the policy's own time grid; sigma_k is [B, H, P], or with a
+    noise basis [B, M, P] (the head's first M rows: one sigma per coefficient)."""
     ts, dts = policy.time_grid()
     t = torch.full((x.shape[0],), ts[k], dtype=x.dtype, device=x.device)
     out = policy.velocity(x, t, ctx)
-    return x + dts[k] * out.velocity, head(out.noise_features)
+    sigma = head(out.noise_features)
+    if basis is not None:
+        sigma = sigma[:, : basis.shape[1]]
+    return x + dts[k] * out.velocity, sigma
+
+
+def _noise(sigma: torch.Tensor, eps: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:
+    """Per-step noise [B, H, P] from standard normals eps (shaped like sigma)."""
+    if basis is None:
+        return sigma * eps
+    return torch.einsum("hm,bmp->bhp", basis.to(sigma.dtype), sigma * eps)
 
 
 def randn(shape: tuple[int, ...], generator: Any, device: torch.device) -> torch.Tensor:
@@ -102,7 +136,7 @@ def randn(shape: tuple[int, ...], generator: Any, device: torch.device) -> torch
 def sample_chain(policy: FlowPolicy, head: NoiseHead, ctx: Any, batch: int, mask: torch.Tensor,
                  reduction: Reduction = "sum", deterministic: bool = False,
                  generator: Any = None, x0: torch.Tensor | None = None,
-                 logprob_clamp: float | None = None) -> ChainSample:
+                 logprob_clamp: float | None = None, basis: torch.Tensor | None = None) -> ChainSample:
     """Run the K-step chain. Deterministic mode injects no noise (the ODE) and returns no log-prob.
     ``generator``: None, a torch.Generator, or a list of one generator per batch row."""
     dev = mask.device
@@ -110,47 +144,58 @@ def sample_chain(policy: FlowPolicy, head: NoiseHead, ctx: Any, batch: int, mask
     x = randn(shape, generator, dev) if x0 is None else x0
     xs, mus, sigmas = [x], [], []
     for k in range(policy.denoise_steps):
-        mu, sigma = transition(policy, head, x, k, ctx)
+        mu, sigma = transition(policy, head, x, k, ctx, basis)
         if deterministic:
             x = mu
         else:
-            x = mu + sigma * randn(shape, generator, dev)
+            x = mu + _noise(sigma, randn(tuple(sigma.shape), generator, dev), basis)
         xs.append(x)
         mus.append(mu)
         sigmas.append(sigma)
     chain = torch.stack(xs, dim=1)
-    lp = None if deterministic else _reduce(chain, mus, sigmas, mask, reduction, logprob_clamp, float(head.sigma_lo))
+    lp = None if deterministic else _reduce(chain, mus, sigmas, mask, reduction, logprob_clamp,
+                                            float(head.sigma_lo), basis)
     return ChainSample(chain=chain, action=x[..., : policy.action_dim], logprob=lp)
 
 
 def chain_log_prob(policy: FlowPolicy, head: NoiseHead, ctx: Any, chain: torch.Tensor,
                    mask: torch.Tensor, reduction: Reduction = "sum",
-                   logprob_clamp: float | None = None) -> LogProb:
+                   logprob_clamp: float | None = None, basis: torch.Tensor | None = None) -> LogProb:
     """Log-likelihood of stored chains [B, K+1, H, P] under the current parameters."""
     if chain.shape[1] != policy.denoise_steps + 1:
         raise ValueError(f"chain has {chain.shape[1] - 1} transitions, policy has K={policy.denoise_steps}")
     mus, sigmas = [], []
     for k in range(policy.denoise_steps):
-        mu, sigma = transition(policy, head, chain[:, k], k, ctx)
+        mu, sigma = transition(policy, head, chain[:, k], k, ctx, basis)
         mus.append(mu)
         sigmas.append(sigma)
-    return _reduce(chain, mus, sigmas, mask, reduction, logprob_clamp, float(head.sigma_lo))
+    return _reduce(chain, mus, sigmas, mask, reduction, logprob_clamp, float(head.sigma_lo), basis)
 
 
 def _reduce(chain: torch.Tensor, mus: list[torch.Tensor], sigmas: list[torch.Tensor],
             mask: torch.Tensor, reduction: Reduction, clamp: float | None,
-            sigma_lo: float) -> LogProb:
+            sigma_lo: float, basis: torch.Tensor | None = None) -> LogProb:
     if reduction not in REDUCTIONS:
         raise ConfigError(f"logprob_reduction={reduction!r}: allowed {', '.join(REDUCTIONS)}")
+    if basis is not None and reduction == "per_step":
+        raise ConfigError("logprob_reduction='per_step' needs white noise (noise_basis=0): "
+                          "basis coefficients are not chunk steps")
     k_steps = len(mus)
-    m = mask.to(torch.float64)                       # [H, P]
+    m0 = mask.to(torch.float64)                      # [H, P]: x_0's entries
+    if basis is not None:                            # coefficients: M rows, the real action dims
+        mask = mask.any(0, keepdim=True).expand(basis.shape[1], -1)
+    m = mask.to(torch.float64)                       # [H, P] (or [M, P] with a basis)
     n_mask = int(mask.sum())
     num_dims = n_mask * k_steps
     per_step = 0.0                                   # [B, H] summed over k and masked dims
     ent = 0.0
     sig_sum = 0.0
     for k in range(k_steps):
-        lp = gaussian_log_density(chain[:, k + 1], mus[k], sigmas[k])
+        if basis is None:
+            lp = gaussian_log_density(chain[:, k + 1], mus[k], sigmas[k])
+        else:   # coefficients of the step's noise; exact since it lies in span(basis)
+            z = torch.einsum("hm,bhp->bmp", basis.double(), chain[:, k + 1].double() - mus[k].double())
+            lp = gaussian_log_density(z, torch.zeros_like(z), sigmas[k])
         per_step = per_step + (lp * m).sum(-1)
         log_s = torch.log(sigmas[k].double())
         ent = ent + ((log_s + 0.5 + LOG_SQRT_2PI) * m).sum((-1, -2))
@@ -169,7 +214,7 @@ def _reduce(chain: torch.Tensor, mus: list[torch.Tensor], sigmas: list[torch.Ten
         rows = mask.any(-1)
         logp = per_step[:, rows]
     x0 = chain[:, 0].double()
-    init = ((-0.5 * x0**2 - LOG_SQRT_2PI) * m).sum((-1, -2))
+    init = ((-0.5 * x0**2 - LOG_SQRT_2PI) * m0).sum((-1, -2))
     return LogProb(logp=logp, total=total, per_dim=per_dim, entropy=ent / num_dims,
                    init_logp=init, sigma_mean=sig_sum / (num_dims * chain.shape[0]),
                    num_dims=num_dims, bound=per_dim_bound(sigma_lo), clamped=clamped)

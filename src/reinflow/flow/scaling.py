@@ -216,10 +216,11 @@ def cli_main(argv: list[str]) -> int:
     """``reinflow scale``: print the rescaled values and one reason each. Exit 2 on bad values."""
     import sys
 
-    import tyro
-
-    a = tyro.cli(ScaleArgs, args=argv, prog="reinflow scale")
+    from reinflow.cli import tyro_cli
+    from reinflow.validate import check_fields
+    a = tyro_cli(ScaleArgs, argv, "reinflow scale")
     try:
+        check_fields(a)  # finite floats (scale --ref-lr inf would print nan rows)
         act = a.chunk_size if a.act_steps is None else a.act_steps
         if not 1 <= act <= a.chunk_size:
             raise ConfigError(f"act_steps={act}: allowed range [1, chunk_size={a.chunk_size}]")

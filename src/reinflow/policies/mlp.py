@@ -18,6 +18,7 @@ from torch import nn
 
 from reinflow import ConfigError
 from reinflow.policies.base import FlowPolicy, TimeDirection, VelocityOut
+from reinflow.validate import check_fields
 
 
 OBS_STD_FLOOR = 1e-2
@@ -50,6 +51,7 @@ class MLPPolicyConfig:
     """network output: the clean chunk a_hat (v derived from it) or the velocity itself"""
 
     def __post_init__(self) -> None:
+        check_fields(self)  # a checkpoint's config.json may come from anywhere
         if self.parametrization not in ("action", "velocity"):
             raise ConfigError(f"parametrization={self.parametrization!r}: allowed action, velocity")
         for name in ("obs_dim", "action_dim", "chunk_size", "denoise_steps"):

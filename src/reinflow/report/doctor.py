@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from reinflow import ReinflowError
-from reinflow.rl.health import Diagnosis, RunContext, diagnose, format_finding
+from reinflow.rl.health import KNOWN_KEYS, Diagnosis, RunContext, diagnose, format_finding, normalize_keys
 
 # RunContext field -> config keys that mean it (reinflow, W&B seed run, ReinFlow reference, LeRobot).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -150,7 +150,7 @@ def _number(val: Any, name: str, key: str, source: str) -> float | int:
         raise ReinflowError(f"{source}: field {key!r} = {val!r}; expected a number")
     try:
         x = float(val)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ReinflowError(f"{source}: field {key!r} = {val!r}; expected a number") from None
     if not math.isfinite(x) or x <= 0:
         raise ReinflowError(f"{source}: field {key!r} = {val!r}; expected a positive number")
@@ -189,6 +189,16 @@ def load_run(path: Path) -> tuple[list[dict[str, Any]], RunContext, str]:
     return [_summary(path)], RunContext(), "summary file"
 
 
+def check_is_run(hist: list[dict[str, Any]], path: Path) -> None:
+    """A file can be valid JSON and still not be a run: nothing would be judged, and "HEALTHY"
+    about it would be a lie. At least one training metric the doctor knows must be present."""
+    known = set(KNOWN_KEYS) - {"iteration", "env_steps"}
+    if not any(k in known for row in hist for k in normalize_keys(row)):
+        raise ReinflowError(f"{path}: holds none of the training metrics the doctor reads (e.g. "
+                            "training/clip_fraction, logprob/new_mean, ppo/ratio_max, reward/batch_avg): not a run "
+                            f"it can judge; {EXPECTED}")
+
+
 def _summary(path: Path) -> dict[str, Any]:
     data = _read_json(path)
     if not isinstance(data, dict):
@@ -224,13 +234,11 @@ def render(diag: Diagnosis, source: str, what: str, ctx: RunContext) -> str:
 
 def cli_main(argv: list[str]) -> int:
     """Entry point of ``reinflow doctor``; returns the exit code (0 report, 2 bad input)."""
-    try:
-        args = tyro.cli(DoctorArgs, args=argv, prog="reinflow doctor",
-                        config=(tyro.conf.PositionalRequiredArgs,))
-    except SystemExit as e:                       # --help, or tyro already printed the usage error
-        return int(e.code or 0)
+    from reinflow.cli import tyro_cli
+    args = tyro_cli(DoctorArgs, argv, "reinflow doctor", config=(tyro.conf.PositionalRequiredArgs,))
     try:
         hist, ctx, what = load_run(Path(args.path))
+        check_is_run(hist, Path(args.path))
         ctx = _apply_flags(ctx, args)
         diag = diagnose(hist, ctx)
     except ReinflowError as e:

@@ -20,7 +20,7 @@ def truncate_metrics(path: Path, keep_below_iteration: int) -> None:
     if not path.exists():
         return
     kept = []
-    for line in path.read_text().splitlines():
+    for line in path.read_text(errors="replace").splitlines():  # damaged bytes: that line is dropped
         try:
             row = json.loads(line)
         except json.JSONDecodeError:

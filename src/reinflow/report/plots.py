@@ -30,7 +30,8 @@ def plot_curve(xs: Sequence[float], ys: Sequence[float], title: str, xlabel: str
 # (file name, title, [(metric, label)], optional horizontal reference metric)
 PANELS = [
     ("success.png", "success rate", [("eval/success_rate", "eval (deterministic)"),
-                                     ("train/success_rate", "train episodes (stochastic)")]),
+                                     ("train/success_rate", "train episodes (stochastic)"),
+                                     ("train/success_gap", "gap: deterministic - stochastic")]),
     ("reward.png", "reward", [("reward/batch_avg", "mean reward per decision"),
                               ("reward/episode_return", "episode return")]),
     ("clip_fraction.png", "PPO clip fraction", [("training/clip_fraction", "clip fraction")]),

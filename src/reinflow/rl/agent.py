@@ -13,10 +13,12 @@ import torch
 from torch import nn
 
 from reinflow import ConfigError
-from reinflow.flow.chain import REDUCTIONS, ChainSample, LogProb, build_mask, chain_log_prob, sample_chain
+from reinflow.flow.chain import (REDUCTIONS, ChainSample, LogProb, build_mask, chain_log_prob, dct_basis,
+                                 sample_chain)
 from reinflow.flow.noise import NoiseHead
 from reinflow.policies.base import FlowPolicy
 from reinflow.policies.mlp import mlp
+from reinflow.validate import check_fields
 
 
 @dataclass
@@ -37,12 +39,20 @@ class SamplerConfig:
     """upper noise bound in force"""
     constant_sigma: bool = False
     """sigma fixed at sigma_hi (noise head unused)"""
+    noise_basis: int = 0
+    """0: white noise on every chunk step (ReinFlow); M > 0: M smooth (DCT) noise coefficients per
+    action dim over the executed steps, the likelihood over those M x A coefficients"""
 
     def __post_init__(self) -> None:
+        check_fields(self)  # a checkpoint's config.json may come from anywhere
         if self.reduction not in REDUCTIONS:
             raise ConfigError(f"logprob_reduction={self.reduction!r}: allowed {', '.join(REDUCTIONS)}")
         if self.act_steps < 1:
             raise ConfigError(f"act_steps={self.act_steps}: must be >= 1")
+        if not 0 <= self.noise_basis <= self.act_steps:
+            raise ConfigError(f"noise_basis={self.noise_basis}: allowed range [0, act_steps={self.act_steps}]")
+        if self.noise_basis and self.reduction == "per_step":
+            raise ConfigError("noise_basis > 0 needs logprob_reduction sum or mean (per_step needs white noise)")
 
 
 @dataclass
@@ -70,6 +80,16 @@ class Agent(nn.Module):
                                     sigma_hi=sampler.sigma_hi, constant=sampler.constant_sigma)
         self.critic = mlp([policy.value_feature_dim, critic_hidden, critic_hidden, 1])
         self.register_buffer("mask", build_mask(policy, sampler.act_steps, sampler.mask_executed))
+        # Derived from the sampler config (not saved): the basis must follow an act_steps override.
+        basis = dct_basis(policy.chunk_size, sampler.act_steps, sampler.noise_basis) if sampler.noise_basis else None
+        self.register_buffer("basis", None if basis is None else basis.float(), persistent=False)
+
+    @property
+    def num_dims(self) -> int:
+        """Gaussian dims one chain's log-prob sums over (masked entries, or coefficients, x K)."""
+        per_transition = int(self.mask.any(0).sum()) * self.sampler.noise_basis if self.sampler.noise_basis \
+            else int(self.mask.sum())
+        return per_transition * self.policy.denoise_steps
 
     # --- parameters -------------------------------------------------------------------------
     def actor_parameters(self) -> list[nn.Parameter]:
@@ -103,7 +123,7 @@ class Agent(nn.Module):
         batch = _batch_size(obs)
         s: ChainSample = sample_chain(self.policy, self.noise_head, ctx, batch, self.mask,
                                       self.sampler.reduction, deterministic, generator, x0,
-                                      self.sampler.logprob_clamp)
+                                      self.sampler.logprob_clamp, self.basis)
         return ActResult(action=s.action, chain=s.chain, logp=None if s.logprob is None else s.logprob.logp,
                          value=self.value(ctx), logprob=s.logprob)
 
@@ -111,7 +131,7 @@ class Agent(nn.Module):
         """(LogProb of the stored chains under current parameters, value [B])."""
         ctx = self.policy.encode(obs)
         lp = chain_log_prob(self.policy, self.noise_head, ctx, chain, self.mask,
-                            self.sampler.reduction, self.sampler.logprob_clamp)
+                            self.sampler.reduction, self.sampler.logprob_clamp, self.basis)
         return lp, self.value(ctx)
 
     def sampler_dict(self) -> dict:

@@ -53,8 +53,8 @@ def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) ->
         raise ConfigError(f"env={cfg.env!r}: action space {type(act_space).__name__} is not a Box")
     action_dim = int(np.prod(act_space.shape))
     lo, hi = cfg.schedule().bounds_at(0, cfg.iterations)
-    is_checkpoint = cfg.policy_path and (Path(cfg.policy_path) / "config.json").is_file() and \
-        "sampler" in json.loads((Path(cfg.policy_path) / "config.json").read_text() or "{}")
+    is_checkpoint = bool(cfg.policy_path) and (Path(cfg.policy_path) / "config.json").is_file() and \
+        "sampler" in read_checkpoint_config(Path(cfg.policy_path), require=False)
     if cfg.policy == "smolvla" and not is_checkpoint:
         return _new_smolvla_agent(cfg, obs_space, act_space, lo, hi)
     if cfg.policy_path:
@@ -109,7 +109,7 @@ def sampler_config(cfg: TrainConfig, chunk: int, lo: float, hi: float) -> Sample
     _check_act_steps(act_steps, chunk)
     return SamplerConfig(act_steps=act_steps, reduction=cfg.logprob_reduction, mask_executed=cfg.mask_executed,
                          logprob_clamp=cfg.logprob_clamp, sigma_lo=lo, sigma_hi=hi,
-                         constant_sigma=cfg.noise_schedule == "constant")
+                         constant_sigma=cfg.noise_schedule == "constant", noise_basis=cfg.noise_basis)
 
 
 def _check_act_steps(act_steps: int, chunk: int) -> None:
@@ -142,13 +142,31 @@ def apply_auto_scale(cfg: TrainConfig, agent: Agent, verbose: bool = True) -> tu
     return new, {"rule": cfg.scale_rule, "num_dims": dims, "values": v, "reasons": res.reasons}
 
 
+def resolve_device(name: str, local_rank: int = 0) -> Any:
+    """The torch device of ``--device`` (auto: this rank's GPU if there is one), checked to exist here."""
+    import torch
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name!r}: not a torch device; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r}: CUDA is not available on this machine (torch {torch.__version__}, "
+                          f"{'built with CUDA ' + torch.version.cuda if torch.version.cuda else 'a CPU-only build'}); "
+                          "use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev
+
+
 def health_context(cfg: TrainConfig, agent: Agent, scale_rule: str | None = None) -> Any:
     from reinflow.rl.health import RunContext
     pol = agent.policy
     return RunContext(chunk_size=pol.chunk_size, action_dim=pol.action_dim, padded_action_dim=pol.padded_action_dim,
                       denoise_steps=pol.denoise_steps, act_steps=agent.sampler.act_steps,
                       sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, clip_epsilon=cfg.clip_epsilon,
-                      logprob_reduction=cfg.logprob_reduction, num_dims=int(agent.mask.sum()) * pol.denoise_steps,
+                      logprob_reduction=cfg.logprob_reduction, num_dims=agent.num_dims,
                       lr=cfg.lr_actor, max_grad_norm=cfg.max_grad_norm_actor,
                       max_grad_norm_critic=cfg.max_grad_norm_critic, target_kl=cfg.target_kl,
                       scale_rule=scale_rule)

@@ -1,9 +1,11 @@
-"""Checkpoints: ``model.safetensors`` + ``config.json`` (+ ``trainer_state.pt`` for resuming).
+"""Checkpoints: ``model.safetensors`` + ``config.json`` (+ ``trainer_state.{json,safetensors}`` for
+resuming, see ``reinflow.rl.trainer_state``: nothing in a checkpoint is unpickled).
 
 Layout of a run folder: ``checkpoints/iter_000012/`` per checkpoint and ``checkpoints/latest``,
 a one-line pointer file. A checkpoint is written into a temporary folder, fsynced, renamed into
 place, and only then is the pointer replaced (os.replace is atomic): a kill or a full disk at
-any moment leaves the previous checkpoint valid and pointed to.
+any moment leaves the previous checkpoint valid and pointed to. A run folder whose pointer is lost
+or names a missing folder still resolves to its newest complete checkpoint.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from reinflow import ConfigError, ReinflowError, __version__
 from reinflow.policies import build_policy_from_config
 from reinflow.rl.agent import Agent, SamplerConfig
+from reinflow.rl.trainer_state import LEGACY, STRUCTURE, TENSORS, write_trainer_state
 
 FORMAT_VERSION = 1
 KEEP = 2
@@ -79,14 +82,14 @@ def save_agent(directory: str | Path, agent: Agent, extra_config: dict | None = 
                   **(extra_config or {})}
         _write_json(tmp / "config.json", config)
         if trainer_state is not None:
-            torch.save(trainer_state, tmp / "trainer_state.pt")
+            write_trainer_state(tmp, trainer_state)
         agent.policy.save_extra(str(tmp))
         _fsync_dir(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.rename(tmp, final)
         _fsync_dir(final.parent)
-    except (OSError, SafetensorError) as exc:
+    except (OSError, SafetensorError, RuntimeError) as exc:  # torch/safetensors report a full disk as these
         shutil.rmtree(tmp, ignore_errors=True)
         why = getattr(exc, "strerror", None) or str(exc)
         raise CheckpointWriteError(f"cannot write checkpoint {final}: {why}; "
@@ -115,27 +118,50 @@ def save_run_checkpoint(run_dir: str | Path, iteration: int, agent: Agent, extra
     return path
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint folder, or a run folder (-> its latest checkpoint)."""
+def _complete(ck: Path, for_resume: bool) -> bool:
+    files = ["config.json", "model.safetensors"]
+    if for_resume and not (ck / LEGACY).is_file():  # a legacy state is found, then refused with its reason
+        files += [STRUCTURE, TENSORS]
+    return ck.is_dir() and all((ck / f).is_file() for f in files)
+
+
+def resolve_checkpoint(path: str | Path, for_resume: bool = False) -> Path:
+    """A checkpoint folder, or a run folder (-> the checkpoint ``latest`` names, else its newest
+    complete one; ``for_resume``: complete includes the trainer state)."""
     p = Path(path)
-    if (p / "checkpoints" / "latest").is_file():
-        p = p / "checkpoints"
-    if (p / "latest").is_file():
-        name = (p / "latest").read_text().strip()
-        p = p / name
+    ckdir = p / "checkpoints" if (p / "checkpoints").is_dir() else p if (p / "latest").is_file() else None
+    if ckdir is not None:
+        candidates = []
+        try:
+            name = (ckdir / "latest").read_text().strip()
+            if name and "/" not in name and name not in (".", ".."):
+                candidates.append(ckdir / name)
+        except (OSError, UnicodeDecodeError):
+            pass                                  # no or damaged pointer: the newest complete folder
+        candidates += sorted(ckdir.glob("iter_*"), reverse=True)
+        for ck in candidates:
+            if _complete(ck, for_resume):
+                return ck
+        what = "config.json, model.safetensors" + (f", {STRUCTURE}, {TENSORS}" if for_resume else "")
+        raise ConfigError(f"run {path}: no complete checkpoint in {ckdir} (a folder iter_* with {what})")
     if not p.is_dir():
         raise ConfigError(f"checkpoint {path}: no such folder (expected a checkpoint or run folder)")
-    if not (p / "config.json").is_file() or not (p / "model.safetensors").is_file():
+    if not _complete(p, False):
         raise ConfigError(f"checkpoint {p}: expected config.json and model.safetensors inside")
+    if for_resume and not _complete(p, True):
+        raise ConfigError(f"checkpoint {p}: no trainer state ({STRUCTURE} + {TENSORS}); cannot resume from it")
     return p
 
 
-def read_checkpoint_config(path: Path) -> dict:
+def read_checkpoint_config(path: Path, require: bool = True) -> dict:
+    """A checkpoint's config.json, validated; ``require=False``: any JSON object (e.g. a LeRobot folder's)."""
     try:
         cfg = json.loads((path / "config.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigError(f"checkpoint {path / 'config.json'}: malformed JSON ({exc})") from None
-    if not isinstance(cfg, dict) or "policy" not in cfg or "sampler" not in cfg:
+    if not require:
+        return cfg if isinstance(cfg, dict) else {}
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("policy"), dict) or not isinstance(cfg.get("sampler"), dict):
         raise ConfigError(f"checkpoint {path / 'config.json'}: missing 'policy' or 'sampler' section")
     version = cfg.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:

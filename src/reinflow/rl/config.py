@@ -9,6 +9,7 @@ from typing import Literal
 
 from reinflow import ConfigError
 from reinflow.flow.noise import NoiseSchedule
+from reinflow.validate import check_fields
 
 
 @dataclass
@@ -45,9 +46,9 @@ class TrainConfig:
     """Euler steps K (default: 1)"""
     hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
     """MLP policy widths (new policies only)"""
-    sigma_min: float = 0.08
+    sigma_min: float = 0.16
     """lower noise bound"""
-    sigma_max: float = 0.16
+    sigma_max: float = 0.32
     """upper noise bound (start value for the decay schedule)"""
     noise_schedule: Literal["fixed", "decay", "constant"] = "fixed"
     """noise bounds over training: fixed, decay (hold then cosine to sigma_max_final), constant"""
@@ -55,8 +56,10 @@ class TrainConfig:
     """final sigma_max of the decay schedule"""
     noise_hold_frac: float = 0.3
     """fraction of iterations sigma_max is held before decaying"""
-    logprob_reduction: Literal["sum", "mean", "per_step"] = "mean"
-    """mean (per-dim average; default, see docs/benchmarks.md), per_step (one ratio per executed step), sum (exact)"""
+    noise_basis: int = 4
+    """M > 0: M smooth (DCT) noise coefficients per action dim over the executed steps (D = M x A x K); 0: white noise per step (ReinFlow)"""
+    logprob_reduction: Literal["sum", "mean", "per_step"] = "sum"
+    """sum (exact; default), mean (per-dim average), per_step (one ratio per executed step; white noise only)"""
     logprob_clamp: float | None = 1.0
     """clamp the 'mean' log-prob to [-c, c] as the ReinFlow reference code does (ignored by sum/per_step)"""
     mask_executed: bool = True
@@ -71,7 +74,7 @@ class TrainConfig:
     """discount per decision"""
     gae_lambda: float = 0.95
     """GAE lambda"""
-    lr_actor: float = 1e-4
+    lr_actor: float = 3e-5
     """actor (policy + noise head) learning rate"""
     lr_critic: float = 1e-3
     """critic learning rate"""
@@ -85,9 +88,9 @@ class TrainConfig:
     """passes over the batch per update"""
     minibatch_size: int = 40
     """samples (decisions) per minibatch"""
-    clip_epsilon: float = 0.01
-    """PPO clip range (0.01 suits the 'mean' ratio, a geometric mean over D dims; ~0.1 for per_step)"""
-    target_kl: float | None = 0.1
+    clip_epsilon: float = 0.2
+    """PPO clip range (0.2 for a summed ratio over D ~ 24; 0.01 suits the 'mean' ratio, ~0.1 per_step)"""
+    target_kl: float | None = 0.05
     """stop the epochs when the KL estimate measured after a step exceeds this (None: never)"""
     ent_coef: float = 0.0
     """entropy bonus coefficient"""
@@ -107,6 +110,8 @@ class TrainConfig:
     """normalise advantages per batch"""
     critic_shares_features: bool = False
     """let critic gradients reach the actor's features (default: detached)"""
+    time_limit_min: float | None = None
+    """stop cleanly (checkpoint + final evaluation) once training has run this many minutes"""
     eval_every: int = 10
     """evaluate every N iterations (0: only at the end)"""
     eval_episodes: int = 10
@@ -126,13 +131,15 @@ class TrainConfig:
     headless: bool = True
     """render without a display (MuJoCo EGL/OSMesa)"""
     render: bool = False
-    """record evaluation frames (off: --no-render)"""
+    """not implemented (no frames are recorded): --render is refused; --no-render is accepted for old scripts"""
     on_unhealthy: Literal["warn", "stop"] = "warn"
     """what the health monitor does on an error finding"""
     progress: bool = True
     """show a progress bar"""
     resume: bool = False
     """continue the run in --out from its latest checkpoint"""
+    overwrite: bool = False
+    """a non-empty --out (an earlier run) is moved aside to <out>.old-N instead of being refused"""
     reset_each_iteration: bool = False
     """reset every env at the start of each iteration (seeded by iteration): a killed run then
     resumes bit-identically; off, episodes continue across iterations"""
@@ -148,6 +155,7 @@ class TrainConfig:
     """named recipe applied before the flags (see reinflow train --help / docs)"""
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types, finite floats, seed range, hidden widths
         positive = ["iterations", "parallel_envs", "nproc", "rollout_steps", "update_epochs", "minibatch_size",
                     "eval_episodes", "checkpoint_every", "scale_ref_dim"]
         for name in positive:
@@ -157,6 +165,8 @@ class TrainConfig:
             val = getattr(self, name)
             if val is not None and val < 1:
                 raise ConfigError(f"{name}={val}: must be >= 1")
+        if self.render:
+            raise ConfigError("render=True: recording evaluation frames is not implemented; drop --render")
         if self.chunk_size and self.act_steps and self.act_steps > self.chunk_size:
             raise ConfigError(f"act_steps={self.act_steps}: must be <= chunk_size={self.chunk_size}")
         NoiseSchedule(self.noise_schedule, self.sigma_min, self.sigma_max, self.sigma_max_final,
@@ -172,6 +182,8 @@ class TrainConfig:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 0")
         if self.target_kl is not None and not self.target_kl > 0:
             raise ConfigError(f"target_kl={self.target_kl}: must be > 0 (or omitted to disable)")
+        if self.time_limit_min is not None and not 0 < self.time_limit_min < float("inf"):
+            raise ConfigError(f"time_limit_min={self.time_limit_min}: must be a finite number > 0 (or omitted)")
         if self.logprob_clamp is not None and not self.logprob_clamp > 0:
             raise ConfigError(f"logprob_clamp={self.logprob_clamp}: must be > 0")
 

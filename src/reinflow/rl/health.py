@@ -26,6 +26,7 @@ LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)   # same ceiling as flow.chain.per_
 SMOLVLA_MAX_ACTION_DIM = 32                    # padded-dim guess when a run does not say
 PRE_UPDATE_TOL = 1e-5                          # invariant 1: max |ratio - 1| before the first step
 CLIP_SATURATED_AT = 0.9
+CLIP_FINE_BELOW = 0.3                          # a measured clip fraction under this: the step size is fine
 GRAD_CLIPPED_AT = 0.9                          # fraction of optimizer steps whose gradient was clipped
 CRITIC_NORM_FACTOR = 100.0                     # critic norm this many x its max-grad-norm = exploding
 CRITIC_NORM_ABS = 1000.0                       # ... when the max-grad-norm is unknown (100 x a typical 10)
@@ -66,6 +67,8 @@ def normalize_keys(metrics: dict[str, Any]) -> dict[str, float]:
             val = float(val)
         if not isinstance(val, (int, float)):
             continue
+        if isinstance(val, int) and abs(val) >= 2**1024:  # beyond float (JSON allows any integer): reads as inf
+            val = math.inf if val > 0 else -math.inf
         c = _canon(str(key))
         if c in _EXACT:
             out[_EXACT[c]] = float(val)

@@ -11,7 +11,7 @@ import math
 from dataclasses import replace
 
 from reinflow.flow.scaling import predicted_clip_fraction, scale_for_dimension
-from reinflow.rl.health import (CLIP_SATURATED_AT, CODES, CRITIC_NORM_ABS, CRITIC_NORM_FACTOR, GRAD_CLIPPED_AT,
+from reinflow.rl.health import (CLIP_FINE_BELOW, CLIP_SATURATED_AT, CODES, CRITIC_NORM_ABS, CRITIC_NORM_FACTOR, GRAD_CLIPPED_AT,
                                 KNOWN_KEYS, LOG_SQRT_2PI, MIN_TREND_POINTS, PRE_UPDATE_TOL, SMOLVLA_MAX_ACTION_DIM,
                                 Z_EXTREME, Finding, RunContext, _Hist, _slope, _streak_start)
 
@@ -58,22 +58,40 @@ def _mask_mismatch(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | Non
                    f"Mask the log-prob to the {a} real action dims and executed steps ({want} entries).")
 
 
-def _logprob_above_bound(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def _summed_logprob_key(h: _Hist) -> str:
+    return "logprob/new_mean" if h.pts("logprob/new_mean") else "logprob/old_mean"
+
+
+def _per_dim_points(h: _Hist, ctx: RunContext) -> tuple[list[tuple[float, float]], str]:
+    """Per-dimension log-probs as logged, else derived: a run that logs only the summed log-prob
+    (reduction sum or unknown) is divided by the D its config implies (K x executed steps x real dims)."""
     pts = h.pts("logprob/per_dimension") + h.pts("logprob/per_dimension_max")
+    if pts:
+        return pts, ""
+    key = _summed_logprob_key(h)
+    d = ctx.total_dims() or h.last("logprob/num_dims")
+    if ctx.logprob_reduction not in (None, "sum") or not d or not h.pts(key):
+        return [], ""
+    return [(i, v / d) for i, v in h.pts(key)], f" (derived: {key} / D = {d:g}, no per-dimension log-prob logged)"
+
+
+def _logprob_above_bound(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+    pts, derived = _per_dim_points(h, ctx)
     lo = ctx.sigma_min or h.last("noise/sigma_lo")
     bound = -LOG_SQRT_2PI - math.log(lo) if lo else h.last("logprob/per_dimension_bound")
     if not pts or bound is None:
-        return "needs logprob/per_dimension and sigma_min (or logprob/per_dimension_bound)"
+        return ("needs logprob/per_dimension (or a summed logprob/new_mean and the sizes giving D) and sigma_min "
+                "(or logprob/per_dimension_bound)")
     it, pd = max(pts, key=lambda p: p[1])
     if pd <= bound + 1e-6:
         return None
     ev = {"logprob/per_dimension": pd, "bound": bound, "sigma_min": lo or math.exp(-bound - LOG_SQRT_2PI),
           "implied_sigma_max": math.exp(-pd - LOG_SQRT_2PI), **h.at(it)}
-    why = (f"logprob/per_dimension = {pd:.3g} > {bound:.3g} = -0.5 log(2 pi) - log(sigma_min = {ev['sigma_min']:.3g}): "
+    why = (f"logprob/per_dimension{derived} = {pd:.3g} > {bound:.3g} = -0.5 log(2 pi) - log(sigma_min = {ev['sigma_min']:.3g}): "
            f"no Gaussian with sigma >= sigma_min has a density that high, so the value is impossible with these "
            f"bounds (it needs sigma <= {ev['implied_sigma_max']:.3g}). Causes: sigma not bounded where the log-prob "
            "is computed, or the sum runs over more entries than it is divided by.")
-    total, d = h.last("logprob/new_mean"), ctx.total_dims()
+    total, d = h.last(_summed_logprob_key(h)), ctx.total_dims()
     fix = "Compute the log-prob with the bounded sigma of the noise head"
     if total is not None:
         d = d or (int(round(total / pd)) if pd else 0)
@@ -149,7 +167,7 @@ def _dimension_not_scaled(h: _Hist, ctx: RunContext, found: list[str]) -> Findin
                    f"lr/target KL/eps unchanged) or lr x{1 / growth:.3g}" +
                    (f" = {ctx.lr / growth:.3g}" if ctx.lr else "") +
                    " (sigma unchanged) - alternatives, never both; "
-                   f"or logprob_reduction=per_step. `reinflow scale` / --auto-scale compute these. Large sigma is "
+                   "or logprob_reduction=per_step. `reinflow scale` / --auto-scale compute these. Large sigma is "
                    "exploration noise: check the task still succeeds.")
 
 
@@ -234,12 +252,17 @@ def _ratio_spread(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None
     dev = max(-lmin, lmax)
     if dev <= max(5 * eps, 0.25):
         return None
+    clip = h.last("training/clip_fraction")
+    # The extremes are a few samples; the clip fraction measures the bulk. When it is low the step is
+    # fine (a healthy quickstart: median 0.11, max 0.23), unless a likelihood moved e^2 = 7x or more.
+    if clip is not None and clip < CLIP_FINE_BELOW and dev <= max(20 * eps, 2.0):
+        return None
     s_est, s_ok = dev / Z_EXTREME, eps / 1.645           # s giving a ~10 % clip fraction
     ev = {"ppo/ratio_min": rmin, "ppo/ratio_max": rmax, "log_ratio_min": lmin, "log_ratio_max": lmax,
           "clip_range_lo": 1 - eps, "clip_range_hi": 1 + eps, "max_abs_log_ratio_over_eps": dev / eps,
           "estimated_logratio_std": s_est}
     # a few extreme samples are normal; error when extreme (ratio e^2) or the bulk is clipped too
-    clip = h.last("training/clip_fraction") or 0.0
+    clip = clip or 0.0
     severe = dev > max(20 * eps, 2.0) or (dev > max(10 * eps, 0.7) and clip >= 0.5)
     return Finding("RATIO_SPREAD", "error" if severe else "warning", ev,
                    f"Ratios span {rmin:.3g}..{rmax:.3g} against the clip range [{1 - eps:g}, {1 + eps:g}]: "

@@ -17,8 +17,8 @@ import torch
 
 from reinflow import ConfigError, InvariantError, ReinflowError
 from reinflow.envs.factory import env_spaces, make_vector_env, set_headless_gl
-from reinflow.rl.build import apply_auto_scale, build_agent, env_kwargs, health_context
-from reinflow.rl.checkpoint import load_agent, resolve_checkpoint, save_run_checkpoint
+from reinflow.rl.build import apply_auto_scale, build_agent, env_kwargs, health_context, resolve_device
+from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint, save_run_checkpoint
 from reinflow.rl.config import TrainConfig
 from reinflow.rl.dist import (DistInfo, all_reduce, broadcast_module, init_distributed, param_max_abs_diff,
                               reduce_metrics, shutdown)
@@ -26,6 +26,8 @@ from reinflow.rl.evaluate import run_episodes
 from reinflow.rl.gae import TRUNCATION_MODES, gae, time_limit_as
 from reinflow.rl.ppo import Batch, cat_obs, ppo_update, pre_update_check
 from reinflow.rl.rollout import RewardScaler, collect_rollout
+from reinflow.rl.runfolder import check_out, claim_out, resume_changes
+from reinflow.rl.trainer_state import read_trainer_state, restore_trainer_state
 from reinflow.report.logger import MetricsLogger
 
 
@@ -100,6 +102,7 @@ def _seeded_reset(envs: Any, seed: int, iteration: int, first: int) -> Any:
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) a ReinFlow + PPO training; under torchrun, one data-parallel rank of it."""
+    check_out(cfg.out, cfg.resume, cfg.overwrite, cfg.policy_path)  # every rank, before any rank can write
     info = init_distributed()
     try:
         return _train(cfg, info)
@@ -117,21 +120,21 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     if cfg.headless:
         set_headless_gl()
     out = Path(cfg.out)
+    # Everything is read and validated before anything is written: a refused or failed resume
+    # leaves the run folder exactly as it was, so it stays resumable.
     state: dict | None = None
+    saved: dict = {}
     if cfg.resume:  # the CLI already took the run's saved config as defaults under the flags
-        ck = resolve_checkpoint(out)
-        try:
-            state = torch.load(ck / "trainer_state.pt", weights_only=False)
-        except (OSError, RuntimeError, EOFError) as exc:
-            raise ConfigError(f"checkpoint {ck}: trainer_state.pt unreadable ({exc}); cannot resume") from None
+        ck = resolve_checkpoint(out, for_resume=True)
+        saved = read_checkpoint_config(ck)
+        state = read_trainer_state(ck)
     kw = env_kwargs(cfg)
     obs_space, act_space = env_spaces(cfg.env, kw)
-    agent = load_agent(resolve_checkpoint(out))[0] if state is not None else build_agent(cfg, obs_space, act_space)
+    agent = load_agent(ck)[0] if state is not None else build_agent(cfg, obs_space, act_space)
     cfg, scale_info = apply_auto_scale(cfg, agent, verbose=cfg.progress and main)
-    if cfg.device == "auto":
-        device = torch.device(f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu")
-    else:
-        device = torch.device(cfg.device)
+    changes = resume_changes(asdict(cfg), saved.get("train") or {}, saved.get("derived") or {}, str(out)) \
+        if state is not None else {}
+    device = resolve_device(cfg.device, info.local_rank)
     agent.to(device).train()
     broadcast_module(agent, info)
     ref = copy.deepcopy(agent).eval().requires_grad_(False) if cfg.bc_coef > 0 else None
@@ -141,12 +144,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     scaler = RewardScaler(n_envs * info.world_size, cfg.gamma) if cfg.reward_scaling else None
     start_it, env_steps = 0, 0
     if state is not None:
-        actor_opt.load_state_dict(state["actor_opt"])
-        critic_opt.load_state_dict(state["critic_opt"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        start_it, env_steps = state["iteration"] + 1, state["env_steps"]
+        start_it, env_steps = restore_trainer_state(ck, state, actor_opt, critic_opt, scaler, n_envs * info.world_size)
     envs = make_vector_env(cfg.env, n_envs, agent.sampler.act_steps, cfg.vector, kw, first_index=info.rank * n_envs,
                            max_restarts=cfg.env_max_restarts, nonfinite=cfg.nonfinite)
     truncation = cfg.truncation if cfg.truncation != "auto" else envs.metadata.get("reinflow_truncation", "bootstrap")
@@ -157,12 +155,15 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     derived = {"truncation": truncation, "action_dim": agent.policy.action_dim,
                "padded_action_dim": agent.policy.padded_action_dim,
                "chunk_size": agent.policy.chunk_size, "denoise_steps": agent.policy.denoise_steps,
-               "act_steps": agent.sampler.act_steps, "num_dims": int(agent.mask.sum()) * agent.policy.denoise_steps,
+               "act_steps": agent.sampler.act_steps, "num_dims": agent.num_dims,
                "world_size": info.world_size, "auto_scale": scale_info}
-    run_config = {"train": asdict(cfg), "derived": derived}
+    # each resume is recorded with what it changed (fields that may change: iterations, lr, logging ...)
+    resumes = list(saved.get("resumes") or []) + ([{"at_iteration": start_it, "changed": changes}] if state else [])
+    run_config = {"train": asdict(cfg), "derived": derived, **({"resumes": resumes} if resumes else {})}
     logger = monitor = eval_envs = None
     if main:
-        out.mkdir(parents=True, exist_ok=True)
+        if state is None:
+            claim_out(out, cfg.overwrite)
         (out / "config.json").write_text(json.dumps(run_config, indent=2, default=str))
         logger = MetricsLogger(out, run_config, cfg.tensorboard, cfg.wandb, cfg.wandb_project,
                                resume_from_iteration=start_it if state is not None else None)
@@ -219,8 +220,10 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                     metrics["dist/world_size"] = info.world_size
                 if cfg.check_sync:
                     metrics["dist/param_max_abs_diff"] = param_max_abs_diff(agent, info)
-                stop_now = bool(all_reduce(torch.tensor([float(stop.hit)]), info, "max").item())
-                last = it == cfg.iterations - 1 or stop_now
+                out_of_time = cfg.time_limit_min is not None and time.time() - t_start > 60.0 * cfg.time_limit_min
+                flags = all_reduce(torch.tensor([float(stop.hit), float(out_of_time)]), info, "max")
+                stop_now, out_of_time = bool(flags[0].item()), bool(flags[1].item())
+                last = it == cfg.iterations - 1 or stop_now or out_of_time
                 if main:
                     if last or (cfg.eval_every and it % cfg.eval_every == 0):
                         final_eval = run_episodes(agent, eval_envs, cfg.eval_episodes, seed=10_000 + cfg.seed)
@@ -229,6 +232,10 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                         metrics.update({"eval/success_rate": final_eval["success_rate"],
                                         "eval/return_mean": final_eval["return_mean"],
                                         "eval/iteration": final_eval["iteration"]})
+                        if final_eval["success_rate"] is not None and metrics["train/success_rate"] is not None:
+                            # How much the injected noise costs: few successes in the batch means
+                            # little advantage signal (DESIGN section 7).
+                            metrics["train/success_gap"] = final_eval["success_rate"] - metrics["train/success_rate"]
                     try:
                         metrics.update(monitor.update(metrics, it))
                     except InvariantError as exc:  # --on-unhealthy stop: the stopping iteration is logged too
@@ -241,10 +248,17 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                                          "critic_opt": critic_opt.state_dict(),
                                          "scaler": scaler.state_dict() if scaler else None,
                                          "torch_rng": torch.get_rng_state()}
-                        save_run_checkpoint(out, it, agent, {"train": asdict(cfg), "derived": derived}, trainer_state)
+                        save_run_checkpoint(out, it, agent, run_config, trainer_state)
                 bar.update(1)
                 bar.set_postfix(steps=env_steps, reward=f"{metrics['reward/batch_avg']:.3g}",
                                 clip=f"{metrics['training/clip_fraction']:.2f}")
+                if out_of_time and not stop_now and it < cfg.iterations - 1:
+                    stopped = True
+                    if main:
+                        bar.write(f"time limit of {cfg.time_limit_min:g} min reached after iteration {it} "
+                                  f"(checkpoint and final evaluation written); continue with: "
+                                  f"reinflow train --out {out} --resume --time-limit-min MINUTES")
+                    break
                 if stop_now:
                     stopped = True
                     if main:

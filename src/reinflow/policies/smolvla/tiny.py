@@ -130,7 +130,8 @@ def cli_main(argv: list[str]) -> int:
                                              "Train with: reinflow train --policy smolvla --vlm-path DIR")
     ap.add_argument("dir", help="output folder")
     ap.add_argument("--text", action="append", default=[], help="extra text to add to the tokenizer vocabulary")
-    args = ap.parse_args(argv)
+    from reinflow.cli import parse_argparse
+    args = parse_argparse(ap, argv)
     out = write_tiny_vlm(args.dir, tuple(args.text))
     print(f"wrote tiny SmolVLM backbone to {out}")
     return 0

@@ -1,0 +1,144 @@
+"""The resumable trainer state (optimizers, reward scaler, torch RNG, counters), stored without pickle.
+
+A run folder may come from someone else, and unpickling runs whatever code the file names. So the
+state is split into ``trainer_state.safetensors`` (every tensor: Adam moments, step counters, the
+RNG state) and ``trainer_state.json`` (the structure, with plain values and ``{"__tensor__": key}``
+placeholders). Neither format can execute code; reading validates the structure and every value a
+resume uses, so a crafted or damaged file ends in one ``error:`` line.
+
+Checkpoints written before this format hold a pickled ``trainer_state.pt``: it is refused, never
+unpickled (see README, "Faults").
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from reinflow import ConfigError
+
+TENSORS, STRUCTURE, LEGACY = "trainer_state.safetensors", "trainer_state.json", "trainer_state.pt"
+# dicts whose keys are not all strings (optimizer state is keyed by parameter index), and tuples
+# (Adam's betas), are tagged so they come back as they went in: a resumed run is bit-identical.
+_TENSOR, _ITEMS, _TUPLE = "__tensor__", "__items__", "__tuple__"
+
+
+def _encode(obj: Any, tensors: dict[str, torch.Tensor], path: str) -> Any:
+    if isinstance(obj, torch.Tensor):
+        tensors[path] = obj.detach().cpu().contiguous().clone()
+        return {_TENSOR: path}
+    if isinstance(obj, dict):
+        if all(isinstance(k, str) for k in obj) and not {_TENSOR, _ITEMS, _TUPLE} & set(obj):
+            return {k: _encode(v, tensors, f"{path}.{k}") for k, v in obj.items()}
+        return {_ITEMS: [[k, _encode(v, tensors, f"{path}.{k}")] for k, v in obj.items()]}
+    if isinstance(obj, tuple):
+        return {_TUPLE: [_encode(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]}
+    if isinstance(obj, list):
+        return [_encode(v, tensors, f"{path}.{i}") for i, v in enumerate(obj)]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"trainer state at {path!r}: cannot store a {type(obj).__name__}")
+
+
+def write_trainer_state(directory: Path, state: dict) -> None:
+    """Write both files into ``directory`` (the caller fsyncs and renames the folder)."""
+    tensors: dict[str, torch.Tensor] = {}
+    structure = _encode(state, tensors, "state")
+    save_file(tensors, str(directory / TENSORS))
+    with open(directory / STRUCTURE, "w") as f:
+        json.dump(structure, f)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _decode(obj: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
+    if isinstance(obj, dict):
+        if set(obj) == {_TENSOR}:
+            key = obj[_TENSOR]
+            if not isinstance(key, str) or key not in tensors:
+                raise ValueError(f"{where}: refers to a tensor {key!r} that {TENSORS} does not hold")
+            return tensors[key]
+        if set(obj) == {_TUPLE}:
+            return tuple(_decode(v, tensors, where) for v in _as_list(obj[_TUPLE], where))
+        if set(obj) == {_ITEMS}:
+            out = {}
+            for item in _as_list(obj[_ITEMS], where):
+                if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], (int, str))):
+                    raise ValueError(f"{where}: malformed {_ITEMS} entry")
+                out[item[0]] = _decode(item[1], tensors, f"{where}.{item[0]}")
+            return out
+        return {k: _decode(v, tensors, f"{where}.{k}") for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v, tensors, where) for v in obj]
+    return obj
+
+
+def _as_list(val: Any, where: str) -> list:
+    if not isinstance(val, list):
+        raise ValueError(f"{where}: expected a list")
+    return val
+
+
+def read_trainer_state(ck: Path) -> dict:
+    """The state a checkpoint folder holds for resuming, validated; ConfigError otherwise."""
+    if not (ck / STRUCTURE).is_file() or not (ck / TENSORS).is_file():
+        if (ck / LEGACY).is_file():
+            raise ConfigError(f"checkpoint {ck}: {LEGACY} is the pickle format of reinflow before 0.2, which is "
+                              "never loaded (unpickling a file can run any code in it); resume it with the reinflow "
+                              f"that wrote it, or start a new run from its weights: --policy-path {ck}")
+        raise ConfigError(f"checkpoint {ck}: no {STRUCTURE} + {TENSORS}; it cannot be resumed "
+                          f"(start a new run from its weights: --policy-path {ck})")
+    try:
+        tensors = load_file(str(ck / TENSORS))
+        structure = json.loads((ck / STRUCTURE).read_text())
+        state = _decode(structure, tensors, "state")
+        _check_state(state)
+    except (SafetensorError, OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ConfigError(f"checkpoint {ck}: trainer state unreadable ({exc}); cannot resume from it") from None
+    return state
+
+
+def _check_state(state: Any) -> None:
+    """The values a resume reads, with the types it needs (the optimizers check their own)."""
+    if not isinstance(state, dict):
+        raise ValueError("top level is not an object")
+    for key in ("iteration", "env_steps"):
+        val = state.get(key)
+        if isinstance(val, bool) or not isinstance(val, int) or val < 0:
+            raise ValueError(f"{key}={val!r}: expected an integer >= 0")
+    for key in ("actor_opt", "critic_opt"):
+        if not isinstance(state.get(key), dict):
+            raise ValueError(f"{key}: expected an optimizer state")
+    rng = state.get("torch_rng")
+    if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8:
+        raise ValueError("torch_rng: expected a uint8 tensor")
+    scaler = state.get("scaler")
+    if scaler is not None:
+        if not isinstance(scaler, dict) or not isinstance(scaler.get("ret"), list):
+            raise ValueError("scaler: expected {ret, count, mean, m2}")
+        nums = [*scaler["ret"], scaler.get("count"), scaler.get("mean"), scaler.get("m2")]
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in nums):
+            raise ValueError("scaler: expected finite numbers")
+
+
+def restore_trainer_state(ck: Path, state: dict, actor_opt: Any, critic_opt: Any, scaler: Any,
+                          num_envs: int) -> tuple[int, int]:
+    """Load the state into this run's optimizers, scaler and torch RNG; (next iteration, env steps)."""
+    try:
+        actor_opt.load_state_dict(state["actor_opt"])
+        critic_opt.load_state_dict(state["critic_opt"])
+        if scaler is not None and state.get("scaler"):
+            if len(state["scaler"]["ret"]) != num_envs:
+                raise ValueError(f"reward scaler holds {len(state['scaler']['ret'])} envs, this run has {num_envs}")
+            scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        raise ConfigError(f"checkpoint {ck}: trainer state does not fit this run ({exc}); cannot resume") from None
+    return state["iteration"] + 1, state["env_steps"]

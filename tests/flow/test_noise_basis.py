@@ -1,0 +1,93 @@
+"""The smooth (DCT) noise basis: closed-form checks of its sampler and likelihood."""
+
+import math
+
+import pytest
+import torch
+
+from reinflow import ConfigError
+from reinflow.flow.chain import dct_basis, transition
+from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
+from reinflow.rl.agent import Agent, SamplerConfig
+
+
+def make_agent(k=1, chunk=10, act=8, a_dim=3, pad=2, m=4, reduction="sum", lo=0.08, hi=0.16):
+    torch.manual_seed(0)
+    pol = MLPFlowPolicy(MLPPolicyConfig(obs_dim=5, action_dim=a_dim, chunk_size=chunk, denoise_steps=k,
+                                        pad_action_dim=pad, hidden=[32, 32]))
+    return Agent(pol, SamplerConfig(act_steps=act, reduction=reduction, sigma_lo=lo, sigma_hi=hi, noise_basis=m))
+
+
+def obs_batch(agent, b=6):
+    return agent.policy.prepare_obs(torch.randn(b, 5, generator=torch.Generator().manual_seed(1)).numpy())
+
+
+def test_dct_basis_is_orthonormal_and_zero_past_executed_steps():
+    b = dct_basis(chunk_size=12, act_steps=9, components=4)
+    assert b.shape == (12, 4)
+    assert torch.allclose(b.T @ b, torch.eye(4, dtype=torch.float64), atol=1e-12)
+    assert torch.all(b[9:] == 0)
+    assert torch.allclose(b[:9, 0], torch.full((9,), 1 / 3, dtype=torch.float64))  # a constant offset
+    with pytest.raises(ConfigError, match="noise_basis=10"):
+        dct_basis(12, 9, 10)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_ratio_is_one_before_update(k, reduction):
+    agent = make_agent(k=k, reduction=reduction)
+    obs = obs_batch(agent)
+    with torch.no_grad():
+        res = agent.act(obs)
+        lp, _ = agent.evaluate(obs, res.chain)
+    assert torch.equal(lp.logp, res.logp)
+
+
+def test_noise_is_smooth_and_only_on_executed_steps():
+    agent = make_agent(act=8, m=2)
+    obs = obs_batch(agent)
+    with torch.no_grad():
+        res = agent.act(obs)
+        mu, _ = transition(agent.policy, agent.noise_head, res.chain[:, 0], 0, agent.policy.encode(obs),
+                           agent.basis)
+    noise = (res.chain[:, 1] - mu).double()
+    assert noise[:, 8:].abs().max() < 1e-6                         # unexecuted steps: no noise
+    b = agent.basis.double()
+    residual = noise - torch.einsum("hm,bmp->bhp", b, torch.einsum("hm,bhp->bmp", b, noise))
+    assert residual.abs().max() < 1e-5                             # inside span(basis)
+    assert noise[:, :8].abs().max() > 1e-3
+
+
+def test_log_prob_is_the_coefficient_density():
+    """log pi = sum over K, M coefficients and the real action dims of log N(z; 0, sigma^2)."""
+    agent = make_agent(k=2, chunk=6, act=5, a_dim=3, pad=2, m=3)
+    obs = obs_batch(agent, 4)
+    with torch.no_grad():
+        res = agent.act(obs)
+        ctx = agent.policy.encode(obs)
+        expected = torch.zeros(4, dtype=torch.float64)
+        for k in range(2):
+            mu, sigma = transition(agent.policy, agent.noise_head, res.chain[:, k], k, ctx, agent.basis)
+            assert sigma.shape == (4, 3, 5)                         # one sigma per coefficient
+            z = torch.einsum("hm,bhp->bmp", agent.basis.double(), res.chain[:, k + 1].double() - mu.double())
+            d = torch.distributions.Normal(torch.zeros_like(z), sigma.double()).log_prob(z)
+            expected += d[:, :, :3].sum((-1, -2))                   # padded dims never count
+    assert torch.allclose(res.logprob.total, expected, atol=1e-9)
+    assert res.logprob.num_dims == agent.num_dims == 2 * 3 * 3
+    assert float(res.logprob.per_dim.max()) <= -0.5 * math.log(2 * math.pi) - math.log(0.08)
+
+
+def test_sigma_stays_inside_bounds_after_large_head_weights():
+    agent = make_agent(lo=0.1, hi=0.3)
+    with torch.no_grad():
+        for p in agent.noise_head.parameters():
+            p.mul_(0).add_(50.0)
+        res = agent.act(obs_batch(agent))
+    assert 0.1 - 1e-7 <= float(res.logprob.sigma_mean) <= 0.3 + 1e-7
+
+
+def test_per_step_reduction_is_refused_with_a_basis():
+    with pytest.raises(ConfigError, match="per_step"):
+        SamplerConfig(act_steps=8, reduction="per_step", noise_basis=4)
+    with pytest.raises(ConfigError, match="noise_basis=9"):
+        SamplerConfig(act_steps=8, noise_basis=9)

@@ -189,8 +189,10 @@ def write_outputs(results: list[dict], out: Path, with_plot: bool = True) -> str
 def collect(out: Path) -> None:
     results = []
     for task in TASKS:
+        bc = sorted((out / task).glob("bc_success_*.json"))
+        bc_rate = json.loads(bc[-1].read_text())["success_rate"] if bc else None
         for done in sorted((out / task).glob("*/seed*/bench_done.json")):
-            results.append(dict(json.loads(done.read_text()), preset=done.parent.parent.name))
+            results.append(dict(json.loads(done.read_text()), preset=done.parent.parent.name, bc_success=bc_rate))
     print(write_outputs(results, out))
 
 

@@ -1,15 +1,20 @@
 """Time and memory of the real SmolVLA architecture (450M, random weights, built offline) under reinflow.
 
-Per rollout chunk (encode the prefix once + K-step chain, batch = n envs, no grad) and per PPO
-minibatch (encode + chain log-prob + backward, for a trainable preset). Prints a markdown table
-with the machine it ran on.
+Per rollout chunk (``Agent.act``: encode the prefix once + K-step chain, batch = n envs, no grad)
+and per PPO update (what the trainer runs: ``pre_update_check`` + ``ppo_update`` with its post-step
+KL, on one rollout of ``--rollout-steps`` x ``--batch`` chunks) for each trainable preset, two ways:
+re-encoding the prefix in every minibatch (the only way for ``all``), and reusing the rollout's
+kept prefix cache (``heads`` / ``expert``: the prefix is frozen). Also checks that the two give the
+same log-probs (the pre-update max |ratio - 1| of both paths) and prints markdown tables.
 
-    python benchmarks/smolvla_speed.py --batch 10 --minibatch 10 --presets heads expert
+    python benchmarks/smolvla_speed.py --batch 4 --minibatch 4 --presets heads expert        # CPU
+    python benchmarks/smolvla_speed.py --device cuda --batch 10 --rollout-steps 8 --minibatch 40 \
+        --epochs 5 --presets heads expert all                                              # GPU (seed setting)
+    python benchmarks/smolvla_speed.py --tiny                                              # smoke test, seconds
 
-Needs the smolvla extra (see docs/smolvla.md). Peak memory is the process RSS sampled every
-5 ms during a phase, minus the RSS before it.
+Needs the smolvla extra (see docs/smolvla.md). CPU peak memory is the process RSS sampled every
+5 ms during a phase, minus the RSS before it; on CUDA it is torch's peak allocated memory.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -25,12 +30,17 @@ import torch
 
 
 class PeakRSS:
-    """Peak resident memory above the level at entry, sampled by a thread."""
+    """Peak resident memory above the level at entry, sampled by a thread (CUDA: torch's peak
+    allocated memory during the phase, absolute)."""
 
-    def __init__(self) -> None:
+    def __init__(self, device: str = "cpu") -> None:
         self.proc = psutil.Process()
+        self.cuda = device.startswith("cuda")
 
     def __enter__(self) -> "PeakRSS":
+        if self.cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
         self.base = self.peak = self.proc.memory_info().rss
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True)
@@ -43,12 +53,16 @@ class PeakRSS:
             time.sleep(0.005)
 
     def __exit__(self, *exc) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
         self._stop.set()
         self._t.join()
         self.peak = max(self.peak, self.proc.memory_info().rss)
 
     @property
     def delta_gib(self) -> float:
+        if self.cuda:
+            return torch.cuda.max_memory_allocated() / 2**30
         return (self.peak - self.base) / 2**30
 
 
@@ -62,6 +76,8 @@ def machine() -> str:
     except OSError:
         pass
     import lerobot
+    if torch.cuda.is_available():
+        cpu = f"{torch.cuda.get_device_name()} (host {cpu})"
     return (f"{cpu}; {os.cpu_count()} cores; {psutil.virtual_memory().total / 2**30:.0f} GiB RAM; "
             f"torch {torch.__version__} ({torch.get_num_threads()} threads); lerobot {lerobot.__version__}; "
             f"python {platform.python_version()}")
@@ -74,78 +90,141 @@ def spaces(image: int):
     return obs, gym.spaces.Box(-1.0, 1.0, (6,), np.float32)
 
 
-def raw(batch: int, image: int) -> dict:
-    rng = np.random.default_rng(0)
+def raw(batch: int, image: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
     return {"state": rng.normal(size=(batch, 6)).astype(np.float32),
             "top": rng.integers(0, 256, (batch, image, image, 3), dtype=np.uint8),
             "wrist": rng.integers(0, 256, (batch, image, image, 3), dtype=np.uint8)}
 
 
-def main() -> None:
+class Timer:
+    """Wall and process-CPU seconds of a phase (synchronising CUDA at both ends)."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+
+    def __enter__(self) -> "Timer":
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.cuda:
+            torch.cuda.synchronize()
+        self.wall, self.cpu = time.perf_counter() - self.t0, time.process_time() - self.c0
+
+
+def rollout(agent, args) -> tuple[list, list, list]:
+    """``--rollout-steps`` chunks of ``--batch`` envs: (prepared obs, ActResults, per-chunk rows)."""
+    obs, acts, rows = [], [], []
+    for t in range(args.rollout_steps):
+        o = agent.policy.prepare_obs(raw(args.batch, args.image, seed=t))
+        with PeakRSS(args.device) as mem, Timer(args.device) as tm, torch.no_grad():
+            # one CPU generator per env, as the trainer does (noise drawn on CPU, then moved to the device)
+            res = agent.act(o, generator=[torch.Generator().manual_seed(1000 * t + i) for i in range(args.batch)])
+        obs.append(o)
+        acts.append(res)
+        rows.append((tm.wall, tm.cpu, mem.delta_gib))
+    return obs, acts, rows
+
+
+def one_update(agent, obs, acts, args, reuse: bool) -> dict:
+    """The trainer's update on this rollout: pre-update ratio check + ppo_update (epochs x minibatches,
+    post-step KL). Weights are restored afterwards so every measured update starts from the rollout's."""
+    from reinflow.rl.config import TrainConfig
+    from reinflow.rl.context import cat_contexts, context_nbytes
+    from reinflow.rl.ppo import Batch, cat_obs, ppo_update, pre_update_check
+
+    dev = acts[0].chain.device
+    trainable = [p for p in agent.parameters() if p.requires_grad]
+    saved = [p.detach().clone() for p in trainable]
+    n = args.batch * args.rollout_steps
+    gen = torch.Generator().manual_seed(0)
+    ctxs = [a.context for a in acts] if reuse else None
+    batch = Batch(obs=cat_obs(obs), chains=torch.cat([a.chain for a in acts]), logp=torch.cat([a.logp for a in acts]),
+                  advantages=torch.randn(n, generator=gen).to(dev), returns=torch.randn(n, generator=gen).to(dev),
+                  values=torch.cat([a.value for a in acts]), weights=torch.ones(n, device=dev),
+                  context=cat_contexts(ctxs) if reuse else None)
+    cfg = TrainConfig(update_epochs=args.epochs, minibatch_size=args.minibatch, target_kl=1e9)  # no early stop
+    actor_opt = torch.optim.AdamW(agent.actor_parameters(), lr=1e-5)
+    critic_opt = torch.optim.AdamW(agent.critic_parameters(), lr=1e-4)
+    with PeakRSS(args.device) as mem, Timer(args.device) as tm:
+        ratio_dev = pre_update_check(agent, obs[0], acts[0].chain, acts[0].logp, ctxs[0] if reuse else None)
+        upd = ppo_update(agent, actor_opt, critic_opt, batch, cfg, True, gen)
+    with torch.no_grad():
+        for p, s in zip(trainable, saved):
+            p.copy_(s)
+    kept = context_nbytes(batch.context) / n if reuse else 0.0
+    return {"wall": tm.wall, "cpu": tm.cpu, "mem": mem.delta_gib, "ratio_dev": ratio_dev, "bytes_per_sample": kept,
+            "epochs": upd["training/epochs_run"]}
+
+
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=10, help="envs per rollout chunk")
+    ap.add_argument("--rollout-steps", type=int, default=1, help="chunks per env in the rollout the update trains on")
     ap.add_argument("--minibatch", type=int, default=10, help="PPO minibatch size")
-    ap.add_argument("--denoise-steps", type=int, nargs="+", default=[1])
-    ap.add_argument("--presets", nargs="+", default=["heads", "expert"])
+    ap.add_argument("--epochs", type=int, default=1, help="PPO epochs per update")
+    ap.add_argument("--denoise-steps", type=int, default=1)
+    ap.add_argument("--presets", nargs="+", default=["heads", "expert"], choices=["heads", "expert", "all"])
+    ap.add_argument("--no-reencode", action="store_true", help="time only the kept-prefix path (heads/expert)")
     ap.add_argument("--image", type=int, default=64, help="env camera size (SmolVLA resizes to 512)")
     ap.add_argument("--act-steps", type=int, default=50)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--tiny", action="store_true", help="the tiny offline backbone instead of the real sizes (smoke test)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("error: --device cuda but torch.cuda.is_available() is False")
 
-    from reinflow.flow.chain import build_mask, chain_log_prob, sample_chain
-    from reinflow.flow.noise import NoiseHead
     from reinflow.policies.smolvla import build_smolvla_policy
     from reinflow.policies.smolvla.tiny import write_tiny_vlm
+    from reinflow.rl.agent import Agent, SamplerConfig
 
-    vlm = write_tiny_vlm(tempfile.mkdtemp(prefix="smolvla_real_arch_"), real_sizes=True)
-    roll_rows, ppo_rows = [], []
-    for k in args.denoise_steps:
-        torch.manual_seed(0)
-        policy = build_smolvla_policy(*spaces(args.image), vlm_path=str(vlm), denoise_steps=k,
-                                      trainable=args.presets[0], instruction="pick up the red cube and lift it")
-        head = NoiseHead(policy.noise_feature_dim, 50, 32, per_step=True, sigma_lo=0.08, sigma_hi=0.16)
-        mask = build_mask(policy, args.act_steps)
-        obs = policy.prepare_obs(raw(args.batch, args.image))
-        with PeakRSS() as mem, torch.no_grad():  # rollout cost does not depend on the preset
-            t0, c0 = time.perf_counter(), time.process_time()
-            ctx = policy.encode(obs)
-            t_enc = time.perf_counter() - t0
-            s = sample_chain(policy, head, ctx, args.batch, mask)
-            roll_rows.append((k, t_enc, time.perf_counter() - t0, time.process_time() - c0, mem.delta_gib))
-        del ctx
-        mb = {key: v[: args.minibatch] for key, v in obs.items()}
-        chain = s.chain[: args.minibatch]
-        for preset in args.presets:
-            policy.settings.trainable = preset
-            policy._apply_preset()
-            n = policy.num_parameters()
-            opt = torch.optim.AdamW(policy.trainable_parameters() + list(head.parameters()), lr=1e-5)
-            with PeakRSS() as mem:
-                t0, c0 = time.perf_counter(), time.process_time()
-                lp = chain_log_prob(policy, head, policy.encode(mb), chain, mask)
-                (-lp.logp.mean()).backward()
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                ppo_rows.append((preset, k, n, time.perf_counter() - t0, time.process_time() - c0, mem.delta_gib))
-            del opt, lp
-        del policy
-    print(f"**Machine**: {machine()}\n")
-    print(f"SmolVLA real architecture (SmolVLM2-500M sizes, 16 VLM layers, expert width 0.75), random "
-          f"weights; 2 cameras {args.image}x{args.image} (resized to 512x512 by SmolVLA), rollout batch "
-          f"{args.batch}, PPO minibatch {args.minibatch}, act_steps {args.act_steps}. Wall s on a shared "
-          "machine can exceed CPU s / threads; CPU s is the process's CPU time.\n")
-    print("| rollout chunk | K | encode wall s | chunk wall s | chunk CPU s | peak +GiB |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for k, te, tr, cr, mr in roll_rows:
-        print(f"| batch {args.batch} | {k} | {te:.1f} | {tr:.1f} | {cr:.1f} | {mr:.2f} |")
-    print("\n| PPO minibatch (encode + log-prob + backward + AdamW step) | K | params total / trainable "
-          "| wall s | CPU s | peak +GiB |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for preset, k, n, tp, cp, mp in ppo_rows:
-        print(f"| {preset}, minibatch {args.minibatch} | {k} | {n['total'] / 1e6:.0f}M / "
-              f"{n['trainable'] / 1e6:.1f}M | {tp:.1f} | {cp:.1f} | {mp:.2f} |")
+    vlm = write_tiny_vlm(tempfile.mkdtemp(prefix="smolvla_arch_"), real_sizes=not args.tiny)
+    presets = sorted(args.presets, key=["heads", "expert", "all"].index)
+    torch.manual_seed(0)
+    policy = build_smolvla_policy(*spaces(args.image), vlm_path=str(vlm), denoise_steps=args.denoise_steps,
+                                  trainable=presets[0], instruction="pick up the red cube and lift it",
+                                  device=args.device)
+    agent = Agent(policy, SamplerConfig(act_steps=args.act_steps, reduction="mean", logprob_clamp=1.0)).to(args.device)
+    obs, acts, roll_rows = rollout(agent, args)  # the rollout's cost does not depend on the preset
+    upd_rows = []
+    for preset in presets:
+        policy.settings.trainable = preset
+        policy._apply_preset()
+        paths = ([] if args.no_reencode and policy.frozen_encoder else [False]) + ([True] if policy.frozen_encoder else [])
+        for reuse in paths:
+            upd_rows.append((preset, reuse, policy.num_parameters(), one_update(agent, obs, acts, args, reuse)))
+    report(args, roll_rows, upd_rows)
+    return {"rollout": roll_rows, "updates": upd_rows}
+
+
+def report(args, roll_rows: list, upd_rows: list) -> None:
+    size = "tiny random backbone (smoke test)" if args.tiny else \
+        "real architecture (SmolVLM2-500M sizes, 16 VLM layers, expert width 0.75), random weights"
+    mem = "peak GPU GiB" if args.device.startswith("cuda") else "peak +GiB"
+    print(f"**Machine**: {machine()}; device {args.device}\n")
+    print(f"SmolVLA {size}; 2 cameras {args.image}x{args.image} (resized by SmolVLA to its vision size), "
+          f"rollout {args.rollout_steps} x batch {args.batch}, PPO minibatch {args.minibatch} x {args.epochs} epoch(s), "
+          f"K = {args.denoise_steps}, chunk 50, act_steps {args.act_steps}. CPU s is the process's CPU time.\n")
+    print(f"| rollout chunk (Agent.act, batch {args.batch}) | wall s | CPU s | {mem} |")
+    print("| --- | --- | --- | --- |")
+    wall, cpu = (float(np.mean([r[i] for r in roll_rows])) for i in range(2))
+    peak = max(r[2] for r in roll_rows)
+    print(f"| mean of {len(roll_rows)} | {wall:.2f} | {cpu:.2f} | {peak:.2f} |")
+    print("\n| update (pre-update check + ppo_update) | prefix | params total / trainable | wall s | CPU s "
+          f"| {mem} | kept MB/sample | pre-update max abs(ratio-1) | speed-up |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    base = {p: r["wall"] for p, reuse, _, r in upd_rows if not reuse}
+    for preset, reuse, n, r in upd_rows:
+        speed = f"{base[preset] / r['wall']:.2f}x" if reuse and preset in base else ""
+        print(f"| {preset} | {'kept from rollout' if reuse else 're-encoded'} | {n['total'] / 1e6:.0f}M / "
+              f"{n['trainable'] / 1e6:.1f}M | {r['wall']:.2f} | {r['cpu']:.2f} | {r['mem']:.2f} | "
+              f"{r['bytes_per_sample'] / 2**20:.2f} | {r['ratio_dev']:.3g} | {speed} |")
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ with an expert (``--env ID --env-kwargs JSON [--expert module:callable]``, MetaW
 with a report folder.
 
 demos (scripted expert) -> flow-matching BC of a deliberately imperfect policy -> evaluation ->
-ReinFlow + PPO fine-tuning on parallel headless envs (D = chunk 50 x 6 dims, K = 1) ->
+ReinFlow + PPO fine-tuning on parallel headless envs (chunk 50 x 6, K = 1, smooth noise: D = 4 x 6) ->
 evaluation on the same held-out seeds -> ``summary.json``, ``summary.md`` and PNG plots.
 
 Everything goes through the library (``record_demos``, ``pretrain``, ``train``,
@@ -193,10 +193,11 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     act_steps = cfg.act_steps or cfg.chunk_size
     eval_seed = 10_000 + cfg.seed
     eval_parallel = 10
-    dims = act_steps * tgt.action_dim
+    basis = TrainConfig().noise_basis  # the default recipe's noise: D = coefficients (or white: steps) x A
+    dims = (basis or act_steps) * tgt.action_dim
 
-    _stage(f"task {tgt.label} ({env_id}); budget {cfg.minutes:g} min; chain D = {act_steps} x {tgt.action_dim} = {dims}, "
-           "K = 1", t0)
+    _stage(f"task {tgt.label} ({env_id}); budget {cfg.minutes:g} min; chain D = {basis or act_steps} x "
+           f"{tgt.action_dim} = {dims}, K = 1", t0)
     if act_steps < cfg.chunk_size:
         print(f"  note: act_steps={act_steps} < chunk {cfg.chunk_size}: closed-loop execution, D = {dims} "
               "(asked for on the command line)")
@@ -273,7 +274,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "clip_fraction_median": sorted(clip)[len(clip) // 2] if clip else None,
         "ratio_min": min(col("ppo/ratio_min")) if col("ppo/ratio_min") else None,
         "ratio_max": max(col("ppo/ratio_max")) if col("ppo/ratio_max") else None,
-        "chain_dims": dims, "action_dim": tgt.action_dim, "chunk_size": cfg.chunk_size, "act_steps": act_steps, "denoise_steps": 1,
+        "chain_dims": dims, "noise_basis": basis, "action_dim": tgt.action_dim, "chunk_size": cfg.chunk_size,
+        "act_steps": act_steps, "denoise_steps": 1,
         "demos": demos, "pretrain": pre,
         "config": {"quickstart": asdict(cfg), "train": asdict(tcfg)},
         "plots": [str(p) for p in plots],
@@ -302,8 +304,8 @@ def _markdown(s: dict, tcfg) -> str:
         f"* gain: **{s['success_gain_pp']:+.1f} percentage points**",
         f"* fine-tuning: {s['iterations']} of {s['iterations_planned']} planned PPO iterations, {s['env_steps']} env steps; "
         f"whole command {s['wall_time_s'] / 60:.1f} min (budget {s['budget_s'] / 60:.1f} min)",
-        f"* chain: chunk {s['chunk_size']} x {s['action_dim']} dims, {s['act_steps']} executed per decision, K = 1: "
-        f"D = {s['chain_dims']}",
+        f"* chain: chunk {s['chunk_size']} x {s.get('action_dim', 6)} dims, {s['act_steps']} executed per decision, K = 1, "
+        f"noise basis {s.get('noise_basis', 0)} (0 = white): D = {s['chain_dims']}",  # SmolVLA's summary: white
         f"* recipe: noise basis {tcfg.noise_basis} (0 = white), reduction `{tcfg.logprob_reduction}`, "
         f"sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
         f"lr_actor {tcfg.lr_actor:g}, clip {tcfg.clip_epsilon}, target_kl {tcfg.target_kl}, "
@@ -321,7 +323,13 @@ def _markdown(s: dict, tcfg) -> str:
 
 
 def cli_main(argv: list[str]) -> int:
-    from reinflow.cli import tyro_cli
+    from reinflow.cli import _pop_flag, tyro_cli
+    policy, argv = _pop_flag(list(argv), "--policy")
+    if policy == "smolvla":  # LeRobot's SmolVLA end to end: reinflow/quickstart_smolvla.py
+        from reinflow.quickstart_smolvla import cli_main as smolvla_main
+        return smolvla_main(argv)
+    if policy not in (None, "mlp"):
+        raise ConfigError(f"policy={policy!r}: allowed mlp, smolvla")
     cfg = tyro_cli(QuickstartConfig, argv, "reinflow quickstart")
     run_quickstart(cfg)
     return 0

@@ -91,7 +91,7 @@ def test_quickstart_runs_the_pipeline_on_any_env_with_an_expert(tmp_path, expert
                "--parallel-envs", "2", "--rollout-steps", "2", "--iterations", "1", "--no-progress"])
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
-    assert s["env"] == "Pendulum-v1" and s["action_dim"] == 1 and s["chain_dims"] == 8
+    assert s["env"] == "Pendulum-v1" and s["action_dim"] == 1 and s["chain_dims"] == (s["noise_basis"] or 8) * 1
     assert s["success_before"] is None and s["eval_after"]["length_mean"] == 24   # no success signal
     assert json.loads(s["config"]["train"]["env_kwargs"]) == {"max_episode_steps": 24}
     assert s["demos"]["episodes"] == 2 and (out / "summary.md").is_file()

@@ -28,7 +28,8 @@ def test_two_iterations_with_cameras(run):
     rows = read_metrics(run / "metrics.jsonl")
     assert [r["iteration"] for r in rows] == [0, 1]
     for r in rows:
-        assert r["ppo/pre_update_ratio_max_dev"] <= 1e-5       # eval-mode base model, one time grid
+        assert r["ppo/pre_update_ratio_max_dev"] == 0.0        # the rollout's own prefix cache: exact
+        assert r["ppo/context_reused"] == 1.0                  # heads preset: the frozen prefix is not re-encoded
         assert r["logprob/num_dims"] == 4 * 6                  # smooth-noise coefficients x real dims (not x 32)
         assert 0.16 <= r["noise/sigma_mean"] <= 0.32
         assert r["logprob/per_dimension"] <= r["logprob/per_dimension_bound"]

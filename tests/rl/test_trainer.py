@@ -147,3 +147,26 @@ def test_truncation_auto_follows_the_env_and_a_flag_overrides_it(tmp_path, env, 
     assert main(["train", *argv, *flag, "--iterations", "1", "--eval-every", "0", "--eval-episodes", "1",
                  "--out", str(out)]) == 0
     assert json.loads((out / "config.json").read_text())["derived"]["truncation"] == expected
+
+
+def test_time_limit_stops_cleanly_with_checkpoint_and_final_eval(tmp_path, capsys):
+    out = tmp_path / "limited"
+    assert main(["train", *FAST, "--iterations", "50", "--time-limit-min", "1e-6", "--eval-every", "0",
+                 "--out", str(out)]) == 0
+    rows = read_metrics(out / "metrics.jsonl")
+    assert [r["iteration"] for r in rows] == [0]                # stopped after the first iteration
+    assert rows[0]["eval/iteration"] == 0                       # ... with the final evaluation
+    assert (out / "checkpoints" / "latest").read_text().strip() == "iter_000000"
+    assert "time limit of 1e-06 min reached after iteration 0" in capsys.readouterr().out
+
+
+def test_success_gap_is_deterministic_minus_stochastic(tmp_path):
+    out = tmp_path / "arm"
+    assert main(["train", "--env", "reinflow/ArmReach-v0", "--chunk-size", "10", "--parallel-envs", "4",
+                 "--rollout-steps", "20", "--iterations", "2", "--eval-every", "1", "--eval-episodes", "4",
+                 "--hidden", "32", "32", "--no-progress", "--no-tensorboard", "--out", str(out)]) == 0
+    rows = read_metrics(out / "metrics.jsonl")
+    gaps = [r for r in rows if r.get("train/success_gap") is not None]
+    assert gaps, "an env that reports success must log the gap every iteration"
+    for r in gaps:
+        assert r["train/success_gap"] == pytest.approx(r["eval/success_rate"] - r["train/success_rate"])

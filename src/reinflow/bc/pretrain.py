@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -34,7 +35,9 @@ class DemosConfig:
     episodes: int = 100
     """episodes to record"""
     out: str = "runs/demos"
-    """output folder (demos.npz + meta.json)"""
+    """output folder (demos.npz + meta.json, or a LeRobot dataset with --format lerobot)"""
+    format: Literal["npz", "lerobot"] = "npz"
+    """npz (reinflow's format) or lerobot (a LeRobotDataset, v3.0: needs the smolvla extra)"""
     seed: int = 0
     """first episode seed"""
     obs_mode: str = "state"
@@ -58,12 +61,18 @@ class DemosConfig:
 
 @dataclass
 class PretrainConfig:
-    """Flow-matching behaviour cloning of the MLP flow policy on recorded demonstrations."""
+    """Flow-matching behaviour cloning (MLP flow policy, or LeRobot's SmolVLA) on recorded demonstrations."""
 
     demos: str = "runs/demos"
-    """demos folder written by `reinflow demos`"""
+    """demos folder written by `reinflow demos`, or a LeRobot dataset folder (meta/info.json)"""
     out: str = "runs/pretrain"
     """checkpoint folder to write (what `reinflow train --policy-path` starts from)"""
+    policy: Literal["mlp", "smolvla"] = "mlp"
+    """mlp, or smolvla (LeRobot's SmolVLAPolicy.forward loss on a LeRobot dataset; try --steps 300 --batch-size 32)"""
+    vlm_path: str | None = None
+    """policy=smolvla: SmolVLM backbone folder / hub id (e.g. from `reinflow smolvla-tiny`)"""
+    trainable: Literal["heads", "expert", "all"] = "all"
+    """policy=smolvla: parameters BC trains"""
     chunk_size: int = 50
     """actions per chunk H"""
     denoise_steps: int = 1
@@ -130,16 +139,39 @@ def flow_matching_loss(policy: MLPFlowPolicy, obs: torch.Tensor, chunk: torch.Te
     return ((v - target) ** 2)[..., : policy.action_dim].mean()
 
 
+def fit(step_loss: Callable[[], torch.Tensor], opt: torch.optim.Optimizer, sched: Any, steps: int, desc: str,
+        progress: bool, clip: tuple[list[torch.nn.Parameter], float] | None = None) -> list[float]:
+    """``steps`` optimizer steps on ``step_loss()`` (a fresh minibatch each call), with an optional
+    gradient-norm clip ``(params, max_norm)``. Returns the losses."""
+    from tqdm import tqdm
+    losses: list[float] = []
+    bar = tqdm(range(steps), desc=desc, disable=not progress, dynamic_ncols=True)
+    for step in bar:
+        loss = step_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(*clip)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
+    bar.close()
+    return losses
+
+
 def pretrain(cfg: PretrainConfig) -> dict:
     """Train, write the checkpoint (+ loss_curve.png), return a summary dict."""
-    from tqdm import tqdm
+    if cfg.policy == "smolvla":
+        return _pretrain_smolvla(cfg)
 
-    from reinflow.envs.demos import load_demos
+    from reinflow.bc.lerobot_data import load_any_demos
     from reinflow.report.plots import plot_curve
     from reinflow.rl.checkpoint import save_agent
     from reinflow.rl.runfolder import claim_out
     try:
-        demos = load_demos(cfg.demos)
+        demos = load_any_demos(cfg.demos)
     except (ValueError, OSError) as exc:
         raise ConfigError(str(exc)) from None
     n_ep = demos.num_episodes if cfg.max_episodes is None else min(cfg.max_episodes, demos.num_episodes)
@@ -154,19 +186,11 @@ def pretrain(cfg: PretrainConfig) -> dict:
     act_t = torch.as_tensor(act_np)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=1e-6)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps, eta_min=cfg.lr * 0.05)
-    losses = []
-    bar = tqdm(range(cfg.steps), desc="reinflow pretrain", disable=not cfg.progress, dynamic_ncols=True)
-    for step in bar:
+    def step_loss() -> torch.Tensor:
         idx = torch.randint(0, len(obs_t), (cfg.batch_size,), generator=gen)
-        loss = flow_matching_loss(policy, obs_t[idx], act_t[idx], gen)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-    bar.close()
+        return flow_matching_loss(policy, obs_t[idx], act_t[idx], gen)
+
+    losses = fit(step_loss, opt, sched, cfg.steps, "reinflow pretrain", cfg.progress)
     agent = Agent(policy, SamplerConfig(act_steps=cfg.chunk_size))
     summary = {"episodes": n_ep, "samples": int(len(obs_t)), "steps": cfg.steps,
                "loss_first_100": float(np.mean(losses[:100])), "loss_last_100": float(np.mean(losses[-100:]))}
@@ -182,6 +206,22 @@ def pretrain(cfg: PretrainConfig) -> dict:
     return {**summary, "out": str(path)}
 
 
+def _pretrain_smolvla(cfg: PretrainConfig) -> dict:
+    if not cfg.vlm_path:
+        raise ConfigError("policy=smolvla needs --vlm-path (a SmolVLM backbone; offline: reinflow smolvla-tiny DIR)")
+    try:
+        from reinflow.bc.smolvla_bc import SmolVLABCConfig, smolvla_bc
+        from reinflow.rl.runfolder import claim_out
+        claim_out(cfg.out, cfg.overwrite)  # as the MLP path: an earlier folder is moved aside, never deleted
+        return smolvla_bc(SmolVLABCConfig(dataset=cfg.demos, out=cfg.out, vlm_path=cfg.vlm_path,
+                                          chunk_size=cfg.chunk_size, trainable=cfg.trainable, steps=cfg.steps,
+                                          batch_size=cfg.batch_size, lr=cfg.lr, max_episodes=cfg.max_episodes,
+                                          seed=cfg.seed, progress=cfg.progress)) | {"out": cfg.out}
+    except ImportError as exc:
+        raise ConfigError(f"policy=smolvla needs the extra: pip install -e '.[smolvla]' && pip install --no-deps "
+                          f"lerobot==0.4.4 torchvision==0.28.0 (docs/smolvla.md) [{exc}]") from None
+
+
 def demos_cli(argv: list[str]) -> int:
     from reinflow.envs.demos import record_demos
     from reinflow.envs.factory import check_env_id
@@ -194,10 +234,13 @@ def demos_cli(argv: list[str]) -> int:
     obs_mode = kwargs.pop("obs_mode", cfg.obs_mode)
     check_out(cfg.out, overwrite=cfg.overwrite)
     claim_out(cfg.out, cfg.overwrite)
+    record = record_demos
+    if cfg.format == "lerobot":
+        from reinflow.bc.lerobot_data import record_lerobot_demos as record
     try:
-        summary = record_demos(cfg.env, cfg.episodes, cfg.out, seed=cfg.seed, only_success=cfg.only_success,
-                               progress=cfg.progress, obs_mode=obs_mode, image_size=tuple(cfg.image_size),
-                               expert=cfg.expert, **kwargs)
+        summary = record(cfg.env, cfg.episodes, cfg.out, seed=cfg.seed, only_success=cfg.only_success,
+                        progress=cfg.progress, obs_mode=obs_mode, image_size=tuple(cfg.image_size),
+                        expert=cfg.expert, **kwargs)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     print(json.dumps(summary, indent=2, default=str))

@@ -49,6 +49,9 @@ class FlowPolicy(nn.Module):
     noise_feature_dim: int
     noise_features_per_step: bool = False  # True when VelocityOut.noise_features is [B, H, F]
     value_feature_dim: int
+    # True when ``encode`` has no trainable parameter and is deterministic (e.g. SmolVLA's frozen
+    # prefix): the trainer may then reuse the rollout's contexts in the update (reinflow.rl.context).
+    frozen_encoder: bool = False
 
     def prepare_obs(self, raw_obs: Any) -> Any:
         """Batched raw observation from a vector env (numpy / dict of numpy) -> model input.

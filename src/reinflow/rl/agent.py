@@ -58,13 +58,14 @@ class SamplerConfig:
 @dataclass
 class ActResult:
     """action [B, H, A] (unclipped real dims of x_K); chain [B, K+1, H, P]; logp [B, S];
-    value [B]; logprob: full LogProb (None when deterministic)."""
+    value [B]; logprob: full LogProb (None when deterministic); context: what ``encode`` returned."""
 
     action: torch.Tensor
     chain: torch.Tensor
     logp: torch.Tensor | None
     value: torch.Tensor
     logprob: LogProb | None
+    context: Any = None
 
 
 class Agent(nn.Module):
@@ -125,11 +126,12 @@ class Agent(nn.Module):
                                       self.sampler.reduction, deterministic, generator, x0,
                                       self.sampler.logprob_clamp, self.basis)
         return ActResult(action=s.action, chain=s.chain, logp=None if s.logprob is None else s.logprob.logp,
-                         value=self.value(ctx), logprob=s.logprob)
+                         value=self.value(ctx), logprob=s.logprob, context=ctx)
 
-    def evaluate(self, obs: Any, chain: torch.Tensor) -> tuple[LogProb, torch.Tensor]:
-        """(LogProb of the stored chains under current parameters, value [B])."""
-        ctx = self.policy.encode(obs)
+    def evaluate(self, obs: Any, chain: torch.Tensor, context: Any = None) -> tuple[LogProb, torch.Tensor]:
+        """(LogProb of the stored chains under current parameters, value [B]). ``context``: the
+        rollout's ``encode`` output for these rows, reused when the encoder is frozen."""
+        ctx = self.policy.encode(obs) if context is None else context
         lp = chain_log_prob(self.policy, self.noise_head, ctx, chain, self.mask,
                             self.sampler.reduction, self.sampler.logprob_clamp, self.basis)
         return lp, self.value(ctx)

@@ -38,6 +38,8 @@ class TrainConfig:
     """policy=smolvla: a SmolVLM backbone folder/hub id for a fresh SmolVLA (e.g. from reinflow smolvla-tiny)"""
     trainable: Literal["heads", "expert", "all"] = "heads"
     """policy=smolvla: parameters PPO updates (heads: action projections + action-time MLP)"""
+    context_cache_gib: float = 4.0
+    """frozen encoder (smolvla heads/expert): GiB of rollout prefix caches the update reuses (0: re-encode)"""
     chunk_size: int | None = None
     """actions per chunk H (default: the checkpoint's, else 8)"""
     act_steps: int | None = None

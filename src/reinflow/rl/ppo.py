@@ -15,6 +15,7 @@ import torch
 from reinflow import InvariantError
 from reinflow.envs.chunk import NonFiniteError
 from reinflow.rl.agent import Agent
+from reinflow.rl.context import index_context
 from reinflow.rl.dist import DistInfo, all_reduce, average_gradients
 
 PRE_UPDATE_TOL = 1e-5
@@ -24,7 +25,8 @@ PRE_UPDATE_TOL = 1e-5
 class Batch:
     """Flattened rollout, B = T * N: obs [B, ...], chains [B, K+1, H, P], logp [B, S],
     advantages, returns, values [B]; weights [B]: 1, or 0 for decisions of dropped episodes
-    (kept in the batch so every rank runs the same number of minibatches)."""
+    (kept in the batch so every rank runs the same number of minibatches); context: the rollout's
+    ``encode`` outputs [B, ...] when the encoder is frozen (reinflow.rl.context), else None."""
 
     obs: Any
     chains: torch.Tensor
@@ -33,6 +35,7 @@ class Batch:
     returns: torch.Tensor
     values: torch.Tensor
     weights: torch.Tensor
+    context: Any = None
 
 
 def cat_obs(items: list[Any]) -> Any:
@@ -52,10 +55,12 @@ def index_obs(obs: Any, idx: torch.Tensor) -> Any:
 
 
 @torch.no_grad()
-def pre_update_check(agent: Agent, obs: Any, chains: torch.Tensor, logp: torch.Tensor) -> float:
+def pre_update_check(agent: Agent, obs: Any, chains: torch.Tensor, logp: torch.Tensor,
+                     context: Any = None) -> float:
     """Recompute the log-prob of one rollout step's batch (same inputs, same batch size, so the
-    same kernels) before any optimizer step. Returns max |ratio - 1|; raises past 1e-5."""
-    lp, _ = agent.evaluate(obs, chains)
+    same kernels) before any optimizer step. Returns max |ratio - 1|; raises past 1e-5.
+    ``context``: that step's kept rollout context (frozen encoder), else it is re-encoded."""
+    lp, _ = agent.evaluate(obs, chains, context)
     dev = float((torch.exp(lp.logp - logp) - 1.0).abs().max())
     if not dev <= PRE_UPDATE_TOL:
         raise InvariantError(
@@ -96,7 +101,8 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
         for start in range(0, n, cfg.minibatch_size):
             idx = perm[start:start + cfg.minibatch_size]
             mb_obs, mb_chain = index_obs(batch.obs, idx), batch.chains[idx]
-            lp, value = agent.evaluate(mb_obs, mb_chain)
+            mb_ctx = None if batch.context is None else index_context(batch.context, idx)
+            lp, value = agent.evaluate(mb_obs, mb_chain, mb_ctx)
             logratio = lp.logp - batch.logp[idx]                       # [M, S], float64
             ratio = logratio.exp()
             mb_adv = batch.advantages[idx]
@@ -135,7 +141,7 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
                 ratio_min, ratio_max = min(ratio_min, float(ratio.min())), max(ratio_max, float(ratio.max()))
                 if update_actor and cfg.target_kl is not None:
                     # KL measured *after* the step: the pre-step estimate is 0 on the first minibatch.
-                    lp2, _ = agent.evaluate(mb_obs, mb_chain)
+                    lp2, _ = agent.evaluate(mb_obs, mb_chain, mb_ctx)
                     lr2 = lp2.logp - batch.logp[idx]
                     r2 = lr2.exp()
                     # Also the ratio after the step: the pre-step clip fraction of the minibatch that

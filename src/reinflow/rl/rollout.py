@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from reinflow.rl.agent import Agent
+from reinflow.rl.context import context_nbytes
 from reinflow.rl.dist import DistInfo, all_gather_1d
 
 
@@ -22,7 +23,8 @@ class Rollout:
     """obs: list (length T) of prepared observations [N, ...]; chains [T, N, K+1, H, P];
     logp [T, N, S]; values, rewards (scaled), raw_rewards, final_values: [T, N];
     terminated, truncated: bool [T, N]; last_values [N]; valid: bool [T, N], False for the
-    decisions of episodes dropped after an env fault; episodes: finished-episode stats."""
+    decisions of episodes dropped after an env fault; episodes: finished-episode stats;
+    contexts: per step, what ``encode`` returned (frozen encoder within the budget), else None."""
 
     obs: list[Any]
     chains: torch.Tensor
@@ -44,6 +46,7 @@ class Rollout:
     success: float
     episodes: list[dict] = field(default_factory=list)
     reward_components: dict[str, float] = field(default_factory=dict)
+    contexts: list[Any] | None = None
 
 
 class RewardScaler:
@@ -104,9 +107,12 @@ def _scale(scaler: RewardScaler, reward: np.ndarray, done: np.ndarray, info: Dis
 
 @torch.no_grad()
 def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: RewardScaler | None,
-                    generator: Any, dist_info: DistInfo | None = None) -> tuple[Rollout, Any]:
+                    generator: Any, dist_info: DistInfo | None = None,
+                    keep_context_bytes: int = 0) -> tuple[Rollout, Any]:
     """Run ``steps`` decisions in every env. Returns (Rollout, raw observation to continue from).
-    ``generator``: a torch.Generator or one per env (see ``reinflow.flow.chain.randn``)."""
+    ``generator``: a torch.Generator or one per env (see ``reinflow.flow.chain.randn``).
+    ``keep_context_bytes``: keep each step's ``encode`` output for the update while the total
+    stays within this many bytes (0: keep none; see ``reinflow.rl.context``)."""
     dist_info = dist_info or DistInfo()
     n = envs.num_envs
     policy = agent.policy
@@ -117,6 +123,8 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
     ep_start = np.zeros(n, dtype=int)  # row where each env's current episode began in this rollout
     dropped = 0
     res = None
+    contexts: list[Any] | None = [] if keep_context_bytes > 0 else None
+    kept_bytes = 0
     for t in range(steps):
         obs = policy.prepare_obs(raw_obs)
         res = agent.act(obs, generator=generator)
@@ -144,6 +152,10 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
             if not key.startswith("_"):
                 comps[key] = comps.get(key, 0.0) + float(np.mean(val))
         scaled = _scale(scaler, reward, done, dist_info) if scaler is not None else reward
+        if contexts is not None:
+            kept_bytes += context_nbytes(res.context)
+            # Over the budget the update re-encodes every observation (all steps or none: one path).
+            contexts = contexts + [res.context] if kept_bytes <= keep_context_bytes else None
         obs_l.append(obs)
         chains.append(res.chain)
         logps.append(res.logp)
@@ -163,5 +175,5 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
         truncated=torch.stack(truncs), final_values=torch.stack(finals), last_values=last_v,
         env_steps=env_steps, per_dim=torch.stack(per_dims), valid=valid, dropped_episodes=dropped, sigma_mean=float(np.mean(sigmas)),
         num_dims=res.logprob.num_dims, bound=res.logprob.bound, success=float(np.mean(successes)),
-        episodes=episodes, reward_components={k: v / steps for k, v in comps.items()})
+        episodes=episodes, reward_components={k: v / steps for k, v in comps.items()}, contexts=contexts)
     return roll, raw_obs

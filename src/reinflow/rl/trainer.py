@@ -20,6 +20,7 @@ from reinflow.envs.factory import env_spaces, make_vector_env, set_headless_gl
 from reinflow.rl.build import apply_auto_scale, build_agent, env_kwargs, health_context, resolve_device
 from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint, save_run_checkpoint
 from reinflow.rl.config import TrainConfig
+from reinflow.rl.context import cat_contexts, context_budget_bytes
 from reinflow.rl.dist import (DistInfo, all_reduce, broadcast_module, init_distributed, param_max_abs_diff,
                               reduce_metrics, shutdown)
 from reinflow.rl.evaluate import run_episodes
@@ -197,7 +198,8 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                     raw_obs = _seeded_reset(envs, cfg.seed, it, first)
                 gens = [torch.Generator().manual_seed(stream_seed(cfg.seed, it, first + i, 1)) for i in range(n_envs)]
                 t0 = time.time()
-                roll, raw_obs = collect_rollout(envs, agent, raw_obs, cfg.rollout_steps, scaler, gens, info)
+                roll, raw_obs = collect_rollout(envs, agent, raw_obs, cfg.rollout_steps, scaler, gens, info,
+                                                context_budget_bytes(agent.policy, cfg.context_cache_gib))
                 t_roll = time.time() - t0
                 env_steps += int(all_reduce(torch.tensor([float(roll.env_steps)]), info).item())
                 _check_bound(float(roll.per_dim.max()), roll.bound, lo, "rollout")
@@ -205,10 +207,13 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                 adv = gae(roll.rewards, roll.values, term, trunc, roll.final_values, roll.last_values,
                           cfg.gamma, cfg.gae_lambda)
                 t1 = time.time()
-                pre_dev = pre_update_check(agent, roll.obs[0], roll.chains[0], roll.logp[0])
+                ctxs = roll.contexts  # frozen encoder: the update reuses the rollout's contexts
+                pre_dev = pre_update_check(agent, roll.obs[0], roll.chains[0], roll.logp[0], ctxs[0] if ctxs else None)
                 batch = Batch(obs=cat_obs(roll.obs), chains=roll.chains.flatten(0, 1), logp=roll.logp.flatten(0, 1),
                               advantages=adv.advantages.flatten(), returns=adv.returns.flatten(),
-                              values=roll.values.flatten(), weights=roll.valid.flatten().float())
+                              values=roll.values.flatten(), weights=roll.valid.flatten().float(),
+                              context=cat_contexts(ctxs) if ctxs else None)
+                roll.contexts = ctxs = None  # the batch holds the concatenated copy
                 upd_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, it, info.rank, 2))
                 upd = ppo_update(agent, actor_opt, critic_opt, batch, cfg, it >= cfg.critic_warmup_iters, upd_gen,
                                  ref, info)
@@ -298,7 +303,7 @@ def _iteration_metrics(cfg: TrainConfig, it: int, roll: Any, upd: dict, batch: B
         **upd,
         "logprob/per_dimension": float(roll.per_dim.mean()), "logprob/per_dimension_bound": roll.bound,
         "logprob/num_dims": roll.num_dims, "logprob/old_mean": float(roll.logp.sum(-1).mean()),
-        "ppo/pre_update_ratio_max_dev": pre_dev,
+        "ppo/pre_update_ratio_max_dev": pre_dev, "ppo/context_reused": float(batch.context is not None),
         "training/explained_variance": explained_variance(batch.values, batch.returns),
         "training/actor_updated": float(it >= cfg.critic_warmup_iters),
         "noise/sigma_mean": roll.sigma_mean, "noise/sigma_lo": lo, "noise/sigma_hi": hi,

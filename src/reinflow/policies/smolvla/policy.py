@@ -140,6 +140,12 @@ class SmolVLAFlowPolicy(FlowPolicy):
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
 
+    @property
+    def frozen_encoder(self) -> bool:
+        """``heads`` / ``expert``: the prefix (vision encoder, VLM, state projection) is frozen, so the
+        PPO update can reuse the rollout's prefix KV cache instead of re-encoding (reinflow.rl.context)."""
+        return not self._prefix_trainable
+
     def set_train_mode(self) -> None:
         self.eval()  # never train mode: same log-prob at rollout and update (DESIGN invariant 1)
 

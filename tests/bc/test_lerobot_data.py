@@ -1,0 +1,90 @@
+"""LeRobot datasets in and out (real LeRobotDataset, v3.0), and SmolVLA BC through LeRobot's own loss
+into a folder `reinflow train --policy smolvla --policy-path` fine-tunes. Tiny data, offline, CPU."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("lerobot")
+
+from reinflow.cli import main  # noqa: E402
+
+ENV = "reinflow/ArmReach-v0"
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lr")
+    common = ["--env", ENV, "--episodes", "2", "--obs-mode", "pixels_state", "--image-size", "32", "32",
+              "--no-progress"]
+    assert main(["demos", *common, "--out", str(root / "npz")]) == 0
+    assert main(["demos", *common, "--format", "lerobot", "--out", str(root / "lerobot")]) == 0
+    return root
+
+
+def test_dataset_loads_in_lerobot_and_round_trips(recorded):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from reinflow.bc.lerobot_data import load_lerobot_demos
+    from reinflow.envs.demos import load_demos
+    ds = LeRobotDataset("reinflow/ArmReach-v0", root=recorded / "lerobot")   # LeRobot's own reader, offline
+    assert ds.fps == 20 and ds.num_episodes == 2
+    item = ds[0]
+    assert item["observation.images.top"].shape == (3, 32, 32) and item["action"].shape == (6,)
+    assert item["task"] == "move the gripper to the green target"
+    npz, back = load_demos(recorded / "npz"), load_lerobot_demos(recorded / "lerobot")
+    assert len(ds) == npz.num_steps == back.num_steps
+    assert back.env_id == ENV and back.instruction == npz.instruction
+    for e in range(2):  # the same seeds: the same episodes, bit for bit (PNG is lossless)
+        np.testing.assert_array_equal(back.observations[e], npz.observations[e])
+        np.testing.assert_array_equal(back.actions[e], npz.actions[e])
+        for cam in ("top", "wrist"):
+            np.testing.assert_array_equal(back.images[cam][e], npz.images[cam][e])
+
+
+def test_user_dataset_without_state_is_a_clear_error(recorded, tmp_path):
+    import shutil
+
+    from reinflow import ConfigError
+    from reinflow.bc.lerobot_data import load_lerobot_demos
+    bad = tmp_path / "bad"
+    shutil.copytree(recorded / "lerobot", bad)
+    info = json.loads((bad / "meta" / "info.json").read_text())
+    info["features"].pop("observation.state")
+    (bad / "meta" / "info.json").write_text(json.dumps(info))
+    with pytest.raises(ConfigError, match="observation.state"):
+        load_lerobot_demos(bad)
+
+
+def test_mlp_pretrain_reads_a_lerobot_dataset(recorded, tmp_path):
+    assert main(["pretrain", "--demos", str(recorded / "lerobot"), "--out", str(tmp_path / "mlp"), "--steps", "5",
+                 "--batch-size", "8", "--chunk-size", "8", "--no-progress"]) == 0
+    cfg = json.loads((tmp_path / "mlp" / "config.json").read_text())
+    assert cfg["train"]["env"] == ENV and cfg["policy"]["obs_dim"] > 0
+
+
+def test_smolvla_bc_then_reinflow_train(recorded, tmp_path):
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+
+    from reinflow.policies.smolvla.tiny import write_tiny_vlm
+    from reinflow.report.logger import read_metrics
+    vlm = write_tiny_vlm(tmp_path / "vlm")
+    bc = tmp_path / "bc"
+    assert main(["pretrain", "--policy", "smolvla", "--vlm-path", str(vlm), "--demos", str(recorded / "lerobot"),
+                 "--out", str(bc), "--steps", "40", "--batch-size", "8", "--lr", "3e-3", "--no-progress"]) == 0
+    summary = json.loads((bc / "bc_summary.json").read_text())
+    assert summary["loss_last"] < summary["loss_first"]            # LeRobot's flow-matching loss went down
+    loaded = SmolVLAPolicy.from_pretrained(str(bc / "lerobot"))    # a plain LeRobot policy folder
+    assert loaded.config.chunk_size == 50
+    pre = json.loads((bc / "lerobot" / "policy_preprocessor.json").read_text())
+    assert any("normalizer" in s.get("registry_name", "") for s in pre["steps"])
+    out = tmp_path / "run"
+    assert main(["train", "--env", ENV, "--env-kwargs", '{"image_size": [32, 32]}', "--policy", "smolvla",
+                 "--policy-path", str(bc), "--parallel-envs", "2", "--iterations", "1", "--rollout-steps", "2",
+                 "--minibatch-size", "2", "--update-epochs", "1", "--eval-episodes", "1", "--no-progress",
+                 "--no-tensorboard", "--out", str(out)]) == 0
+    row = read_metrics(out / "metrics.jsonl")[0]
+    assert row["ppo/pre_update_ratio_max_dev"] == 0.0 and row["ppo/context_reused"] == 1.0

@@ -1,0 +1,29 @@
+"""`reinflow quickstart --policy smolvla`, shrunk to seconds: every stage runs and the report is written."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("lerobot")
+
+from reinflow.cli import main  # noqa: E402
+
+
+def test_smolvla_quickstart_smoke(tmp_path):
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--policy", "smolvla", "--out", str(out), "--demo-episodes", "2", "--bc-steps", "3",
+                 "--bc-batch-size", "4", "--eval-episodes", "2", "--train-eval-episodes", "1", "--parallel-envs", "2",
+                 "--rollout-steps", "1", "--max-iterations", "1", "--no-progress"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["iterations"] == 1 and s["eval_episodes_before"] == s["eval_episodes_after"] == 2
+    assert s["context_reused"] == 1.0 and s["pre_update_ratio_max_dev"] == 0.0
+    assert (out / "dataset" / "meta" / "info.json").exists() and (out / "bc" / "lerobot" / "config.json").exists()
+    md = (out / "summary.md").read_text()
+    assert md.startswith("# reinflow quickstart --policy smolvla:") and "LeRobotDataset" in md
+
+
+def test_unknown_policy_is_an_error(capsys):
+    assert main(["quickstart", "--policy", "vla9000"]) == 2
+    assert "error: policy='vla9000'" in capsys.readouterr().err

@@ -183,7 +183,7 @@ CASES = [
     ("eval-json-out", lambda r, t: put(t / "f", "x") or ["eval", str(ck(r)), "--episodes", "1", "--json-out", str(t / "f" / "e.json")], "Not a directory"),
     ("quickstart-minutes", lambda r, t: ["quickstart", "--minutes", "nan"], "minutes=nan: must be a finite number"),
     ("quickstart-seed", lambda r, t: ["quickstart", "--seed", "-1"], "seed=-1"),
-    ("demos-non-arm", lambda r, t: ["demos", "--env", "Pendulum-v1", "--episodes", "1"], "scripted expert of the built-in arm tasks"),
+    ("demos-non-arm", lambda r, t: ["demos", "--env", "Pendulum-v1", "--episodes", "1"], "no built-in expert for it"),
     ("demos-image-size", lambda r, t: ["demos", "--image-size", "0", "0"], "image_size=(0, 0)"),
     ("demos-obs-mode", lambda r, t: ["demos", "--obs-mode", "rgb"], "obs_mode='rgb': allowed state, pixels_state"),
     ("pretrain-hidden", lambda r, t: ["pretrain", "--demos", str(r / "demos"), "--hidden"], "hidden=[]"),

@@ -30,8 +30,8 @@ from reinflow.validate import check_fields
 USAGE = """usage: reinflow COMMAND [flags]   (reinflow COMMAND --help for the flags)
 
 commands:
-  quickstart    demos -> pretrain -> eval -> ReinFlow fine-tuning -> eval -> report, on the built-in arm (--policy smolvla: LeRobot SmolVLA)
-  demos         record scripted-expert demonstrations
+  quickstart    demos -> pretrain -> eval -> ReinFlow fine-tuning -> eval -> report (arm task, --env ID, or --policy smolvla)
+  demos         record expert demonstrations (arm, MetaWorld, or --expert module:callable; --format lerobot)
   pretrain      flow-matching behaviour cloning of the MLP flow policy on demonstrations
   train         ReinFlow + PPO fine-tuning on any gymnasium env with a Box action space
   eval          evaluate a checkpoint with the sampler it was trained with

@@ -1,4 +1,6 @@
-"""``reinflow quickstart``: the whole pipeline on a built-in arm task, with a report folder.
+"""``reinflow quickstart``: the whole pipeline on a built-in arm task (``--task``), or on any env
+with an expert (``--env ID --env-kwargs JSON [--expert module:callable]``, MetaWorld's included),
+with a report folder.
 
 demos (scripted expert) -> flow-matching BC of a deliberately imperfect policy -> evaluation ->
 ReinFlow + PPO fine-tuning on parallel headless envs (chunk 50 x 6, K = 1, smooth noise: D = 4 x 6) ->
@@ -49,6 +51,16 @@ BC_SETTINGS = {
 QUICKSTART_ITERATIONS = {"reach": 300, "push": 300, "pick-lift": 300}
 
 
+# --env: any env with an expert (envs/experts.py). BC deliberately imperfect on MetaWorld's 500-step
+# episodes: 3 demos x 1000 steps at chunk 50 gave (deterministic, 20 episodes) reach-v3 35 %,
+# drawer-open-v3 45 %, pick-place-v3 10 % (10 demos: 80 %, -, 10 %).
+ENV_BC_SETTINGS = dict(episodes=3, steps=1000)
+# 25 x 4,000 = 100k env steps: the MT10 benchmark's budget, where the smooth-noise defaults took the ten
+# tasks from 43.0 % to 48.2 % (docs/benchmarks.md §5); longer runs are measured only with the earlier
+# white-noise defaults, which collapsed after ~40 iterations on drawer-open.
+ENV_ITERATIONS = 25
+
+
 @dataclass
 class QuickstartConfig:
     """Demos -> BC pretraining -> eval -> ReinFlow fine-tuning (D = 50 x 6) -> eval -> report."""
@@ -57,6 +69,12 @@ class QuickstartConfig:
     """report folder (summary.json, summary.md, plots/, plus demos/, pretrain/, train/)"""
     task: Literal["reach", "push", "pick-lift"] = "pick-lift"
     """built-in arm task (pick-lift: the grasp the seed system failed at)"""
+    env: str | None = None
+    """instead of --task: any env id with an expert, e.g. metaworld:Meta-World/MT1 (docs/metaworld.md)"""
+    env_kwargs: str = ""
+    """--env's gymnasium.make kwargs as JSON, e.g. '{"env_name": "reach-v3"}'"""
+    expert: str | None = None
+    """--env's demo expert as module:callable (default: the built-in one of arm and MetaWorld ids)"""
     minutes: float = 15.0
     """wall-clock budget of the whole command, in minutes"""
     seed: int = 0
@@ -105,12 +123,40 @@ def _stage(msg: str, t0: float) -> None:
     print(f"[quickstart {time.time() - t0:6.1f}s] {msg}", flush=True)
 
 
-def _evaluate(ckpt: Path, env_id: str, act_steps: int, episodes: int, seed: int, parallel: int) -> dict:
+@dataclass
+class Target:
+    """What the pipeline runs on: --task's arm env with its settings, or --env's."""
+
+    label: str
+    env_id: str
+    env_kwargs: dict
+    bc: dict
+    iterations: int
+    action_dim: int
+
+
+def _target(cfg: QuickstartConfig) -> Target:
+    from reinflow.envs.factory import env_spaces
+    from reinflow.rl.build import resolve_env_kwargs
+    if cfg.env is None:
+        return Target(cfg.task, TASKS[cfg.task], {}, BC_SETTINGS[cfg.task], QUICKSTART_ITERATIONS[cfg.task], 6)
+    kw = resolve_env_kwargs(cfg.env_kwargs, cfg.env, "mlp")
+    label = kw.get("env_name", cfg.env)  # MetaWorld: the task name
+    return Target(label, cfg.env, kw, ENV_BC_SETTINGS, ENV_ITERATIONS, int(env_spaces(cfg.env, kw)[1].shape[-1]))
+
+
+def _score(res: dict) -> str:
+    ok = res["success_rate"]
+    return (f"success {ok:.3f}, " if ok is not None else "") + f"return {res['return_mean']:.4g}"
+
+
+def _evaluate(ckpt: Path, env_id: str, act_steps: int, episodes: int, seed: int, parallel: int,
+              env_kwargs: dict | None = None) -> dict:
     from reinflow.envs.factory import make_vector_env
     from reinflow.rl.checkpoint import load_agent
     from reinflow.rl.evaluate import run_episodes
     agent, _, _ = load_agent(ckpt, sampler_overrides={"act_steps": act_steps})
-    envs = make_vector_env(env_id, min(parallel, episodes), act_steps, "sync", {})
+    envs = make_vector_env(env_id, min(parallel, episodes), act_steps, "sync", env_kwargs or {})
     try:
         t = time.time()
         res = run_episodes(agent, envs, episodes, seed=seed, deterministic=True)
@@ -134,29 +180,32 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     t0 = time.time()
     budget_s = cfg.minutes * 60.0
     set_headless_gl()
-    env_id = TASKS[cfg.task]
+    tgt = _target(cfg)
+    env_id, kw = tgt.env_id, tgt.env_kwargs
     out = Path(cfg.out)
     # Like train: an earlier report folder is never deleted; refused, or moved aside with --overwrite.
     check_out(out, overwrite=cfg.overwrite)
     claim_out(out, cfg.overwrite)
-    bc = BC_SETTINGS[cfg.task]
+    bc = tgt.bc
     bc_episodes = cfg.bc_episodes or bc["episodes"]
     bc_steps = cfg.bc_steps or bc["steps"]
     demo_episodes = cfg.demo_episodes or bc_episodes
     act_steps = cfg.act_steps or cfg.chunk_size
     eval_seed = 10_000 + cfg.seed
     eval_parallel = 10
-    basis = TrainConfig().noise_basis  # the default recipe's noise: D = coefficients (or white: steps) x 6
-    dims = (basis or act_steps) * 6
+    basis = TrainConfig().noise_basis  # the default recipe's noise: D = coefficients (or white: steps) x A
+    dims = (basis or act_steps) * tgt.action_dim
 
-    _stage(f"task {cfg.task} ({env_id}); budget {cfg.minutes:g} min; chain D = {basis or act_steps} x 6 = {dims}, K = 1", t0)
+    _stage(f"task {tgt.label} ({env_id}); budget {cfg.minutes:g} min; chain D = {basis or act_steps} x "
+           f"{tgt.action_dim} = {dims}, K = 1", t0)
     if act_steps < cfg.chunk_size:
         print(f"  note: act_steps={act_steps} < chunk {cfg.chunk_size}: closed-loop execution, D = {dims} "
               "(asked for on the command line)")
 
     # 1. demos
     _stage(f"1/6 recording {demo_episodes} scripted-expert demos", t0)
-    demos = record_demos(env_id, demo_episodes, out / "demos", seed=cfg.seed, progress=cfg.progress)
+    demos = record_demos(env_id, demo_episodes, out / "demos", seed=cfg.seed, progress=cfg.progress,
+                         expert=cfg.expert, **kw)
     _stage(f"    {demos['episodes']} demos, {demos['steps']} steps, expert success {demos['success_rate']:.2f}", t0)
 
     # 2. BC
@@ -169,18 +218,19 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
 
     # 3. eval before
     _stage(f"3/6 evaluating the pretrained policy on {cfg.eval_episodes} held-out episodes", t0)
-    before = _evaluate(out / "pretrain", env_id, act_steps, cfg.eval_episodes, eval_seed, eval_parallel)
-    _stage(f"    success {before['success_rate']:.3f} ({before['episodes']} episodes)", t0)
+    before = _evaluate(out / "pretrain", env_id, act_steps, cfg.eval_episodes, eval_seed, eval_parallel, kw)
+    _stage(f"    {_score(before)} ({before['episodes']} episodes)", t0)
 
     # 4. fine-tune: one run with the default recipe; what is left of the budget caps it.
-    iterations = cfg.iterations or QUICKSTART_ITERATIONS[cfg.task]
+    iterations = cfg.iterations or tgt.iterations
     # The after-evaluation costs about what the before one did (often less: successes end early).
     reserve = before["seconds"] * 1.3 + 10.0
     left_min = (budget_s - (time.time() - t0) - reserve) / 60.0
     if left_min <= 0:
         raise ConfigError(f"minutes={cfg.minutes:g}: the budget is spent before fine-tuning starts "
                           f"({(time.time() - t0) / 60:.1f} min so far); give more minutes")
-    tcfg = TrainConfig(env=env_id, out=str(out / "train"), policy_path=str(out / "pretrain"), act_steps=act_steps,
+    tcfg = TrainConfig(env=env_id, env_kwargs=json.dumps(kw) if kw else "", out=str(out / "train"),
+                       policy_path=str(out / "pretrain"), act_steps=act_steps,
                        seed=cfg.seed, iterations=iterations, eval_every=max(1, iterations // 10),
                        eval_episodes=cfg.train_eval_episodes, progress=cfg.progress, checkpoint_every=max(1, iterations // 4),
                        time_limit_min=left_min)
@@ -190,7 +240,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         tcfg = replace(tcfg, rollout_steps=cfg.rollout_steps)
     _stage(f"4/6 ReinFlow fine-tuning: {iterations} iterations (at most {left_min:.1f} min) of "
            f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, noise basis {tcfg.noise_basis} "
-           f"(chain D = {tcfg.noise_basis or act_steps} x 6), sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
+           f"(chain D = {tcfg.noise_basis or act_steps} x {tgt.action_dim}), sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
            f"lr {tcfg.lr_actor:g}, clip {tcfg.clip_epsilon}", t0)
     res = train(tcfg)
     done_iters = res.iterations
@@ -200,8 +250,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
 
     # 5. eval after
     _stage(f"5/6 evaluating the fine-tuned policy on the same {cfg.eval_episodes} episodes", t0)
-    after = _evaluate(out / "train", env_id, act_steps, cfg.eval_episodes, eval_seed, eval_parallel)
-    _stage(f"    success {after['success_rate']:.3f} ({after['episodes']} episodes)", t0)
+    after = _evaluate(out / "train", env_id, act_steps, cfg.eval_episodes, eval_seed, eval_parallel, kw)
+    _stage(f"    {_score(after)} ({after['episodes']} episodes)", t0)
 
     # 6. report
     _stage("6/6 writing the report", t0)
@@ -212,7 +262,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     wall = time.time() - t0
     d_before, d_after = before["success_rate"] or 0.0, after["success_rate"] or 0.0
     summary = {
-        "task": cfg.task, "env": env_id,
+        "task": tgt.label, "env": env_id, "env_kwargs": kw,
         "success_before": before["success_rate"], "success_after": after["success_rate"],
         "success_gain_pp": 100.0 * (d_after - d_before),
         "eval_episodes_before": before["episodes"], "eval_episodes_after": after["episodes"],
@@ -224,8 +274,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "clip_fraction_median": sorted(clip)[len(clip) // 2] if clip else None,
         "ratio_min": min(col("ppo/ratio_min")) if col("ppo/ratio_min") else None,
         "ratio_max": max(col("ppo/ratio_max")) if col("ppo/ratio_max") else None,
-        "chain_dims": dims, "noise_basis": basis, "chunk_size": cfg.chunk_size, "act_steps": act_steps,
-        "denoise_steps": 1,
+        "chain_dims": dims, "noise_basis": basis, "action_dim": tgt.action_dim, "chunk_size": cfg.chunk_size,
+        "act_steps": act_steps, "denoise_steps": 1,
         "demos": demos, "pretrain": pre,
         "config": {"quickstart": asdict(cfg), "train": asdict(tcfg)},
         "plots": [str(p) for p in plots],
@@ -254,8 +304,8 @@ def _markdown(s: dict, tcfg) -> str:
         f"* gain: **{s['success_gain_pp']:+.1f} percentage points**",
         f"* fine-tuning: {s['iterations']} of {s['iterations_planned']} planned PPO iterations, {s['env_steps']} env steps; "
         f"whole command {s['wall_time_s'] / 60:.1f} min (budget {s['budget_s'] / 60:.1f} min)",
-        f"* chain: chunk {s['chunk_size']} x 6 dims, {s['act_steps']} executed per decision, K = 1, noise basis "
-        f"{s['noise_basis']} (0 = white): D = {s['chain_dims']}",
+        f"* chain: chunk {s['chunk_size']} x {s.get('action_dim', 6)} dims, {s['act_steps']} executed per decision, K = 1, "
+        f"noise basis {s.get('noise_basis', 0)} (0 = white): D = {s['chain_dims']}",  # SmolVLA's summary: white
         f"* recipe: noise basis {tcfg.noise_basis} (0 = white), reduction `{tcfg.logprob_reduction}`, "
         f"sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
         f"lr_actor {tcfg.lr_actor:g}, clip {tcfg.clip_epsilon}, target_kl {tcfg.target_kl}, "

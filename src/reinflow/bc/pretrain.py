@@ -24,10 +24,14 @@ from reinflow.validate import check_fields
 
 @dataclass
 class DemosConfig:
-    """Record scripted-expert demonstrations of a built-in arm task."""
+    """Record expert demonstrations: the arm's or MetaWorld's scripted expert, or --expert."""
 
     env: str = "reinflow/ArmReach-v0"
-    """built-in arm task id"""
+    """env id: a built-in arm task, a MetaWorld id (metaworld:Meta-World/MT1), or any id with --expert"""
+    env_kwargs: str = ""
+    """JSON object of gymnasium.make kwargs, e.g. '{"env_name": "pick-place-v3"}' for MetaWorld"""
+    expert: str | None = None
+    """module:callable mapping an observation (or the env) to an action (default: the built-in expert)"""
     episodes: int = 100
     """episodes to record"""
     out: str = "runs/demos"
@@ -222,12 +226,12 @@ def demos_cli(argv: list[str]) -> int:
     from reinflow.envs.demos import record_demos
     from reinflow.envs.factory import check_env_id
     from reinflow.cli import tyro_cli
+    from reinflow.rl.build import resolve_env_kwargs
     from reinflow.rl.runfolder import check_out, claim_out
     cfg = tyro_cli(DemosConfig, argv, "reinflow demos")
     check_env_id(cfg.env)
-    if not cfg.env.startswith("reinflow/Arm"):
-        raise ConfigError(f"env={cfg.env!r}: demos come from the scripted expert of the built-in arm tasks "
-                          "(reinflow/ArmReach-v0, reinflow/ArmPush-v0, reinflow/ArmPickLift-v0)")
+    kwargs = resolve_env_kwargs(cfg.env_kwargs, cfg.env, "mlp")
+    obs_mode = kwargs.pop("obs_mode", cfg.obs_mode)
     check_out(cfg.out, overwrite=cfg.overwrite)
     claim_out(cfg.out, cfg.overwrite)
     record = record_demos
@@ -235,7 +239,8 @@ def demos_cli(argv: list[str]) -> int:
         from reinflow.bc.lerobot_data import record_lerobot_demos as record
     try:
         summary = record(cfg.env, cfg.episodes, cfg.out, seed=cfg.seed, only_success=cfg.only_success,
-                        progress=cfg.progress, obs_mode=cfg.obs_mode, image_size=tuple(cfg.image_size))
+                        progress=cfg.progress, obs_mode=obs_mode, image_size=tuple(cfg.image_size),
+                        expert=cfg.expert, **kwargs)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     print(json.dumps(summary, indent=2, default=str))

@@ -33,6 +33,14 @@ class EnvFaultError(ReinflowError):
     """An environment kept failing after its restarts were used up."""
 
 
+def action_affine(space: gym.spaces.Box) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset) with env action = clip(a, -1, 1) * scale + offset, flattened. Unbounded dims
+    pass through unscaled; bounded ones map [-1, 1] -> [low, high]."""
+    low, high = space.low.astype(np.float64).ravel(), space.high.astype(np.float64).ravel()
+    finite = np.isfinite(low) & np.isfinite(high)
+    return np.where(finite, (high - low) / 2.0, 1.0), np.where(finite, (high + low) / 2.0, 0.0)
+
+
 class ChunkWrapper(gym.Wrapper):
     """Action space: Box[-1, 1] of shape [act_steps, A]. Info keys added: ``chunk_len`` (env
     steps executed), ``success`` (any step succeeded), ``reward_components`` (summed), at an
@@ -49,12 +57,8 @@ class ChunkWrapper(gym.Wrapper):
         self.act_steps, self.env_index = act_steps, env_index
         self.make_env, self.max_restarts, self.nonfinite = make_env, max_restarts, nonfinite
         self.restarts = 0
-        low, high = space.low.astype(np.float64).ravel(), space.high.astype(np.float64).ravel()
-        finite = np.isfinite(low) & np.isfinite(high)
-        # Unbounded dims pass through unscaled; bounded ones map [-1, 1] -> [low, high].
-        self.scale = np.where(finite, (high - low) / 2.0, 1.0)
-        self.offset = np.where(finite, (high + low) / 2.0, 0.0)
-        self.action_dim = low.size
+        self.scale, self.offset = action_affine(space)
+        self.action_dim = self.scale.size
         self.action_space = gym.spaces.Box(-1.0, 1.0, (act_steps, self.action_dim), np.float32)
         self._ret, self._len, self._succ = 0.0, 0, False
         self._has_success = False  # envs without a success signal report NaN, not 0

@@ -1,10 +1,11 @@
-"""Record scripted-expert demonstrations of the arm tasks, and load them back (validated).
+"""Record expert demonstrations (the arm's and MetaWorld's scripted experts, or any
+``module:callable``, see ``envs/experts.py``), and load them back (validated).
 
 On-disk format (``FORMAT_VERSION = 1``), one directory::
 
     <out_dir>/demos.npz   arrays, all episodes concatenated along the first axis (N steps)
         observations     float32 [N, O]      state observation *before* each action
-        actions          float32 [N, 6]      normalised actions in [-1, 1]
+        actions          float32 [N, A]      normalised actions in [-1, 1]
         rewards          float32 [N]
         successes        bool    [N]         info["success"] after each action
         episode_lengths  int64   [E]         sum == N; episode e is rows
@@ -94,6 +95,7 @@ def record_demos(
     image_size: tuple[int, int] = (64, 64),
     max_attempts: int | None = None,
     action_noise: float = 0.03,
+    expert: str | None = None,
     **env_kwargs,
 ) -> dict:
     """Roll out the scripted expert and save ``episodes`` demonstrations to ``out_dir``.
@@ -106,28 +108,35 @@ def record_demos(
     stored as ``executed_actions``. Measured with a plain MLP chunk policy (H=4, 100 demos,
     30 eval seeds): success 73% -> 100% (pick-lift), 73% -> 93% (push), 97% -> 97% (reach)
     going from 0 to the default 0.03; 0.1 was worse (70% pick-lift). Use 0 for pure demos.
+    ``expert``: ``module:callable`` (``envs/experts.py``); default: the built-in expert of the
+    arm and MetaWorld ids. Envs that report no ``info["success"]`` keep every episode.
     Returns ``{"path", "env_id", "episodes", "steps", "attempts", "success_rate",
     "mean_length", "seconds"}``; ``success_rate`` is over all attempts.
     """
-    import gymnasium as gym
     from tqdm.auto import tqdm
 
     from .arm import OBS_LAYOUT, register_envs
-    from .arm.expert import Expert
+    from .experts import make_expert
+    from .factory import build_env
 
     if episodes <= 0:
         raise ValueError(f"episodes must be a positive integer, got {episodes}")
     register_envs()
-    kwargs = dict(env_kwargs, obs_mode=obs_mode)
+    is_arm = env_id.startswith("reinflow/Arm")
+    if obs_mode != "state" and not is_arm:
+        raise ValueError(f"obs_mode={obs_mode!r}: only the built-in arm records camera images in demos; "
+                         f"allowed for {env_id}: state")
+    kwargs = dict(env_kwargs, obs_mode=obs_mode) if is_arm or obs_mode != "state" else dict(env_kwargs)
     if obs_mode != "state":
         kwargs["image_size"] = tuple(image_size)
-    env = gym.make(env_id, **kwargs)
-    expert = Expert(env)
+    env = build_env(env_id, kwargs)
+    teacher = make_expert(env_id, env, kwargs, expert)
     max_attempts = max_attempts or 2 * episodes + 10
     t0 = time.time()
     buf: dict[str, list] = {k: [] for k in ("obs", "act", "exe", "rew", "suc", "top", "wrist")}
     noise_rng = np.random.default_rng(seed)
     lengths, ep_success, ep_seeds = [], [], []
+    has_success = False
     attempts = n_success = 0
     bar = tqdm(total=episodes, desc=f"demos {env_id}", disable=not progress, unit="ep")
     while len(lengths) < episodes:
@@ -141,13 +150,13 @@ def record_demos(
         ep_seed = seed + attempts
         attempts += 1
         obs, _ = env.reset(seed=ep_seed)
-        expert.reset()
+        teacher.reset()
         ep = {k: [] for k in buf}
         done, success = False, False
         while not done:
-            action = expert.act(obs)
+            action = teacher.act(obs)
             state = obs if obs_mode == "state" else obs["state"]
-            ep["obs"].append(state)
+            ep["obs"].append(np.asarray(state, dtype=np.float32).ravel())
             if obs_mode != "state":
                 ep["top"].append(obs["top"])
                 ep["wrist"].append(obs["wrist"])
@@ -159,11 +168,12 @@ def record_demos(
             ep["act"].append(action)
             ep["exe"].append(executed)
             ep["rew"].append(reward)
-            ep["suc"].append(bool(info["success"]))
-            success = success or bool(info["success"])
+            ep["suc"].append(bool(info.get("success", False)))
+            success = success or bool(info.get("success", False))
+            has_success = has_success or "success" in info
             done = terminated or truncated
         n_success += success
-        if only_success and not success:
+        if only_success and has_success and not success:
             continue
         for k in buf:
             buf[k].extend(ep[k])
@@ -172,7 +182,7 @@ def record_demos(
         ep_seeds.append(ep_seed)
         bar.update(1)
     bar.close()
-    instruction = env.unwrapped.instruction
+    instruction = str(getattr(env.unwrapped, "instruction", ""))
     env.close()
 
     arrays = {
@@ -193,7 +203,7 @@ def record_demos(
         "env_id": env_id,
         "env_kwargs": {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()},
         "obs_mode": obs_mode,
-        "obs_layout": [[name, size] for name, size in OBS_LAYOUT],
+        "obs_layout": [[name, size] for name, size in OBS_LAYOUT] if is_arm else [["obs", len(buf["obs"][0])]],
         "obs_dim": int(arrays["observations"].shape[1]),
         "action_dim": int(arrays["actions"].shape[1]),
         "instruction": instruction,
@@ -205,7 +215,7 @@ def record_demos(
         "only_success": only_success,
         "action_noise": action_noise,
         "attempts": attempts,
-        "expert": "reinflow.envs.arm.expert.Expert",
+        "expert": teacher.name,
     }
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ from gymnasium.vector import AutoresetMode
 import reinflow.envs  # noqa: F401  (registers the built-in tasks)
 from reinflow import ConfigError
 from reinflow.envs.chunk import ChunkWrapper
+from reinflow.envs.metaworld import base_id, is_metaworld, make_metaworld, require_metaworld
 
 
 def set_headless_gl() -> None:
@@ -25,6 +26,9 @@ def set_headless_gl() -> None:
 def check_env_id(env_id: str) -> None:
     """Clear error for an unknown id (gymnasium's own message is a traceback deep inside).
     ``module:EnvId`` imports ``module`` first (how custom envs register themselves)."""
+    if is_metaworld(env_id):
+        require_metaworld()  # registers Meta-World/*, with or without the metaworld: prefix
+        env_id = base_id(env_id)
     if ":" in env_id:
         module, _, name = env_id.partition(":")
         try:
@@ -38,7 +42,10 @@ def check_env_id(env_id: str) -> None:
         raise ConfigError(f"env={env_id!r}: not a registered gymnasium id{hint}")
 
 
-def _gym_make(env_id: str, env_kwargs: dict | None) -> gym.Env:
+def build_env(env_id: str, env_kwargs: dict | None) -> gym.Env:
+    """``gymnasium.make`` with a clear error, and MetaWorld's extras (``envs/metaworld.py``)."""
+    if is_metaworld(env_id):
+        return make_metaworld(env_id, env_kwargs)
     try:
         return gym.make(env_id, **(env_kwargs or {}))
     except (gym.error.Error, TypeError, ValueError) as exc:  # envs reject bad kwarg values with ValueError
@@ -49,8 +56,8 @@ def make_env(env_id: str, act_steps: int, env_index: int = 0, env_kwargs: dict |
              max_restarts: int = 3, nonfinite: str = "drop") -> gym.Env:
     """One chunk-executing env; ``max_restarts``/``nonfinite``: see ``ChunkWrapper``."""
     check_env_id(env_id)
-    return ChunkWrapper(_gym_make(env_id, env_kwargs), act_steps, env_index,
-                        make_env=lambda: _gym_make(env_id, env_kwargs), max_restarts=max_restarts,
+    return ChunkWrapper(build_env(env_id, env_kwargs), act_steps, env_index,
+                        make_env=lambda: build_env(env_id, env_kwargs), max_restarts=max_restarts,
                         nonfinite=nonfinite)
 
 
@@ -83,7 +90,7 @@ def make_vector_env(env_id: str, num_envs: int, act_steps: int, vector: str = "s
 def env_spaces(env_id: str, env_kwargs: dict | None = None) -> tuple[Any, Any]:
     """(observation_space, action_space) of one unwrapped-by-chunk env."""
     check_env_id(env_id)
-    env = _gym_make(env_id, env_kwargs)
+    env = build_env(env_id, env_kwargs)
     try:
         return env.observation_space, env.action_space
     finally:

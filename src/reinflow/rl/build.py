@@ -12,6 +12,8 @@ import gymnasium as gym
 import numpy as np
 
 from reinflow import ConfigError
+from reinflow.envs.factory import build_env
+from reinflow.envs.metaworld import is_metaworld
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
 from reinflow.rl.agent import Agent, SamplerConfig
 from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint
@@ -32,13 +34,13 @@ def resolve_env_kwargs(text: str | None, env_id: str, policy_type: str) -> dict:
             raise ConfigError(f"env_kwargs={text!r}: not valid JSON ({exc.msg})") from None
         if not isinstance(kw, dict):
             raise ConfigError(f"env_kwargs={text!r}: must be a JSON object")
-    if policy_type == "smolvla" and env_id.startswith("reinflow/Arm"):
+    if policy_type == "smolvla" and (env_id.startswith("reinflow/Arm") or is_metaworld(env_id)):
         kw.setdefault("obs_mode", "pixels_state")  # the VLA needs the cameras
     return kw
 
 
 def _env_instruction(env_id: str, kw: dict) -> str:
-    env = gym.make(env_id, **kw)
+    env = build_env(env_id, kw)
     try:
         return str(getattr(env.unwrapped, "instruction", ""))
     finally:

@@ -1,0 +1,114 @@
+"""Experts that record demonstrations: chosen automatically for the built-in arm and MetaWorld ids,
+or any ``module:callable`` the user brings (``reinflow demos --expert my_pkg.experts:policy``).
+
+A user expert is one of:
+
+* a function of the observation -> action (``def policy(obs)``), or of the env, when its first
+  parameter is named ``env`` (``def policy(env)``: for experts that read the simulator state);
+* a class, instantiated once per recording (with the env when ``__init__`` takes an argument),
+  whose ``get_action(obs)``, ``act(obs)`` or ``__call__(obs)`` gives the action; its ``reset()``,
+  if any, is called at every episode start.
+
+Actions are in the env's own units (its Box bounds); they are stored normalised to [-1, 1], the
+range the policy acts in (``ChunkWrapper`` maps them back). A Dict observation with a ``state``
+key gives an observation expert just the state.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import warnings
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+
+from reinflow import ConfigError
+from reinflow.envs.chunk import action_affine
+from reinflow.envs.metaworld import is_metaworld, policy_map
+
+
+class CallableExpert:
+    """``reset()`` + ``act(obs)`` -> normalised action in [-1, 1], around any callable."""
+
+    def __init__(self, fn: Callable[[Any], Any], env: gym.Env, takes_env: bool = False,
+                 reset: Callable[[], Any] | None = None, name: str = ""):
+        self.fn, self.env, self.takes_env, self._reset, self.name = fn, env, takes_env, reset, name
+        self.scale, self.offset = action_affine(env.action_space)
+
+    def reset(self) -> None:
+        if self._reset is not None:
+            self._reset()
+
+    def act(self, obs: Any) -> np.ndarray:
+        if self.takes_env:
+            raw = self.fn(self.env)
+        else:
+            raw = self.fn(obs["state"] if isinstance(obs, dict) and "state" in obs else obs)
+        a = np.asarray(raw, dtype=np.float64).ravel()
+        if a.size != self.scale.size or not np.isfinite(a).all():
+            raise ConfigError(f"expert {self.name}: returned {a.size} action values (finite: "
+                              f"{bool(np.isfinite(a).all())}); the env needs {self.scale.size} finite values")
+        return np.clip((a - self.offset) / self.scale, -1.0, 1.0).astype(np.float32)
+
+
+def _first_param(fn: Callable) -> str | None:
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):  # builtins without a signature
+        return None
+    return params[0].name if params else None
+
+
+def load_expert(spec: str, env: gym.Env) -> CallableExpert:
+    """``module:attr`` (attr may be dotted) -> expert; see module docs for what attr may be."""
+    module, _, attr = spec.partition(":")
+    if not module or not attr:
+        raise ConfigError(f"expert={spec!r}: expected module:callable, e.g. my_pkg.experts:policy")
+    try:
+        obj: Any = importlib.import_module(module)
+    except ImportError as exc:
+        raise ConfigError(f"expert={spec!r}: cannot import module {module!r} ({exc})") from None
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(f"expert={spec!r}: module {module!r} has no attribute {attr!r}")
+        obj = getattr(obj, part)
+    if inspect.isclass(obj):
+        try:
+            init_params = [p for p in inspect.signature(obj).parameters.values() if p.default is p.empty
+                           and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        except (TypeError, ValueError):
+            init_params = []
+        obj = obj(env) if init_params else obj()
+        fn = next((getattr(obj, m) for m in ("get_action", "act") if callable(getattr(obj, m, None))), obj)
+        if not callable(fn):
+            raise ConfigError(f"expert={spec!r}: instances need get_action(obs), act(obs) or __call__(obs)")
+        return CallableExpert(fn, env, _first_param(fn) == "env", getattr(obj, "reset", None), spec)
+    if not callable(obj):
+        raise ConfigError(f"expert={spec!r}: {attr!r} is a {type(obj).__name__}, not a callable")
+    return CallableExpert(obj, env, _first_param(obj) == "env", None, spec)
+
+
+def make_expert(env_id: str, env: gym.Env, env_kwargs: dict | None = None, spec: str | None = None):
+    """The expert for ``env``: ``spec`` if given, else the built-in one for arm and MetaWorld ids.
+    Returns an object with ``reset()``, ``act(obs)`` (normalised action) and ``name``."""
+    if spec:
+        return load_expert(spec, env)
+    if is_metaworld(env_id):
+        name = (env_kwargs or {}).get("env_name")
+        policies = policy_map()
+        if name not in policies:
+            raise ConfigError(f"env_kwargs env_name={name!r}: MetaWorld has no scripted policy for it "
+                              f"(it has {len(policies)}, e.g. {', '.join(sorted(policies)[:4])})")
+        # Its policies warn on every step that their gains exceed [-1, 1]; the action is clipped anyway.
+        warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high", module="metaworld")
+        return CallableExpert(policies[name]().get_action, env, name=f"metaworld.policies.ENV_POLICY_MAP[{name!r}]")
+    if env_id.startswith("reinflow/Arm"):
+        from reinflow.envs.arm.expert import Expert
+        expert = Expert(env)
+        expert.name = "reinflow.envs.arm.expert.Expert"
+        return expert
+    raise ConfigError(f"env={env_id!r}: no built-in expert for it (built-in: reinflow/Arm*, MetaWorld); "
+                      "pass --expert module:callable, a function obs -> action (or env -> action)")

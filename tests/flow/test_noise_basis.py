@@ -91,3 +91,14 @@ def test_per_step_reduction_is_refused_with_a_basis():
         SamplerConfig(act_steps=8, reduction="per_step", noise_basis=4)
     with pytest.raises(ConfigError, match="noise_basis=9"):
         SamplerConfig(act_steps=8, noise_basis=9)
+
+
+def test_default_basis_fits_a_chunk_shorter_than_it(tmp_path):
+    """The default M = 4 on a 2-step chunk: capped at the executed steps (a complete basis), not an error."""
+    from reinflow.cli import main
+    from reinflow.report.logger import read_metrics
+    out = tmp_path / "short"
+    assert main(["train", "--env", "Pendulum-v1", "--chunk-size", "2", "--iterations", "1", "--parallel-envs", "2",
+                 "--rollout-steps", "4", "--hidden", "16", "--eval-episodes", "1", "--no-progress",
+                 "--no-tensorboard", "--out", str(out)]) == 0
+    assert read_metrics(out / "metrics.jsonl")[0]["logprob/num_dims"] == 2 * 1   # 2 coefficients x 1 joint

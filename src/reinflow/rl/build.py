@@ -109,7 +109,9 @@ def sampler_config(cfg: TrainConfig, chunk: int, lo: float, hi: float) -> Sample
     _check_act_steps(act_steps, chunk)
     return SamplerConfig(act_steps=act_steps, reduction=cfg.logprob_reduction, mask_executed=cfg.mask_executed,
                          logprob_clamp=cfg.logprob_clamp, sigma_lo=lo, sigma_hi=hi,
-                         constant_sigma=cfg.noise_schedule == "constant", noise_basis=cfg.noise_basis)
+                         constant_sigma=cfg.noise_schedule == "constant",
+                         # M >= executed steps spans every step: a complete (rotated) white-noise basis
+                         noise_basis=min(cfg.noise_basis, act_steps))
 
 
 def _check_act_steps(act_steps: int, chunk: int) -> None:

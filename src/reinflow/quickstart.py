@@ -193,7 +193,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     act_steps = cfg.act_steps or cfg.chunk_size
     eval_seed = 10_000 + cfg.seed
     eval_parallel = 10
-    basis = TrainConfig().noise_basis  # the default recipe's noise: D = coefficients (or white: steps) x A
+    # the default recipe's noise, capped at the executed steps as sampler_config does: D = coefficients x A
+    basis = min(TrainConfig().noise_basis, act_steps)
     dims = (basis or act_steps) * tgt.action_dim
 
     _stage(f"task {tgt.label} ({env_id}); budget {cfg.minutes:g} min; chain D = {basis or act_steps} x "

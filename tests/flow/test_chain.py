@@ -11,11 +11,11 @@ from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
 from reinflow.rl.agent import Agent, SamplerConfig
 
 
-def make_agent(k=1, chunk=6, act=6, a_dim=3, pad=0, reduction="sum", direction="forward", lo=0.08, hi=0.16):
+def make_agent(k=1, chunk=6, act=6, a_dim=3, pad=0, reduction="sum", direction="forward", lo=0.08, hi=0.16, m=0):
     torch.manual_seed(0)
     pol = MLPFlowPolicy(MLPPolicyConfig(obs_dim=5, action_dim=a_dim, chunk_size=chunk, denoise_steps=k,
                                         pad_action_dim=pad, hidden=[32, 32], time_direction=direction))
-    return Agent(pol, SamplerConfig(act_steps=act, reduction=reduction, sigma_lo=lo, sigma_hi=hi))
+    return Agent(pol, SamplerConfig(act_steps=act, reduction=reduction, sigma_lo=lo, sigma_hi=hi, noise_basis=m))
 
 
 def obs_batch(agent, b=7):

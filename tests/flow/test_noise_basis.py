@@ -7,19 +7,14 @@ import torch
 
 from reinflow import ConfigError
 from reinflow.flow.chain import dct_basis, transition
-from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
-from reinflow.rl.agent import Agent, SamplerConfig
+from reinflow.rl.agent import SamplerConfig
+from test_chain import make_agent as chain_agent
+from test_chain import obs_batch
 
 
-def make_agent(k=1, chunk=10, act=8, a_dim=3, pad=2, m=4, reduction="sum", lo=0.08, hi=0.16):
-    torch.manual_seed(0)
-    pol = MLPFlowPolicy(MLPPolicyConfig(obs_dim=5, action_dim=a_dim, chunk_size=chunk, denoise_steps=k,
-                                        pad_action_dim=pad, hidden=[32, 32]))
-    return Agent(pol, SamplerConfig(act_steps=act, reduction=reduction, sigma_lo=lo, sigma_hi=hi, noise_basis=m))
-
-
-def obs_batch(agent, b=6):
-    return agent.policy.prepare_obs(torch.randn(b, 5, generator=torch.Generator().manual_seed(1)).numpy())
+def make_agent(**kw):
+    """test_chain's agent with smooth noise (M = 4 of 8 executed steps of a 10-step chunk, 2 padded dims)."""
+    return chain_agent(**{"chunk": 10, "act": 8, "pad": 2, "m": 4, **kw})
 
 
 def test_dct_basis_is_orthonormal_and_zero_past_executed_steps():

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from reinflow.rl.keep_best import heldout_seed
+
 MT10 = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
         "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3"]
 ENV = "metaworld:Meta-World/MT1"
@@ -44,30 +46,42 @@ def run(cmd: list[str], log: Path) -> float:
     return time.time() - t
 
 
-def bench_task(task: str, a: argparse.Namespace) -> dict:
+def bench_task(task: str, a: argparse.Namespace, rl_seed: int) -> dict:
+    """BC once per task (reused when ``<out>/<task>/bc`` exists), then one fine-tuning run per RL seed.
+    Before and after are measured on held-out episodes (seed 20000 + RL seed) that training's
+    evaluations never select on; after = the kept best policy (``train/best``) when the run kept one."""
     out = Path(a.out) / task
     out.mkdir(parents=True, exist_ok=True)
     log = out / "log.txt"
     env = ["--env", ENV, "--env-kwargs", json.dumps({"env_name": task})]
     iterations = max(1, a.env_steps // STEPS_PER_ITERATION)
+    run_dir = out / ("train" if rl_seed == a.seed else f"train_s{rl_seed}")
+    eval_seed = str(heldout_seed(rl_seed))
     cmds = {
         "demos": ["reinflow", "demos", *env, "--episodes", str(a.demos), "--out", str(out / "demos"),
                   "--seed", str(a.seed), "--no-progress"],
         "pretrain": ["reinflow", "pretrain", "--demos", str(out / "demos"), "--out", str(out / "bc"),
                      "--chunk-size", str(a.chunk_size), "--steps", str(a.bc_steps), "--seed", str(a.seed),
                      "--no-progress"],
-        "eval_before": ["reinflow", "eval", str(out / "bc"), "--episodes", str(a.eval_episodes),
-                        "--json-out", str(out / "before.json")],
+        "eval_before": ["reinflow", "eval", str(out / "bc"), "--episodes", str(a.eval_episodes), "--seed", eval_seed,
+                        "--json-out", str(run_dir) + "_before.json"],
         "train": ["reinflow", "train", *env, "--policy-path", str(out / "bc"), "--iterations", str(iterations),
-                  "--seed", str(a.seed), "--out", str(out / "train"), "--no-progress"],
-        "eval_after": ["reinflow", "eval", str(out / "train"), "--episodes", str(a.eval_episodes),
-                       "--json-out", str(out / "after.json")],
+                  "--seed", str(rl_seed), "--out", str(run_dir), "--no-progress"],
     }
+    if (out / "bc" / "config.json").is_file():     # BC shared by every RL seed of the task
+        del cmds["demos"], cmds["pretrain"]
     seconds = {name: run(cmd, log) for name, cmd in cmds.items()}
-    before, after = (json.loads((out / f).read_text()) for f in ("before.json", "after.json"))
-    rows = [json.loads(x) for x in (out / "train" / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    return {"task": task, "success_before": before["success_rate"], "success_after": after["success_rate"],
-            "eval_episodes": after["episodes"], "return_before": before["return_mean"],
+    kept = run_dir / "best" if (run_dir / "best" / "config.json").is_file() else run_dir
+    cmds["eval_after"] = ["reinflow", "eval", str(kept), "--episodes", str(a.eval_episodes), "--seed", eval_seed,
+                          "--json-out", str(run_dir) + "_after.json"]
+    seconds["eval_after"] = run(cmds["eval_after"], log)
+    before, after = (json.loads(Path(f"{run_dir}_{f}.json").read_text()) for f in ("before", "after"))
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    evals = [r["eval/success_rate"] for r in rows if r.get("eval/iteration") == r["iteration"]]
+    return {"task": task, "rl_seed": rl_seed, "success_before": before["success_rate"],
+            "success_after": after["success_rate"], "policy_after": kept.name,
+            "best_selection_success": max(evals, default=None), "last_selection_success": evals[-1] if evals else None,
+            "eval_episodes": after["episodes"], "eval_seed": int(eval_seed), "return_before": before["return_mean"],
             "return_after": after["return_mean"], "env_steps": rows[-1]["env_steps"], "iterations": iterations,
             "train_s": seconds["train"], "total_s": sum(seconds.values()), "seconds": seconds,
             "demos": a.demos, "bc_steps": a.bc_steps, "chunk_size": a.chunk_size,
@@ -80,7 +94,8 @@ def markdown(results: Path) -> str:
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         b, f = r["success_before"], r["success_after"]
-        lines.append(f"| {r['task']} | {100 * b:.0f} % | {100 * f:.0f} % | {100 * (f - b):+.0f} pp | "
+        name = r["task"] + (f" (RL seed {r['rl_seed']}, {r['policy_after']})" if "rl_seed" in r else "")
+        lines.append(f"| {name} | {100 * b:.0f} % | {100 * f:.0f} % | {100 * (f - b):+.0f} pp | "
                      f"{r['env_steps']:,} | {r['train_s'] / 60:.1f} min | {r['total_s'] / 60:.1f} min |")
     if rows:
         mb = sum(r["success_before"] for r in rows) / len(rows)
@@ -97,7 +112,8 @@ def main() -> None:
     p.add_argument("--chunk-size", type=int, default=50, help="policy chunk H (executed whole: D = H x 4)")
     p.add_argument("--env-steps", type=int, default=100_000, help="fine-tuning env steps per task")
     p.add_argument("--eval-episodes", type=int, default=50, help="evaluation episodes, before and after")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of demos and BC")
+    p.add_argument("--rl-seeds", type=int, nargs="+", default=None, help="fine-tuning seeds (default: --seed)")
     p.add_argument("--out", default="runs/mt10", help="run folders")
     p.add_argument("--results", default="benchmarks/results/metaworld_mt10.jsonl", help="one JSON line per task")
     p.add_argument("--markdown", action="store_true", help="print the table from --results and exit")
@@ -107,13 +123,14 @@ def main() -> None:
         print(markdown(results))
         return
     results.parent.mkdir(parents=True, exist_ok=True)
-    done = {json.loads(x)["task"] for x in results.read_text().splitlines() if x.strip()} if results.exists() else set()
-    for task in a.tasks:
-        if task in done:
-            print(f"{task}: already in {results}, skipped")
+    lines = results.read_text().splitlines() if results.exists() else []
+    done = {(r["task"], r.get("rl_seed", a.seed)) for r in map(json.loads, filter(str.strip, lines))}
+    for task, rl_seed in ((t, s) for t in a.tasks for s in (a.rl_seeds or [a.seed])):
+        if (task, rl_seed) in done:
+            print(f"{task} (RL seed {rl_seed}): already in {results}, skipped")
             continue
-        print(f"{task}:", flush=True)
-        r = bench_task(task, a)
+        print(f"{task} (RL seed {rl_seed}):", flush=True)
+        r = bench_task(task, a, rl_seed)
         with results.open("a") as f:
             f.write(json.dumps(r) + "\n")
         print(f"  success {r['success_before']:.2f} -> {r['success_after']:.2f}, {r['env_steps']} env steps, "

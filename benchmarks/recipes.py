@@ -108,6 +108,9 @@ def run_one(task: str, preset: str, seed: int, ck: Path, out: Path, budget: int,
               "final_success": res.final_eval["success_rate"] if res.final_eval else None,
               "success_q1": at(0.25), "success_q2": at(0.5), "curve": curve,
               "best_success": max((v for _, v in curve), default=None),
+              # --keep-best: the policy kept at the best evaluation, re-measured on held-out episodes
+              "kept_iteration": res.best["iteration"] if res.best else None,
+              "kept_heldout_success": res.best["heldout"]["success_rate"] if res.best else None,
               "success_gap_median": float(np.median(col("train/success_gap"))) if col("train/success_gap") else None,
               "clip_median": float(np.median(clip)), "clip_max": float(np.max(clip)),
               "ratio_min": float(np.min(col("ppo/ratio_min"))), "ratio_max": float(np.max(col("ppo/ratio_max"))),
@@ -127,9 +130,10 @@ def fmt(xs: list, pct: bool = True) -> str:
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| task | preset | BC % | final success % (mean ± std) | best % | success % at ¼ / ½ budget "
-             "| clip fraction median / max | ratio range | grad-clipped steps | det − stoch gap | wall (s/run) | seeds |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| task | preset | BC % | final success % (mean ± std) | best % | kept best, held-out % "
+             "| success % at ¼ / ½ budget | clip fraction median / max | ratio range | grad-clipped steps "
+             "| det − stoch gap | wall (s/run) | seeds |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     keys = sorted({(r["task"], r["preset"]) for r in results},
                   key=lambda k: (list(TASKS).index(k[0]), PRESET_ORDER.index(k[1]) if k[1] in PRESET_ORDER else 99))
     for task, preset in keys:
@@ -137,6 +141,7 @@ def table(results: list[dict]) -> str:
         lines.append(
             f"| {task} | {preset} | {fmt([r.get('bc_success') for r in rs[:1]])} | "
             f"{fmt([r['final_success'] for r in rs])} | {fmt([r.get('best_success') for r in rs])} | "
+            f"{fmt([r.get('kept_heldout_success') for r in rs])} | "
             f"{fmt([r['success_q1'] for r in rs])} / {fmt([r['success_q2'] for r in rs])} | "
             f"{np.median([r['clip_median'] for r in rs]):.2f} / {max(r['clip_max'] for r in rs):.2f} | "
             f"[{min(r['ratio_min'] for r in rs):.3g}, {max(r['ratio_max'] for r in rs):.3g}] | "

@@ -25,7 +25,8 @@ def test_quickstart_writes_every_report_file(tmp_path, capsys):
     assert s["config"]["train"]["act_steps"] == 8
     assert s["task"] == "pick-lift"                                      # the default task: the grasp
     assert s["iterations"] == s["iterations_planned"] == 2
-    default = TrainConfig()                                              # no per-task preset
+    default = TrainConfig(policy_path=s["config"]["train"]["policy_path"]).resolved()  # no per-task preset
+    assert s["config"]["train"]["algorithm"] == default.algorithm == "residual"  # from a BC policy
     for key in ("noise_basis", "logprob_reduction", "sigma_min", "sigma_max", "lr_actor", "clip_epsilon",
                 "target_kl", "update_epochs", "minibatch_size", "lr_schedule"):
         assert s["config"]["train"][key] == getattr(default, key), key

@@ -22,10 +22,11 @@ import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 
 from reinflow import ConfigError
+from reinflow.rl.keep_best import BEST_DIR, heldout_seed
 from reinflow.rl.runfolder import check_out, claim_out
 from reinflow.validate import check_fields
 
@@ -63,7 +64,7 @@ ENV_ITERATIONS = 25
 
 @dataclass
 class QuickstartConfig:
-    """Demos -> BC pretraining -> eval -> ReinFlow fine-tuning (D = 50 x 6) -> eval -> report."""
+    """Demos -> BC pretraining -> eval -> ReinFlow fine-tuning (chunk 50 x 6, D = 4 x 6) -> eval -> report."""
 
     out: str = "runs/quickstart"
     """report folder (summary.json, summary.md, plots/, plus demos/, pretrain/, train/)"""
@@ -88,7 +89,7 @@ class QuickstartConfig:
     bc_steps: int | None = None
     """BC gradient steps (fewer = a weaker starting policy; default per task)"""
     chunk_size: int = 50
-    """actions per chunk H (D = H x 6 with K = 1)"""
+    """actions per chunk H (K = 1: D = H x 6 with white noise, 4 x 6 with the default smooth noise)"""
     act_steps: int | None = None
     """chunk steps executed per decision (default: the whole chunk, open loop)"""
     parallel_envs: int | None = None
@@ -167,6 +168,16 @@ def _evaluate(ckpt: Path, env_id: str, act_steps: int, episodes: int, seed: int,
     return res
 
 
+def kept_policy(run: Path, res: Any) -> dict:
+    """The policy a quickstart reports: ``<run>/best`` when training kept one, else the last checkpoint."""
+    if res.best is not None:
+        b = res.best
+        return {"path": run / BEST_DIR, "iteration": b["iteration"],
+                "what": f"kept best: iteration {b['iteration']}, chosen on {b['episodes']} training-evaluation "
+                        f"episodes with success {b['success_rate']:.2f}; the episodes below are disjoint"}
+    return {"path": run, "iteration": res.iterations - 1, "what": "the last checkpoint"}
+
+
 def run_quickstart(cfg: QuickstartConfig) -> dict:
     """Run the pipeline; returns the summary dict (also written to <out>/summary.json)."""
     from reinflow.bc.pretrain import PretrainConfig, pretrain
@@ -191,7 +202,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     bc_steps = cfg.bc_steps or bc["steps"]
     demo_episodes = cfg.demo_episodes or bc_episodes
     act_steps = cfg.act_steps or cfg.chunk_size
-    eval_seed = 10_000 + cfg.seed
+    # Held-out episodes: never the ones training's evaluations pick the kept (best) policy on.
+    eval_seed = heldout_seed(cfg.seed)
     eval_parallel = 10
     # the default recipe's noise, capped at the executed steps as sampler_config does: D = coefficients x A
     basis = min(TrainConfig().noise_basis, act_steps)
@@ -239,19 +251,21 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         tcfg = replace(tcfg, parallel_envs=cfg.parallel_envs)
     if cfg.rollout_steps:
         tcfg = replace(tcfg, rollout_steps=cfg.rollout_steps)
-    _stage(f"4/6 ReinFlow fine-tuning: {iterations} iterations (at most {left_min:.1f} min) of "
+    shown = tcfg.resolved()  # what train() runs: the algorithm and lr 'auto' picks from a pretrained policy
+    _stage(f"4/6 fine-tuning ({shown.algorithm}): {iterations} iterations (at most {left_min:.1f} min) of "
            f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, noise basis {tcfg.noise_basis} "
            f"(chain D = {tcfg.noise_basis or act_steps} x {tgt.action_dim}), sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
-           f"lr {tcfg.lr_actor:g}, clip {tcfg.clip_epsilon}", t0)
+           f"lr {shown.lr_actor:g}, clip {tcfg.clip_epsilon}", t0)
     res = train(tcfg)
     done_iters = res.iterations
     rows = read_metrics(out / "train" / "metrics.jsonl")
     stopped = " (stopped by the time budget)" if done_iters < iterations else ""
     _stage(f"    {done_iters} iterations{stopped}, {res.env_steps} env steps", t0)
 
-    # 5. eval after
-    _stage(f"5/6 evaluating the fine-tuned policy on the same {cfg.eval_episodes} episodes", t0)
-    after = _evaluate(out / "train", env_id, act_steps, cfg.eval_episodes, eval_seed, eval_parallel, kw)
+    # 5. eval after: the kept policy (best of training's evaluations), on the held-out episodes
+    kept = kept_policy(out / "train", res)
+    _stage(f"5/6 evaluating the fine-tuned policy ({kept['what']}) on the same {cfg.eval_episodes} episodes", t0)
+    after = _evaluate(kept["path"], env_id, act_steps, cfg.eval_episodes, eval_seed, eval_parallel, kw)
     _stage(f"    {_score(after)} ({after['episodes']} episodes)", t0)
 
     # 6. report
@@ -270,6 +284,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "eval_seed": eval_seed, "eval_mode": "deterministic (ODE, no injected noise)",
         "eval_before": before, "eval_after": after,
         "env_steps": res.env_steps, "iterations": done_iters, "iterations_planned": iterations,
+        "policy_evaluated": kept["what"], "kept_iteration": kept["iteration"],
+        "last_policy_selection_success": (res.final_eval or {}).get("success_rate"),
         "wall_time_s": wall, "budget_s": budget_s,
         "clip_fraction_max": max(clip) if clip else None,
         "clip_fraction_median": sorted(clip)[len(clip) // 2] if clip else None,
@@ -278,12 +294,12 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "chain_dims": dims, "noise_basis": basis, "action_dim": tgt.action_dim, "chunk_size": cfg.chunk_size,
         "act_steps": act_steps, "denoise_steps": 1,
         "demos": demos, "pretrain": pre,
-        "config": {"quickstart": asdict(cfg), "train": asdict(tcfg)},
+        "config": {"quickstart": asdict(cfg), "train": asdict(tcfg.resolved())},
         "plots": [str(p) for p in plots],
         "run_folder": str(out / "train"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out / "summary.md").write_text(_markdown(summary, tcfg))
+    (out / "summary.md").write_text(_markdown(summary, tcfg.resolved()))
     _stage(f"done in {wall / 60:.1f} min: success {d_before:.2f} -> {d_after:.2f} "
            f"({summary['success_gain_pp']:+.0f} pp, {after['episodes']} episodes each), "
            f"max clip fraction {summary['clip_fraction_max'] if clip else float('nan'):.2f}", t0)
@@ -303,11 +319,12 @@ def _markdown(s: dict, tcfg) -> str:
         f"| mean episode length | {s['eval_before']['length_mean']:.1f} | {s['eval_after']['length_mean']:.1f} |",
         "",
         f"* gain: **{s['success_gain_pp']:+.1f} percentage points**",
+        f"* policy evaluated after: {s.get('policy_evaluated', 'the last checkpoint')}",
         f"* fine-tuning: {s['iterations']} of {s['iterations_planned']} planned PPO iterations, {s['env_steps']} env steps; "
         f"whole command {s['wall_time_s'] / 60:.1f} min (budget {s['budget_s'] / 60:.1f} min)",
         f"* chain: chunk {s['chunk_size']} x {s.get('action_dim', 6)} dims, {s['act_steps']} executed per decision, K = 1, "
-        f"noise basis {s.get('noise_basis', 0)} (0 = white): D = {s['chain_dims']}",  # SmolVLA's summary: white
-        f"* recipe: noise basis {tcfg.noise_basis} (0 = white), reduction `{tcfg.logprob_reduction}`, "
+        f"noise basis {s.get('noise_basis', 0)} (0 = white): D = {s['chain_dims']}",
+        f"* recipe: algorithm {tcfg.algorithm}, noise basis {tcfg.noise_basis} (0 = white), reduction `{tcfg.logprob_reduction}`, "
         f"sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
         f"lr_actor {tcfg.lr_actor:g}, clip {tcfg.clip_epsilon}, target_kl {tcfg.target_kl}, "
         f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, {tcfg.update_epochs} epochs, "

@@ -2,14 +2,16 @@
 
 tiny random SmolVLM backbone (``reinflow smolvla-tiny``) -> scripted-expert pixel demos written as a
 ``LeRobotDataset`` -> SmolVLA behaviour cloning through LeRobot's own loss (``SmolVLAPolicy.forward``)
--> evaluation -> ReinFlow + PPO fine-tuning of the action expert on parallel headless arms with
-cameras (the prefix is frozen, so the update reuses the rollout's prefix cache) -> evaluation on
-the same held-out seeds -> the MLP quickstart's report (``summary.json``, ``summary.md``, plots).
+-> evaluation -> PPO fine-tuning on parallel headless arms with cameras (the default from a
+pretrained policy: a zero-initialised residual offset over the frozen SmolVLA, smooth noise, every
+chain started at one fixed x_0; the prefix is frozen, so the update reuses the rollout's prefix
+cache) -> the kept best policy evaluated on the same held-out seeds -> the MLP quickstart's report
+(``summary.json``, ``summary.md``, plots).
 
 Sizes chosen to fit a 2-core CPU: 32x32 camera images (SmolVLA pads them to the tiny vision
 tower's 64x64: 4 visual tokens per camera after pixel shuffle), a 4-layer 64-wide VLM and a
-48-wide expert, chunk 50 x 6 dims, K = 1. The fine-tuning recipe is the ``arm-d300`` preset (the
-MLP quickstart's reach recipe) on the ``expert`` parameters. The budget covers the whole command:
+48-wide expert, chunk 50 x 6 dims, K = 1 (D = 4 x 6 smooth-noise coefficients). The budget covers
+the whole command:
 a short probe segment measures the seconds per iteration, then one resumed segment fills the rest.
 """
 
@@ -22,7 +24,8 @@ from pathlib import Path
 from typing import Literal
 
 from reinflow import ConfigError
-from reinflow.quickstart import TASKS, _markdown, _stage
+from reinflow.quickstart import TASKS, _markdown, _stage, kept_policy
+from reinflow.rl.keep_best import heldout_seed
 from reinflow.rl.presets import preset_overrides
 from reinflow.rl.runfolder import check_out, claim_out
 
@@ -52,9 +55,12 @@ class SmolVLAQuickstartConfig:
     image_size: int = 32
     """camera images (square); SmolVLA pads them to the backbone's vision size"""
     trainable: Literal["heads", "expert"] = "expert"
-    """SmolVLA parameters PPO trains (both keep the prefix frozen and reuse it)"""
-    preset: str = "arm-d300"
-    """reinflow train recipe (src/reinflow/rl/presets.py)"""
+    """SmolVLA parameters PPO trains with --preset reinflow (both keep the prefix frozen and reuse it)"""
+    preset: str = "default"
+    """reinflow train recipe (src/reinflow/rl/presets.py; default: residual from the BC policy)"""
+    initial_noise: Literal["sample", "fixed", "zero"] = "fixed"
+    """chain start x_0 (reinflow train --initial-noise): fixed = one draw seeded by --seed, in BC eval,
+    rollout and eval alike"""
     train_eval_episodes: int = 20
     """episodes of the periodic in-training evaluation (the success curve)"""
     parallel_envs: int | None = None
@@ -120,9 +126,9 @@ def run_smolvla_quickstart(cfg: SmolVLAQuickstartConfig) -> dict:
     size = [cfg.image_size, cfg.image_size]
     kw_text = json.dumps({"image_size": size})
     env_kw = resolve_env_kwargs(kw_text, env_id, "smolvla")
-    eval_seed = 10_000 + cfg.seed
+    eval_seed = heldout_seed(cfg.seed)  # never the episodes training's evaluations select the kept policy on
     _stage(f"task {cfg.task} ({env_id}), SmolVLA (tiny offline backbone), cameras {size[0]}x{size[1]}; "
-           f"budget {cfg.minutes:g} min; D = 50 x 6 = 300, K = 1", t0)
+           f"budget {cfg.minutes:g} min; chunk 50 x 6, K = 1", t0)
 
     _stage("1/7 writing the tiny SmolVLM backbone", t0)
     vlm = write_tiny_vlm(out / "vlm")
@@ -141,13 +147,15 @@ def run_smolvla_quickstart(cfg: SmolVLAQuickstartConfig) -> dict:
     overrides.update({k: v for k in ("parallel_envs", "rollout_steps") if (v := getattr(cfg, k)) is not None})
     tcfg = TrainConfig(env=env_id, env_kwargs=kw_text, out=str(out / "train"), policy="smolvla",
                        policy_path=str(out / "bc"), trainable=cfg.trainable, seed=cfg.seed,
+                       initial_noise=cfg.initial_noise, initial_noise_seed=cfg.seed,
                        eval_episodes=cfg.train_eval_episodes, progress=cfg.progress, checkpoint_every=1_000_000,
                        **{**overrides, "lr_schedule": "constant"})  # constant: the iteration count comes later
     _stage(f"4/7 evaluating the BC policy on {cfg.eval_episodes} held-out episodes", t0)
     before = _evaluate(build_agent(tcfg, *env_spaces(env_id, env_kw)), env_id, env_kw, cfg.eval_episodes, eval_seed)
     _stage(f"    success {before['success_rate']:.3f} ({before['episodes']} episodes, {before['seconds']:.0f}s)", t0)
 
-    _stage(f"5/7 ReinFlow fine-tuning (preset {cfg.preset}, trainable {cfg.trainable}): {tcfg.parallel_envs} envs x "
+    _stage(f"5/7 fine-tuning ({tcfg.resolved().algorithm}, preset {cfg.preset}, noise basis {tcfg.noise_basis}: "
+           f"D = {(min(tcfg.noise_basis, 50) or 50) * 6}): {tcfg.parallel_envs} envs x "
            f"{tcfg.rollout_steps} decisions/iteration", t0)
     reserve = before["seconds"] * 1.3 + 15.0
     probe = min(tcfg.critic_warmup_iters + 1, cfg.max_iterations or 10**9)
@@ -163,15 +171,17 @@ def run_smolvla_quickstart(cfg: SmolVLAQuickstartConfig) -> dict:
     rows = read_metrics(out / "train" / "metrics.jsonl")
     _stage(f"    {res.iterations} iterations, {res.env_steps} env steps", t0)
 
-    _stage(f"6/7 evaluating the fine-tuned policy on the same {cfg.eval_episodes} episodes", t0)
-    after = _evaluate(load_agent(resolve_checkpoint(out / "train"))[0], env_id, env_kw, cfg.eval_episodes, eval_seed)
+    kept = kept_policy(out / "train", res)
+    _stage(f"6/7 evaluating the fine-tuned policy ({kept['what']}) on the same {cfg.eval_episodes} episodes", t0)
+    after = _evaluate(load_agent(resolve_checkpoint(kept["path"]))[0], env_id, env_kw, cfg.eval_episodes, eval_seed)
     _stage(f"    success {after['success_rate']:.3f} ({after['episodes']} episodes)", t0)
 
     _stage("7/7 writing the report", t0)
     summary = _summary(cfg, tcfg, env_id, before, after, rows, res, demos, bc, time.time() - t0, budget_s,
                        plot_run(out / "train", out / "plots"))
+    summary["policy_evaluated"], summary["kept_iteration"] = kept["what"], kept["iteration"]
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    md = _markdown(summary, replace(tcfg, iterations=res.iterations)).replace(
+    md = _markdown(summary, replace(tcfg.resolved(), iterations=res.iterations)).replace(
         "# reinflow quickstart:", "# reinflow quickstart --policy smolvla:", 1)
     (out / "summary.md").write_text(md + _smolvla_notes(summary))
     _stage(f"done in {summary['wall_time_s'] / 60:.1f} min: success {summary['success_before']:.2f} -> "
@@ -190,7 +200,7 @@ def _summary(cfg, tcfg, env_id, before, after, rows, res, demos, bc, wall, budge
         "policy": "smolvla (LeRobot SmolVLAPolicy, tiny offline backbone)", "task": cfg.task, "env": env_id,
         "success_before": b, "success_after": a, "success_gain_pp": 100.0 * (a - b),
         "eval_episodes_before": before["episodes"], "eval_episodes_after": after["episodes"],
-        "eval_seed": 10_000 + cfg.seed, "eval_mode": "deterministic (ODE, no injected noise)",
+        "eval_seed": heldout_seed(cfg.seed), "eval_mode": "deterministic (ODE, no injected noise)",
         "eval_before": before, "eval_after": after, "env_steps": res.env_steps, "iterations": res.iterations,
         "iterations_planned": res.iterations,
         "wall_time_s": wall, "budget_s": budget_s,
@@ -202,9 +212,10 @@ def _summary(cfg, tcfg, env_id, before, after, rows, res, demos, bc, wall, budge
         "context_reused": min(col("ppo/context_reused"), default=0.0),
         "rollout_s_mean": sum(col("time/rollout_s")) / max(len(rows), 1),
         "update_s_mean": sum(col("time/update_s")) / max(len(rows), 1),
-        "chain_dims": 300, "chunk_size": 50, "act_steps": tcfg.act_steps or 50, "denoise_steps": 1,
+        "chain_dims": col("logprob/num_dims")[-1] if col("logprob/num_dims") else None,
+        "noise_basis": tcfg.noise_basis, "chunk_size": 50, "act_steps": tcfg.act_steps or 50, "denoise_steps": 1,
         "dataset": demos, "bc": bc, "plots": [str(p) for p in plots], "run_folder": str(Path(cfg.out) / "train"),
-        "config": {"quickstart": asdict(cfg), "train": asdict(replace(tcfg, iterations=res.iterations))},
+        "config": {"quickstart": asdict(cfg), "train": asdict(replace(tcfg.resolved(), iterations=res.iterations))},
     }
 
 

@@ -25,6 +25,7 @@ IMAGE_MAX = 4096           # camera side in pixels
 # field name -> (check, what is allowed): the same name means the same thing in every command
 NAMED: dict[str, tuple[Any, str]] = {
     "seed": (lambda v: 0 <= v <= SEED_MAX, f"allowed range [0, {SEED_MAX}]"),
+    "initial_noise_seed": (lambda v: 0 <= v <= SEED_MAX, f"allowed range [0, {SEED_MAX}]"),
     "hidden": (lambda v: len(v) > 0 and all(1 <= w <= WIDTH_MAX for w in v),
                f"needs at least one layer width, each in [1, {WIDTH_MAX}]"),
     "image_size": (lambda v: all(1 <= s <= IMAGE_MAX for s in v), f"each side in [1, {IMAGE_MAX}] pixels"),

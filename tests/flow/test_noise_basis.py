@@ -97,3 +97,38 @@ def test_default_basis_fits_a_chunk_shorter_than_it(tmp_path):
                  "--rollout-steps", "4", "--hidden", "16", "--eval-episodes", "1", "--no-progress",
                  "--no-tensorboard", "--out", str(out)]) == 0
     assert read_metrics(out / "metrics.jsonl")[0]["logprob/num_dims"] == 2 * 1   # 2 coefficients x 1 joint
+
+
+@pytest.mark.parametrize("initial", ["zero", "fixed"])
+def test_zero_or_fixed_initial_noise_gives_one_x0_and_keeps_ratio_one(initial):
+    """initial_noise zero / fixed: every chain starts at the same x_0 in rollout and evaluation, so
+    the deterministic action no longer depends on the generator, and the stored chains still give
+    ratio = 1. ``fixed`` is a seeded N(0, I) draw (in the training distribution; zero is not)."""
+    from reinflow.rl.agent import Agent
+    base = make_agent(k=2)
+    sampler = SamplerConfig(**{**base.sampler_dict(), "initial_noise": initial, "initial_noise_seed": 5})
+    agent = Agent(base.policy, sampler)
+    obs = obs_batch(agent)
+    det = [agent.act(obs, deterministic=True, generator=torch.Generator().manual_seed(s)).action for s in (1, 2)]
+    assert torch.equal(det[0], det[1])
+    with torch.no_grad():
+        res = agent.act(obs, generator=torch.Generator().manual_seed(3))
+        lp, _ = agent.evaluate(obs, res.chain)
+    x0 = torch.zeros_like(res.chain[0, 0]) if initial == "zero" else \
+        torch.randn(res.chain.shape[2:], generator=torch.Generator().manual_seed(5))
+    assert torch.equal(res.chain[:, 0], x0.expand_as(res.chain[:, 0]))
+    assert not torch.equal(res.action, det[0])          # the injected noise still explores
+    assert torch.equal(lp.logp, res.logp)
+    acts = [base.act(obs, deterministic=True, generator=torch.Generator().manual_seed(s)).action for s in (1, 2)]
+    assert not torch.equal(acts[0], acts[1])            # the default draws x_0: the ODE action varies with it
+    with pytest.raises(ConfigError, match="initial_noise='mean'"):
+        SamplerConfig(act_steps=4, initial_noise="mean")
+
+
+def test_train_flags_reach_the_sampler_and_a_bad_seed_is_refused():
+    from reinflow.rl.build import sampler_config
+    from reinflow.rl.config import TrainConfig
+    s = sampler_config(TrainConfig(initial_noise="fixed", initial_noise_seed=3), chunk=10, lo=0.1, hi=0.2)
+    assert (s.initial_noise, s.initial_noise_seed) == ("fixed", 3)
+    with pytest.raises(ConfigError, match="initial_noise_seed=-1"):
+        TrainConfig(initial_noise_seed=-1)

@@ -14,17 +14,27 @@ from reinflow.rl.presets import PRESETS, preset_overrides
 def test_default_is_the_benchmark_winner():
     """docs/benchmarks.md ("Smooth noise") reports the `default` rows with these settings: the test
     pins them, so a changed default needs a new benchmark, not a silent edit."""
-    default = TrainConfig()
+    default = TrainConfig().resolved()                  # from scratch: PPO on the whole chain
     assert (default.noise_basis, default.logprob_reduction, default.sigma_min, default.sigma_max) == (4, "sum", 0.16, 0.32)
     assert (default.lr_actor, default.clip_epsilon, default.target_kl, default.lr_schedule) == (3e-5, 0.2, 0.05, "cosine")
+    assert default.algorithm == "reinflow"
     assert PRESETS["default"] == {}
+    tuned = TrainConfig(policy_path="BC").resolved()     # from a pretrained policy: the residual, lr 1e-4
+    assert (tuned.algorithm, tuned.lr_actor, tuned.noise_basis, tuned.clip_epsilon) == ("residual", 1e-4, 4, 0.2)
+    explicit = TrainConfig(policy_path="BC", algorithm="reinflow", lr_actor=2e-5).resolved()
+    assert (explicit.algorithm, explicit.lr_actor) == ("reinflow", 2e-5)  # flags win over 'auto'
+    assert TrainConfig(policy_path="BC", preset="residual", **PRESETS["residual"]).resolved() == tuned.__class__(
+        **{**tuned.__dict__, "preset": "residual"})     # the preset spells out what auto picks
 
 
 def test_white_noise_presets_do_not_inherit_the_smooth_default():
     """Every white-noise preset spells out what it inherited from the defaults of its benchmark."""
     for name, over in PRESETS.items():
-        if name != "default":
+        if "noise_basis" in over:
             assert over["noise_basis"] == 0 and "lr_actor" in over and "target_kl" in over, name
+    # the smooth-noise recipes change only what they name
+    assert {n for n, o in PRESETS.items() if "noise_basis" not in o} == {"default", "narrow-noise", "reinflow", "residual"}
+    assert PRESETS["narrow-noise"] == {"sigma_min": 0.08, "sigma_max": 0.16}
     old = TrainConfig(**preset_overrides("white-noise"))
     assert (old.logprob_reduction, old.logprob_clamp, old.clip_epsilon, old.lr_actor) == ("mean", 1.0, 0.01, 1e-4)
 

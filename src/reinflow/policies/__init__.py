@@ -7,7 +7,7 @@ from typing import Any
 from reinflow import ConfigError
 from reinflow.policies.base import FlowPolicy
 
-POLICY_TYPES = ("mlp", "smolvla")
+POLICY_TYPES = ("mlp", "smolvla", "residual")
 
 
 def build_policy_from_config(policy_cfg: dict[str, Any]) -> FlowPolicy:
@@ -27,4 +27,10 @@ def build_policy_from_config(policy_cfg: dict[str, Any]) -> FlowPolicy:
         except ImportError as exc:
             raise ConfigError(f"policy type 'smolvla' needs the extra: pip install 'reinflow[smolvla]' ({exc})") from None
         return load_smolvla_policy(cfg)
+    if kind == "residual":  # a frozen base + offset net; size overrides (denoise_steps ...) are the base's
+        from reinflow.policies.residual import ResidualFlowPolicy
+        base, hidden = cfg.pop("base", None), cfg.pop("hidden", None)
+        if not isinstance(base, dict) or not (hidden is None or isinstance(hidden, list)):
+            raise ConfigError("policy config: a residual policy needs a 'base' policy config and a 'hidden' list")
+        return ResidualFlowPolicy(build_policy_from_config({**base, **cfg}), hidden)
     raise ConfigError(f"policy type={kind!r}: allowed {', '.join(POLICY_TYPES)}")

@@ -42,6 +42,13 @@ class SamplerConfig:
     noise_basis: int = 0
     """0: white noise on every chunk step (ReinFlow); M > 0: M smooth (DCT) noise coefficients per
     action dim over the executed steps, the likelihood over those M x A coefficients"""
+    initial_noise: str = "sample"
+    """x_0 of the chain: sample (a fresh N(0, I) draw per chain, ReinFlow); fixed (one N(0, I) draw,
+    seeded by initial_noise_seed, for every chain in rollout and evaluation); zero (x_0 = 0). With
+    fixed or zero the action varies only with the learned injected noise, not with an x_0 the
+    policy never learned to cancel (docs/smolvla.md)"""
+    initial_noise_seed: int = 0
+    """seed of the fixed x_0 draw (initial_noise = fixed)"""
 
     def __post_init__(self) -> None:
         check_fields(self)  # a checkpoint's config.json may come from anywhere
@@ -51,8 +58,13 @@ class SamplerConfig:
             raise ConfigError(f"act_steps={self.act_steps}: must be >= 1")
         if not 0 <= self.noise_basis <= self.act_steps:
             raise ConfigError(f"noise_basis={self.noise_basis}: allowed range [0, act_steps={self.act_steps}]")
+        if self.initial_noise not in INITIAL_NOISE:
+            raise ConfigError(f"initial_noise={self.initial_noise!r}: allowed {', '.join(INITIAL_NOISE)}")
         if self.noise_basis and self.reduction == "per_step":
             raise ConfigError("noise_basis > 0 needs logprob_reduction sum or mean (per_step needs white noise)")
+
+
+INITIAL_NOISE = ("sample", "fixed", "zero")
 
 
 @dataclass
@@ -84,6 +96,11 @@ class Agent(nn.Module):
         # Derived from the sampler config (not saved): the basis must follow an act_steps override.
         basis = dct_basis(policy.chunk_size, sampler.act_steps, sampler.noise_basis) if sampler.noise_basis else None
         self.register_buffer("basis", None if basis is None else basis.float(), persistent=False)
+        # Derived from the sampler config (not saved), like the basis: one x_0 for every chain.
+        fixed = torch.randn((policy.chunk_size, policy.padded_action_dim),
+                            generator=torch.Generator().manual_seed(sampler.initial_noise_seed)) \
+            if sampler.initial_noise == "fixed" else None
+        self.register_buffer("fixed_x0", fixed, persistent=False)
 
     @property
     def num_dims(self) -> int:
@@ -122,6 +139,10 @@ class Agent(nn.Module):
         """``obs``: output of ``policy.prepare_obs``."""
         ctx = self.policy.encode(obs)
         batch = _batch_size(obs)
+        if x0 is None and self.sampler.initial_noise == "zero":
+            x0 = torch.zeros((batch, self.policy.chunk_size, self.policy.padded_action_dim), device=self.mask.device)
+        elif x0 is None and self.sampler.initial_noise == "fixed":
+            x0 = self.fixed_x0.expand(batch, -1, -1).clone()
         s: ChainSample = sample_chain(self.policy, self.noise_head, ctx, batch, self.mask,
                                       self.sampler.reduction, deterministic, generator, x0,
                                       self.sampler.logprob_clamp, self.basis)

@@ -15,6 +15,7 @@ from reinflow import ConfigError
 from reinflow.envs.factory import build_env
 from reinflow.envs.metaworld import is_metaworld
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
+from reinflow.policies.residual import ResidualFlowPolicy
 from reinflow.rl.agent import Agent, SamplerConfig
 from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint
 from reinflow.rl.config import TrainConfig
@@ -48,7 +49,18 @@ def _env_instruction(env_id: str, kw: dict) -> str:
 
 
 def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> Agent:
-    """New or loaded agent whose chunk/action dims are checked against the env."""
+    """New or loaded agent whose chunk/action dims are checked against the env; with
+    ``--algorithm residual`` its policy is wrapped in a frozen-base residual (policies/residual.py)."""
+    cfg = cfg.resolved()
+    if cfg.algorithm == "residual" and not (cfg.policy_path or cfg.vlm_path):
+        raise ConfigError("algorithm=residual corrects a pretrained policy: give --policy-path (a BC checkpoint)")
+    agent = _build_agent(cfg, obs_space, act_space)
+    if cfg.algorithm == "residual" and not isinstance(agent.policy, ResidualFlowPolicy):
+        agent.policy = ResidualFlowPolicy(agent.policy)  # same dims: mask, basis and heads stay valid
+    return agent
+
+
+def _build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> Agent:
     if not isinstance(act_space, gym.spaces.Box):
         raise ConfigError(f"env={cfg.env!r}: action space {type(act_space).__name__} is not a Box")
     action_dim = int(np.prod(act_space.shape))
@@ -60,6 +72,8 @@ def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) ->
     if cfg.policy_path:
         ck = resolve_checkpoint(cfg.policy_path)
         pcfg = read_checkpoint_config(ck)["policy"]
+        if pcfg.get("type") == "residual" and isinstance(pcfg.get("base"), dict):
+            pcfg = pcfg["base"]  # the sizes are the frozen base policy's
         chunk = pcfg.get("chunk_size")
         if cfg.chunk_size is not None and chunk != cfg.chunk_size:
             raise ConfigError(f"chunk_size={cfg.chunk_size}: the checkpoint {ck} was built with chunk_size={chunk}")
@@ -111,7 +125,8 @@ def sampler_config(cfg: TrainConfig, chunk: int, lo: float, hi: float) -> Sample
                          logprob_clamp=cfg.logprob_clamp, sigma_lo=lo, sigma_hi=hi,
                          constant_sigma=cfg.noise_schedule == "constant",
                          # M >= executed steps spans every step: a complete (rotated) white-noise basis
-                         noise_basis=min(cfg.noise_basis, act_steps))
+                         noise_basis=min(cfg.noise_basis, act_steps), initial_noise=cfg.initial_noise,
+                         initial_noise_seed=cfg.initial_noise_seed)
 
 
 def _check_act_steps(act_steps: int, chunk: int) -> None:

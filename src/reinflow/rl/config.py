@@ -4,12 +4,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from reinflow import ConfigError
 from reinflow.flow.noise import NoiseSchedule
 from reinflow.validate import check_fields
+
+# actor lr per algorithm (docs/benchmarks.md section 1): fine-tuning a trained flow policy moves it
+# with small steps; a fresh, zero-initialised offset net needs larger ones
+LR_ACTOR = {"reinflow": 3e-5, "residual": 1e-4}
 
 
 @dataclass
@@ -38,6 +42,8 @@ class TrainConfig:
     """policy=smolvla: a SmolVLM backbone folder/hub id for a fresh SmolVLA (e.g. from reinflow smolvla-tiny)"""
     trainable: Literal["heads", "expert", "all"] = "heads"
     """policy=smolvla: parameters PPO updates (heads: action projections + action-time MLP)"""
+    algorithm: Literal["auto", "reinflow", "residual"] = "auto"
+    """reinflow: PPO on the whole chain; residual: PPO on a zero-init offset over the frozen policy; auto: residual from --policy-path"""
     context_cache_gib: float = 4.0
     """frozen encoder (smolvla heads/expert): GiB of rollout prefix caches the update reuses (0: re-encode)"""
     chunk_size: int | None = None
@@ -60,6 +66,10 @@ class TrainConfig:
     """fraction of iterations sigma_max is held before decaying"""
     noise_basis: int = 4
     """M > 0: M smooth (DCT) noise coefficients per action dim over the executed steps (D = M x A x K); 0: white noise per step (ReinFlow)"""
+    initial_noise: Literal["sample", "fixed", "zero"] = "sample"
+    """chain start x_0: a fresh N(0, I) draw (ReinFlow), one fixed draw, or zero (only the learned noise explores)"""
+    initial_noise_seed: int = 0
+    """seed of the fixed x_0 draw (--initial-noise fixed)"""
     logprob_reduction: Literal["sum", "mean", "per_step"] = "sum"
     """sum (exact; default), mean (per-dim average), per_step (one ratio per executed step; white noise only)"""
     logprob_clamp: float | None = 1.0
@@ -76,8 +86,8 @@ class TrainConfig:
     """discount per decision"""
     gae_lambda: float = 0.95
     """GAE lambda"""
-    lr_actor: float = 3e-5
-    """actor (policy + noise head) learning rate"""
+    lr_actor: float | None = None
+    """actor (policy or offset net + noise head) learning rate (default: 3e-5 reinflow, 1e-4 residual)"""
     lr_critic: float = 1e-3
     """critic learning rate"""
     lr_warmup_iters: int = 0
@@ -118,6 +128,8 @@ class TrainConfig:
     """evaluate every N iterations (0: only at the end)"""
     eval_episodes: int = 10
     """episodes per evaluation"""
+    keep_best: bool = True
+    """keep the best-evaluated policy in <out>/best; re-measure it on held-out episodes at the end"""
     checkpoint_every: int = 1
     """write a checkpoint every N iterations"""
     seed: int = 0
@@ -177,7 +189,7 @@ class TrainConfig:
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name}={getattr(self, name)}: allowed range [0, 1]")
         for name in ("lr_actor", "lr_critic", "clip_epsilon", "max_grad_norm_actor", "max_grad_norm_critic"):
-            if not getattr(self, name) > 0:
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be > 0")
         for name in ("ent_coef", "bc_coef", "lr_warmup_iters", "critic_warmup_iters", "eval_every", "env_max_restarts"):
             if getattr(self, name) < 0:
@@ -188,6 +200,14 @@ class TrainConfig:
             raise ConfigError(f"time_limit_min={self.time_limit_min}: must be a finite number > 0 (or omitted)")
         if self.logprob_clamp is not None and not self.logprob_clamp > 0:
             raise ConfigError(f"logprob_clamp={self.logprob_clamp}: must be > 0")
+
+    def resolved(self) -> "TrainConfig":
+        """This config with its 'auto' choices made (what a run records in config.json): the algorithm
+        (residual when it starts from a pretrained --policy-path, else reinflow) and the actor lr that
+        goes with it. Not done in __post_init__: the CLI builds a default instance before the flags."""
+        algo = self.algorithm if self.algorithm != "auto" else "residual" if self.policy_path else "reinflow"
+        lr = self.lr_actor if self.lr_actor is not None else LR_ACTOR[algo]
+        return replace(self, algorithm=algo, lr_actor=lr)
 
     def schedule(self) -> NoiseSchedule:
         return NoiseSchedule(self.noise_schedule, self.sigma_min, self.sigma_max, self.sigma_max_final,

@@ -27,11 +27,21 @@ PRESETS: dict[str, dict] = {
     "chunk-sum-0.2": _white(logprob_reduction="sum", sigma_min=0.08, sigma_max=0.16, clip_epsilon=0.2),
     # Each executed action step its own PPO ratio term.
     "per-step": _white(logprob_reduction="per_step", sigma_min=0.08, sigma_max=0.16, clip_epsilon=0.1),
-    # What reinflow ships as its default (TrainConfig's defaults): smooth noise, 4 DCT coefficients per
+    # What reinflow ships as its default (TrainConfig's defaults; from a pretrained policy 'auto' picks the
+    # residual algorithm with lr 1e-4, as the "residual" preset spells out): smooth noise, 4 DCT coefficients per
     # joint over the executed steps (D = 24 at K = 1), summed log-prob, clip 0.2, sigma [0.16, 0.32],
     # lr 3e-5 cosine, target KL 0.05 -- the only recipe that raised pick-lift and push above their BC
     # (docs/benchmarks.md, "Smooth noise"); tests/rl/test_presets.py pins the equality.
     "default": dict(),
+    # The default with the paper's noise bounds (half the default's): fewer failed grasps and pushes in
+    # the rollout (smaller det - stoch gap), less exploration on reach. Ablation in docs/benchmarks.md.
+    "narrow-noise": dict(sigma_min=0.08, sigma_max=0.16),
+    # PPO on the whole chain with the smooth-noise recipe: what the default runs from scratch, and what it
+    # ran from a pretrained policy until 2026-11-30 (the "default" rows of docs/benchmarks.md section 1).
+    "reinflow": dict(algorithm="reinflow"),
+    # The alternative algorithm (policies/residual.py): PPO on a zero-initialised offset over the frozen BC
+    # policy, with the default's smooth noise; a fresh offset net takes a larger lr than fine-tuning does.
+    "residual": dict(algorithm="residual", lr_actor=1e-4),
     # The default before smooth noise (until 2026-11-29): white noise, reinflow-paper's settings.
     "white-noise": _white(),
     # The recipe `reinflow quickstart` uses on reach (docs/benchmarks.md): per-step ratios, wide noise

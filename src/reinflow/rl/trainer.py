@@ -8,7 +8,7 @@ import json
 import math
 import signal
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from reinflow.rl.dist import (DistInfo, all_reduce, broadcast_module, init_distr
                               reduce_metrics, shutdown)
 from reinflow.rl.evaluate import run_episodes
 from reinflow.rl.gae import TRUNCATION_MODES, gae, time_limit_as
+from reinflow.rl.keep_best import BestKeeper, heldout_seed, selection_seed
 from reinflow.rl.ppo import Batch, cat_obs, ppo_update, pre_update_check
 from reinflow.rl.rollout import RewardScaler, collect_rollout
 from reinflow.rl.runfolder import check_out, claim_out, resume_changes
@@ -44,6 +45,8 @@ class TrainResult:
     last_metrics: dict
     final_eval: dict | None
     stopped_early: bool
+    best: dict | None = None
+    """the kept policy (``<out>/best``): iteration, selection success_rate, heldout evaluation"""
 
 
 def _nanmean(xs: list[float]) -> float | None:
@@ -104,11 +107,24 @@ def _seeded_reset(envs: Any, seed: int, iteration: int, first: int) -> Any:
 def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) a ReinFlow + PPO training; under torchrun, one data-parallel rank of it."""
     check_out(cfg.out, cfg.resume, cfg.overwrite, cfg.policy_path)  # every rank, before any rank can write
+    cfg = _resolved(cfg)
     info = init_distributed()
     try:
         return _train(cfg, info)
     finally:
         shutdown(info)
+
+
+def _resolved(cfg: TrainConfig) -> TrainConfig:
+    """The 'auto' choices made; a resumed run keeps the algorithm it was trained with (runs written
+    before the choice existed were reinflow)."""
+    if cfg.resume and cfg.algorithm == "auto":
+        try:
+            saved = read_checkpoint_config(resolve_checkpoint(cfg.out, for_resume=True)).get("train") or {}
+        except ReinflowError:
+            saved = {}  # _train reports what is wrong with the run folder
+        cfg = replace(cfg, algorithm=saved.get("algorithm", "reinflow"))
+    return cfg.resolved()
 
 
 def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
@@ -161,10 +177,11 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     # each resume is recorded with what it changed (fields that may change: iterations, lr, logging ...)
     resumes = list(saved.get("resumes") or []) + ([{"at_iteration": start_it, "changed": changes}] if state else [])
     run_config = {"train": asdict(cfg), "derived": derived, **({"resumes": resumes} if resumes else {})}
-    logger = monitor = eval_envs = None
+    logger = monitor = eval_envs = keeper = None
     if main:
         if state is None:
             claim_out(out, cfg.overwrite)
+        keeper = BestKeeper(out, cfg.keep_best)
         (out / "config.json").write_text(json.dumps(run_config, indent=2, default=str))
         logger = MetricsLogger(out, run_config, cfg.tensorboard, cfg.wandb, cfg.wandb_project,
                                resume_from_iteration=start_it if state is not None else None)
@@ -183,7 +200,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     bar = tqdm(total=cfg.iterations, initial=start_it, disable=not (cfg.progress and main), desc="reinflow train",
                dynamic_ncols=True)
     metrics: dict = {}
-    final_eval = None
+    final_eval = best = None
     it = start_it - 1
     stopped = False
     try:
@@ -231,8 +248,14 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                 last = it == cfg.iterations - 1 or stop_now or out_of_time
                 if main:
                     if last or (cfg.eval_every and it % cfg.eval_every == 0):
-                        final_eval = run_episodes(agent, eval_envs, cfg.eval_episodes, seed=10_000 + cfg.seed)
+                        final_eval = run_episodes(agent, eval_envs, cfg.eval_episodes, seed=selection_seed(cfg.seed))
                         final_eval["iteration"] = it
+                        keeper.offer(agent, final_eval, selection_seed(cfg.seed), it, env_steps, run_config)
+                        if last and keeper.info is not None:  # the number to report: unbiased by selection
+                            best = keeper.measure_heldout(eval_envs, cfg.eval_episodes, heldout_seed(cfg.seed), device)
+                            metrics.update({"eval/best_iteration": best["iteration"],
+                                            "eval/best_success_rate": best["success_rate"],
+                                            "eval/heldout_success_rate": best["heldout"]["success_rate"]})
                     if final_eval is not None:  # carried forward between evaluations; eval/iteration says when
                         metrics.update({"eval/success_rate": final_eval["success_rate"],
                                         "eval/return_mean": final_eval["return_mean"],
@@ -285,7 +308,7 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     if main and monitor.summary():
         print(monitor.summary())
     return TrainResult(out=out, iterations=it + 1, env_steps=env_steps, wall_s=time.time() - t_start,
-                       last_metrics=metrics, final_eval=final_eval, stopped_early=stopped)
+                       last_metrics=metrics, final_eval=final_eval, stopped_early=stopped, best=best)
 
 
 def _check_bound(per_dim_max: float, bound: float, sigma_lo: float, where: str) -> None:

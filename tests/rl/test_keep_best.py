@@ -1,0 +1,60 @@
+"""--keep-best: the best selection evaluation's policy lands in <out>/best and is re-measured on
+held-out episodes; a resumed run keeps its earlier best."""
+
+import json
+
+import pytest
+
+from reinflow.cli import main
+from reinflow.report.logger import read_metrics
+from reinflow.rl.checkpoint import load_agent
+from reinflow.rl.keep_best import BestKeeper, heldout_seed, selection_seed
+
+ARM = ["--env", "reinflow/ArmReach-v0", "--chunk-size", "10", "--parallel-envs", "2", "--rollout-steps", "10",
+       "--eval-every", "1", "--eval-episodes", "4", "--hidden", "32", "32", "--no-progress", "--no-tensorboard"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("kb") / "run"
+    assert main(["train", *ARM, "--iterations", "3", "--out", str(out)]) == 0
+    return out
+
+
+def test_best_is_the_first_maximum_of_the_selection_evaluations(run):
+    rows = [r for r in read_metrics(run / "metrics.jsonl") if r.get("eval/iteration") == r["iteration"]]
+    rates = [r["eval/success_rate"] for r in rows]
+    best = json.loads((run / "best" / "config.json").read_text())["best"]
+    assert best["success_rate"] == max(rates)
+    assert best["iteration"] == rows[rates.index(max(rates))]["iteration"]  # ties keep the earlier policy
+    assert str(selection_seed(0)) in best["chosen_by"]
+    held = best["heldout"]
+    assert held["seed"] == heldout_seed(0) != selection_seed(0) and held["episodes"] == 4
+    assert 0.0 <= held["success_rate"] <= 1.0
+    last = read_metrics(run / "metrics.jsonl")[-1]          # the last row reports all three
+    assert last["eval/best_iteration"] == best["iteration"]
+    assert last["eval/heldout_success_rate"] == held["success_rate"]
+    agent, cfg, ck = load_agent(run / "best")                # an ordinary checkpoint folder
+    assert ck.name == "best" and cfg["best"]["iteration"] == best["iteration"]
+
+
+def test_offer_replaces_only_on_a_strictly_better_evaluation(run, tmp_path):
+    agent = load_agent(run)[0]
+    keeper = BestKeeper(tmp_path, enabled=True)
+    offers = [(0.2, True), (0.1, False), (0.2, False), (0.3, True), (None, False)]
+    for it, (rate, written) in enumerate(offers):
+        assert keeper.offer(agent, {"success_rate": rate, "episodes": 10}, 7, it, 100 * it, {}) is written
+    assert keeper.info["iteration"] == 3 and keeper.best_rate == pytest.approx(0.3)
+    again = BestKeeper(tmp_path, enabled=True)              # what a resumed run reads back
+    assert again.info["iteration"] == 3
+    assert not again.offer(agent, {"success_rate": 0.25, "episodes": 10}, 7, 9, 900, {})
+    off = BestKeeper(tmp_path / "off", enabled=False)
+    assert not off.offer(agent, {"success_rate": 1.0, "episodes": 10}, 7, 0, 0, {})
+    assert not (tmp_path / "off" / "best").exists()
+
+
+def test_no_keep_best_writes_no_best_folder(tmp_path, capsys):
+    out = tmp_path / "nokeep"
+    assert main(["train", *ARM, "--iterations", "1", "--no-keep-best", "--out", str(out)]) == 0
+    assert not (out / "best").exists()
+    assert "eval/heldout_success_rate" not in read_metrics(out / "metrics.jsonl")[-1]

@@ -66,7 +66,7 @@ def bench_task(task: str, a: argparse.Namespace, rl_seed: int) -> dict:
         "eval_before": ["reinflow", "eval", str(out / "bc"), "--episodes", str(a.eval_episodes), "--seed", eval_seed,
                         "--json-out", str(run_dir) + "_before.json"],
         "train": ["reinflow", "train", *env, "--policy-path", str(out / "bc"), "--iterations", str(iterations),
-                  "--seed", str(rl_seed), "--out", str(run_dir), "--no-progress"],
+                  "--seed", str(rl_seed), "--out", str(run_dir), "--no-progress", *shlex.split(a.train_args)],
     }
     if (out / "bc" / "config.json").is_file():     # BC shared by every RL seed of the task
         del cmds["demos"], cmds["pretrain"]
@@ -114,6 +114,7 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=50, help="evaluation episodes, before and after")
     p.add_argument("--seed", type=int, default=0, help="seed of demos and BC")
     p.add_argument("--rl-seeds", type=int, nargs="+", default=None, help="fine-tuning seeds (default: --seed)")
+    p.add_argument("--train-args", default="", help="extra reinflow train flags, e.g. '--algorithm reinflow'")
     p.add_argument("--out", default="runs/mt10", help="run folders")
     p.add_argument("--results", default="benchmarks/results/metaworld_mt10.jsonl", help="one JSON line per task")
     p.add_argument("--markdown", action="store_true", help="print the table from --results and exit")

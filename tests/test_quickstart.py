@@ -33,3 +33,15 @@ def test_quickstart_writes_every_report_file(tmp_path, capsys):
     assert (out / "summary.md").read_text().startswith("# reinflow quickstart")
     for name, *_ in PANELS:
         assert (out / "plots" / name).stat().st_size > 1000, name
+
+
+def test_quickstart_algorithm_flag_reaches_the_run(tmp_path):
+    out = tmp_path / "qs_chain"
+    assert main(["quickstart", "--out", str(out), "--minutes", "2", "--demo-episodes", "2", "--bc-episodes", "2",
+                 "--bc-steps", "5", "--eval-episodes", "2", "--train-eval-episodes", "1", "--chunk-size", "8",
+                 "--parallel-envs", "2", "--rollout-steps", "1", "--iterations", "1", "--algorithm", "reinflow",
+                 "--no-progress"]) == 0
+    train = json.loads((out / "summary.json").read_text())["config"]["train"]
+    assert (train["algorithm"], train["lr_actor"]) == ("reinflow", 3e-5)
+    cfg = json.loads((out / "train" / "config.json").read_text())["train"]
+    assert cfg["algorithm"] == "reinflow"

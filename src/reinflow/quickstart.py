@@ -98,6 +98,8 @@ class QuickstartConfig:
     """decisions per env per iteration (default: TrainConfig's)"""
     train_eval_episodes: int = 20
     """episodes of the periodic in-training evaluation (the success curve)"""
+    algorithm: Literal["auto", "reinflow", "residual"] = "auto"
+    """reinflow train --algorithm (auto: residual from the BC policy; MetaWorld did better with reinflow)"""
     iterations: int | None = None
     """PPO iterations (default: per task, QUICKSTART_ITERATIONS); the --minutes budget may stop earlier"""
     progress: bool = True
@@ -243,7 +245,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         raise ConfigError(f"minutes={cfg.minutes:g}: the budget is spent before fine-tuning starts "
                           f"({(time.time() - t0) / 60:.1f} min so far); give more minutes")
     tcfg = TrainConfig(env=env_id, env_kwargs=json.dumps(kw) if kw else "", out=str(out / "train"),
-                       policy_path=str(out / "pretrain"), act_steps=act_steps,
+                       policy_path=str(out / "pretrain"), act_steps=act_steps, algorithm=cfg.algorithm,
                        seed=cfg.seed, iterations=iterations, eval_every=max(1, iterations // 10),
                        eval_episodes=cfg.train_eval_episodes, progress=cfg.progress, checkpoint_every=max(1, iterations // 4),
                        time_limit_min=left_min)

@@ -61,10 +61,14 @@ def test_training_moves_only_the_offset_and_the_noise_head(runs):
     assert main(["eval", str(runs / "res"), "--episodes", "2", "--parallel-envs", "2"]) == 0
 
 
-def test_residual_needs_a_pretrained_policy_and_cannot_change_on_resume(runs, tmp_path):
+def test_residual_needs_a_pretrained_policy_and_resumes_as_residual_only(runs, tmp_path):
     with pytest.raises(ConfigError, match="algorithm=residual"):
         from reinflow.rl.config import TrainConfig
         from reinflow.rl.trainer import train
         train(TrainConfig(env="Pendulum-v1", algorithm="residual", out=str(tmp_path / "x"), progress=False))
     assert main(["train", "--out", str(runs / "res"), "--resume", "--iterations", "4", "--algorithm", "reinflow",
                  "--no-progress"]) == 2
+    assert main(["train", "--out", str(runs / "res"), "--resume", "--iterations", "4", "--no-progress"]) == 0
+    agent, cfg, ck = load_agent(runs / "res")
+    assert ck.name == "iter_000003" and isinstance(agent.policy, ResidualFlowPolicy)
+    assert cfg["train"]["algorithm"] == "residual" and cfg["train"]["lr_actor"] == 1e-3

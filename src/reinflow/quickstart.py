@@ -99,7 +99,7 @@ class QuickstartConfig:
     train_eval_episodes: int = 20
     """episodes of the periodic in-training evaluation (the success curve)"""
     algorithm: Literal["auto", "reinflow", "residual"] = "auto"
-    """reinflow train --algorithm (auto: residual from the BC policy; MetaWorld did better with reinflow)"""
+    """reinflow train --algorithm (auto: residual from the BC policy; on a new task try reinflow too)"""
     iterations: int | None = None
     """PPO iterations (default: per task, QUICKSTART_ITERATIONS); the --minutes budget may stop earlier"""
     progress: bool = True

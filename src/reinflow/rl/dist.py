@@ -45,8 +45,13 @@ def init_distributed() -> DistInfo:
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local, backend=backend)
 
 
-def shutdown(info: DistInfo) -> None:
+def shutdown(info: DistInfo, clean: bool = False) -> None:
+    """Leave the process group. ``clean`` (every rank finished normally): meet at a barrier first,
+    since gloo aborts a process ("terminate called without an active exception") when its peer
+    tears the group down while it is still finishing (rank 0 writes the last checkpoint and report)."""
     if info.enabled and dist.is_initialized():
+        if clean:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -109,10 +109,13 @@ def train(cfg: TrainConfig) -> TrainResult:
     check_out(cfg.out, cfg.resume, cfg.overwrite, cfg.policy_path)  # every rank, before any rank can write
     cfg = _resolved(cfg)
     info = init_distributed()
+    clean = False
     try:
-        return _train(cfg, info)
+        result = _train(cfg, info)
+        clean = True
+        return result
     finally:
-        shutdown(info)
+        shutdown(info, clean)
 
 
 def _resolved(cfg: TrainConfig) -> TrainConfig:

@@ -58,3 +58,12 @@ def test_no_keep_best_writes_no_best_folder(tmp_path, capsys):
     assert main(["train", *ARM, "--iterations", "1", "--no-keep-best", "--out", str(out)]) == 0
     assert not (out / "best").exists()
     assert "eval/heldout_success_rate" not in read_metrics(out / "metrics.jsonl")[-1]
+
+
+@pytest.mark.parametrize("text", ["[1, 2]", "{", '{"best": {"success_rate": "high"}}'])
+def test_a_damaged_best_folder_is_replaced_not_trusted(run, tmp_path, text):
+    (tmp_path / "best").mkdir()
+    (tmp_path / "best" / "config.json").write_text(text)
+    keeper = BestKeeper(tmp_path, enabled=True)
+    assert keeper.info is None
+    assert keeper.offer(load_agent(run)[0], {"success_rate": 0.0, "episodes": 4}, 7, 0, 0, {})

@@ -37,9 +37,10 @@ class BestKeeper:
         self.info: dict | None = None
         if enabled and (self.dir / "config.json").is_file():  # a resumed run keeps its earlier best
             try:
-                info = json.loads((self.dir / "config.json").read_text()).get("best")
-            except (OSError, ValueError):
-                info = None                                   # unreadable: the next evaluation replaces it
+                saved = json.loads((self.dir / "config.json").read_text())
+            except (OSError, ValueError, RecursionError):
+                saved = None                                  # unreadable: the next evaluation replaces it
+            info = saved.get("best") if isinstance(saved, dict) else None
             if isinstance(info, dict) and isinstance(info.get("success_rate"), (int, float)):
                 self.info = info
 

@@ -160,7 +160,12 @@ def cmd_train(argv: list[str]) -> int:
         return _launch_torchrun(cfg.nproc, given)
     res = train(cfg)
     if os.environ.get("RANK", "0") != "0":
-        return 0  # only rank 0 reports
+        # Only rank 0 reports. The others leave at once: at interpreter teardown a gloo rank could
+        # abort ("terminate called without an active exception", SIGABRT) after a complete run,
+        # and torchrun then failed the whole job. Its work is done and written by rank 0.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     ev = res.final_eval or {}
     succ = ev.get("success_rate")
     print(f"done: {res.iterations} iterations, {res.env_steps} env steps in {res.wall_s:.1f}s "

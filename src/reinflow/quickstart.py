@@ -253,11 +253,11 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         tcfg = replace(tcfg, parallel_envs=cfg.parallel_envs)
     if cfg.rollout_steps:
         tcfg = replace(tcfg, rollout_steps=cfg.rollout_steps)
-    shown = tcfg.resolved()  # what train() runs: the algorithm and lr 'auto' picks from a pretrained policy
-    _stage(f"4/6 fine-tuning ({shown.algorithm}): {iterations} iterations (at most {left_min:.1f} min) of "
+    tcfg = tcfg.resolved()  # what train() runs: the algorithm and lr 'auto' picks from a pretrained policy
+    _stage(f"4/6 fine-tuning ({tcfg.algorithm}): {iterations} iterations (at most {left_min:.1f} min) of "
            f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, noise basis {tcfg.noise_basis} "
            f"(chain D = {tcfg.noise_basis or act_steps} x {tgt.action_dim}), sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
-           f"lr {shown.lr_actor:g}, clip {tcfg.clip_epsilon}", t0)
+           f"lr {tcfg.lr_actor:g}, clip {tcfg.clip_epsilon}", t0)
     res = train(tcfg)
     done_iters = res.iterations
     rows = read_metrics(out / "train" / "metrics.jsonl")
@@ -296,12 +296,12 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "chain_dims": dims, "noise_basis": basis, "action_dim": tgt.action_dim, "chunk_size": cfg.chunk_size,
         "act_steps": act_steps, "denoise_steps": 1,
         "demos": demos, "pretrain": pre,
-        "config": {"quickstart": asdict(cfg), "train": asdict(tcfg.resolved())},
+        "config": {"quickstart": asdict(cfg), "train": asdict(tcfg)},
         "plots": [str(p) for p in plots],
         "run_folder": str(out / "train"),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    (out / "summary.md").write_text(_markdown(summary, tcfg.resolved()))
+    (out / "summary.md").write_text(_markdown(summary, tcfg))
     _stage(f"done in {wall / 60:.1f} min: success {d_before:.2f} -> {d_after:.2f} "
            f"({summary['success_gain_pp']:+.0f} pp, {after['episodes']} episodes each), "
            f"max clip fraction {summary['clip_fraction_max'] if clip else float('nan'):.2f}", t0)

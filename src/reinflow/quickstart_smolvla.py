@@ -149,12 +149,12 @@ def run_smolvla_quickstart(cfg: SmolVLAQuickstartConfig) -> dict:
                        policy_path=str(out / "bc"), trainable=cfg.trainable, seed=cfg.seed,
                        initial_noise=cfg.initial_noise, initial_noise_seed=cfg.seed,
                        eval_episodes=cfg.train_eval_episodes, progress=cfg.progress, checkpoint_every=1_000_000,
-                       **{**overrides, "lr_schedule": "constant"})  # constant: the iteration count comes later
+                       **{**overrides, "lr_schedule": "constant"}).resolved()  # constant: iterations come later
     _stage(f"4/7 evaluating the BC policy on {cfg.eval_episodes} held-out episodes", t0)
     before = _evaluate(build_agent(tcfg, *env_spaces(env_id, env_kw)), env_id, env_kw, cfg.eval_episodes, eval_seed)
     _stage(f"    success {before['success_rate']:.3f} ({before['episodes']} episodes, {before['seconds']:.0f}s)", t0)
 
-    _stage(f"5/7 fine-tuning ({tcfg.resolved().algorithm}, preset {cfg.preset}, noise basis {tcfg.noise_basis}: "
+    _stage(f"5/7 fine-tuning ({tcfg.algorithm}, preset {cfg.preset}, noise basis {tcfg.noise_basis}: "
            f"D = {(min(tcfg.noise_basis, 50) or 50) * 6}): {tcfg.parallel_envs} envs x "
            f"{tcfg.rollout_steps} decisions/iteration", t0)
     reserve = before["seconds"] * 1.3 + 15.0
@@ -181,7 +181,7 @@ def run_smolvla_quickstart(cfg: SmolVLAQuickstartConfig) -> dict:
                        plot_run(out / "train", out / "plots"))
     summary["policy_evaluated"], summary["kept_iteration"] = kept["what"], kept["iteration"]
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    md = _markdown(summary, replace(tcfg.resolved(), iterations=res.iterations)).replace(
+    md = _markdown(summary, replace(tcfg, iterations=res.iterations)).replace(
         "# reinflow quickstart:", "# reinflow quickstart --policy smolvla:", 1)
     (out / "summary.md").write_text(md + _smolvla_notes(summary))
     _stage(f"done in {summary['wall_time_s'] / 60:.1f} min: success {summary['success_before']:.2f} -> "
@@ -215,7 +215,7 @@ def _summary(cfg, tcfg, env_id, before, after, rows, res, demos, bc, wall, budge
         "chain_dims": col("logprob/num_dims")[-1] if col("logprob/num_dims") else None,
         "noise_basis": tcfg.noise_basis, "chunk_size": 50, "act_steps": tcfg.act_steps or 50, "denoise_steps": 1,
         "dataset": demos, "bc": bc, "plots": [str(p) for p in plots], "run_folder": str(Path(cfg.out) / "train"),
-        "config": {"quickstart": asdict(cfg), "train": asdict(replace(tcfg.resolved(), iterations=res.iterations))},
+        "config": {"quickstart": asdict(cfg), "train": asdict(replace(tcfg, iterations=res.iterations))},
     }
 
 

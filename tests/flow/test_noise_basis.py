@@ -9,7 +9,7 @@ from reinflow import ConfigError
 from reinflow.flow.chain import dct_basis, transition
 from reinflow.rl.agent import SamplerConfig
 from test_chain import make_agent as chain_agent
-from test_chain import obs_batch
+from test_chain import obs_batch, sample_and_check_ratio_one
 
 
 def make_agent(**kw):
@@ -31,11 +31,7 @@ def test_dct_basis_is_orthonormal_and_zero_past_executed_steps():
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_ratio_is_one_before_update(k, reduction):
     agent = make_agent(k=k, reduction=reduction)
-    obs = obs_batch(agent)
-    with torch.no_grad():
-        res = agent.act(obs)
-        lp, _ = agent.evaluate(obs, res.chain)
-    assert torch.equal(lp.logp, res.logp)
+    sample_and_check_ratio_one(agent, obs_batch(agent))
 
 
 def test_noise_is_smooth_and_only_on_executed_steps():
@@ -111,14 +107,11 @@ def test_zero_or_fixed_initial_noise_gives_one_x0_and_keeps_ratio_one(initial):
     obs = obs_batch(agent)
     det = [agent.act(obs, deterministic=True, generator=torch.Generator().manual_seed(s)).action for s in (1, 2)]
     assert torch.equal(det[0], det[1])
-    with torch.no_grad():
-        res = agent.act(obs, generator=torch.Generator().manual_seed(3))
-        lp, _ = agent.evaluate(obs, res.chain)
+    res = sample_and_check_ratio_one(agent, obs, generator=torch.Generator().manual_seed(3))
     x0 = torch.zeros_like(res.chain[0, 0]) if initial == "zero" else \
         torch.randn(res.chain.shape[2:], generator=torch.Generator().manual_seed(5))
     assert torch.equal(res.chain[:, 0], x0.expand_as(res.chain[:, 0]))
     assert not torch.equal(res.action, det[0])          # the injected noise still explores
-    assert torch.equal(lp.logp, res.logp)
     acts = [base.act(obs, deterministic=True, generator=torch.Generator().manual_seed(s)).action for s in (1, 2)]
     assert not torch.equal(acts[0], acts[1])            # the default draws x_0: the ODE action varies with it
     with pytest.raises(ConfigError, match="initial_noise='mean'"):

@@ -45,10 +45,11 @@ class ResidualFlowPolicy(FlowPolicy):
         out = self.base.velocity(x, t, ctx)
         # Only the last Euler step (mu = x + dt * v) carries the offset, as r / dt: the chain's final
         # mean moves by exactly r and every earlier step is the base policy's, whatever K and the
-        # time direction.
+        # time direction. The chain calls each step with one t for the whole batch.
         ts, dts = self.time_grid()
-        last = ((t - ts[-1]).abs() < 1e-6).to(x.dtype)[:, None, None]
-        return VelocityOut(velocity=out.velocity + last * self.offset(ctx) / dts[-1], noise_features=out.noise_features)
+        if abs(float(t[0]) - ts[-1]) > 1e-6:
+            return out
+        return VelocityOut(velocity=out.velocity + self.offset(ctx) / dts[-1], noise_features=out.noise_features)
 
     # --- the rest of the contract is the base policy's --------------------------------------
     def prepare_obs(self, raw_obs: Any) -> Any:

@@ -21,6 +21,9 @@ from reinflow.policies.mlp import mlp
 from reinflow.validate import check_fields
 
 
+INITIAL_NOISE = ("sample", "fixed", "zero")
+
+
 @dataclass
 class SamplerConfig:
     """Everything the chain sampler needs besides weights; saved in every checkpoint."""
@@ -62,9 +65,6 @@ class SamplerConfig:
             raise ConfigError(f"initial_noise={self.initial_noise!r}: allowed {', '.join(INITIAL_NOISE)}")
         if self.noise_basis and self.reduction == "per_step":
             raise ConfigError("noise_basis > 0 needs logprob_reduction sum or mean (per_step needs white noise)")
-
-
-INITIAL_NOISE = ("sample", "fixed", "zero")
 
 
 @dataclass

@@ -6,7 +6,8 @@ Each task runs the user-facing commands in order (printed, and stored with the n
     reinflow pretrain --demos ... --chunk-size 50 --steps S
     reinflow eval     BC   --episodes E --json-out before.json
     reinflow train    --env ... --policy-path BC --iterations I      (every other flag: the defaults)
-    reinflow eval     RUN  --episodes E --json-out after.json
+    reinflow eval     RUN/best --episodes E --json-out after.json     (the kept policy)
+    reinflow eval     RUN  --episodes E --json-out final.json            (the final policy)
 
 and appends one JSON line per task to --results (tasks already there are skipped, so a stopped run
 continues where it was). ``--markdown`` prints the table of docs/benchmarks.md from that file.
@@ -29,7 +30,8 @@ from reinflow.rl.keep_best import heldout_seed
 MT10 = ["reach-v3", "push-v3", "pick-place-v3", "door-open-v3", "drawer-open-v3", "drawer-close-v3",
         "button-press-topdown-v3", "peg-insert-side-v3", "window-open-v3", "window-close-v3"]
 ENV = "metaworld:Meta-World/MT1"
-# TrainConfig defaults: 10 envs x 8 decisions of a whole 50-step chunk per iteration.
+# TrainConfig defaults: 10 envs x 8 decisions of a whole 50-step chunk per iteration (at most: a
+# chunk cut short by a success executes fewer steps, so a run stays within --env-steps).
 STEPS_PER_ITERATION = 10 * 8 * 50
 
 
@@ -53,7 +55,7 @@ def bench_task(task: str, a: argparse.Namespace, rl_seed: int) -> dict:
     out = Path(a.out) / task
     out.mkdir(parents=True, exist_ok=True)
     log = out / "log.txt"
-    env = ["--env", ENV, "--env-kwargs", json.dumps({"env_name": task})]
+    env = ["--env", ENV, "--env-kwargs", json.dumps({"env_name": task, **json.loads(a.env_kwargs)})]
     iterations = max(1, a.env_steps // STEPS_PER_ITERATION)
     run_dir = out / ("train" if rl_seed == a.seed else f"train_s{rl_seed}")
     eval_seed = str(heldout_seed(rl_seed))
@@ -75,11 +77,15 @@ def bench_task(task: str, a: argparse.Namespace, rl_seed: int) -> dict:
     cmds["eval_after"] = ["reinflow", "eval", str(kept), "--episodes", str(a.eval_episodes), "--seed", eval_seed,
                           "--json-out", str(run_dir) + "_after.json"]
     seconds["eval_after"] = run(cmds["eval_after"], log)
-    before, after = (json.loads(Path(f"{run_dir}_{f}.json").read_text()) for f in ("before", "after"))
+    # The final policy on the same held-out episodes: how far it fell from the kept one, if at all.
+    cmds["eval_final"] = ["reinflow", "eval", str(run_dir), "--episodes", str(a.eval_episodes), "--seed", eval_seed,
+                          "--json-out", str(run_dir) + "_final.json"]
+    seconds["eval_final"] = run(cmds["eval_final"], log)
+    before, after, final = (json.loads(Path(f"{run_dir}_{f}.json").read_text()) for f in ("before", "after", "final"))
     rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
     evals = [r["eval/success_rate"] for r in rows if r.get("eval/iteration") == r["iteration"]]
     return {"task": task, "rl_seed": rl_seed, "success_before": before["success_rate"],
-            "success_after": after["success_rate"], "policy_after": kept.name,
+            "success_after": after["success_rate"], "policy_after": kept.name, "success_final": final["success_rate"],
             "best_selection_success": max(evals, default=None), "last_selection_success": evals[-1] if evals else None,
             "eval_episodes": after["episodes"], "eval_seed": int(eval_seed), "return_before": before["return_mean"],
             "return_after": after["return_mean"], "env_steps": rows[-1]["env_steps"], "iterations": iterations,
@@ -90,17 +96,18 @@ def bench_task(task: str, a: argparse.Namespace, rl_seed: int) -> dict:
 
 def markdown(results: Path) -> str:
     rows = [json.loads(x) for x in results.read_text().splitlines() if x.strip()]
-    lines = ["| task | success before (BC) | after (ReinFlow) | change | env steps | train wall | task wall |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| task | success before (BC) | after (kept policy) | change | final policy | env steps | train wall | task wall |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         b, f = r["success_before"], r["success_after"]
         name = r["task"] + (f" (RL seed {r['rl_seed']}, {r['policy_after']})" if "rl_seed" in r else "")
-        lines.append(f"| {name} | {100 * b:.0f} % | {100 * f:.0f} % | {100 * (f - b):+.0f} pp | "
+        final = f"{100 * r['success_final']:.0f} %" if r.get("success_final") is not None else "–"
+        lines.append(f"| {name} | {100 * b:.0f} % | {100 * f:.0f} % | {100 * (f - b):+.0f} pp | {final} | "
                      f"{r['env_steps']:,} | {r['train_s'] / 60:.1f} min | {r['total_s'] / 60:.1f} min |")
     if rows:
         mb = sum(r["success_before"] for r in rows) / len(rows)
         ma = sum(r["success_after"] for r in rows) / len(rows)
-        lines.append(f"| **mean of {len(rows)}** | {100 * mb:.1f} % | {100 * ma:.1f} % | {100 * (ma - mb):+.1f} pp | | | |")
+        lines.append(f"| **mean of {len(rows)}** | {100 * mb:.1f} % | {100 * ma:.1f} % | {100 * (ma - mb):+.1f} pp | | | | |")
     return "\n".join(lines)
 
 
@@ -114,6 +121,8 @@ def main() -> None:
     p.add_argument("--eval-episodes", type=int, default=50, help="evaluation episodes, before and after")
     p.add_argument("--seed", type=int, default=0, help="seed of demos and BC")
     p.add_argument("--rl-seeds", type=int, nargs="+", default=None, help="fine-tuning seeds (default: --seed)")
+    p.add_argument("--env-kwargs", default="{}",
+                   help='extra MetaWorld env kwargs (JSON), e.g. \'{"terminate_on_success": false}\' for 500-step episodes')
     p.add_argument("--train-args", default="", help="extra reinflow train flags, e.g. '--algorithm reinflow'")
     p.add_argument("--out", default="runs/mt10", help="run folders")
     p.add_argument("--results", default="benchmarks/results/metaworld_mt10.jsonl", help="one JSON line per task")

@@ -31,13 +31,13 @@ def test_demos_use_metaworlds_scripted_policy_and_pretrain_eval_report_success(t
     meta = json.loads((demos / "meta.json").read_text())
     assert meta["expert"] == "metaworld.policies.ENV_POLICY_MAP['reach-v3']" and meta["instruction"] == "reach"
     assert meta["episode_success"] == [True, True] and meta["obs_dim"] == 39 and meta["action_dim"] == 4
-    assert meta["steps"] == 1000                       # 500-step episodes, not ended by success
+    assert meta["steps"] < 2 * 200                     # episodes end at the first success (~50 steps here)
     assert main(["pretrain", "--demos", str(demos), "--out", str(ckpt), "--chunk-size", "50", "--steps", "20",
                  "--no-progress"]) == 0
     capsys.readouterr()
     assert main(["eval", str(ckpt), "--episodes", "2", "--parallel-envs", "2"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert res["env"] == ENV and res["success_rate"] in (0.0, 0.5, 1.0) and res["length_mean"] == 500
+    assert res["env"] == ENV and res["success_rate"] in (0.0, 0.5, 1.0) and res["length_mean"] <= 500
 
 
 @needs_metaworld
@@ -112,3 +112,37 @@ def test_smolvla_trains_on_metaworld_cameras(tmp_path):
     policy = json.loads((ck / "config.json").read_text())["policy"]
     assert policy["cameras"] == {"corner": [32, 32], "gripperPOV": [32, 32]} and policy["instruction"] == "reach"
     assert policy["action_dim"] == 4 and policy["state_dim"] == 39
+
+
+@needs_metaworld
+def test_episodes_end_at_the_first_success_with_the_arms_reward_convention():
+    from reinflow.envs.factory import build_env
+    from reinflow.envs.metaworld import policy_map
+
+    def run(kwargs):
+        env, expert = build_env(ENV, {"env_name": "reach-v3", **kwargs}), policy_map()["reach-v3"]()
+        obs, _ = env.reset(seed=3)
+        rewards, successes, ends = [], [], []
+        for _ in range(500):
+            obs, r, terminated, truncated, info = env.step(np.clip(expert.get_action(obs), -1, 1))
+            rewards.append(r), successes.append(bool(info["success"])), ends.append((terminated, truncated))
+            if terminated or truncated:
+                break
+        env.close()
+        return np.array(rewards), successes, ends
+
+    raw, raw_success, raw_ends = run({"terminate_on_success": False})
+    assert len(raw) == 500 and raw_ends[-1] == (False, True) and raw.max() > 1      # MetaWorld's own episode
+    first = raw_success.index(True)
+    ended, success, ends = run({})                                                  # the default
+    assert len(ended) == first + 1 and success[-1] and ends[-1][0]                  # ends at the first success
+    np.testing.assert_allclose(ended, raw[:first + 1] / 10 - 1, rtol=1e-6)          # same dynamics, shifted reward
+    assert ended.max() <= 0
+
+
+@needs_metaworld
+def test_terminate_on_success_must_be_a_bool():
+    from reinflow import ConfigError
+    from reinflow.envs.factory import build_env
+    with pytest.raises(ConfigError, match="terminate_on_success='yes': allowed true, false"):
+        build_env(ENV, {"env_name": "reach-v3", "terminate_on_success": "yes"})

@@ -21,12 +21,12 @@ def run(tmp_path_factory):
     return out
 
 
-def test_best_is_the_first_maximum_of_the_selection_evaluations(run):
+def test_best_is_the_first_maximum_of_success_then_return(run):
     rows = [r for r in read_metrics(run / "metrics.jsonl") if r.get("eval/iteration") == r["iteration"]]
-    rates = [r["eval/success_rate"] for r in rows]
+    scores = [(r["eval/success_rate"], r["eval/return_mean"]) for r in rows]
     best = json.loads((run / "best" / "config.json").read_text())["best"]
-    assert best["success_rate"] == max(rates)
-    assert best["iteration"] == rows[rates.index(max(rates))]["iteration"]  # ties keep the earlier policy
+    assert (best["success_rate"], best["return_mean"]) == max(scores)
+    assert best["iteration"] == rows[scores.index(max(scores))]["iteration"]  # exact ties keep the earlier policy
     assert str(selection_seed(0)) in best["chosen_by"]
     held = best["heldout"]
     assert held["seed"] == heldout_seed(0) != selection_seed(0) and held["episodes"] == 4
@@ -38,16 +38,22 @@ def test_best_is_the_first_maximum_of_the_selection_evaluations(run):
     assert ck.name == "best" and cfg["best"]["iteration"] == best["iteration"]
 
 
-def test_offer_replaces_only_on_a_strictly_better_evaluation(run, tmp_path):
+def test_offer_replaces_on_higher_success_or_equal_success_and_higher_return(run, tmp_path):
     agent = load_agent(run)[0]
     keeper = BestKeeper(tmp_path, enabled=True)
-    offers = [(0.2, True), (0.1, False), (0.2, False), (0.3, True), (None, False)]
-    for it, (rate, written) in enumerate(offers):
-        assert keeper.offer(agent, {"success_rate": rate, "episodes": 10}, 7, it, 100 * it, {}) is written
-    assert keeper.info["iteration"] == 3 and keeper.best_rate == pytest.approx(0.3)
+    offers = [(0.2, -50, True), (0.1, 0, False), (0.2, -50, False), (0.2, -60, False), (0.2, -40, True),
+              (0.3, -90, True), (None, 0, False)]
+    for it, (rate, ret, written) in enumerate(offers):
+        ev = {"success_rate": rate, "return_mean": ret, "episodes": 10}
+        assert keeper.offer(agent, ev, 7, it, 100 * it, {}) is written
+    assert keeper.info["iteration"] == 5 and keeper.best_rate == pytest.approx(0.3)
     again = BestKeeper(tmp_path, enabled=True)              # what a resumed run reads back
-    assert again.info["iteration"] == 3
-    assert not again.offer(agent, {"success_rate": 0.25, "episodes": 10}, 7, 9, 900, {})
+    assert again.info["iteration"] == 5
+    assert not again.offer(agent, {"success_rate": 0.25, "return_mean": 0, "episodes": 10}, 7, 9, 900, {})
+    assert again.offer(agent, {"success_rate": 0.3, "return_mean": -80, "episodes": 10}, 7, 10, 1000, {})
+    old = BestKeeper(tmp_path / "old", enabled=True)        # a best saved before returns were kept
+    old.info = {"success_rate": 0.5}
+    assert old.offer(agent, {"success_rate": 0.5, "return_mean": -1e9, "episodes": 10}, 7, 0, 0, {})
     off = BestKeeper(tmp_path / "off", enabled=False)
     assert not off.offer(agent, {"success_rate": 1.0, "episodes": 10}, 7, 0, 0, {})
     assert not (tmp_path / "off" / "best").exists()

@@ -9,11 +9,14 @@ with ``env_kwargs`` ``{"env_name": "pick-place-v3"}``.
   fixed seeds compares like for like before and after fine-tuning;
 * ``obs_mode="pixels_state"``: a Dict observation ``{"state": 39 floats, <camera>: uint8 [H, W, 3]}``
   (the layout the SmolVLA adapter reads), rendered headless with shadows off;
-* an ``instruction`` (the task name in words) for language-conditioned policies.
+* an ``instruction`` (the task name in words) for language-conditioned policies;
+* ``terminate_on_success`` (default true, ``SuccessEnds``): the episode ends at the first success
+  step and the reward becomes ``r / 10 - 1``, the built-in arm's convention. ``false`` gives
+  MetaWorld's own episodes: 500 steps, never ended on success, reward in [0, 10].
 
-Episodes are MetaWorld's: 500 steps, never terminated on success (``info["success"]`` per step;
-an episode counts as a success when any step succeeded, see ``ChunkWrapper``). The 500-step limit
-is a truncation, bootstrapped by default (the task has no clock in its observation).
+Either way an episode counts as a success when any step succeeded (``info["success"]``, see
+``ChunkWrapper``), and the 500-step limit is a truncation, bootstrapped by default (the task has
+no clock in its observation).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ INSTALL = ('pip install -e ".[metaworld]" (on an install that has mujoco 4: '
 OBS_MODES = ("state", "pixels_state")
 DEFAULT_CAMERAS = ("corner", "gripperPOV")
 # Keys reinflow consumes itself; everything else in env_kwargs goes to gymnasium.make.
-OWN_KWARGS = ("obs_mode", "image_size", "cameras")
+OWN_KWARGS = ("obs_mode", "image_size", "cameras", "terminate_on_success")
 
 
 def base_id(env_id: str) -> str:
@@ -74,6 +77,9 @@ def make_metaworld(env_id: str, env_kwargs: dict | None) -> gym.Env:
     obs_mode = kw.pop("obs_mode", "state")
     image_size = kw.pop("image_size", (128, 128))
     cameras = kw.pop("cameras", list(DEFAULT_CAMERAS))
+    terminate_on_success = kw.pop("terminate_on_success", True)
+    if not isinstance(terminate_on_success, bool):
+        raise ConfigError(f"env_kwargs terminate_on_success={terminate_on_success!r}: allowed true, false")
     if obs_mode not in OBS_MODES:
         raise ConfigError(f"env_kwargs obs_mode={obs_mode!r}: allowed {', '.join(OBS_MODES)}")
     name = kw.get("env_name")
@@ -90,6 +96,8 @@ def make_metaworld(env_id: str, env_kwargs: dict | None) -> gym.Env:
     if _has_attr(env, "tasks"):
         env = SeededTasks(env, kw["seed"])
     env.unwrapped.instruction = name.rsplit("-v", 1)[0].replace("-", " ")
+    if terminate_on_success:
+        env = SuccessEnds(env)
     if obs_mode == "pixels_state":
         env = CameraObservation(env, list(cameras), tuple(image_size))
     return env
@@ -117,6 +125,23 @@ class SeededTasks(gym.Wrapper):
             self._rng = np.random.default_rng(seed)
         self.env.unwrapped.set_task(self._tasks[int(self._rng.integers(len(self._tasks)))])
         return self.env.reset(seed=seed, options=options)
+
+
+class SuccessEnds(gym.Wrapper):
+    """The arm's episode convention on MetaWorld: the episode ends (``terminated``) at the first
+    success step, and the reward becomes ``r / 10 - 1`` (MetaWorld's shaped reward is in [0, 10]).
+
+    Why: MetaWorld never ends an episode, so its scripted expert succeeds by step ~55 and then
+    holds the pose for 445 more steps at up to 10 a step; a return then mostly measures hovering
+    near the goal, not reaching it. Every step before success now costs 1 minus the shaping, and
+    success stops the cost, so a sooner success is always worth more. Success itself (any step of
+    the episode) is unchanged.
+    """
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        success = bool(info.get("success", False))
+        return obs, float(reward) / 10.0 - 1.0, bool(terminated or success), truncated, info
 
 
 class CameraObservation(gym.ObservationWrapper):

@@ -2,7 +2,8 @@
 
 PPO on a precise task can peak and then slide (measured on the arm: pick-lift 95 % -> 88 %). A
 user wants the peak. Every periodic evaluation is a *selection* evaluation (episodes seeded from
-``10_000 + seed``); a policy that beats every earlier one is written to ``<out>/best`` (an ordinary
+``10_000 + seed``); a policy that beats every earlier one (success rate first, mean return on a
+tie) is written to ``<out>/best`` (an ordinary
 checkpoint folder: ``reinflow eval``, ``--policy-path`` and ``--checkpoint`` take it). Because the
 best of many noisy evaluations is biased upward, the run ends by re-measuring the kept policy on
 *held-out* episodes (seeded from ``20_000 + seed``, never used for selection); that is the number
@@ -48,17 +49,28 @@ class BestKeeper:
     def best_rate(self) -> float | None:
         return None if self.info is None else float(self.info["success_rate"])
 
+    def _score(self, info: dict) -> tuple[float, float]:
+        # Ties in success rate are common (10 episodes on a plateau score 0.8 again and again); the
+        # mean return breaks them: on the arm and MetaWorld every step before success costs, so a
+        # higher return is a sooner, more reliable success. A best saved without it loses ties.
+        ret = info.get("return_mean")
+        return float(info["success_rate"]), float(ret) if isinstance(ret, (int, float)) else float("-inf")
+
     def offer(self, agent: Any, evaluation: dict, seed: int, iteration: int, env_steps: int,
               run_config: dict) -> bool:
         """Write ``agent`` to ``<out>/best`` if ``evaluation`` (run from episode seed ``seed``) beats
-        every earlier one; ties keep the earlier, less-trained policy. Returns whether it was written."""
+        every earlier one: a higher success rate, or the same with a higher mean return (an exact tie
+        keeps the earlier policy). Returns whether it was written."""
         from reinflow.rl.checkpoint import save_agent
         rate = evaluation.get("success_rate")
-        if not self.enabled or rate is None or (self.best_rate is not None and rate <= self.best_rate):
+        if not self.enabled or rate is None:
             return False
-        self.info = {"iteration": iteration, "env_steps": env_steps, "success_rate": rate,
-                     "episodes": evaluation["episodes"], "chosen_by": f"selection evaluation, episode seed {seed}",
-                     "heldout": None}
+        info = {"iteration": iteration, "env_steps": env_steps, "success_rate": rate,
+                "return_mean": evaluation.get("return_mean"), "episodes": evaluation["episodes"],
+                "chosen_by": f"selection evaluation, episode seed {seed}", "heldout": None}
+        if self.info is not None and self._score(info) <= self._score(self.info):
+            return False
+        self.info = info
         save_agent(self.dir, agent, {**run_config, "best": self.info})
         return True
 

@@ -235,14 +235,9 @@ class EvalConfig:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
 
 
-def _policy_type(pcfg: dict) -> str:
-    """A checkpoint's policy type; a residual policy is its base's type (the env it needs)."""
-    base = pcfg.get("base")
-    return _policy_type(base) if pcfg.get("type") == "residual" and isinstance(base, dict) else pcfg.get("type", "mlp")
-
-
 def cmd_eval(argv: list[str]) -> int:
     from reinflow.envs.factory import make_vector_env, set_headless_gl
+    from reinflow.policies import base_policy_config
     from reinflow.rl.build import resolve_env_kwargs
     from reinflow.rl.checkpoint import load_agent
     from reinflow.rl.evaluate import run_episodes
@@ -253,7 +248,7 @@ def cmd_eval(argv: list[str]) -> int:
     env_id = cfg.env or train_cfg.get("env")
     if not env_id:
         raise ConfigError(f"checkpoint {ck} does not name its env: pass --env")
-    kw = resolve_env_kwargs(train_cfg.get("env_kwargs"), env_id, _policy_type(ck_cfg["policy"]))
+    kw = resolve_env_kwargs(train_cfg.get("env_kwargs"), env_id, base_policy_config(ck_cfg["policy"]).get("type", "mlp"))
     envs = make_vector_env(env_id, min(cfg.parallel_envs, cfg.episodes), agent.sampler.act_steps, "sync", kw)
     try:
         res = run_episodes(agent, envs, cfg.episodes, cfg.seed, deterministic=not cfg.stochastic)

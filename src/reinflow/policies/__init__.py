@@ -10,6 +10,15 @@ from reinflow.policies.base import FlowPolicy
 POLICY_TYPES = ("mlp", "smolvla", "residual")
 
 
+def base_policy_config(policy_cfg: dict[str, Any]) -> dict[str, Any]:
+    """The config of the policy that defines the sizes and the env: a residual policy's frozen base
+    (recursively), any other policy itself."""
+    base = policy_cfg.get("base")
+    if policy_cfg.get("type") == "residual" and isinstance(base, dict):
+        return base_policy_config(base)
+    return policy_cfg
+
+
 def build_policy_from_config(policy_cfg: dict[str, Any]) -> FlowPolicy:
     """Rebuild a policy (random weights) from ``FlowPolicy.policy_config()``."""
     cfg = dict(policy_cfg)

@@ -14,6 +14,7 @@ import numpy as np
 from reinflow import ConfigError
 from reinflow.envs.factory import build_env
 from reinflow.envs.metaworld import is_metaworld
+from reinflow.policies import base_policy_config
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
 from reinflow.policies.residual import ResidualFlowPolicy
 from reinflow.rl.agent import Agent, SamplerConfig
@@ -71,9 +72,7 @@ def _build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -
         return _new_smolvla_agent(cfg, obs_space, act_space, lo, hi)
     if cfg.policy_path:
         ck = resolve_checkpoint(cfg.policy_path)
-        pcfg = read_checkpoint_config(ck)["policy"]
-        if pcfg.get("type") == "residual" and isinstance(pcfg.get("base"), dict):
-            pcfg = pcfg["base"]  # the sizes are the frozen base policy's
+        pcfg = base_policy_config(read_checkpoint_config(ck)["policy"])  # a residual's sizes are its base's
         chunk = pcfg.get("chunk_size")
         if cfg.chunk_size is not None and chunk != cfg.chunk_size:
             raise ConfigError(f"chunk_size={cfg.chunk_size}: the checkpoint {ck} was built with chunk_size={chunk}")

@@ -7,14 +7,15 @@ from typing import Any
 from reinflow import ConfigError
 from reinflow.policies.base import FlowPolicy
 
-POLICY_TYPES = ("mlp", "smolvla", "residual")
+POLICY_TYPES = ("mlp", "smolvla", "residual", "dsrl")
+WRAPPER_TYPES = ("residual", "dsrl")  # a frozen base policy + trainable parts
 
 
 def base_policy_config(policy_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The config of the policy that defines the sizes and the env: a residual policy's frozen base
-    (recursively), any other policy itself."""
+    """The config of the policy that defines the sizes and the env: a residual or dsrl policy's frozen
+    base (recursively), any other policy itself."""
     base = policy_cfg.get("base")
-    if policy_cfg.get("type") == "residual" and isinstance(base, dict):
+    if policy_cfg.get("type") in WRAPPER_TYPES and isinstance(base, dict):
         return base_policy_config(base)
     return policy_cfg
 
@@ -42,4 +43,14 @@ def build_policy_from_config(policy_cfg: dict[str, Any]) -> FlowPolicy:
         if not isinstance(base, dict) or not (hidden is None or isinstance(hidden, list)):
             raise ConfigError("policy config: a residual policy needs a 'base' policy config and a 'hidden' list")
         return ResidualFlowPolicy(build_policy_from_config({**base, **cfg}), hidden)
+    if kind == "dsrl":  # a frozen base + noise actor; size overrides are the base's
+        from reinflow.policies.dsrl import DSRLFlowPolicy
+        base = cfg.pop("base", None)
+        own = {k: cfg.pop(k) for k in ("hidden", "components", "latent_steps", "bound") if k in cfg}
+        if not isinstance(base, dict) or "latent_steps" not in own:
+            raise ConfigError("policy config: a dsrl policy needs a 'base' policy config and 'latent_steps'")
+        try:
+            return DSRLFlowPolicy(build_policy_from_config({**base, **cfg}), **own)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"policy config (dsrl): {exc}") from None
     raise ConfigError(f"policy type={kind!r}: allowed {', '.join(POLICY_TYPES)}")

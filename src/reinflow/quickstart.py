@@ -96,7 +96,7 @@ class QuickstartConfig:
     """decisions per env per iteration (default: TrainConfig's)"""
     train_eval_episodes: int = 20
     """episodes of the periodic in-training evaluation (the success curve)"""
-    algorithm: Literal["auto", "reinflow", "residual"] = "auto"
+    algorithm: Literal["auto", "chain-ppo", "residual-ppo"] = "auto"
     """reinflow train --algorithm (auto: residual from the BC policy; on a new task try reinflow too)"""
     iterations: int | None = None
     """PPO iterations (default: per task, QUICKSTART_ITERATIONS); the --minutes budget may stop earlier"""
@@ -271,7 +271,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     # 6. report
     _stage("6/6 writing the report", t0)
     plots = plot_run(out / "train", out / "plots")
-    clip = [r["training/clip_fraction"] for r in rows if r.get("training/clip_fraction") is not None]
+    clip = [r["ppo/clip_fraction"] for r in rows if r.get("ppo/clip_fraction") is not None]
     def col(key: str) -> list[float]:
         return [r[key] for r in rows if r.get(key) is not None]
     wall = time.time() - t0

@@ -194,7 +194,7 @@ def run_smolvla_quickstart(cfg: SmolVLAQuickstartConfig) -> dict:
 def _summary(cfg, tcfg, env_id, before, after, rows, res, demos, bc, wall, budget_s, plots) -> dict:
     def col(key: str) -> list[float]:
         return [r[key] for r in rows if r.get(key) is not None]
-    clip = col("training/clip_fraction")
+    clip = col("ppo/clip_fraction")
     b, a = before["success_rate"] or 0.0, after["success_rate"] or 0.0
     return {
         "policy": "smolvla (LeRobot SmolVLAPolicy, tiny offline backbone)", "task": cfg.task, "env": env_id,

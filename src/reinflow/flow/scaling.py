@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from reinflow import ConfigError
+from reinflow.constants import REDUCTIONS
 
 Reduction = Literal["sum", "mean", "per_step"]
 Rule = Literal["sigma", "lr", "none"]
-REDUCTIONS = ("sum", "mean", "per_step")
 RULES = ("sigma", "lr", "none")
 
 

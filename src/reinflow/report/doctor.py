@@ -195,7 +195,7 @@ def check_is_run(hist: list[dict[str, Any]], path: Path) -> None:
     known = set(KNOWN_KEYS) - {"iteration", "env_steps"}
     if not any(k in known for row in hist for k in normalize_keys(row)):
         raise ReinflowError(f"{path}: holds none of the training metrics the doctor reads (e.g. "
-                            "training/clip_fraction, logprob/new_mean, ppo/ratio_max, reward/batch_avg): not a run "
+                            "ppo/clip_fraction, logprob/new_mean, ppo/ratio_max, rollout/reward_mean): not a run "
                             f"it can judge; {EXPECTED}")
 
 

@@ -98,7 +98,7 @@ def read_trainer_state(ck: Path) -> dict:
     try:
         tensors = load_file(str(ck / TENSORS))
         structure = json.loads((ck / STRUCTURE).read_text())
-        state = _decode(structure, tensors, "state")
+        state = _upgrade(_decode(structure, tensors, "state"))
         _check_state(state)
     except (SafetensorError, OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigError(f"checkpoint {ck}: trainer state unreadable ({exc}); cannot resume from it") from None
@@ -106,20 +106,19 @@ def read_trainer_state(ck: Path) -> dict:
 
 
 def _check_state(state: Any) -> None:
-    """The values a resume reads, with the types it needs (the optimizers check their own)."""
+    """The values the trainer reads, with the types it needs (the algorithm checks its own part)."""
     if not isinstance(state, dict):
         raise ValueError("top level is not an object")
     for key in ("iteration", "env_steps"):
         val = state.get(key)
         if isinstance(val, bool) or not isinstance(val, int) or val < 0:
             raise ValueError(f"{key}={val!r}: expected an integer >= 0")
-    for key in ("actor_opt", "critic_opt"):
-        if not isinstance(state.get(key), dict):
-            raise ValueError(f"{key}: expected an optimizer state")
+    if not isinstance(state.get("algorithm"), dict):
+        raise ValueError("algorithm: expected the algorithm's state (an object)")
     rng = state.get("torch_rng")
     if not isinstance(rng, torch.Tensor) or rng.dtype != torch.uint8:
         raise ValueError("torch_rng: expected a uint8 tensor")
-    scaler = state.get("scaler")
+    scaler = state["algorithm"].get("scaler")
     if scaler is not None:
         if not isinstance(scaler, dict) or not isinstance(scaler.get("ret"), list):
             raise ValueError("scaler: expected {ret, count, mean, m2}")
@@ -128,17 +127,35 @@ def _check_state(state: Any) -> None:
             raise ValueError("scaler: expected finite numbers")
 
 
-def restore_trainer_state(ck: Path, state: dict, actor_opt: Any, critic_opt: Any, scaler: Any,
-                          num_envs: int) -> tuple[int, int]:
-    """Load the state into this run's optimizers, scaler and torch RNG; (next iteration, env steps)."""
+def _upgrade(state: Any) -> Any:
+    """A state written before the algorithm seam (optimizers at the top level) in today's layout."""
+    if isinstance(state, dict) and "algorithm" not in state and "actor_opt" in state:
+        state = dict(state)
+        state["algorithm"] = {k: state.pop(k) for k in ("actor_opt", "critic_opt", "scaler") if k in state}
+    return state
+
+
+def load_optimizer(opt: torch.optim.Optimizer, state: Any, name: str) -> None:
+    """Load a saved optimizer state after checking it fits ``opt`` (same parameter groups, every
+    saved moment shaped like its parameter): a misfit is refused here, before the run folder is
+    touched, instead of crashing at the first optimizer step."""
+    if not isinstance(state, dict) or not isinstance(state.get("param_groups"), list) \
+            or not isinstance(state.get("state"), dict):
+        raise ConfigError(f"trainer state {name}: expected an optimizer state (param_groups, state)")
+    groups = state["param_groups"]
+    if len(groups) != len(opt.param_groups) or any(
+            not isinstance(g, dict) or not isinstance(g.get("params"), list) or len(g["params"]) != len(h["params"])
+            for g, h in zip(groups, opt.param_groups)):
+        raise ConfigError(f"trainer state {name}: its parameter groups do not match this run's model")
+    params = [p for g in opt.param_groups for p in g["params"]]
+    for idx, moments in state["state"].items():
+        if not isinstance(idx, int) or not 0 <= idx < len(params) or not isinstance(moments, dict):
+            raise ConfigError(f"trainer state {name}: entry {idx!r} names no parameter of this run's model")
+        for key, val in moments.items():
+            if isinstance(val, torch.Tensor) and val.dim() > 0 and val.shape != params[idx].shape:
+                raise ConfigError(f"trainer state {name}: {key} of parameter {idx} has shape {tuple(val.shape)}, "
+                                  f"the model's parameter {tuple(params[idx].shape)}")
     try:
-        actor_opt.load_state_dict(state["actor_opt"])
-        critic_opt.load_state_dict(state["critic_opt"])
-        if scaler is not None and state.get("scaler"):
-            if len(state["scaler"]["ret"]) != num_envs:
-                raise ValueError(f"reward scaler holds {len(state['scaler']['ret'])} envs, this run has {num_envs}")
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
+        opt.load_state_dict(state)
     except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
-        raise ConfigError(f"checkpoint {ck}: trainer state does not fit this run ({exc}); cannot resume") from None
-    return state["iteration"] + 1, state["env_steps"]
+        raise ConfigError(f"trainer state {name}: does not fit this run ({exc})") from None

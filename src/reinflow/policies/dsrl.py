@@ -80,6 +80,8 @@ class DSRLFlowPolicy(FrozenBasePolicy):
     """``base`` (frozen) + a noise actor choosing its x_0. ``components``: M DCT coefficients per action
     dim over the first ``latent_steps`` chunk steps (0: the H x A real entries of x_0)."""
 
+    ode_chain = True  # the chain is the ODE given x_0: all of this policy's randomness is the actor's
+
     def __init__(self, base: FlowPolicy, latent_steps: int, components: int = 4, bound: float = 1.5,
                  hidden: list[int] | None = None):
         super().__init__(base)

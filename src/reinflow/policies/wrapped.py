@@ -43,6 +43,9 @@ class FrozenBasePolicy(FlowPolicy):
     def time_grid(self) -> tuple[list[float], list[float]]:
         return self.base.time_grid()
 
+    def initial_noise(self, ctx: Any, batch: int, deterministic: bool, generator: Any = None) -> torch.Tensor | None:
+        return self.base.initial_noise(ctx, batch, deterministic, generator)  # a steered base keeps steering
+
     def postprocess_action(self, action: torch.Tensor) -> torch.Tensor:
         return self.base.postprocess_action(action)
 
@@ -50,5 +53,5 @@ class FrozenBasePolicy(FlowPolicy):
         return self.base.check_obs_frame(raw_obs)
 
     def set_train_mode(self) -> None:
-        self.eval()  # the trainable heads have no dropout; the base keeps its own rule
+        self.eval()  # the trainable parts stay in eval mode too (ratio = 1); the base keeps its own rule
         self.base.set_train_mode()

@@ -45,3 +45,21 @@ def test_quickstart_algorithm_flag_reaches_the_run(tmp_path):
     assert (train["algorithm"], train["lr_actor"]) == ("chain-ppo", 3e-5)
     cfg = json.loads((out / "train" / "config.json").read_text())["train"]
     assert cfg["algorithm"] == "chain-ppo"
+
+
+def test_quickstart_dsrl_runs_sac_within_the_task_env_step_budget(tmp_path):
+    from reinflow.quickstart import DSRL_ENV_STEPS, QuickstartConfig, dsrl_iterations
+    assert dsrl_iterations(QuickstartConfig(), 50) == 50                       # pick-lift: 50 x 10 x 8 x 50 = 200k
+    for task, budget in DSRL_ENV_STEPS.items():
+        for act in (50, 25):
+            its = dsrl_iterations(QuickstartConfig(task=task), act)
+            assert its * 10 * 8 * act <= budget < (its + 1) * 10 * 8 * act
+    out = tmp_path / "qs_dsrl"
+    assert main(["quickstart", "--out", str(out), "--minutes", "2", "--demo-episodes", "2", "--bc-episodes", "2",
+                 "--bc-steps", "5", "--eval-episodes", "2", "--train-eval-episodes", "1", "--chunk-size", "8",
+                 "--parallel-envs", "2", "--rollout-steps", "1", "--iterations", "1", "--algorithm", "dsrl",
+                 "--no-progress"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["config"]["train"]["algorithm"] == "dsrl" and s["config"]["train"]["lr_actor"] == 3e-4
+    assert "recipe: algorithm dsrl, SAC over x_0's 4 x 6 DCT coefficients" in (out / "summary.md").read_text()
+    assert json.loads((out / "train" / "best" / "config.json").read_text())["policy"]["type"] == "dsrl"

@@ -59,6 +59,14 @@ QUICKSTART_ITERATIONS = {"reach": 300, "push": 300, "pick-lift": 300}
 ENV_BC_SETTINGS = dict(episodes=10, steps=1000)
 ENV_ITERATIONS = 250
 
+# --algorithm dsrl: an env-step budget per task (docs/benchmarks.md, DSRL section) instead of PPO's
+# iterations; an iteration takes at most parallel_envs x rollout_steps x act_steps env steps, so the
+# budget is never exceeded. SAC's gradient steps cost CPU time per sample: a larger default budget.
+DSRL_ENV_STEPS = {"reach": 100_000, "push": 300_000, "pick-lift": 200_000}
+ENV_DSRL_ENV_STEPS = 300_000
+MINUTES = {"dsrl": 30.0}
+DEFAULT_MINUTES = 15.0
+
 
 @dataclass
 class QuickstartConfig:
@@ -74,8 +82,8 @@ class QuickstartConfig:
     """--env's gymnasium.make kwargs as JSON, e.g. '{"env_name": "reach-v3"}'"""
     expert: str | None = None
     """--env's demo expert as module:callable (default: the built-in one of arm and MetaWorld ids)"""
-    minutes: float = 15.0
-    """wall-clock budget of the whole command, in minutes"""
+    minutes: float | None = None
+    """wall-clock budget of the whole command, in minutes (default 15; dsrl 30)"""
     seed: int = 0
     """seed of demos, BC, envs and PPO"""
     eval_episodes: int = 100
@@ -96,8 +104,8 @@ class QuickstartConfig:
     """decisions per env per iteration (default: TrainConfig's)"""
     train_eval_episodes: int = 20
     """episodes of the periodic in-training evaluation (the success curve)"""
-    algorithm: Literal["auto", "chain-ppo", "residual-ppo"] = "auto"
-    """reinflow train --algorithm (auto: residual from the BC policy; on a new task try reinflow too)"""
+    algorithm: Literal["auto", "chain-ppo", "residual-ppo", "dsrl"] = "auto"
+    """reinflow train --algorithm (auto: residual from the BC policy; on a new task try chain-ppo too; dsrl: SAC on x_0)"""
     iterations: int | None = None
     """PPO iterations (default: per task, QUICKSTART_ITERATIONS); the --minutes budget may stop earlier"""
     progress: bool = True
@@ -107,7 +115,7 @@ class QuickstartConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if not self.minutes > 0:
+        if self.minutes is not None and not self.minutes > 0:
             raise ConfigError(f"minutes={self.minutes}: must be > 0")
         for name in ("eval_episodes", "train_eval_episodes", "chunk_size"):
             if getattr(self, name) < 1:
@@ -118,6 +126,14 @@ class QuickstartConfig:
                 raise ConfigError(f"{name}={val}: must be >= 1")
         if self.act_steps is not None and self.act_steps > self.chunk_size:
             raise ConfigError(f"act_steps={self.act_steps}: must be <= chunk_size={self.chunk_size}")
+
+
+def dsrl_iterations(cfg: QuickstartConfig, act_steps: int) -> int:
+    """--algorithm dsrl: the iterations that fit the task's env-step budget (DSRL_ENV_STEPS) at most."""
+    from reinflow.rl.config import TrainConfig
+    budget = DSRL_ENV_STEPS[cfg.task] if cfg.env is None else ENV_DSRL_ENV_STEPS
+    per_iteration = (cfg.parallel_envs or TrainConfig.parallel_envs) * (cfg.rollout_steps or TrainConfig.rollout_steps)
+    return max(1, budget // (per_iteration * act_steps))
 
 
 def _stage(msg: str, t0: float) -> None:
@@ -189,7 +205,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     from reinflow.rl.trainer import train
 
     t0 = time.time()
-    budget_s = cfg.minutes * 60.0
+    minutes = cfg.minutes or MINUTES.get(cfg.algorithm, DEFAULT_MINUTES)
+    budget_s = minutes * 60.0
     set_headless_gl()
     tgt = _target(cfg)
     env_id, kw = tgt.env_id, tgt.env_kwargs
@@ -209,7 +226,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     basis = min(TrainConfig().noise_basis, act_steps)
     dims = (basis or act_steps) * tgt.action_dim
 
-    _stage(f"task {tgt.label} ({env_id}); budget {cfg.minutes:g} min; chain D = {basis or act_steps} x "
+    _stage(f"task {tgt.label} ({env_id}); budget {minutes:g} min; chain D = {basis or act_steps} x "
            f"{tgt.action_dim} = {dims}, K = 1", t0)
     if act_steps < cfg.chunk_size:
         print(f"  note: act_steps={act_steps} < chunk {cfg.chunk_size}: closed-loop execution, D = {dims} "
@@ -236,11 +253,13 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
 
     # 4. fine-tune: one run with the default recipe; what is left of the budget caps it.
     iterations = cfg.iterations or tgt.iterations
+    if cfg.algorithm == "dsrl" and not cfg.iterations:
+        iterations = dsrl_iterations(cfg, act_steps)
     # The after-evaluation costs about what the before one did (often less: successes end early).
     reserve = before["seconds"] * 1.3 + 10.0
     left_min = (budget_s - (time.time() - t0) - reserve) / 60.0
     if left_min <= 0:
-        raise ConfigError(f"minutes={cfg.minutes:g}: the budget is spent before fine-tuning starts "
+        raise ConfigError(f"minutes={minutes:g}: the budget is spent before fine-tuning starts "
                           f"({(time.time() - t0) / 60:.1f} min so far); give more minutes")
     tcfg = TrainConfig(env=env_id, env_kwargs=json.dumps(kw) if kw else "", out=str(out / "train"),
                        policy_path=str(out / "pretrain"), act_steps=act_steps, algorithm=cfg.algorithm,
@@ -253,9 +272,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         tcfg = replace(tcfg, rollout_steps=cfg.rollout_steps)
     tcfg = tcfg.resolved()  # what train() runs: the algorithm and lr 'auto' picks from a pretrained policy
     _stage(f"4/6 fine-tuning ({tcfg.algorithm}): {iterations} iterations (at most {left_min:.1f} min) of "
-           f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, noise basis {tcfg.noise_basis} "
-           f"(chain D = {tcfg.noise_basis or act_steps} x {tgt.action_dim}), sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
-           f"lr {tcfg.lr_actor:g}, clip {tcfg.clip_epsilon}", t0)
+           f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, " + _recipe(tcfg, act_steps, tgt.action_dim), t0)
     res = train(tcfg)
     done_iters = res.iterations
     rows = read_metrics(out / "train" / "metrics.jsonl")
@@ -307,6 +324,15 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     return summary
 
 
+def _recipe(tcfg: Any, act_steps: int, action_dim: int) -> str:
+    if tcfg.algorithm == "dsrl":
+        m = tcfg.dsrl_components
+        return (f"SAC over x_0's {m or act_steps} x {action_dim} {'DCT coefficients' if m else 'entries'} "
+                f"(bound {tcfg.dsrl_bound:g}), UTD {tcfg.dsrl_utd:g}, batch {tcfg.dsrl_batch_size}, lr {tcfg.lr_actor:g}")
+    return (f"noise basis {tcfg.noise_basis} (chain D = {tcfg.noise_basis or act_steps} x {action_dim}), sigma in "
+            f"[{tcfg.sigma_min}, {tcfg.sigma_max}], lr {tcfg.lr_actor:g}, clip {tcfg.clip_epsilon}")
+
+
 def _markdown(s: dict, tcfg) -> str:
     def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{100 * x:.1f}%"
@@ -320,10 +346,11 @@ def _markdown(s: dict, tcfg) -> str:
         "",
         f"* gain: **{s['success_gain_pp']:+.1f} percentage points**",
         f"* policy evaluated after: {s.get('policy_evaluated', 'the last checkpoint')}",
-        f"* fine-tuning: {s['iterations']} of {s['iterations_planned']} planned PPO iterations, {s['env_steps']} env steps; "
+        f"* fine-tuning: {s['iterations']} of {s['iterations_planned']} planned iterations, {s['env_steps']} env steps; "
         f"whole command {s['wall_time_s'] / 60:.1f} min (budget {s['budget_s'] / 60:.1f} min)",
         f"* chain: chunk {s['chunk_size']} x {s.get('action_dim', 6)} dims, {s['act_steps']} executed per decision, K = 1, "
         f"noise basis {s.get('noise_basis', 0)} (0 = white): D = {s['chain_dims']}",
+        f"* recipe: algorithm dsrl, {_recipe(tcfg, s['act_steps'], s.get('action_dim', 6))}" if tcfg.algorithm == "dsrl" else
         f"* recipe: algorithm {tcfg.algorithm}, noise basis {tcfg.noise_basis} (0 = white), reduction `{tcfg.logprob_reduction}`, "
         f"sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], "
         f"lr_actor {tcfg.lr_actor:g}, clip {tcfg.clip_epsilon}, target_kl {tcfg.target_kl}, "

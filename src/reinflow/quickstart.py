@@ -338,16 +338,3 @@ def _markdown(s: dict, tcfg) -> str:
         lines.append(f"![{name}](plots/{name})")
     lines += ["", f"Run folder: `{s['run_folder']}` (metrics.jsonl, checkpoints; `reinflow doctor {s['run_folder']}`)", ""]
     return "\n".join(lines)
-
-
-def cli_main(argv: list[str]) -> int:
-    from reinflow.cli import _pop_flag, tyro_cli
-    policy, argv = _pop_flag(list(argv), "--policy")
-    if policy == "smolvla":  # LeRobot's SmolVLA end to end: reinflow/quickstart_smolvla.py
-        from reinflow.quickstart_smolvla import cli_main as smolvla_main
-        return smolvla_main(argv)
-    if policy not in (None, "mlp"):
-        raise ConfigError(f"policy={policy!r}: allowed mlp, smolvla")
-    cfg = tyro_cli(QuickstartConfig, argv, "reinflow quickstart")
-    run_quickstart(cfg)
-    return 0

@@ -229,9 +229,3 @@ def _smolvla_notes(s: dict) -> str:
         f"* prefix reused from the rollout in every update: {bool(s['context_reused'])}; pre-update max "
         f"abs(ratio - 1): {s['pre_update_ratio_max_dev']:.3g}",
         f"* mean seconds per iteration: rollout {s['rollout_s_mean']:.1f}, update {s['update_s_mean']:.1f}", ""])
-
-
-def cli_main(argv: list[str]) -> int:
-    from reinflow.cli import tyro_cli
-    run_smolvla_quickstart(tyro_cli(SmolVLAQuickstartConfig, argv, "reinflow quickstart --policy smolvla"))
-    return 0

@@ -18,7 +18,7 @@ import math
 import pytest
 
 from reinflow.cli import main
-from reinflow.report.doctor import cli_main as doctor_main
+from reinflow.commands.doctor import run as doctor_main
 from reinflow.report.logger import read_metrics
 from reinflow.rl.health import CODES
 

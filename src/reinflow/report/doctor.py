@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from reinflow import ReinflowError
-from reinflow.rl.health import KNOWN_KEYS, Diagnosis, RunContext, diagnose, format_finding, normalize_keys
+from reinflow.rl.health import KNOWN_KEYS, Diagnosis, RunContext, format_finding, normalize_keys
 
 # RunContext field -> config keys that mean it (reinflow, W&B seed run, ReinFlow reference, LeRobot).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -230,23 +230,3 @@ def render(diag: Diagnosis, source: str, what: str, ctx: RunContext) -> str:
         lines += [f"{i}. {format_finding(f)}", ""]
     lines.append("not judged:" + ("".join(f"\n  - {n}" for n in diag.not_judged) if diag.not_judged else " nothing"))
     return "\n".join(lines)
-
-
-def cli_main(argv: list[str]) -> int:
-    """Entry point of ``reinflow doctor``; returns the exit code (0 report, 2 bad input)."""
-    from reinflow.cli import tyro_cli
-    args = tyro_cli(DoctorArgs, argv, "reinflow doctor", config=(tyro.conf.PositionalRequiredArgs,))
-    try:
-        hist, ctx, what = load_run(Path(args.path))
-        check_is_run(hist, Path(args.path))
-        ctx = _apply_flags(ctx, args)
-        diag = diagnose(hist, ctx)
-    except ReinflowError as e:
-        print(f"error: reinflow doctor: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps({"findings": [f.as_dict() for f in diag.findings], "not_judged": diag.not_judged},
-                         indent=2, allow_nan=False))
-    else:
-        print(render(diag, args.path, what, ctx))
-    return 0

@@ -2,7 +2,7 @@
 at the env boundary.
 
 The wrapper maps the policy's normalised actions in [-1, 1] to the env's Box bounds (clipping
-first: the stored chain stays unclipped, DESIGN section 2 "Clamping"), sums the rewards of the
+first: the stored chain stays unclipped, docs/design.md §2 "Clamping"), sums the rewards of the
 executed steps, and stops the chunk early when the episode ends.
 
 Faults, each reported with the env index and episode step:

@@ -137,7 +137,9 @@ def choice_costs(plt, out: Path) -> Path:
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     arm = jsonl("arm_2m_heldout.jsonl")
     tasks = list(dict.fromkeys(r["task"] for r in arm))
-    pick = lambda a, t: [100 * r["heldout"] for r in arm if r["algorithm"] == a and r["task"] == t]  # noqa: E731
+
+    def pick(algo: str, task: str) -> list[float]:
+        return [100 * r["heldout"] for r in arm if r["algorithm"] == algo and r["task"] == task]
     bars(axes[0], tasks, {"BC": [stat([100 * next(r["bc_heldout"] for r in arm if r["task"] == t)]) for t in tasks],
                           "chain-ppo": [stat(pick("chain-ppo", t)) for t in tasks],
                           "residual-ppo": [stat(pick("residual-ppo", t)) for t in tasks]},
@@ -158,7 +160,7 @@ def choice_costs(plt, out: Path) -> Path:
     chosen = {"white noise (D = 300)": "**white noise**", "reinflow-paper": "**previous default**",
               "smooth noise (default)": "**default**"}
     series = {"start": [], "best": [], "last": []}
-    for label, key in chosen.items():
+    for key in chosen.values():
         r = next(r for r in rows if r["variant (what differs from the default)"].startswith(key)
                  and r["iterations run / planned"] == "100 / 100")
         nums = [float(x) for x in re.findall(r"(\d+)(?: \(|$| →)", r[next(k for k in r if k.startswith("eval success"))])]
@@ -197,11 +199,11 @@ def save(fig, path: Path) -> Path:
 FIGURES = {"what_learns": what_learns, "how_fast": how_fast, "choice_costs": choice_costs, "throughput": throughput}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="+", choices=list(FIGURES), default=list(FIGURES))
     p.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
-    args = p.parse_args()
+    args = p.parse_args(argv)
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

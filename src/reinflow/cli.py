@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Callable
 
 import tyro
-import yaml
 
 from reinflow import ConfigError, ReinflowError, __version__
 from reinflow.validate import check_fields
@@ -84,15 +83,18 @@ def parse_argparse(ap, argv: list[str]):
 
 
 def load_config_file(path: str) -> dict:
+    from reinflow.untrusted import parse_json, parse_yaml, read_text
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"--config {path}: no such file")
     try:
-        data = yaml.safe_load(p.read_text()) if p.suffix in (".yaml", ".yml") else json.loads(p.read_text())
-    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ConfigError(f"--config {path}: cannot parse ({str(exc).splitlines()[0]})") from None
+        text = read_text(p)
+        data = parse_yaml(text, str(p)) if p.suffix in (".yaml", ".yml") else parse_json(text, str(p))
+    except ConfigError as exc:
+        raise ConfigError(f"--config {path}: cannot parse ({exc})") from None
     if isinstance(data, dict) and "train" in data and isinstance(data["train"], dict):
-        data = data["train"]  # a run folder's config.json works as a config file too
+        # a run folder's config.json works as a config file too; what it did (resume, overwrite) is not a setting
+        data = {k: v for k, v in data["train"].items() if k not in ("resume", "overwrite")}
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a mapping of field names to values")
     return data
@@ -126,6 +128,9 @@ def parse_with_defaults(cls: type, argv: list[str], prog: str, presets: Callable
     unknown = sorted(set(file_values) - names)
     if unknown:
         raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}")
+    if isinstance(file_values.get("env"), str) and _pop_flag(argv, "--env")[0] is None:
+        from reinflow.envs.factory import check_env_id
+        check_env_id(file_values["env"], allow_import=False, source=source)  # an id from a file is data
     values: dict = {}
     preset = preset or (file_values.get("preset") if presets else None)
     if preset:
@@ -192,21 +197,20 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
 def _resume_defaults(argv: list[str]) -> tuple[dict, str, list[str]]:
     """``--resume``: the config saved with the run's checkpoint becomes the defaults, flags given
     now override it (the trainer refuses overrides that would change the model, chain or env)."""
-    from reinflow.rl.checkpoint import read_checkpoint_config, resolve_checkpoint
+    from reinflow.rl.runfolder import resume_point
     out, rest = _pop_flag(argv, "--out")
     if out is None:
         raise ConfigError("--resume needs --out RUN_FOLDER (the run to continue)")
-    if not Path(out).is_dir():
-        raise ConfigError(f"--resume: {out} not found; is --out the folder of an earlier run?")
     cfg_flag, rest = _pop_flag(rest, "--config")
     if cfg_flag:
         raise ConfigError("--resume and --config cannot be combined: a resumed run keeps its own config")
-    ck = resolve_checkpoint(out, for_resume=True)
-    saved = read_checkpoint_config(ck).get("train")
-    if not isinstance(saved, dict):
-        raise ConfigError(f"--resume: {ck / 'config.json'} has no 'train' section; not a checkpoint of reinflow train")
-    saved = {k: v for k, v in saved.items() if k != "overwrite"}
-    return saved, f"--resume: {ck / 'config.json'}", ["--out", out, *rest]
+    ck, saved = resume_point(out)  # ck None: the run was killed before its first checkpoint and starts over
+    where = (ck if ck is not None else Path(out)) / "config.json"
+    if ck is None:
+        print(f"[reinflow] {out} has no checkpoint yet (stopped before its first one): starting it over from "
+              "iteration 0 with its saved config", file=sys.stderr, flush=True)
+    train = {k: v for k, v in saved["train"].items() if k != "overwrite"}
+    return train, f"--resume: {where}", ["--out", out, *rest]
 
 
 @dataclass
@@ -240,14 +244,19 @@ def cmd_eval(argv: list[str]) -> int:
     from reinflow.policies import base_policy_config
     from reinflow.rl.build import resolve_env_kwargs
     from reinflow.rl.checkpoint import load_agent
-    from reinflow.rl.evaluate import run_episodes
+    from reinflow.envs.factory import check_env_id
+    from reinflow.rl.evaluate import check_json_out, run_episodes, write_json_out
     cfg = tyro_cli(EvalConfig, argv, "reinflow eval")
+    if cfg.json_out:
+        check_json_out(cfg.json_out)  # before minutes of evaluation, and again when writing
     set_headless_gl()
     agent, ck_cfg, ck = load_agent(cfg.checkpoint)
-    train_cfg = ck_cfg.get("train", {})
+    train_cfg = ck_cfg.get("train") if isinstance(ck_cfg.get("train"), dict) else {}
     env_id = cfg.env or train_cfg.get("env")
-    if not env_id:
+    if not env_id or not isinstance(env_id, str):
         raise ConfigError(f"checkpoint {ck} does not name its env: pass --env")
+    if not cfg.env:
+        check_env_id(env_id, allow_import=False, source=str(ck / "config.json"))
     kw = resolve_env_kwargs(train_cfg.get("env_kwargs"), env_id, base_policy_config(ck_cfg["policy"]).get("type", "mlp"))
     envs = make_vector_env(env_id, min(cfg.parallel_envs, cfg.episodes), agent.sampler.act_steps, "sync", kw)
     try:
@@ -257,7 +266,7 @@ def cmd_eval(argv: list[str]) -> int:
     res.update(checkpoint=str(ck), env=env_id, mode="stochastic" if cfg.stochastic else "deterministic")
     print(json.dumps(res, indent=2))
     if cfg.json_out:
-        Path(cfg.json_out).write_text(json.dumps(res, indent=2))
+        write_json_out(cfg.json_out, res)
     return 0
 
 

@@ -191,7 +191,9 @@ def pretrain(cfg: PretrainConfig) -> dict:
         return flow_matching_loss(policy, obs_t[idx], act_t[idx], gen)
 
     losses = fit(step_loss, opt, sched, cfg.steps, "reinflow pretrain", cfg.progress)
-    agent = Agent(policy, SamplerConfig(act_steps=cfg.chunk_size))
+    agent = Agent(policy, SamplerConfig(act_steps=cfg.chunk_size,
+                                        reduction="sum", mask_executed=True, logprob_clamp=None, sigma_lo=0.08, sigma_hi=0.16,
+                                        constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0))
     summary = {"episodes": n_ep, "samples": int(len(obs_t)), "steps": cfg.steps,
                "loss_first_100": float(np.mean(losses[:100])), "loss_last_100": float(np.mean(losses[-100:]))}
     env_kwargs = {k: v for k, v in (demos.meta.get("env_kwargs") or {}).items() if k != "obs_mode"}

@@ -4,9 +4,9 @@ policy type and env. Variants are configuration (TrainConfig), never copies of t
 from __future__ import annotations
 
 import copy
-import json
 import math
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -18,7 +18,7 @@ import torch
 from reinflow import ConfigError, InvariantError, ReinflowError
 from reinflow.envs.factory import env_spaces, make_vector_env, set_headless_gl
 from reinflow.rl.build import apply_auto_scale, build_agent, env_kwargs, health_context, resolve_device
-from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint, save_run_checkpoint
+from reinflow.rl.checkpoint import load_agent, save_run_checkpoint
 from reinflow.rl.config import TrainConfig
 from reinflow.rl.context import cat_contexts, context_budget_bytes
 from reinflow.rl.dist import (DistInfo, all_reduce, broadcast_module, init_distributed, param_max_abs_diff,
@@ -28,7 +28,7 @@ from reinflow.rl.gae import TRUNCATION_MODES, gae, time_limit_as
 from reinflow.rl.keep_best import BestKeeper, heldout_seed, selection_seed
 from reinflow.rl.ppo import Batch, cat_obs, ppo_update, pre_update_check
 from reinflow.rl.rollout import RewardScaler, collect_rollout
-from reinflow.rl.runfolder import check_out, claim_out, resume_changes
+from reinflow.rl.runfolder import RunFolder, check_out, resume_changes, resume_point, write_json_atomic
 from reinflow.rl.trainer_state import read_trainer_state, restore_trainer_state
 from reinflow.report.logger import MetricsLogger
 
@@ -86,7 +86,11 @@ class _StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.hit:  # a second signal stops now, whatever the loop is doing (the last checkpoint stays valid)
+            raise KeyboardInterrupt
         self.hit = True
+        print("[reinflow] stopping after this iteration (checkpoint follows); signal again to stop now",
+              file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
@@ -111,7 +115,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     info = init_distributed()
     clean = False
     try:
-        result = _train(cfg, info)
+        with RunFolder(cfg.out, lock=info.is_main) as run:  # one process per run folder, locked before it is read
+            result = _train(cfg, info, run)
         clean = True
         return result
     finally:
@@ -123,14 +128,14 @@ def _resolved(cfg: TrainConfig) -> TrainConfig:
     before the choice existed were reinflow)."""
     if cfg.resume and cfg.algorithm == "auto":
         try:
-            saved = read_checkpoint_config(resolve_checkpoint(cfg.out, for_resume=True)).get("train") or {}
+            saved = resume_point(cfg.out)[1]["train"]
         except ReinflowError:
             saved = {}  # _train reports what is wrong with the run folder
         cfg = replace(cfg, algorithm=saved.get("algorithm", "reinflow"))
     return cfg.resolved()
 
 
-def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
+def _train(cfg: TrainConfig, info: DistInfo, run: RunFolder) -> TrainResult:
     from tqdm import tqdm
 
     from reinflow.rl.health import HealthMonitor
@@ -145,15 +150,14 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
     state: dict | None = None
     saved: dict = {}
     if cfg.resume:  # the CLI already took the run's saved config as defaults under the flags
-        ck = resolve_checkpoint(out, for_resume=True)
-        saved = read_checkpoint_config(ck)
-        state = read_trainer_state(ck)
+        ck, saved = resume_point(out)  # ck None: killed before its first checkpoint, so it starts over
+        state = read_trainer_state(ck) if ck is not None else None
     kw = env_kwargs(cfg)
     obs_space, act_space = env_spaces(cfg.env, kw)
     agent = load_agent(ck)[0] if state is not None else build_agent(cfg, obs_space, act_space)
     cfg, scale_info = apply_auto_scale(cfg, agent, verbose=cfg.progress and main)
     changes = resume_changes(asdict(cfg), saved.get("train") or {}, saved.get("derived") or {}, str(out)) \
-        if state is not None else {}
+        if cfg.resume else {}
     device = resolve_device(cfg.device, info.local_rank)
     agent.to(device).train()
     broadcast_module(agent, info)
@@ -178,16 +182,16 @@ def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
                "act_steps": agent.sampler.act_steps, "num_dims": agent.num_dims,
                "world_size": info.world_size, "auto_scale": scale_info}
     # each resume is recorded with what it changed (fields that may change: iterations, lr, logging ...)
-    resumes = list(saved.get("resumes") or []) + ([{"at_iteration": start_it, "changed": changes}] if state else [])
+    resumes = list(saved.get("resumes") or []) + ([{"at_iteration": start_it, "changed": changes}] if cfg.resume else [])
     run_config = {"train": asdict(cfg), "derived": derived, **({"resumes": resumes} if resumes else {})}
     logger = monitor = eval_envs = keeper = None
     if main:
-        if state is None:
-            claim_out(out, cfg.overwrite)
+        if not cfg.resume:
+            run.claim(cfg.overwrite)
         keeper = BestKeeper(out, cfg.keep_best)
-        (out / "config.json").write_text(json.dumps(run_config, indent=2, default=str))
+        write_json_atomic(out / "config.json", run_config)
         logger = MetricsLogger(out, run_config, cfg.tensorboard, cfg.wandb, cfg.wandb_project,
-                               resume_from_iteration=start_it if state is not None else None)
+                               resume_from_iteration=start_it if cfg.resume else None)
         monitor = HealthMonitor(health_context(cfg, agent, scale_info and scale_info["rule"]), cfg.on_unhealthy,
                                 print_fn=tqdm.write)
         # A fixed eval-env count (not parallel_envs): runs with different batch shapes are then

@@ -23,6 +23,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from reinflow import ConfigError
+from reinflow.untrusted import parse_json, read_text
+from reinflow.validate import RANGES
+
+ITERATION_MAX = RANGES["iterations"][1]
+ENV_STEPS_MAX = 2**62
 
 TENSORS, STRUCTURE, LEGACY = "trainer_state.safetensors", "trainer_state.json", "trainer_state.pt"
 # dicts whose keys are not all strings (optimizer state is keyed by parameter index), and tuples
@@ -97,10 +102,10 @@ def read_trainer_state(ck: Path) -> dict:
                           f"(start a new run from its weights: --policy-path {ck})")
     try:
         tensors = load_file(str(ck / TENSORS))
-        structure = json.loads((ck / STRUCTURE).read_text())
+        structure = parse_json(read_text(ck / STRUCTURE), STRUCTURE)
         state = _decode(structure, tensors, "state")
         _check_state(state)
-    except (SafetensorError, OSError, ValueError, UnicodeDecodeError, RecursionError) as exc:
+    except (SafetensorError, OSError, ValueError, ConfigError) as exc:
         raise ConfigError(f"checkpoint {ck}: trainer state unreadable ({exc}); cannot resume from it") from None
     return state
 
@@ -109,10 +114,10 @@ def _check_state(state: Any) -> None:
     """The values a resume reads, with the types it needs (the optimizers check their own)."""
     if not isinstance(state, dict):
         raise ValueError("top level is not an object")
-    for key in ("iteration", "env_steps"):
+    for key, top in (("iteration", ITERATION_MAX), ("env_steps", ENV_STEPS_MAX)):
         val = state.get(key)
-        if isinstance(val, bool) or not isinstance(val, int) or val < 0:
-            raise ValueError(f"{key}={val!r}: expected an integer >= 0")
+        if isinstance(val, bool) or not isinstance(val, int) or not 0 <= val <= top:
+            raise ValueError(f"{key}={str(val)[:40]}: expected an integer in [0, {top}]")
     for key in ("actor_opt", "critic_opt"):
         if not isinstance(state.get(key), dict):
             raise ValueError(f"{key}: expected an optimizer state")
@@ -126,14 +131,48 @@ def _check_state(state: Any) -> None:
         nums = [*scaler["ret"], scaler.get("count"), scaler.get("mean"), scaler.get("m2")]
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in nums):
             raise ValueError("scaler: expected finite numbers")
+        if not (scaler["count"] > 0 and scaler["m2"] >= 0):
+            raise ValueError(f"scaler: count={scaler['count']!r} must be > 0 and m2={scaler['m2']!r} >= 0")
+
+
+def load_optimizer(opt: Any, state: Any, name: str) -> None:
+    """``opt.load_state_dict(state)``, then every moment tensor checked against its parameter's shape
+    (torch checks only the parameter counts: a wrong-shaped moment passed and crashed at the first
+    update, after the resume was recorded) and every hyperparameter for a usable value. ValueError."""
+    opt.load_state_dict(state)
+    for g, group in enumerate(opt.param_groups):
+        for key, val in group.items():
+            if key == "params":
+                continue
+            nums = list(val) if isinstance(val, (tuple, list)) else [val]
+            if not all(x is None or isinstance(x, (bool, str)) or (isinstance(x, (int, float)) and math.isfinite(x))
+                       or (isinstance(x, torch.Tensor) and x.numel() == 1 and bool(torch.isfinite(x)))
+                       for x in nums):
+                raise ValueError(f"{name}: param group {g} {key}={str(val)[:40]}: expected finite numbers")
+        betas = group.get("betas")
+        if betas is not None and not (len(betas) == 2 and all(0 <= float(b) < 1 for b in betas)):
+            raise ValueError(f"{name}: param group {g} betas={betas!r}: expected two numbers in [0, 1)")
+        if "eps" in group and not float(group["eps"]) > 0:
+            raise ValueError(f"{name}: param group {g} eps={group['eps']!r}: must be > 0")
+        for i, p in enumerate(group["params"]):
+            for key, val in opt.state.get(p, {}).items():
+                if not isinstance(val, torch.Tensor):
+                    continue
+                if key != "step" and val.shape != p.shape:
+                    raise ValueError(f"{name}: {key} of parameter {i} in group {g} has shape {tuple(val.shape)}, "
+                                     f"the parameter {tuple(p.shape)}")
+                if val.is_floating_point() and not bool(torch.isfinite(val).all()):
+                    raise ValueError(f"{name}: {key} of parameter {i} in group {g} holds NaN/inf")
+                if key in ("exp_avg_sq", "max_exp_avg_sq") and bool((val < 0).any()):
+                    raise ValueError(f"{name}: {key} of parameter {i} in group {g} is negative (a second moment)")
 
 
 def restore_trainer_state(ck: Path, state: dict, actor_opt: Any, critic_opt: Any, scaler: Any,
                           num_envs: int) -> tuple[int, int]:
     """Load the state into this run's optimizers, scaler and torch RNG; (next iteration, env steps)."""
     try:
-        actor_opt.load_state_dict(state["actor_opt"])
-        critic_opt.load_state_dict(state["critic_opt"])
+        load_optimizer(actor_opt, state["actor_opt"], "actor_opt")
+        load_optimizer(critic_opt, state["critic_opt"], "critic_opt")
         if scaler is not None and state.get("scaler"):
             if len(state["scaler"]["ret"]) != num_envs:
                 raise ValueError(f"reward scaler holds {len(state['scaler']['ret'])} envs, this run has {num_envs}")

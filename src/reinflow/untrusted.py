@@ -189,9 +189,10 @@ def _count_nodes(root: Any, where: str) -> None:
         raise ConfigError(f"{where}: its aliases expand to more than {MAX_YAML_NODES} values (a YAML alias bomb?)")
 
 
-def check_tree(root: str | os.PathLike, what: str) -> None:
+def check_tree(root: str | os.PathLike, what: str, skip: tuple[str, ...] = ()) -> None:
     """Refuse symlinks and special files anywhere inside ``root`` (``root`` itself may be a link the
-    user typed); nothing is followed. ConfigError naming the first one found."""
+    user typed); nothing is followed. ``skip``: top-level folders another tool owns (W&B's ``wandb/``
+    holds its own ``latest-run`` link; reinflow never writes there). ConfigError naming the first one."""
     top = Path(root)
     if not top.is_dir():
         return
@@ -203,6 +204,8 @@ def check_tree(root: str | os.PathLike, what: str) -> None:
         except OSError as exc:
             raise ConfigError(f"{what} {top}: cannot list {folder} ({exc.strerror or exc})") from None
         for entry in entries:
+            if folder == top and entry.name in skip and entry.is_dir(follow_symlinks=False):
+                continue
             seen += 1
             if seen > MAX_TREE_ENTRIES:
                 raise ConfigError(f"{what} {top}: holds more than {MAX_TREE_ENTRIES} files")

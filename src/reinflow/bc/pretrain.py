@@ -199,8 +199,8 @@ def pretrain(cfg: PretrainConfig) -> dict:
     env_kwargs = {k: v for k, v in (demos.meta.get("env_kwargs") or {}).items() if k != "obs_mode"}
     extra = {"train": {"env": demos.env_id, "env_kwargs": json.dumps(env_kwargs) if env_kwargs else ""},
              "pretrain": {**asdict(cfg), **summary, "instruction": demos.instruction}}
-    claim_out(cfg.out, cfg.overwrite)  # --overwrite: an earlier folder is moved aside, never deleted
-    path = save_agent(cfg.out, agent, extra)
+    with claim_out(cfg.out, cfg.overwrite):  # locked; --overwrite: an earlier folder is moved aside, never deleted
+        path = save_agent(cfg.out, agent, extra)
     smooth = np.convolve(losses, np.ones(20) / 20, mode="valid") if len(losses) >= 20 else losses
     plot_curve(range(len(smooth)), smooth, "flow-matching BC loss", "step", "loss (20-step mean)",
                path / "loss_curve.png", logy=True)
@@ -214,11 +214,11 @@ def _pretrain_smolvla(cfg: PretrainConfig) -> dict:
     try:
         from reinflow.bc.smolvla_bc import SmolVLABCConfig, smolvla_bc
         from reinflow.rl.runfolder import claim_out
-        claim_out(cfg.out, cfg.overwrite)  # as the MLP path: an earlier folder is moved aside, never deleted
-        return smolvla_bc(SmolVLABCConfig(dataset=cfg.demos, out=cfg.out, vlm_path=cfg.vlm_path,
-                                          chunk_size=cfg.chunk_size, trainable=cfg.trainable, steps=cfg.steps,
-                                          batch_size=cfg.batch_size, lr=cfg.lr, max_episodes=cfg.max_episodes,
-                                          seed=cfg.seed, progress=cfg.progress)) | {"out": cfg.out}
+        with claim_out(cfg.out, cfg.overwrite):  # as the MLP path: an earlier folder is moved aside, never deleted
+            return smolvla_bc(SmolVLABCConfig(dataset=cfg.demos, out=cfg.out, vlm_path=cfg.vlm_path,
+                                              chunk_size=cfg.chunk_size, trainable=cfg.trainable, steps=cfg.steps,
+                                              batch_size=cfg.batch_size, lr=cfg.lr, max_episodes=cfg.max_episodes,
+                                              seed=cfg.seed, progress=cfg.progress)) | {"out": cfg.out}
     except ImportError as exc:
         raise ConfigError(f"policy=smolvla needs the extra: pip install -e '.[smolvla]' && pip install --no-deps "
                           f"lerobot==0.4.4 torchvision==0.28.0 (docs/smolvla.md) [{exc}]") from None
@@ -235,16 +235,16 @@ def demos_cli(argv: list[str]) -> int:
     kwargs = resolve_env_kwargs(cfg.env_kwargs, cfg.env, "mlp")
     obs_mode = kwargs.pop("obs_mode", cfg.obs_mode)
     check_out(cfg.out, overwrite=cfg.overwrite)
-    claim_out(cfg.out, cfg.overwrite)
-    record = record_demos
-    if cfg.format == "lerobot":
-        from reinflow.bc.lerobot_data import record_lerobot_demos as record
-    try:
-        summary = record(cfg.env, cfg.episodes, cfg.out, seed=cfg.seed, only_success=cfg.only_success,
-                        progress=cfg.progress, obs_mode=obs_mode, image_size=tuple(cfg.image_size),
-                        expert=cfg.expert, **kwargs)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    with claim_out(cfg.out, cfg.overwrite):  # one process per output folder
+        record = record_demos
+        if cfg.format == "lerobot":
+            from reinflow.bc.lerobot_data import record_lerobot_demos as record
+        try:
+            summary = record(cfg.env, cfg.episodes, cfg.out, seed=cfg.seed, only_success=cfg.only_success,
+                             progress=cfg.progress, obs_mode=obs_mode, image_size=tuple(cfg.image_size),
+                             expert=cfg.expert, **kwargs)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     print(json.dumps(summary, indent=2, default=str))
     return 0
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -123,27 +124,33 @@ def _refuse_non_empty(p: Path, out: str | Path) -> None:
                       f"(-> {_aside(p.absolute()).name}), or choose a new --out")
 
 
-def _lock_fd(p: Path, out: str | Path) -> int | None:
-    """An open descriptor of folder ``p`` holding its exclusive lock; ConfigError if another process has it."""
+def _lock_fd(p: Path, out: str | Path, shared: bool = False) -> int | None:
+    """An open descriptor of folder ``p`` holding its exclusive lock (``shared``: a shared one, which
+    only tells whether a writer holds it); ConfigError if another process has it. A few short retries:
+    another process's probe holds a shared lock for microseconds."""
     if fcntl is None:
         return None
     try:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         raise ConfigError(f"out={out}: cannot open the folder ({exc.strerror or exc})") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as exc:
-        os.close(fd)
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-            raise ConfigError(f"out={out}: another reinflow process is writing this folder (it holds the folder's "
-                              "lock); wait for it to end, or choose another --out") from None
-        raise ConfigError(f"out={out}: cannot lock the folder ({exc.strerror or exc})") from None
-    return fd
+    for attempt in range(5):
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+            return fd
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise ConfigError(f"out={out}: cannot lock the folder ({exc.strerror or exc})") from None
+            time.sleep(0.02 * (attempt + 1))
+    os.close(fd)
+    raise ConfigError(f"out={out}: another reinflow process is writing this folder (it holds the folder's lock); "
+                      "wait for it to end, or choose another --out")
 
 
 def _probe_lock(p: Path, out: str | Path) -> None:
-    fd = _lock_fd(p, out)
+    """Refuse a folder another process writes, without taking it (data-parallel ranks probe at once)."""
+    fd = _lock_fd(p, out, shared=True)
     if fd is not None:
         os.close(fd)                                  # closing the descriptor releases the probe's lock
 
@@ -221,14 +228,17 @@ def resume_point(out: str | Path) -> tuple[Path | None, dict]:
     p = Path(out)
     if not p.is_dir():
         raise ConfigError(f"--resume: {out} not found; is --out the folder of an earlier run?")
-    check_tree(p, "run")
-    ckdir = p / "checkpoints"
-    if ckdir.is_dir() and any(e.name == "latest" or e.name.startswith("iter_") for e in os.scandir(ckdir)) \
-            or not (p / "config.json").is_file():
+    check_tree(p, "run", skip=("wandb",))
+    ckdir, config = p / "checkpoints", p / "config.json"
+    started = ckdir.is_dir() and any(e.name == "latest" or e.name.startswith("iter_") for e in os.scandir(ckdir))
+    if started or (ckdir.is_dir() and not config.is_file()):
         ck = resolve_checkpoint(p, for_resume=True)
         saved, where = read_checkpoint_config(ck), ck / "config.json"
+    elif config.is_file():
+        ck, saved, where = None, read_json(config), config
     else:
-        ck, saved, where = None, read_json(p / "config.json"), p / "config.json"
+        raise ConfigError(f"--resume: {out} holds no checkpoint and no config.json (a run stopped before it wrote "
+                          "anything, or not a run folder); start it again without --resume")
     if not isinstance(saved, dict) or not isinstance(saved.get("train"), dict):
         raise ConfigError(f"--resume: {where} has no 'train' section; not a run folder of reinflow train")
     return ck, saved

@@ -103,7 +103,7 @@ def run_one(task: str, preset: str, seed: int, ck: Path, out: Path, budget: int,
         pts = [s for e, s in curve if e <= frac * budget]
         return pts[-1] if pts else None
     col = lambda k: [r[k] for r in rows if r.get(k) is not None]  # noqa: E731
-    clip = col("training/clip_fraction")
+    clip = col("ppo/clip_fraction")
     result = {"task": task, "preset": preset, "seed": seed, "env_steps": res.env_steps, "iterations": res.iterations,
               "final_success": res.final_eval["success_rate"] if res.final_eval else None,
               "success_q1": at(0.25), "success_q2": at(0.5), "curve": curve,
@@ -111,11 +111,11 @@ def run_one(task: str, preset: str, seed: int, ck: Path, out: Path, budget: int,
               # --keep-best: the policy kept at the best evaluation, re-measured on held-out episodes
               "kept_iteration": res.best["iteration"] if res.best else None,
               "kept_heldout_success": res.best["heldout"]["success_rate"] if res.best else None,
-              "success_gap_median": float(np.median(col("train/success_gap"))) if col("train/success_gap") else None,
+              "success_gap_median": float(np.median(col("rollout/success_gap"))) if col("rollout/success_gap") else None,
               "clip_median": float(np.median(clip)), "clip_max": float(np.max(clip)),
               "ratio_min": float(np.min(col("ppo/ratio_min"))), "ratio_max": float(np.max(col("ppo/ratio_max"))),
               "grad_clipped_frac": float(np.mean(col("gradients/policy_clipped"))),
-              "epochs_run_mean": float(np.mean(col("training/epochs_run"))), "wall_s": wall}
+              "epochs_run_mean": float(np.mean(col("ppo/epochs_run"))), "wall_s": wall}
     done_file.write_text(json.dumps(result, indent=2))
     return result
 

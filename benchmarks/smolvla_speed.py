@@ -134,7 +134,7 @@ def one_update(agent, obs, acts, args, reuse: bool) -> dict:
     post-step KL). Weights are restored afterwards so every measured update starts from the rollout's."""
     from reinflow.rl.config import TrainConfig
     from reinflow.rl.context import cat_contexts, context_nbytes
-    from reinflow.rl.ppo import Batch, cat_obs, ppo_update, pre_update_check
+    from reinflow.rl.algorithms.ppo import Batch, cat_obs, ppo_update, pre_update_check
 
     dev = acts[0].chain.device
     trainable = [p for p in agent.parameters() if p.requires_grad]
@@ -157,7 +157,7 @@ def one_update(agent, obs, acts, args, reuse: bool) -> dict:
             p.copy_(s)
     kept = context_nbytes(batch.context) / n if reuse else 0.0
     return {"wall": tm.wall, "cpu": tm.cpu, "mem": mem.delta_gib, "ratio_dev": ratio_dev, "bytes_per_sample": kept,
-            "epochs": upd["training/epochs_run"]}
+            "epochs": upd["ppo/epochs_run"]}
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -27,7 +27,7 @@ import reinflow.envs  # noqa: E402,F401
 from reinflow.envs.factory import make_vector_env  # noqa: E402
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig  # noqa: E402
 from reinflow.rl.agent import Agent, SamplerConfig  # noqa: E402
-from reinflow.rl.ppo import Batch, cat_obs, ppo_update  # noqa: E402
+from reinflow.rl.algorithms.ppo import Batch, cat_obs, ppo_update  # noqa: E402
 from reinflow.rl.rollout import RewardScaler, collect_rollout  # noqa: E402
 from reinflow.rl.config import TrainConfig  # noqa: E402
 

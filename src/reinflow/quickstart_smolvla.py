@@ -197,7 +197,7 @@ def run_smolvla_quickstart(cfg: SmolVLAQuickstartConfig) -> dict:
 def _summary(cfg, tcfg, env_id, before, after, rows, res, demos, bc, wall, budget_s, plots) -> dict:
     def col(key: str) -> list[float]:
         return [r[key] for r in rows if r.get(key) is not None]
-    clip = col("training/clip_fraction")
+    clip = col("ppo/clip_fraction")
     b, a = before["success_rate"] or 0.0, after["success_rate"] or 0.0
     return {
         "policy": "smolvla (LeRobot SmolVLAPolicy, tiny offline backbone)", "task": cfg.task, "env": env_id,
@@ -232,9 +232,3 @@ def _smolvla_notes(s: dict) -> str:
         f"* prefix reused from the rollout in every update: {bool(s['context_reused'])}; pre-update max "
         f"abs(ratio - 1): {s['pre_update_ratio_max_dev']:.3g}",
         f"* mean seconds per iteration: rollout {s['rollout_s_mean']:.1f}, update {s['update_s_mean']:.1f}", ""])
-
-
-def cli_main(argv: list[str]) -> int:
-    from reinflow.cli import tyro_cli
-    run_smolvla_quickstart(tyro_cli(SmolVLAQuickstartConfig, argv, "reinflow quickstart --policy smolvla"))
-    return 0

@@ -64,13 +64,13 @@ def test_training_moves_only_the_offset_and_the_noise_head(runs):
 
 
 def test_residual_needs_a_pretrained_policy_and_resumes_as_residual_only(runs, tmp_path):
-    with pytest.raises(ConfigError, match="algorithm=residual"):
+    with pytest.raises(ConfigError, match="algorithm=residual-ppo"):
         from reinflow.rl.config import TrainConfig
         from reinflow.rl.trainer import train
         train(TrainConfig(env="Pendulum-v1", algorithm="residual", out=str(tmp_path / "x"), progress=False))
-    assert main(["train", "--out", str(runs / "res"), "--resume", "--iterations", "4", "--algorithm", "reinflow",
+    assert main(["train", "--out", str(runs / "res"), "--resume", "--iterations", "4", "--algorithm", "chain-ppo",
                  "--no-progress"]) == 2
     assert main(["train", "--out", str(runs / "res"), "--resume", "--iterations", "4", "--no-progress"]) == 0
     agent, cfg, ck = load_agent(runs / "res")
     assert ck.name == "iter_000003" and isinstance(agent.policy, ResidualFlowPolicy)
-    assert cfg["train"]["algorithm"] == "residual" and cfg["train"]["lr_actor"] == 1e-3
+    assert cfg["train"]["algorithm"] == "residual-ppo" and cfg["train"]["lr_actor"] == 1e-3

@@ -58,7 +58,7 @@ def _raw(batch, seed):
 
 @pytest.mark.parametrize("trainable", ["heads", "expert"])
 def test_kept_prefix_gives_bit_identical_logprobs(tmp_path_factory, trainable):
-    from reinflow.rl.ppo import pre_update_check
+    from reinflow.rl.algorithms.ppo import pre_update_check
     agent = _smolvla_agent(tmp_path_factory, trainable)
     assert agent.policy.frozen_encoder
     obs = [agent.policy.prepare_obs(_raw(3, s)) for s in (0, 1)]

@@ -17,12 +17,12 @@ def test_default_is_the_benchmark_winner():
     default = TrainConfig().resolved()                  # from scratch: PPO on the whole chain
     assert (default.noise_basis, default.logprob_reduction, default.sigma_min, default.sigma_max) == (4, "sum", 0.16, 0.32)
     assert (default.lr_actor, default.clip_epsilon, default.target_kl, default.lr_schedule) == (3e-5, 0.2, 0.05, "cosine")
-    assert default.algorithm == "reinflow"
+    assert default.algorithm == "chain-ppo"
     assert PRESETS["default"] == {}
     tuned = TrainConfig(policy_path="BC").resolved()     # from a pretrained policy: the residual, lr 1e-4
-    assert (tuned.algorithm, tuned.lr_actor, tuned.noise_basis, tuned.clip_epsilon) == ("residual", 1e-4, 4, 0.2)
-    explicit = TrainConfig(policy_path="BC", algorithm="reinflow", lr_actor=2e-5).resolved()
-    assert (explicit.algorithm, explicit.lr_actor) == ("reinflow", 2e-5)  # flags win over 'auto'
+    assert (tuned.algorithm, tuned.lr_actor, tuned.noise_basis, tuned.clip_epsilon) == ("residual-ppo", 1e-4, 4, 0.2)
+    explicit = TrainConfig(policy_path="BC", algorithm="chain-ppo", lr_actor=2e-5).resolved()
+    assert (explicit.algorithm, explicit.lr_actor) == ("chain-ppo", 2e-5)  # flags win over 'auto'
     assert TrainConfig(policy_path="BC", preset="residual", **PRESETS["residual"]).resolved() == tuned.__class__(
         **{**tuned.__dict__, "preset": "residual"})     # the preset spells out what auto picks
 

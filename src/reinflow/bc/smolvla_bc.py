@@ -101,8 +101,8 @@ def load_chunked(root: Path, fps: int, chunk: int, max_episodes: int | None) -> 
 
 def smolvla_bc(cfg: SmolVLABCConfig) -> dict:
     """Train; write ``<out>/lerobot`` (+ loss_curve.png, bc_summary.json). Returns the summary."""
+    from reinflow.bc.fit import fit
     from reinflow.bc.lerobot_data import SIDECAR, is_lerobot_dataset, read_lerobot_info
-    from reinflow.bc.pretrain import fit
     from reinflow.policies.smolvla import build_smolvla_policy, export_lerobot
     from reinflow.policies.smolvla.policy import default_state_stats
     from reinflow.report.plots import plot_curve

@@ -22,11 +22,7 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from reinflow import ReinflowError
-
-
-class NonFiniteError(ReinflowError):
-    """NaN or inf crossed the env boundary (or appeared in a loss or gradient)."""
+from reinflow import NonFiniteError, ReinflowError
 
 
 class EnvFaultError(ReinflowError):

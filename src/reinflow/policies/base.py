@@ -88,6 +88,12 @@ class FlowPolicy(nn.Module):
         """JSON-serialisable config from which ``reinflow.policies.load_policy`` rebuilds it."""
         raise NotImplementedError
 
+    def initial_noise(self, ctx: Any, batch: int, deterministic: bool, generator: Any = None) -> torch.Tensor | None:
+        """x_0 [B, H, P] of the chain when the policy chooses it (a noise-space actor, DSRL), else
+        None: the sampler's ``initial_noise`` rule applies. Called by ``Agent.act`` in rollouts and
+        evaluation alike, so a trained x_0 actor is what ``reinflow eval`` runs. Default: None."""
+        return None
+
     def postprocess_action(self, action: torch.Tensor) -> torch.Tensor:
         """Chain action [B, H', A] -> the env's normalised [-1, 1] frame (e.g. undo a VLA's own
         action normalisation). The chain itself is stored unchanged. Default: identity."""

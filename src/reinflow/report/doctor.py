@@ -9,7 +9,6 @@ Exit code 0 whatever is found; 2 with one line on stderr when the input cannot b
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import dataclass, fields
@@ -19,7 +18,7 @@ from typing import Annotated, Any, Literal
 import tyro
 
 from reinflow import ConfigError, ReinflowError
-from reinflow.rl.health import KNOWN_KEYS, Diagnosis, RunContext, diagnose, format_finding, normalize_keys
+from reinflow.rl.health import KNOWN_KEYS, Diagnosis, RunContext, format_finding, normalize_keys
 from reinflow.untrusted import CONFIG_MAX_BYTES, METRICS_MAX_BYTES, parse_json, parse_yaml, read_text
 
 # RunContext field -> config keys that mean it (reinflow, W&B seed run, ReinFlow reference, LeRobot).
@@ -206,7 +205,7 @@ def check_is_run(hist: list[dict[str, Any]], path: Path) -> None:
     known = set(KNOWN_KEYS) - {"iteration", "env_steps"}
     if not any(k in known for row in hist for k in normalize_keys(row)):
         raise ReinflowError(f"{path}: holds none of the training metrics the doctor reads (e.g. "
-                            "training/clip_fraction, logprob/new_mean, ppo/ratio_max, reward/batch_avg): not a run "
+                            "ppo/clip_fraction, logprob/new_mean, ppo/ratio_max, rollout/reward_mean): not a run "
                             f"it can judge; {EXPECTED}")
 
 
@@ -241,23 +240,3 @@ def render(diag: Diagnosis, source: str, what: str, ctx: RunContext) -> str:
         lines += [f"{i}. {format_finding(f)}", ""]
     lines.append("not judged:" + ("".join(f"\n  - {n}" for n in diag.not_judged) if diag.not_judged else " nothing"))
     return "\n".join(lines)
-
-
-def cli_main(argv: list[str]) -> int:
-    """Entry point of ``reinflow doctor``; returns the exit code (0 report, 2 bad input)."""
-    from reinflow.cli import tyro_cli
-    args = tyro_cli(DoctorArgs, argv, "reinflow doctor", config=(tyro.conf.PositionalRequiredArgs,))
-    try:
-        hist, ctx, what = load_run(Path(args.path))
-        check_is_run(hist, Path(args.path))
-        ctx = _apply_flags(ctx, args)
-        diag = diagnose(hist, ctx)
-    except ReinflowError as e:
-        print(f"error: reinflow doctor: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps({"findings": [f.as_dict() for f in diag.findings], "not_judged": diag.not_judged},
-                         indent=2, allow_nan=False))
-    else:
-        print(render(diag, args.path, what, ctx))
-    return 0

@@ -1,5 +1,7 @@
-"""One metrics logger with namespaced keys (``logprob/...``, ``training/...``) and three sinks:
-``metrics.jsonl`` (always), TensorBoard, W&B (optional; WANDB_MODE=offline works offline).
+"""One metrics logger with namespaced keys (``rollout/...``, ``ppo/...``, ``eval/...``; one namespace per
+concern) and three sinks: ``metrics.jsonl`` (always), TensorBoard, W&B (optional; WANDB_MODE=offline
+works offline). Every sink plots against the same x-axis, env steps (``env_steps`` in each row): runs of
+algorithms whose iterations differ in size compare at equal samples.
 
 Each jsonl line is one iteration, written with a single ``write`` + flush + fsync, so a kill
 leaves at most a half line at the end, which ``truncate_metrics`` removes on resume together
@@ -95,6 +97,8 @@ class MetricsLogger:
                 raise ConfigError("wandb=True needs the extra: pip install 'reinflow[wandb]'") from None
             self._wandb = wb.init(project=wandb_project, config=config, dir=str(self.out),
                                   name=self.out.name, resume="allow")
+            self._wandb.define_metric("env_steps")
+            self._wandb.define_metric("*", step_metric="env_steps")  # the x-axis of every chart, as in TensorBoard
 
     def log(self, metrics: dict[str, Any], iteration: int, env_steps: int) -> None:
         row = {"iteration": iteration, "env_steps": env_steps}
@@ -114,7 +118,7 @@ class MetricsLogger:
             except OSError as exc:
                 raise OSError(exc.errno, exc.strerror, str(self.out / "tensorboard")) from None
         if self._wandb is not None:
-            self._wandb.log(numeric, step=iteration)
+            self._wandb.log(numeric)
 
     def close(self) -> None:
         self._f.close()

@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from reinflow import ConfigError
-from reinflow.flow.chain import (REDUCTIONS, ChainSample, LogProb, build_mask, chain_log_prob, dct_basis,
+from reinflow.constants import REDUCTIONS
+from reinflow.flow.chain import (ChainSample, LogProb, build_mask, chain_log_prob, dct_basis,
                                  sample_chain)
 from reinflow.flow.noise import NoiseHead
 from reinflow.policies.base import FlowPolicy
@@ -159,6 +160,8 @@ class Agent(nn.Module):
         """``obs``: output of ``policy.prepare_obs``."""
         ctx = self.policy.encode(obs)
         batch = _batch_size(obs)
+        if x0 is None:  # a policy that steers its own x_0 (DSRL) decides first
+            x0 = self.policy.initial_noise(ctx, batch, deterministic, generator)
         if x0 is None and self.sampler.initial_noise == "zero":
             x0 = torch.zeros((batch, self.policy.chunk_size, self.policy.padded_action_dim), device=self.mask.device)
         elif x0 is None and self.sampler.initial_noise == "fixed":

@@ -15,7 +15,6 @@ from reinflow.envs.factory import build_env
 from reinflow.envs.metaworld import is_metaworld
 from reinflow.policies import base_policy_config
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
-from reinflow.policies.residual import ResidualFlowPolicy
 from reinflow.rl.agent import Agent, SamplerConfig
 from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint
 from reinflow.rl.config import TrainConfig
@@ -50,15 +49,9 @@ def _env_instruction(env_id: str, kw: dict) -> str:
 
 
 def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> Agent:
-    """New or loaded agent whose chunk/action dims are checked against the env; with
-    ``--algorithm residual`` its policy is wrapped in a frozen-base residual (policies/residual.py)."""
-    cfg = cfg.resolved()
-    if cfg.algorithm == "residual" and not (cfg.policy_path or cfg.vlm_path):
-        raise ConfigError("algorithm=residual corrects a pretrained policy: give --policy-path (a BC checkpoint)")
-    agent = _build_agent(cfg, obs_space, act_space)
-    if cfg.algorithm == "residual" and not isinstance(agent.policy, ResidualFlowPolicy):
-        agent.policy = ResidualFlowPolicy(agent.policy)  # same dims: mask, basis and heads stay valid
-    return agent
+    """A new or loaded agent whose chunk/action dims are checked against the env (the algorithm
+    may then wrap its policy: ``Algorithm.prepare_agent``)."""
+    return _build_agent(cfg.resolved(), obs_space, act_space)
 
 
 def _build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> Agent:

@@ -38,10 +38,10 @@ PRESETS: dict[str, dict] = {
     "narrow-noise": dict(sigma_min=0.08, sigma_max=0.16),
     # PPO on the whole chain with the smooth-noise recipe: what the default runs from scratch, and what it
     # ran from a pretrained policy until 2026-11-30 (the "default" rows of docs/benchmarks.md section 1).
-    "reinflow": dict(algorithm="reinflow"),
+    "reinflow": dict(algorithm="chain-ppo"),
     # The alternative algorithm (policies/residual.py): PPO on a zero-initialised offset over the frozen BC
     # policy, with the default's smooth noise; a fresh offset net takes a larger lr than fine-tuning does.
-    "residual": dict(algorithm="residual", lr_actor=1e-4),
+    "residual": dict(algorithm="residual-ppo", lr_actor=1e-4),
     # The default before smooth noise (until 2026-11-29): white noise, reinflow-paper's settings.
     "white-noise": _white(),
     # The recipe `reinflow quickstart` uses on reach (docs/benchmarks.md): per-step ratios, wide noise

@@ -264,6 +264,8 @@ def resume_changes(new: dict[str, Any], saved: dict[str, Any], derived: dict[str
     """``{field: {"from": saved, "to": new}}`` for the fields a resume changes; ConfigError for a
     frozen one. ``derived`` holds the sizes the run really used where its config said None
     (e.g. chunk_size taken from the checkpoint), so restating them is not a change."""
+    from reinflow.rl.config import upgrade_legacy
+    saved = upgrade_legacy(saved)
     changes = {}
     for name, val in new.items():
         if name in NOT_RECORDED or name not in saved:

@@ -16,7 +16,9 @@ The base model is always in eval mode; ``trainable`` picks which parameters PPO 
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +35,10 @@ OBS_IMAGES = "observation.images"
 LANG_TOKENS = "observation.language.tokens"
 LANG_MASK = "observation.language.attention_mask"
 HEAD_MODULES = ("action_in_proj", "action_out_proj", "action_time_mlp_in", "action_time_mlp_out")
-PRESETS = ("heads", "expert", "all")
+TRAINABLE_SETS = ("heads", "expert", "all")
+"""what PPO may update (``--trainable``): action heads, the action expert, or everything"""
+SETTINGS_FILE = "reinflow_smolvla.json"
+"""reinflow's settings beside a LeRobot folder (``export_lerobot``)"""
 
 
 @dataclass
@@ -66,8 +71,8 @@ class SmolVLASettings:
 
     def __post_init__(self) -> None:
         check_fields(self)  # a checkpoint's config.json may come from anywhere
-        if self.trainable not in PRESETS:
-            raise ConfigError(f"trainable={self.trainable!r}: allowed {', '.join(PRESETS)}")
+        if self.trainable not in TRAINABLE_SETS:
+            raise ConfigError(f"trainable={self.trainable!r}: allowed {', '.join(TRAINABLE_SETS)}")
         if self.denoise_steps < 1:
             raise ConfigError(f"denoise_steps={self.denoise_steps}: must be >= 1")
         if (self.vlm_path is None) == (self.policy_path is None):
@@ -277,7 +282,6 @@ class SmolVLAFlowPolicy(FlowPolicy):
         return {"type": "smolvla", **asdict(self.settings)}
 
     def save_extra(self, directory: str) -> None:
-        from reinflow.policies.smolvla.build import export_lerobot
         export_lerobot(self, directory)
 
     def num_parameters(self) -> dict[str, int]:
@@ -298,3 +302,18 @@ def default_state_stats(low: np.ndarray, high: np.ndarray) -> dict[str, list[flo
     mean = np.where(finite, (hi + lo) / 2.0, 0.0)
     std = np.where(finite, (hi - lo) / 2.0, 1.0)
     return {"mean": [float(v) for v in mean], "std": [float(max(v, 1e-6)) for v in std]}
+
+
+def export_lerobot(policy: "SmolVLAFlowPolicy", directory: str | Path) -> Path:
+    """Write ``directory/lerobot``: LeRobot config + weights + pre/post processors + reinflow settings."""
+    out = Path(directory) / "lerobot"
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = policy.lerobot.config
+    cfg.load_vlm_weights = False  # every weight is in model.safetensors: no backbone download on load
+    policy.lerobot.save_pretrained(out)
+    policy.preprocessor.save_pretrained(out)
+    policy.postprocessor.save_pretrained(out)
+    settings = {**policy.policy_config(), "policy_path": None, "vlm_path": None}
+    settings.pop("type", None)
+    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+    return out

@@ -65,20 +65,19 @@ def _non_empty(p: Path) -> bool:
 def made_by_reinflow(p: Path) -> bool:
     """A folder reinflow wrote: its marker, or (folders from before the marker) the layout of a run,
     a checkpoint, a demo set, a LeRobot dataset written by ``reinflow demos``, or a quickstart report."""
+    return ((p / MARKER).is_file() or (p / "checkpoints" / "latest").is_file() or (p / "meta" / "reinflow.json").is_file()
+            or _json_says(p / "config.json", lambda d: "train" in d or "reinflow_version" in d)
+            or _json_says(p / "meta.json", lambda d: d.get("format") == "reinflow-demos")
+            or _json_says(p / "summary.json", lambda d: "success_before" in d and "run_folder" in d))
+
+
+def _json_says(path: Path, test: Any) -> bool:
     from reinflow.untrusted import read_json
-    if (p / MARKER).is_file() or (p / "checkpoints" / "latest").is_file() or (p / "meta" / "reinflow.json").is_file():
-        return True
-    for name, keys in (("config.json", ("train", "reinflow_version")), ("meta.json", ("format",)),
-                       ("summary.json", ("success_before", "run_folder"))):
-        if (p / name).is_file():
-            try:
-                data = read_json(p / name)
-            except ConfigError:
-                continue
-            if isinstance(data, dict) and (any(k in data for k in keys) if name != "meta.json"
-                                           else data.get("format") == "reinflow-demos"):
-                return True
-    return False
+    try:
+        data = read_json(path) if path.is_file() else None
+    except ConfigError:
+        return False
+    return isinstance(data, dict) and bool(test(data))
 
 
 def _check_overwrite(p: Path, out: str | Path) -> None:

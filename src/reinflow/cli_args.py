@@ -110,7 +110,9 @@ def parse_with_defaults(cls: type, argv: list[str], prog: str, presets: Callable
         from reinflow.envs.factory import check_env_id
         check_env_id(file_values["env"], allow_import=False, source=source)  # an id read from a file is data
     values: dict = {}
-    preset = preset or (file_values.get("preset") if presets else None)
+    # a config file's preset applies; a resumed run's recorded one does not (its values are all explicit, and
+    # it may name a recipe this version no longer ships)
+    preset = preset or (file_values.get("preset") if presets and base is None else None)
     if preset:
         if not isinstance(preset, str):
             raise ConfigError(f"preset={preset!r}: expected a preset name")

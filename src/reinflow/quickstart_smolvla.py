@@ -56,7 +56,7 @@ class SmolVLAQuickstartConfig:
     image_size: int = 32
     """camera images (square); SmolVLA pads them to the backbone's vision size"""
     trainable: Literal["heads", "expert"] = "expert"
-    """SmolVLA parameters PPO trains with --preset reinflow (both keep the prefix frozen and reuse it)"""
+    """SmolVLA parameters PPO trains with --preset chain-ppo (both keep the prefix frozen and reuse it)"""
     preset: str = "default"
     """reinflow train recipe (src/reinflow/rl/presets.py; default: residual from the BC policy)"""
     initial_noise: Literal["sample", "fixed", "zero"] = "fixed"

@@ -1,4 +1,4 @@
-"""DESIGN.md section 4, measured: the log-ratio/KL formulas with torch Normals, and that each
+"""docs/design.md §4, measured: the log-ratio/KL formulas with torch Normals, and that each
 scaling rule holds the measured ratio spread (and KL) at its reference value across D."""
 
 import math

@@ -1,4 +1,4 @@
-"""Dimension-aware scaling of the noise bounds / learning rate (DESIGN.md section 4).
+"""Dimension-aware scaling of the noise bounds / learning rate (docs/design.md §4).
 
 The model. One ratio term's log-prob sums (or averages) ``D`` Gaussian entries. With the sample
 fixed and every mean moved by a per-dimension step d (Adam makes d ~ lr, independent of D):

@@ -125,7 +125,7 @@ class MLPFlowPolicy(FlowPolicy):
                 f"threshold {threshold}): is the simulator in the frame/units of the demonstrations?"]
 
     def obs_zscores(self, raw_obs: Any) -> torch.Tensor:
-        """Unclipped z-scores [B, O] of raw observations under the policy's stats (DESIGN invariant 5)."""
+        """Unclipped z-scores [B, O] of raw observations under the policy's stats (docs/design.md §5, invariant 5)."""
         obs = torch.as_tensor(np.asarray(raw_obs), dtype=torch.float32).reshape(len(raw_obs), -1)
         return (obs - self.obs_mean.cpu()) / self.obs_std.cpu()
 

@@ -1,7 +1,7 @@
 """Agent = flow policy + bounded noise head + critic, behind one ``act`` and one ``evaluate``.
 
 Rollouts, PPO updates and evaluation all go through these two methods, so the sampler used
-for evaluation is the one PPO trained (DESIGN invariant 4).
+for evaluation is the one PPO trained (docs/design.md §5, invariant 4).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Evaluation with the sampler PPO trained (DESIGN invariant 4): ``Agent.act`` in deterministic
+"""Evaluation with the sampler PPO trained (docs/design.md §5, invariant 4): ``Agent.act`` in deterministic
 (ODE, no injected noise) or stochastic mode, on fixed seeds so before/after compare like for like.
 
 Episode ``k`` of an evaluation is the same whatever the batch layout: it starts from

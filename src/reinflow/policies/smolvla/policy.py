@@ -154,7 +154,7 @@ class SmolVLAFlowPolicy(FlowPolicy):
         return not self._prefix_trainable
 
     def set_train_mode(self) -> None:
-        self.eval()  # never train mode: same log-prob at rollout and update (DESIGN invariant 1)
+        self.eval()  # never train mode: same log-prob at rollout and update (docs/design.md §5, invariant 1)
 
     def train(self, mode: bool = True) -> "SmolVLAFlowPolicy":
         return super().train(False)
@@ -203,7 +203,7 @@ class SmolVLAFlowPolicy(FlowPolicy):
         return None
 
     def check_obs_frame(self, raw_obs: Any) -> list[str]:
-        """Warnings when observations are far outside the frame the policy's stats expect (DESIGN 5.5)."""
+        """Warnings when observations are far outside the frame the policy's stats expect (docs/design.md §5, invariant 5)."""
         stats = self.state_stats()
         if stats is None or not isinstance(raw_obs, dict) or "state" not in raw_obs:
             return []

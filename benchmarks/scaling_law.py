@@ -69,10 +69,13 @@ def build(variant: str, dim: int, obs_dim: int, hidden: list[int], seed: int) ->
                                            hidden=list(hidden)))
     sigma = SIGMA * math.sqrt(dim / D_REF) if variant == "b" else SIGMA
     if variant == "e":
-        sampler = SamplerConfig(act_steps=h, reduction="sum", sigma_lo=0.08, sigma_hi=0.16)
+        sampler = SamplerConfig(act_steps=h, reduction="sum", sigma_lo=0.08, sigma_hi=0.16,
+                                mask_executed=True, logprob_clamp=None,
+                                constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0)
     else:
         sampler = SamplerConfig(act_steps=h, reduction="mean" if variant == "d" else "sum",
-                                sigma_lo=sigma, sigma_hi=sigma, constant_sigma=True)
+                                sigma_lo=sigma, sigma_hi=sigma,
+                                constant_sigma=True, mask_executed=True, logprob_clamp=None, noise_basis=0, initial_noise="sample", initial_noise_seed=0)
     return Agent(policy, sampler), sigma
 
 

@@ -7,12 +7,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import json
 from pathlib import Path
 from typing import Callable
 
 import tyro
-import yaml
 
 from reinflow import ConfigError
 
@@ -60,15 +58,20 @@ def parse_argparse(ap, argv: list[str]):
 
 
 def load_config_file(path: str) -> dict:
+    """A YAML or JSON config file, read with the bounds of ``reinflow.untrusted`` (type, size, depth,
+    YAML aliases)."""
+    from reinflow.untrusted import parse_json, parse_yaml, read_text
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"--config {path}: no such file")
     try:
-        data = yaml.safe_load(p.read_text()) if p.suffix in (".yaml", ".yml") else json.loads(p.read_text())
-    except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ConfigError(f"--config {path}: cannot parse ({str(exc).splitlines()[0]})") from None
+        text = read_text(p)
+        data = parse_yaml(text, str(p)) if p.suffix in (".yaml", ".yml") else parse_json(text, str(p))
+    except ConfigError as exc:
+        raise ConfigError(f"--config {path}: cannot parse ({exc})") from None
     if isinstance(data, dict) and "train" in data and isinstance(data["train"], dict):
-        data = data["train"]  # a run folder's config.json works as a config file too
+        # a run folder's config.json works as a config file too; what it did (resume, overwrite) is not a setting
+        data = {k: v for k, v in data["train"].items() if k not in ("resume", "overwrite")}
     if not isinstance(data, dict):
         raise ConfigError(f"--config {path}: expected a mapping of field names to values")
     return data
@@ -103,6 +106,9 @@ def parse_with_defaults(cls: type, argv: list[str], prog: str, presets: Callable
     unknown = sorted(set(file_values) - names)
     if unknown:
         raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}")
+    if isinstance(file_values.get("env"), str) and pop_flag(argv, "--env")[0] is None:
+        from reinflow.envs.factory import check_env_id
+        check_env_id(file_values["env"], allow_import=False, source=source)  # an id read from a file is data
     values: dict = {}
     # a config file's preset applies; a resumed run's recorded one does not (its values are all explicit, and
     # it may name a recipe this version no longer ships)

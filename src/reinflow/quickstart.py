@@ -196,7 +196,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     out = Path(cfg.out)
     # Like train: an earlier report folder is never deleted; refused, or moved aside with --overwrite.
     check_out(out, overwrite=cfg.overwrite)
-    claim_out(out, cfg.overwrite)
+    held = claim_out(out, cfg.overwrite)  # locked: one process per report folder, until the report is written
     bc = tgt.bc
     bc_episodes = cfg.bc_episodes or bc["episodes"]
     bc_steps = cfg.bc_steps or bc["steps"]
@@ -304,6 +304,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
            f"({summary['success_gain_pp']:+.0f} pp, {after['episodes']} episodes each), "
            f"max clip fraction {summary['clip_fraction_max'] if clip else float('nan'):.2f}", t0)
     print(f"report: {out}/summary.md  (summary.json, plots/*.png; run folder {out}/train)")
+    held.close()
     return summary
 
 

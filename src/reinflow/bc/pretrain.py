@@ -170,14 +170,16 @@ def pretrain(cfg: PretrainConfig) -> dict:
         return flow_matching_loss(policy, obs_t[idx], act_t[idx], gen)
 
     losses = fit(step_loss, opt, sched, cfg.steps, "reinflow pretrain", cfg.progress)
-    agent = Agent(policy, SamplerConfig(act_steps=cfg.chunk_size))
+    agent = Agent(policy, SamplerConfig(act_steps=cfg.chunk_size,
+                                        reduction="sum", mask_executed=True, logprob_clamp=None, sigma_lo=0.08, sigma_hi=0.16,
+                                        constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0))
     summary = {"episodes": n_ep, "samples": int(len(obs_t)), "steps": cfg.steps,
                "loss_first_100": float(np.mean(losses[:100])), "loss_last_100": float(np.mean(losses[-100:]))}
     env_kwargs = {k: v for k, v in (demos.meta.get("env_kwargs") or {}).items() if k != "obs_mode"}
     extra = {"train": {"env": demos.env_id, "env_kwargs": json.dumps(env_kwargs) if env_kwargs else ""},
              "pretrain": {**asdict(cfg), **summary, "instruction": demos.instruction}}
-    claim_out(cfg.out, cfg.overwrite)  # --overwrite: an earlier folder is moved aside, never deleted
-    path = save_agent(cfg.out, agent, extra)
+    with claim_out(cfg.out, cfg.overwrite):  # locked; --overwrite: an earlier folder is moved aside, never deleted
+        path = save_agent(cfg.out, agent, extra)
     smooth = np.convolve(losses, np.ones(20) / 20, mode="valid") if len(losses) >= 20 else losses
     plot_curve(range(len(smooth)), smooth, "flow-matching BC loss", "step", "loss (20-step mean)",
                path / "loss_curve.png", logy=True)
@@ -191,11 +193,11 @@ def _pretrain_smolvla(cfg: PretrainConfig) -> dict:
     try:
         from reinflow.bc.smolvla_bc import SmolVLABCConfig, smolvla_bc
         from reinflow.rl.runfolder import claim_out
-        claim_out(cfg.out, cfg.overwrite)  # as the MLP path: an earlier folder is moved aside, never deleted
-        return smolvla_bc(SmolVLABCConfig(dataset=cfg.demos, out=cfg.out, vlm_path=cfg.vlm_path,
-                                          chunk_size=cfg.chunk_size, trainable=cfg.trainable, steps=cfg.steps,
-                                          batch_size=cfg.batch_size, lr=cfg.lr, max_episodes=cfg.max_episodes,
-                                          seed=cfg.seed, progress=cfg.progress)) | {"out": cfg.out}
+        with claim_out(cfg.out, cfg.overwrite):  # as the MLP path: an earlier folder is moved aside, never deleted
+            return smolvla_bc(SmolVLABCConfig(dataset=cfg.demos, out=cfg.out, vlm_path=cfg.vlm_path,
+                                              chunk_size=cfg.chunk_size, trainable=cfg.trainable, steps=cfg.steps,
+                                              batch_size=cfg.batch_size, lr=cfg.lr, max_episodes=cfg.max_episodes,
+                                              seed=cfg.seed, progress=cfg.progress)) | {"out": cfg.out}
     except ImportError as exc:
         raise ConfigError(f"policy=smolvla needs the extra: pip install -e '.[smolvla]' && pip install --no-deps "
                           f"lerobot==0.4.4 torchvision==0.28.0 (docs/smolvla.md) [{exc}]") from None

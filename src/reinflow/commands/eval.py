@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import tyro
 
@@ -45,14 +44,19 @@ def run(argv: list[str]) -> int:
     from reinflow.policies import base_policy_config
     from reinflow.rl.build import resolve_env_kwargs
     from reinflow.rl.checkpoint import load_agent
-    from reinflow.rl.evaluate import run_episodes
+    from reinflow.envs.factory import check_env_id
+    from reinflow.rl.evaluate import check_json_out, run_episodes, write_json_out
     cfg = tyro_cli(EvalConfig, argv, "reinflow eval")
+    if cfg.json_out:
+        check_json_out(cfg.json_out)  # before minutes of evaluation, and again when writing
     set_headless_gl()
     agent, ck_cfg, ck = load_agent(cfg.checkpoint)
-    train_cfg = ck_cfg.get("train", {})
+    train_cfg = ck_cfg.get("train") if isinstance(ck_cfg.get("train"), dict) else {}
     env_id = cfg.env or train_cfg.get("env")
-    if not env_id:
+    if not env_id or not isinstance(env_id, str):
         raise ConfigError(f"checkpoint {ck} does not name its env: pass --env")
+    if not cfg.env:  # an id read from the checkpoint is data: nothing is imported for it
+        check_env_id(env_id, allow_import=False, source=str(ck / "config.json"))
     kw = resolve_env_kwargs(train_cfg.get("env_kwargs"), env_id, base_policy_config(ck_cfg["policy"]).get("type", "mlp"))
     envs = make_vector_env(env_id, min(cfg.parallel_envs, cfg.episodes), agent.sampler.act_steps, "sync", kw)
     try:
@@ -62,5 +66,5 @@ def run(argv: list[str]) -> int:
     res.update(checkpoint=str(ck), env=env_id, mode="stochastic" if cfg.stochastic else "deterministic")
     print(json.dumps(res, indent=2))
     if cfg.json_out:
-        Path(cfg.json_out).write_text(json.dumps(res, indent=2))
+        write_json_out(cfg.json_out, res)
     return 0

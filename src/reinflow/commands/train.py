@@ -56,18 +56,17 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
 def _resume_defaults(argv: list[str]) -> tuple[dict, str, list[str]]:
     """``--resume``: the config saved with the run's checkpoint becomes the defaults, flags given
     now override it (the trainer refuses overrides that would change the model, chain or env)."""
-    from reinflow.rl.checkpoint import read_checkpoint_config, resolve_checkpoint
+    from reinflow.rl.runfolder import resume_point
     out, rest = pop_flag(argv, "--out")
     if out is None:
         raise ConfigError("--resume needs --out RUN_FOLDER (the run to continue)")
-    if not Path(out).is_dir():
-        raise ConfigError(f"--resume: {out} not found; is --out the folder of an earlier run?")
     cfg_flag, rest = pop_flag(rest, "--config")
     if cfg_flag:
         raise ConfigError("--resume and --config cannot be combined: a resumed run keeps its own config")
-    ck = resolve_checkpoint(out, for_resume=True)
-    saved = read_checkpoint_config(ck).get("train")
-    if not isinstance(saved, dict):
-        raise ConfigError(f"--resume: {ck / 'config.json'} has no 'train' section; not a checkpoint of reinflow train")
-    saved = {k: v for k, v in saved.items() if k != "overwrite"}
-    return saved, f"--resume: {ck / 'config.json'}", ["--out", out, *rest]
+    ck, saved = resume_point(out)  # ck None: the run was stopped before its first checkpoint and starts over
+    where = (ck if ck is not None else Path(out)) / "config.json"
+    if ck is None:
+        print(f"[reinflow] {out} has no checkpoint yet (stopped before its first one): starting it over from "
+              "iteration 0 with its saved config", file=sys.stderr, flush=True)
+    train = {k: v for k, v in saved["train"].items() if k != "overwrite"}
+    return train, f"--resume: {where}", ["--out", out, *rest]

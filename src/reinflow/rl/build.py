@@ -3,7 +3,6 @@ or SmolVLA through LeRobot, with the sampler its flags ask for."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 
@@ -28,10 +27,11 @@ def resolve_env_kwargs(text: str | None, env_id: str, policy_type: str) -> dict:
     """The JSON ``env_kwargs`` string, plus what the policy type needs from a built-in env."""
     kw = {}
     if text:
+        from reinflow.untrusted import parse_json  # bounded depth and numbers: the text may come from a file
         try:
-            kw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"env_kwargs={text!r}: not valid JSON ({exc.msg})") from None
+            kw = parse_json(text, "env_kwargs")
+        except ConfigError as exc:
+            raise ConfigError(f"env_kwargs={text[:60]!r}: not valid JSON ({str(exc).partition(': ')[2]})") from None
         if not isinstance(kw, dict):
             raise ConfigError(f"env_kwargs={text!r}: must be a JSON object")
     if policy_type == "smolvla" and (env_id.startswith("reinflow/Arm") or is_metaworld(env_id)):

@@ -24,6 +24,9 @@ def upgrade_legacy(train: dict) -> dict:
 # actor lr per algorithm (docs/benchmarks.md §1.1, §3.1): fine-tuning a trained flow policy moves it
 # with small steps; a fresh, zero-initialised offset net needs larger ones
 LR_ACTOR = {"chain-ppo": 3e-5, "residual-ppo": 1e-4}
+# decisions one rank collects per iteration (parallel_envs x rollout_steps): each field is bounded
+# on its own (validate.RANGES), the rollout buffer holds their product (the recipes use 80)
+DECISIONS_MAX = 2**17
 
 
 @dataclass
@@ -189,6 +192,9 @@ class TrainConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+        if self.parallel_envs * self.rollout_steps > DECISIONS_MAX:
+            raise ConfigError(f"parallel_envs={self.parallel_envs} x rollout_steps={self.rollout_steps}: "
+                              f"{self.parallel_envs * self.rollout_steps} decisions per iteration; at most {DECISIONS_MAX}")
         for name in ("chunk_size", "act_steps", "denoise_steps"):
             val = getattr(self, name)
             if val is not None and val < 1:

@@ -167,7 +167,10 @@ def load_smolvla_policy(dir_or_config: str | Path | dict) -> SmolVLAFlowPolicy:
     else:
         folder = Path(_resolve(str(dir_or_config)))
         meta = folder / SETTINGS_FILE
-        cfg = json.loads(meta.read_text()) if meta.exists() else {}
+        from reinflow.untrusted import read_json
+        cfg = read_json(meta) if meta.exists() else {}
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"{meta}: expected a JSON object")
         cfg.update(policy_path=str(folder), vlm_path=None)
         if not cfg.get("cameras"):
             raise ConfigError(f"{folder}: no {SETTINGS_FILE} (written by save_extra); build it with "

@@ -28,6 +28,7 @@ from torch import nn
 from reinflow import ConfigError
 from reinflow.policies.base import FlowPolicy, VelocityOut
 from reinflow.policies.smolvla import compat
+from reinflow.validate import check_fields
 
 OBS_STATE = "observation.state"
 OBS_IMAGES = "observation.images"
@@ -69,6 +70,7 @@ class SmolVLASettings:
     """check_obs_frame warns when |mean z-score| of a state dim exceeds this"""
 
     def __post_init__(self) -> None:
+        check_fields(self)  # a checkpoint's config.json may come from anywhere
         if self.trainable not in TRAINABLE_SETS:
             raise ConfigError(f"trainable={self.trainable!r}: allowed {', '.join(TRAINABLE_SETS)}")
         if self.denoise_steps < 1:

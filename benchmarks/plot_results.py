@@ -26,17 +26,19 @@ def jsonl(name: str) -> list[dict]:
     return [json.loads(line) for line in (RESULTS / name).read_text().splitlines() if line.strip()]
 
 
-def md_tables(name: str) -> list[list[dict]]:
-    """Every markdown table of a results file, as a list of {header: cell} rows."""
-    tables, header, rows = [], None, []
+def md_tables(name: str, captions: bool = False) -> list:
+    """Every markdown table of a results file, as a list of {header: cell} rows; with ``captions``,
+    (the text line just above the table, rows) pairs."""
+    tables, header, rows, caption, last_text = [], None, [], "", ""
     for line in (RESULTS / name).read_text().splitlines() + [""]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else None
         if cells is None:
             if header:
-                tables.append(rows)
+                tables.append((caption, rows) if captions else rows)
             header, rows = None, []
+            last_text = line.strip() or last_text
         elif header is None:
-            header = cells
+            header, caption = cells, last_text
         elif not all(set(c) <= set("-: ") for c in cells):
             rows.append(dict(zip(header, cells)))
     return tables
@@ -174,19 +176,38 @@ def choice_costs(plt, out: Path) -> Path:
 
 
 def throughput(plt, out: Path) -> Path:
-    """Section 4: bare simulator loop, raw vector env and reinflow's rollout (throughput.md)."""
-    rows = [r for t in md_tables("throughput.md") if t and "reinflow rollout env steps/s" in t[0] for r in t]
-    panels = list(dict.fromkeys((r["vector"], r.get("obs", "state")) for r in rows))
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 3.8), squeeze=False)
+    """Section 4 (throughput.md): the bare simulator loop, the raw vector env and reinflow's rollout (the
+    state-only table, a panel per vector mode) and, where the file has camera tables, the camera rollout's
+    speed relative to the state-mode rollout, one series per table (e.g. before / after a change)."""
+    tables = [(c, t) for c, t in md_tables("throughput.md", captions=True)
+              if t and "reinflow rollout env steps/s" in t[0]]
+    state = next(t for c, t in tables if "obs" not in t[0])
+    cams = [(c, t) for c, t in tables if "obs" in t[0] and "rollout ratio to state mode" in t[0]]
+    vectors = list(dict.fromkeys(r["vector"] for r in state))
+    fig, axes = plt.subplots(1, len(vectors) + bool(cams), figsize=(6 * (len(vectors) + bool(cams)), 3.8), squeeze=False)
     cols = {"bare loop": "bare loop env steps/s", "raw vector": "raw vector env steps/s",
             "reinflow rollout": "reinflow rollout env steps/s"}
-    for ax, (vector, obs) in zip(axes[0], panels):
-        rs = [r for r in rows if r["vector"] == vector and r.get("obs", "state") == obs]
-        groups = [f"{r['env'].split('/')[-1].replace('-v0', '')}\n{r['envs']} env" for r in rs]
-        bars(ax, groups, {k: [stat([number(r[c])]) for r in rs] for k, c in cols.items()}, "env steps/s",
-             f"{vector} vector env, {obs} observations", {"bare loop": "0.75", "raw vector": "0.5", "reinflow rollout": "tab:blue"})
+    for ax, vector in zip(axes[0], vectors):
+        rs = [r for r in state if r["vector"] == vector]
+        bars(ax, [label(r) for r in rs], {k: [stat([number(r[c])]) for r in rs] for k, c in cols.items()},
+             "env steps/s", f"{vector} vector env, state observations",
+             {"bare loop": "0.75", "raw vector": "0.5", "reinflow rollout": "tab:blue"})
         ax.tick_params(axis="x", labelsize=6)
+    if cams:
+        groups = [label(r) for r in cams[0][1] if r["obs"] != "state"]
+        series = {c.split("(")[0].strip(" :") or f"table {i}": [stat([number(r["rollout ratio to state mode"])])
+                                                              for r in t if r["obs"] != "state"]
+                  for i, (c, t) in enumerate(cams)}
+        palette = ["tab:blue", "0.6", "tab:orange", "tab:green"]
+        bars(axes[0][-1], groups, series, "camera rollout / state-mode rollout", "arm, two 64x64 cameras, sync (before / after frames-when-read)",
+             dict(zip(series, palette)))
+        axes[0][-1].set_ylim(0, 1.1)
     return save(fig, out / "throughput.png")
+
+
+def label(row: dict) -> str:
+    """'reinflow/ArmReach-v0', 10 -> 'ArmReach\\n10 env'."""
+    return f"{row['env'].split('/')[-1].replace('-v0', '')}\n{row['envs']} env"
 
 
 def save(fig, path: Path) -> Path:

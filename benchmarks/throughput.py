@@ -30,7 +30,7 @@ import reinflow.envs  # noqa: E402,F401
 from reinflow.envs.factory import make_vector_env  # noqa: E402
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig  # noqa: E402
 from reinflow.rl.agent import Agent, SamplerConfig  # noqa: E402
-from reinflow.rl.ppo import Batch, cat_obs, ppo_update  # noqa: E402
+from reinflow.rl.algorithms.ppo import Batch, cat_obs, ppo_update  # noqa: E402
 from reinflow.rl.rollout import RewardScaler, collect_rollout  # noqa: E402
 from reinflow.rl.config import TrainConfig  # noqa: E402
 
@@ -92,7 +92,9 @@ def raw_speed(env_id: str, kw: dict, n: int, vector: str, seconds: float) -> flo
 def agent_for(obs_dim: int, action_dim: int, chunk: int = 50, k: int = 1) -> Agent:
     torch.manual_seed(0)
     pol = StatePolicy(MLPPolicyConfig(obs_dim=obs_dim, action_dim=action_dim, chunk_size=chunk, denoise_steps=k))
-    return Agent(pol, SamplerConfig(act_steps=chunk))
+    return Agent(pol, SamplerConfig(act_steps=chunk,
+                                    reduction="sum", mask_executed=True, logprob_clamp=None, sigma_lo=0.08, sigma_hi=0.16,
+                                    constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0))
 
 
 def reinflow_speed(env_id: str, kw: dict, n: int, vector: str, seconds: float) -> float:

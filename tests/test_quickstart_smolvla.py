@@ -20,7 +20,7 @@ def test_smolvla_quickstart_smoke(tmp_path):
     assert s["iterations"] == 1 and s["eval_episodes_before"] == s["eval_episodes_after"] == 2
     assert s["context_reused"] == 1.0 and s["pre_update_ratio_max_dev"] == 0.0
     train = s["config"]["train"]                 # the default from a BC policy, with one fixed x_0
-    assert (train["algorithm"], train["initial_noise"], train["lr_actor"]) == ("residual", "fixed", 1e-4)
+    assert (train["algorithm"], train["initial_noise"], train["lr_actor"]) == ("residual-ppo", "fixed", 1e-4)
     assert s["eval_seed"] == 20_000 and s["policy_evaluated"].startswith("kept best")
     assert (out / "dataset" / "meta" / "info.json").exists() and (out / "bc" / "lerobot" / "config.json").exists()
     md = (out / "summary.md").read_text()

@@ -96,7 +96,7 @@ class QuickstartConfig:
     """decisions per env per iteration (default: TrainConfig's)"""
     train_eval_episodes: int = 20
     """episodes of the periodic in-training evaluation (the success curve)"""
-    algorithm: Literal["auto", "reinflow", "residual"] = "auto"
+    algorithm: Literal["auto", "chain-ppo", "residual-ppo"] = "auto"
     """reinflow train --algorithm (auto: residual from the BC policy; on a new task try reinflow too)"""
     iterations: int | None = None
     """PPO iterations (default: per task, QUICKSTART_ITERATIONS); the --minutes budget may stop earlier"""
@@ -196,7 +196,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     out = Path(cfg.out)
     # Like train: an earlier report folder is never deleted; refused, or moved aside with --overwrite.
     check_out(out, overwrite=cfg.overwrite)
-    claim_out(out, cfg.overwrite)
+    held = claim_out(out, cfg.overwrite)  # locked: one process per report folder, until the report is written
     bc = tgt.bc
     bc_episodes = cfg.bc_episodes or bc["episodes"]
     bc_steps = cfg.bc_steps or bc["steps"]
@@ -271,7 +271,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     # 6. report
     _stage("6/6 writing the report", t0)
     plots = plot_run(out / "train", out / "plots")
-    clip = [r["training/clip_fraction"] for r in rows if r.get("training/clip_fraction") is not None]
+    clip = [r["ppo/clip_fraction"] for r in rows if r.get("ppo/clip_fraction") is not None]
     def col(key: str) -> list[float]:
         return [r[key] for r in rows if r.get(key) is not None]
     wall = time.time() - t0
@@ -304,6 +304,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
            f"({summary['success_gain_pp']:+.0f} pp, {after['episodes']} episodes each), "
            f"max clip fraction {summary['clip_fraction_max'] if clip else float('nan'):.2f}", t0)
     print(f"report: {out}/summary.md  (summary.json, plots/*.png; run folder {out}/train)")
+    held.close()
     return summary
 
 
@@ -338,16 +339,3 @@ def _markdown(s: dict, tcfg) -> str:
         lines.append(f"![{name}](plots/{name})")
     lines += ["", f"Run folder: `{s['run_folder']}` (metrics.jsonl, checkpoints; `reinflow doctor {s['run_folder']}`)", ""]
     return "\n".join(lines)
-
-
-def cli_main(argv: list[str]) -> int:
-    from reinflow.cli import _pop_flag, tyro_cli
-    policy, argv = _pop_flag(list(argv), "--policy")
-    if policy == "smolvla":  # LeRobot's SmolVLA end to end: reinflow/quickstart_smolvla.py
-        from reinflow.quickstart_smolvla import cli_main as smolvla_main
-        return smolvla_main(argv)
-    if policy not in (None, "mlp"):
-        raise ConfigError(f"policy={policy!r}: allowed mlp, smolvla")
-    cfg = tyro_cli(QuickstartConfig, argv, "reinflow quickstart")
-    run_quickstart(cfg)
-    return 0

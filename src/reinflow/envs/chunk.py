@@ -2,7 +2,7 @@
 at the env boundary.
 
 The wrapper maps the policy's normalised actions in [-1, 1] to the env's Box bounds (clipping
-first: the stored chain stays unclipped, DESIGN section 2 "Clamping"), sums the rewards of the
+first: the stored chain stays unclipped, docs/design.md §2 "Clamping"), sums the rewards of the
 executed steps, and stops the chunk early when the episode ends. Camera frames are rendered only
 for the observation it returns (``envs/frames.py``).
 
@@ -24,12 +24,8 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from reinflow import ReinflowError
+from reinflow import NonFiniteError, ReinflowError
 from reinflow.envs.frames import FrameSource, frame_source
-
-
-class NonFiniteError(ReinflowError):
-    """NaN or inf crossed the env boundary (or appeared in a loss or gradient)."""
 
 
 class EnvFaultError(ReinflowError):

@@ -150,22 +150,20 @@ def main() -> None:
           "| ratio to bare loop | ratio to raw vector | rollout ratio to state mode |")
     print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for task in args.tasks:
+        modes = [m for m in args.obs_modes if m == "state" or task.startswith("reinflow/Arm")]
         for n in args.envs:
             for vector in ["sync"] + ([] if args.skip_async else ["async"]):
-                state_rollout = None
-                for mode in args.obs_modes:
-                    if mode != "state" and not task.startswith("reinflow/Arm"):
-                        continue
-                    kw = {} if mode == "state" else {"obs_mode": mode}
-                    # Alternate the three measurements and keep each one's best of --repeats: on a shared
-                    # machine load drifts, and the best run is the closest to the unloaded speed.
-                    bare = raw = ours = 0.0
-                    for _ in range(args.repeats):
-                        bare = max(bare, bare_speed(task, kw, n, args.seconds))
-                        raw = max(raw, raw_speed(task, kw, n, vector, args.seconds))
-                        ours = max(ours, reinflow_speed(task, kw, n, vector, args.seconds))
-                    state_rollout = state_rollout or (ours if mode == "state" else None)
-                    vs = f"{ours / state_rollout:.2f}" if state_rollout else ""
+                # Alternate the measurements (and the obs modes) and keep each one's best of --repeats:
+                # on a shared machine load drifts, and the best run is the closest to the unloaded speed.
+                best = {m: [0.0, 0.0, 0.0] for m in modes}
+                for _ in range(args.repeats):
+                    for mode in modes:
+                        kw = {} if mode == "state" else {"obs_mode": mode}
+                        rates = (bare_speed(task, kw, n, args.seconds), raw_speed(task, kw, n, vector, args.seconds),
+                                 reinflow_speed(task, kw, n, vector, args.seconds))
+                        best[mode] = [max(a, b) for a, b in zip(best[mode], rates)]
+                for mode, (bare, raw, ours) in best.items():
+                    vs = f"{ours / best['state'][2]:.2f}" if "state" in best else ""
                     print(f"| {task} | {mode} | {n} | {vector} | {bare:,.0f} | {raw:,.0f} | {ours:,.0f} "
                           f"| {ours / bare:.2f} | {ours / raw:.2f} | {vs} |", flush=True)
     if args.ks:

@@ -39,7 +39,7 @@ TASKS = {
 # Per-task BC imperfection (demo episodes used, BC gradient steps): chosen so the pretrained
 # policy succeeds sometimes but clearly not always. Measured (deterministic, 100 episodes): reach
 # 10 x 100 -> 21 %, push 20 x 400 -> 28 % (20 x 200 gave 5 %), pick-lift 20 x 200 -> 32 %
-# (docs/benchmarks.md; these are also the benchmark's starting checkpoints).
+# (docs/benchmarks.md §1.1; these are also the benchmark's starting checkpoints).
 BC_SETTINGS = {
     "reach": dict(episodes=10, steps=100),
     "push": dict(episodes=20, steps=400),
@@ -47,7 +47,7 @@ BC_SETTINGS = {
 }
 
 # PPO iterations per task with the default recipe (TrainConfig's defaults, no per-task preset):
-# where the benchmark's success curves flatten (docs/benchmarks.md). The --minutes budget stops
+# where the benchmark's success curves flatten (docs/benchmarks.md §2.1). The --minutes budget stops
 # training earlier on a slower machine (checkpoint + the same final evaluation).
 QUICKSTART_ITERATIONS = {"reach": 300, "push": 300, "pick-lift": 300}
 

@@ -12,7 +12,7 @@ from reinflow.rl.presets import PRESETS, preset_overrides
 
 
 def test_default_is_the_benchmark_winner():
-    """docs/benchmarks.md ("Smooth noise") reports the `default` rows with these settings: the test
+    """docs/benchmarks.md (§1, §3) reports today's defaults with these settings: the test
     pins them, so a changed default needs a new benchmark, not a silent edit."""
     default = TrainConfig().resolved()                  # from scratch: PPO on the whole chain
     assert (default.noise_basis, default.logprob_reduction, default.sigma_min, default.sigma_max) == (4, "sum", 0.16, 0.32)

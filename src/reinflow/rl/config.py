@@ -21,7 +21,7 @@ def upgrade_legacy(train: dict) -> dict:
     return {k: LEGACY_VALUES[k].get(v, v) if k in LEGACY_VALUES and isinstance(v, str) else v
             for k, v in train.items()}
 
-# actor lr per algorithm (docs/benchmarks.md section 1): fine-tuning a trained flow policy moves it
+# actor lr per algorithm (docs/benchmarks.md §1.1, §3.1): fine-tuning a trained flow policy moves it
 # with small steps; a fresh, zero-initialised offset net needs larger ones
 LR_ACTOR = {"chain-ppo": 3e-5, "residual-ppo": 1e-4}
 # decisions one rank collects per iteration (parallel_envs x rollout_steps): each field is bounded

@@ -20,7 +20,7 @@ def white_noise(**overrides: object) -> dict:
 PRESETS: dict[str, dict] = {
     # What reinflow ships (TrainConfig's defaults): smooth noise, 4 DCT coefficients per joint over the
     # executed steps (D = 24 at K = 1), summed log-prob, clip 0.2, sigma [0.16, 0.32], target KL 0.05;
-    # from a pretrained policy 'auto' picks residual-ppo with lr 1e-4 (docs/benchmarks.md section 1);
+    # from a pretrained policy 'auto' picks residual-ppo with lr 1e-4 (docs/benchmarks.md §1, §3.1);
     # tests/rl/test_presets.py pins the equality.
     "default": dict(),
     # The default spelled out for each algorithm: PPO on the whole chain (the default from scratch) and
@@ -28,7 +28,7 @@ PRESETS: dict[str, dict] = {
     "chain-ppo": dict(algorithm="chain-ppo"),
     "residual-ppo": dict(algorithm="residual-ppo", lr_actor=1e-4),
     # The default with the paper's noise bounds (half the default's): fewer failed grasps and pushes in
-    # the rollout, less exploration on reach. Ablation in docs/benchmarks.md.
+    # the rollout, less exploration on reach. Ablation in docs/benchmarks.md §3.3.
     "narrow-noise": dict(sigma_min=0.08, sigma_max=0.16),
     # ReinFlow as published: white noise on every chunk step, the reference code's per-element mean
     # log-prob clamped to [-1, 1], clip 0.01 (the default of reinflow until 2026-11-29).

@@ -75,7 +75,7 @@ class ArmEnv(gym.Env, FrameSource):
 
     # The time limit is part of these tasks (every step costs -1 and time is not observed), so
     # reinflow's GAE treats it as an ending, not a cut to bootstrap through: bootstrapping valued a
-    # 2-decision episode as an endless -1 per step, and the critic diverged (docs/benchmarks.md).
+    # 2-decision episode as an endless -1 per step, and the critic diverged (docs/history.md, 2026-11-25).
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20, "reinflow_truncation": "terminal"}
 
     def __init__(

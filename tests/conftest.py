@@ -29,3 +29,4 @@ def refused(capsys):
         assert needle in lines[0], lines[0]
         return lines[0]
     return check
+

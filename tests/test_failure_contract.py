@@ -27,7 +27,12 @@ def test_ctrl_c_during_start_up_is_one_error_line(monkeypatch, capsys):
         os.kill(os.getpid(), signal.SIGINT)   # a real SIGINT, before the trainer installs its handler
         return 0
     monkeypatch.setitem(cli.COMMANDS, "train", start_up)
-    assert main(["train"]) == 2
+    # Python's own handler, as in a terminal: a shell starts background jobs (`cmd &`, nohup) with SIGINT ignored
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert main(["train"]) == 2
+    finally:
+        signal.signal(signal.SIGINT, old)
     assert "interrupted (Ctrl-C)" in one_error_line(capsys.readouterr().err)
 
 

@@ -29,4 +29,3 @@ def refused(capsys):
         assert needle in lines[0], lines[0]
         return lines[0]
     return check
-

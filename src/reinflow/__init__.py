@@ -22,4 +22,4 @@ class NonFiniteError(ReinflowError):
 
 
 class InvariantError(ReinflowError, RuntimeError):
-    """A training invariant of DESIGN.md section 5 was violated; the message names the likely causes."""
+    """A training invariant of docs/design.md §5 was violated; the message names the likely causes."""

@@ -39,7 +39,7 @@ TASKS = {
 # Per-task BC imperfection (demo episodes used, BC gradient steps): chosen so the pretrained
 # policy succeeds sometimes but clearly not always. Measured (deterministic, 100 episodes): reach
 # 10 x 100 -> 21 %, push 20 x 400 -> 28 % (20 x 200 gave 5 %), pick-lift 20 x 200 -> 32 %
-# (docs/benchmarks.md; these are also the benchmark's starting checkpoints).
+# (docs/benchmarks.md §1.1; these are also the benchmark's starting checkpoints).
 BC_SETTINGS = {
     "reach": dict(episodes=10, steps=100),
     "push": dict(episodes=20, steps=400),
@@ -47,7 +47,7 @@ BC_SETTINGS = {
 }
 
 # PPO iterations per task with the default recipe (TrainConfig's defaults, no per-task preset):
-# where the benchmark's success curves flatten (docs/benchmarks.md). The --minutes budget stops
+# where the benchmark's success curves flatten (docs/benchmarks.md §2.1). The --minutes budget stops
 # training earlier on a slower machine (checkpoint + the same final evaluation).
 QUICKSTART_ITERATIONS = {"reach": 300, "push": 300, "pick-lift": 300}
 
@@ -213,7 +213,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     out = Path(cfg.out)
     # Like train: an earlier report folder is never deleted; refused, or moved aside with --overwrite.
     check_out(out, overwrite=cfg.overwrite)
-    claim_out(out, cfg.overwrite)
+    held = claim_out(out, cfg.overwrite)  # locked: one process per report folder, until the report is written
     bc = tgt.bc
     bc_episodes = cfg.bc_episodes or bc["episodes"]
     bc_steps = cfg.bc_steps or bc["steps"]
@@ -321,6 +321,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
            f"({summary['success_gain_pp']:+.0f} pp, {after['episodes']} episodes each), "
            f"max clip fraction {summary['clip_fraction_max'] if clip else float('nan'):.2f}", t0)
     print(f"report: {out}/summary.md  (summary.json, plots/*.png; run folder {out}/train)")
+    held.close()
     return summary
 
 
@@ -365,16 +366,3 @@ def _markdown(s: dict, tcfg) -> str:
         lines.append(f"![{name}](plots/{name})")
     lines += ["", f"Run folder: `{s['run_folder']}` (metrics.jsonl, checkpoints; `reinflow doctor {s['run_folder']}`)", ""]
     return "\n".join(lines)
-
-
-def cli_main(argv: list[str]) -> int:
-    from reinflow.cli import _pop_flag, tyro_cli
-    policy, argv = _pop_flag(list(argv), "--policy")
-    if policy == "smolvla":  # LeRobot's SmolVLA end to end: reinflow/quickstart_smolvla.py
-        from reinflow.quickstart_smolvla import cli_main as smolvla_main
-        return smolvla_main(argv)
-    if policy not in (None, "mlp"):
-        raise ConfigError(f"policy={policy!r}: allowed mlp, smolvla")
-    cfg = tyro_cli(QuickstartConfig, argv, "reinflow quickstart")
-    run_quickstart(cfg)
-    return 0

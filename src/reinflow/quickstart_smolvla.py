@@ -28,6 +28,7 @@ from reinflow.quickstart import TASKS, _markdown, _stage, kept_policy
 from reinflow.rl.keep_best import heldout_seed
 from reinflow.rl.presets import preset_overrides
 from reinflow.rl.runfolder import check_out, claim_out
+from reinflow.validate import check_fields
 
 
 @dataclass
@@ -55,7 +56,7 @@ class SmolVLAQuickstartConfig:
     image_size: int = 32
     """camera images (square); SmolVLA pads them to the backbone's vision size"""
     trainable: Literal["heads", "expert"] = "expert"
-    """SmolVLA parameters PPO trains with --preset reinflow (both keep the prefix frozen and reuse it)"""
+    """SmolVLA parameters PPO trains with --preset chain-ppo (both keep the prefix frozen and reuse it)"""
     preset: str = "default"
     """reinflow train recipe (src/reinflow/rl/presets.py; default: residual from the BC policy)"""
     initial_noise: Literal["sample", "fixed", "zero"] = "fixed"
@@ -75,6 +76,7 @@ class SmolVLAQuickstartConfig:
     """move an existing non-empty --out aside (never deleted) instead of refusing it"""
 
     def __post_init__(self) -> None:
+        check_fields(self)  # types, finite numbers, the bounds every field has (validate.py)
         if not self.minutes > 0:
             raise ConfigError(f"minutes={self.minutes}: must be > 0")
         bad = [f"{n}={v}" for n in ("eval_episodes", "demo_episodes", "bc_steps", "bc_batch_size", "image_size",
@@ -122,7 +124,7 @@ def run_smolvla_quickstart(cfg: SmolVLAQuickstartConfig) -> dict:
     env_id, out = TASKS[cfg.task], Path(cfg.out)
     # Like train: an earlier report folder is never deleted; refused, or moved aside with --overwrite.
     check_out(out, overwrite=cfg.overwrite)
-    claim_out(out, cfg.overwrite)
+    held = claim_out(out, cfg.overwrite)  # locked: one process per report folder, until the report is written
     size = [cfg.image_size, cfg.image_size]
     kw_text = json.dumps({"image_size": size})
     env_kw = resolve_env_kwargs(kw_text, env_id, "smolvla")
@@ -188,6 +190,7 @@ def run_smolvla_quickstart(cfg: SmolVLAQuickstartConfig) -> dict:
            f"{summary['success_after']:.2f} ({summary['success_gain_pp']:+.0f} pp), max clip fraction "
            f"{summary['clip_fraction_max']:.2f}", t0)
     print(f"report: {out}/summary.md  (summary.json, plots/*.png; run folder {out}/train)")
+    held.close()
     return summary
 
 
@@ -229,9 +232,3 @@ def _smolvla_notes(s: dict) -> str:
         f"* prefix reused from the rollout in every update: {bool(s['context_reused'])}; pre-update max "
         f"abs(ratio - 1): {s['pre_update_ratio_max_dev']:.3g}",
         f"* mean seconds per iteration: rollout {s['rollout_s_mean']:.1f}, update {s['update_s_mean']:.1f}", ""])
-
-
-def cli_main(argv: list[str]) -> int:
-    from reinflow.cli import tyro_cli
-    run_smolvla_quickstart(tyro_cli(SmolVLAQuickstartConfig, argv, "reinflow quickstart --policy smolvla"))
-    return 0

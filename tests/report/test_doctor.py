@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from reinflow.report.doctor import cli_main
+from reinflow.commands.doctor import run as cli_main
 
 SHARED = Path(__file__).parents[2].parent / "shared"
 SEED = SHARED / "fixtures" / "seed-run"

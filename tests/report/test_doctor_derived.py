@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from reinflow.report.doctor import cli_main
+from reinflow.commands.doctor import run as cli_main
 from reinflow.rl.health import RunContext, diagnose
 
 

@@ -18,7 +18,7 @@ import math
 import pytest
 
 from reinflow.cli import main
-from reinflow.report.doctor import cli_main as doctor_main
+from reinflow.commands.doctor import run as doctor_main
 from reinflow.report.logger import read_metrics
 from reinflow.rl.health import CODES
 
@@ -39,7 +39,7 @@ HEALTHY = {
     "pusher-default-D28": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
                            "8", "--iterations", "6"],
     "pusher-white-noise-D280": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
-                                "8", "--iterations", "6", "--preset", "white-noise"],
+                                "8", "--iterations", "6", "--preset", "reinflow-paper"],
     # The broken run's D = 280, but one ratio per executed step (7 entries each), standard clip 0.2.
     "pusher-per-step-D280": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
                              "8", "--iterations", "6", "--logprob-reduction", "per_step", "--minibatch-size", "4",

@@ -23,14 +23,24 @@ def set_headless_gl() -> None:
         os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 
-def check_env_id(env_id: str) -> None:
+def check_env_id(env_id: str, allow_import: bool = True, source: str | None = None) -> None:
     """Clear error for an unknown id (gymnasium's own message is a traceback deep inside).
-    ``module:EnvId`` imports ``module`` first (how custom envs register themselves)."""
+
+    ``allow_import=True`` (an id typed on the command line): ``module:EnvId`` imports ``module``
+    first (how custom envs register themselves). ``allow_import=False`` (an id read from a file: a
+    run's config.json, a checkpoint, a ``--config`` file; ``source`` names it): the id is data, so
+    nothing is imported for it (a stored ``"evilmod:Env-v0"`` would run ``evilmod``); a ``module:``
+    part is refused, naming the flag that allows it. Built-in families (reinflow/, MetaWorld) need
+    no import of the user's and work either way."""
     if is_metaworld(env_id):
         require_metaworld()  # registers Meta-World/*, with or without the metaworld: prefix
         env_id = base_id(env_id)
     if ":" in env_id:
         module, _, name = env_id.partition(":")
+        if not allow_import:
+            raise ConfigError(f"env={env_id!r}" + (f" (from {source})" if source else "") + f": names a module to "
+                              f"import ({module!r}); reinflow never imports code named by a file: give "
+                              f"--env {env_id} on the command line to import it")
         try:
             importlib.import_module(module)
         except ImportError as exc:

@@ -1,4 +1,4 @@
-"""The one chain sampler and the one chain log-prob (DESIGN.md section 2).
+"""The one chain sampler and the one chain log-prob (docs/design.md §2).
 
 x_0 ~ N(0, I);  mu_k = x_k + dt_k * v(x_k, t_k, o);  x_{k+1} = mu_k + sigma_k * eps_k.
 log pi(chain | o) = sum_k sum_{(h,a) in mask} log N(x_{k+1}; mu_k, sigma_k^2).

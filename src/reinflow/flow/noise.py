@@ -1,4 +1,4 @@
-"""Bounded learned noise (DESIGN.md section 3) and the schedules of its bounds.
+"""Bounded learned noise (docs/design.md §3) and the schedules of its bounds.
 
 sigma = exp(0.5 * (logvar_min + (logvar_max - logvar_min) * (tanh(z) + 1) / 2)),
 so sigma stays inside [sigma_min, sigma_max] whatever the network outputs ``z``.

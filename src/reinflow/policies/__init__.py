@@ -12,11 +12,14 @@ WRAPPER_TYPES = ("residual", "dsrl")  # a frozen base policy + trainable parts
 
 
 def base_policy_config(policy_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The config of the policy that defines the sizes and the env: a residual or dsrl policy's frozen
-    base (recursively), any other policy itself."""
-    base = policy_cfg.get("base")
-    if policy_cfg.get("type") in WRAPPER_TYPES and isinstance(base, dict):
-        return base_policy_config(base)
+    """The config of the policy that defines the sizes and the env: a residual's or a dsrl policy's frozen
+    base, any other policy itself. Nesting is bounded (build_policy_from_config): a residual's base is
+    mlp or smolvla, a dsrl policy's base one of those or a residual."""
+    for _ in range(2):
+        base = policy_cfg.get("base")
+        if policy_cfg.get("type") not in WRAPPER_TYPES or not isinstance(base, dict):
+            break
+        policy_cfg = base
     return policy_cfg
 
 
@@ -42,6 +45,11 @@ def build_policy_from_config(policy_cfg: dict[str, Any]) -> FlowPolicy:
         base, hidden = cfg.pop("base", None), cfg.pop("hidden", None)
         if not isinstance(base, dict) or not (hidden is None or isinstance(hidden, list)):
             raise ConfigError("policy config: a residual policy needs a 'base' policy config and a 'hidden' list")
+        if base.get("type") == "residual":  # reinflow never nests them; 900 nested bases would hang
+            raise ConfigError("policy config: a residual policy's base is itself a residual; expected the base "
+                              "policy (type mlp or smolvla) under 'base'")
+        from reinflow.validate import check_value
+        hidden = check_value("hidden", hidden, list[int] | None)
         return ResidualFlowPolicy(build_policy_from_config({**base, **cfg}), hidden)
     if kind == "dsrl":  # a frozen base + noise actor; size overrides are the base's
         from reinflow.policies.dsrl import DSRLFlowPolicy
@@ -49,6 +57,9 @@ def build_policy_from_config(policy_cfg: dict[str, Any]) -> FlowPolicy:
         own = {k: cfg.pop(k) for k in ("hidden", "components", "latent_steps", "bound") if k in cfg}
         if not isinstance(base, dict) or "latent_steps" not in own:
             raise ConfigError("policy config: a dsrl policy needs a 'base' policy config and 'latent_steps'")
+        if base.get("type") == "dsrl":  # steering a steered policy: never written by reinflow (and unbounded)
+            raise ConfigError("policy config: a dsrl policy's base is itself a dsrl policy; expected the base "
+                              "policy (type mlp, smolvla or residual) under 'base'")
         try:
             return DSRLFlowPolicy(build_policy_from_config({**base, **cfg}), **own)
         except (TypeError, ValueError) as exc:

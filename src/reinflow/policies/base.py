@@ -3,7 +3,7 @@
 A policy supplies only what is specific to it: how to embed an observation (once per chunk),
 the velocity field ``v_theta(x_k, t_k, ctx)``, its own time convention, features for the
 noise head and the critic, and which action entries are real. Sampling and likelihood live in
-``reinflow.flow.chain`` and are shared by every policy (DESIGN.md section 2, "One function").
+``reinflow.flow.chain`` and are shared by every policy (docs/design.md §2, "One function").
 
 Shapes: ``B`` batch, ``H`` chunk_size, ``P`` padded action dim (>= ``A`` real dims),
 ``F`` feature dim.
@@ -104,7 +104,7 @@ class FlowPolicy(nn.Module):
 
     def check_obs_frame(self, raw_obs: Any) -> list[str]:
         """Warnings when the first observations are far outside the policy's normalisation
-        stats (DESIGN invariant 5: a simulator/dataset frame mismatch). Default: none."""
+        stats (docs/design.md §5, invariant 5: a simulator/dataset frame mismatch). Default: none."""
         return []
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -117,7 +117,7 @@ class FlowPolicy(nn.Module):
 
     def set_train_mode(self) -> None:
         """Modules whose forward changes with .train() (dropout, batch norm) stay in eval mode:
-        PPO needs the same log-prob at rollout and update time (DESIGN invariant 1)."""
+        PPO needs the same log-prob at rollout and update time (docs/design.md §5, invariant 1)."""
         self.eval()
 
 

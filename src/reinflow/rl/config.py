@@ -11,7 +11,7 @@ from typing import Literal
 from reinflow import ConfigError
 from reinflow.flow.noise import SCHEDULE_ALIASES, NoiseSchedule
 from reinflow.rl.algorithms import ALGORITHMS, ALIASES
-from reinflow.validate import WIDTH_MAX, check_fields
+from reinflow.validate import NAMED, check_fields
 
 # field -> {name of reinflow <= 0.1: today's name}: run folders and config files keep working
 LEGACY_VALUES = {"algorithm": ALIASES, "noise_schedule": SCHEDULE_ALIASES}
@@ -22,9 +22,12 @@ def upgrade_legacy(train: dict) -> dict:
     return {k: LEGACY_VALUES[k].get(v, v) if k in LEGACY_VALUES and isinstance(v, str) else v
             for k, v in train.items()}
 
-# actor lr per algorithm (docs/benchmarks.md section 1): fine-tuning a trained flow policy moves it
+# actor lr per algorithm (docs/benchmarks.md §1.1, §3.1): fine-tuning a trained flow policy moves it
 # with small steps; a fresh, zero-initialised offset net needs larger ones
 LR_ACTOR = {"chain-ppo": 3e-5, "residual-ppo": 1e-4, "dsrl": 3e-4}  # dsrl: SAC's one lr (actor, critics, alpha)
+# decisions one rank collects per iteration (parallel_envs x rollout_steps): each field is bounded
+# on its own (validate.RANGES), the rollout buffer holds their product (the recipes use 80)
+DECISIONS_MAX = 2**17
 
 
 @dataclass
@@ -218,6 +221,9 @@ class TrainConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+        if self.parallel_envs * self.rollout_steps > DECISIONS_MAX:
+            raise ConfigError(f"parallel_envs={self.parallel_envs} x rollout_steps={self.rollout_steps}: "
+                              f"{self.parallel_envs * self.rollout_steps} decisions per iteration; at most {DECISIONS_MAX}")
         for name in ("chunk_size", "act_steps", "denoise_steps"):
             val = getattr(self, name)
             if val is not None and val < 1:
@@ -254,8 +260,9 @@ class TrainConfig:
         for name, (lo, hi) in ranges.items():
             if not lo <= getattr(self, name) <= hi:
                 raise ConfigError(f"{name}={getattr(self, name)}: allowed range [{lo:g}, {hi:g}]")
-        if not self.dsrl_hidden or not all(1 <= w <= WIDTH_MAX for w in self.dsrl_hidden):
-            raise ConfigError(f"dsrl_hidden={self.dsrl_hidden}: needs at least one layer width, each in [1, {WIDTH_MAX}]")
+        ok, allowed = NAMED["hidden"]
+        if not ok(self.dsrl_hidden):
+            raise ConfigError(f"dsrl_hidden={self.dsrl_hidden}: {allowed}")
         if self.algorithm == "dsrl" and self.nproc > 1:
             raise ConfigError(f"nproc={self.nproc}: algorithm=dsrl runs in one process (its replay buffer and SAC "
                               "updates are not data-parallel); drop --nproc")

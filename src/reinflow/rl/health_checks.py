@@ -111,7 +111,7 @@ def _logprob_above_bound(h: _Hist, ctx: RunContext, found: list[str]) -> Finding
                     + (": the sum most likely ran over the padded dims." if fits else "."))
         fix += (f", and sum over exactly the entries you divide by: the {ctx.action_dim or '?'} real action dims "
                 f"x executed steps x K = {d} entries" + (f", not {padded} padded ones" if padded else ""))
-    return Finding("LOGPROB_ABOVE_BOUND", "error", ev, why, fix + " (invariant 2 of DESIGN.md).")
+    return Finding("LOGPROB_ABOVE_BOUND", "error", ev, why, fix + " (invariant 2 of docs/design.md §5).")
 
 
 def _reduction(h: _Hist, ctx: RunContext) -> tuple[str | None, str]:

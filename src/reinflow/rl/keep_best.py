@@ -16,6 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from reinflow import ConfigError
+from reinflow.untrusted import read_json
+
 SELECTION_SEED = 10_000
 HELDOUT_SEED = 20_000
 BEST_DIR = "best"
@@ -38,8 +41,8 @@ class BestKeeper:
         self.info: dict | None = None
         if enabled and (self.dir / "config.json").is_file():  # a resumed run keeps its earlier best
             try:
-                saved = json.loads((self.dir / "config.json").read_text())
-            except (OSError, ValueError, RecursionError):
+                saved = read_json(self.dir / "config.json")
+            except ConfigError:
                 saved = None                                  # unreadable: the next evaluation replaces it
             info = saved.get("best") if isinstance(saved, dict) else None
             if isinstance(info, dict) and isinstance(info.get("success_rate"), (int, float)):
@@ -85,7 +88,7 @@ class BestKeeper:
         self.info["heldout"] = {**{k: evaluation[k] for k in ("success_rate", "return_mean", "episodes")},
                                 "seed": seed}
         path = self.dir / "config.json"
-        cfg = json.loads(path.read_text())
+        cfg = read_json(path)
         cfg["best"] = self.info
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(cfg, indent=2, default=str))

@@ -8,8 +8,8 @@ Variants are configuration (TrainConfig) or an algorithm file, never copies of t
 
 from __future__ import annotations
 
-import json
 import signal
+import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -21,14 +21,15 @@ import torch
 from reinflow import ConfigError, InvariantError, ReinflowError
 from reinflow.envs.factory import env_spaces, make_vector_env, set_headless_gl
 from reinflow.rl.algorithms import algorithm_class, canonical
-from reinflow.rl.build import apply_auto_scale, build_agent, env_kwargs, health_context, resolve_device
-from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint, save_run_checkpoint
+from reinflow.rl.auto_scale import apply_auto_scale
+from reinflow.rl.build import build_agent, env_kwargs
+from reinflow.rl.checkpoint import load_agent, save_run_checkpoint
 from reinflow.rl.config import TrainConfig
 from reinflow.rl.dist import (DistInfo, all_reduce, broadcast_module, init_distributed, param_max_abs_diff,
-                              reduce_metrics, shutdown)
+                              reduce_metrics, resolve_device, shutdown)
 from reinflow.rl.gae import TRUNCATION_MODES
 from reinflow.rl.keep_best import Evaluator
-from reinflow.rl.runfolder import check_out, claim_out, resume_changes
+from reinflow.rl.runfolder import RunFolder, check_out, resume_changes, resume_point, write_json_atomic
 from reinflow.rl.seeding import env_generators, seeded_reset
 from reinflow.rl.trainer_state import read_trainer_state
 from reinflow.report.logger import MetricsLogger
@@ -65,7 +66,11 @@ class _StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        if self.hit:  # a second signal stops now, whatever the loop is doing (the last checkpoint stays valid)
+            raise KeyboardInterrupt
         self.hit = True
+        print("[reinflow] stopping after this iteration (checkpoint follows); signal again to stop now",
+              file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
@@ -79,7 +84,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     info = init_distributed()
     clean = False
     try:
-        result = _train(cfg, info)
+        with RunFolder(cfg.out, lock=info.is_main) as folder:  # one process per run folder, locked before it is read
+            result = _train(cfg, info, folder)
         clean = True
         return result
     finally:
@@ -91,15 +97,15 @@ def _resolved(cfg: TrainConfig) -> TrainConfig:
     before the choice existed were PPO on the chain)."""
     if cfg.resume and cfg.algorithm == "auto":
         try:
-            saved = read_checkpoint_config(resolve_checkpoint(cfg.out, for_resume=True)).get("train") or {}
+            saved = resume_point(cfg.out)[1]["train"]
         except ReinflowError:
             saved = {}  # _setup reports what is wrong with the run folder
         cfg = replace(cfg, algorithm=canonical(str(saved.get("algorithm", "chain-ppo"))))
     return cfg.resolved()
 
 
-def _train(cfg: TrainConfig, info: DistInfo) -> TrainResult:
-    run = _Run(cfg, info)
+def _train(cfg: TrainConfig, info: DistInfo, folder: RunFolder) -> TrainResult:
+    run = _Run(cfg, info, folder)
     bar = _progress(run)
     metrics, it, stopped = {}, run.start_it - 1, False
     try:
@@ -155,10 +161,10 @@ class _Run:
     """One run between its iterations: built (and validated) before anything is written, so a refused
     or failed resume leaves the run folder exactly as it was."""
 
-    def __init__(self, cfg: TrainConfig, info: DistInfo):
+    def __init__(self, cfg: TrainConfig, info: DistInfo, folder: RunFolder):
         from tqdm import tqdm
 
-        from reinflow.rl.health import HealthMonitor
+        from reinflow.rl.health import HealthMonitor, run_context
         self.t_start, self.info, self.main = time.time(), info, info.is_main
         torch.manual_seed(cfg.seed)
         if cfg.headless:
@@ -166,8 +172,8 @@ class _Run:
         self.out = out = Path(cfg.out)
         state, saved, ck = None, {}, None
         if cfg.resume:  # the CLI already took the run's saved config as defaults under the flags
-            ck = resolve_checkpoint(out, for_resume=True)
-            saved, state = read_checkpoint_config(ck), read_trainer_state(ck)
+            ck, saved = resume_point(out)  # ck None: stopped before its first checkpoint, so it starts over
+            state = read_trainer_state(ck) if ck is not None else None
         kw = env_kwargs(cfg)
         algo_cls = algorithm_class(cfg.algorithm)
         if state is not None:
@@ -176,7 +182,7 @@ class _Run:
             agent = algo_cls.prepare_agent(cfg, build_agent(cfg, *env_spaces(cfg.env, kw)))
         cfg, scale_info = apply_auto_scale(cfg, agent, verbose=cfg.progress and self.main)
         changes = resume_changes(asdict(cfg), saved.get("train") or {}, saved.get("derived") or {}, str(out)) \
-            if state is not None else {}
+            if cfg.resume else {}
         self.cfg, self.agent = cfg, agent
         device = resolve_device(cfg.device, info.local_rank)
         agent.to(device).train()
@@ -200,15 +206,15 @@ class _Run:
                        "num_dims": agent.num_dims, "world_size": info.world_size, "auto_scale": scale_info}
             # each resume is recorded with what it changed (fields that may change: iterations, lr, logging ...)
             resumes = list(saved.get("resumes") or []) + ([{"at_iteration": self.start_it, "changed": changes}]
-                                                          if state else [])
+                                                          if cfg.resume else [])
             self.run_config = {"train": asdict(cfg), "derived": derived, **({"resumes": resumes} if resumes else {})}
             if self.main:
-                if state is None:
-                    claim_out(out, cfg.overwrite)
-                (out / "config.json").write_text(json.dumps(self.run_config, indent=2, default=str))
+                if not cfg.resume:
+                    folder.claim(cfg.overwrite)
+                write_json_atomic(out / "config.json", self.run_config)
                 self.logger = MetricsLogger(out, self.run_config, cfg.tensorboard, cfg.wandb, cfg.wandb_project,
-                                            resume_from_iteration=self.start_it if state is not None else None)
-                self.monitor = HealthMonitor(health_context(cfg, agent, scale_info and scale_info["rule"]),
+                                            resume_from_iteration=self.start_it if cfg.resume else None)
+                self.monitor = HealthMonitor(run_context(cfg, agent, scale_info and scale_info["rule"]),
                                              cfg.on_unhealthy, print_fn=tqdm.write, kind=self.algo.health)
                 # A fixed eval-env count (not parallel_envs): runs with different batch shapes are then
                 # scored on the same episodes.

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -216,6 +215,14 @@ class ChainPPO(Algorithm):
 
     name = "chain-ppo"
     health = "ppo"
+
+    @classmethod
+    def prepare_agent(cls, cfg: Any, agent: Agent) -> Agent:
+        if agent.policy.ode_chain:  # PPO's ratio is the chain's likelihood: a chain without noise has none
+            raise ConfigError(f"algorithm={cls.name}: --policy-path holds a dsrl policy (a noise actor over a frozen "
+                              "base), whose chain injects no noise; continue it with --algorithm dsrl, or start PPO "
+                              "from the BC checkpoint it was trained from")
+        return agent
 
     def __init__(self, cfg: Any, agent: Agent, info: DistInfo, device: torch.device, truncation: str):
         super().__init__(cfg, agent, info, device, truncation)

@@ -61,5 +61,5 @@ def test_quickstart_dsrl_runs_sac_within_the_task_env_step_budget(tmp_path):
                  "--no-progress"]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["config"]["train"]["algorithm"] == "dsrl" and s["config"]["train"]["lr_actor"] == 3e-4
-    assert "recipe: algorithm dsrl, SAC over x_0's 4 x 6 DCT coefficients" in (out / "summary.md").read_text()
+    assert "recipe: algorithm dsrl, SAC over x_0's 8 x 6 DCT coefficients" in (out / "summary.md").read_text()
     assert json.loads((out / "train" / "best" / "config.json").read_text())["policy"]["type"] == "dsrl"

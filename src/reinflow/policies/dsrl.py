@@ -7,16 +7,18 @@ chain stays the one in ``reinflow.flow.chain`` (the ODE given x_0); only x_0 cha
 
 The latent (``components``): with M > 0 it is M smooth (DCT) coefficients per real action dim over the
 executed steps, x_0[:, :A] = B @ c with the orthonormal basis B [H, M] of ``flow.chain.dct_basis``, and
-every other entry of x_0 (padded dims) 0; with M = 0 it is x_0's H x A real entries themselves. Why
-the smooth latent is the default: on pick-lift the frozen BC policy's action moves with x_0 through a
-few smooth directions (notes in docs/benchmarks.md): random x_0 inside the 24-dim DCT span change the
-action and the success as much as random full 300-dim x_0 do, and SAC's critic then learns over 24
-dims (the paper's own tasks: 4 x 7 = 28) instead of 300. The component of a standard x_0 ~ N(0, I)
-inside the span is c ~ N(0, I), so c = 0 is the BC policy's typical in-span noise.
+every other entry of x_0 (padded dims, unexecuted steps) 0; with M = 0 it is x_0's H x A real entries.
+Why a smooth latent (measured on pick-lift, docs/benchmarks.md "DSRL"): the frozen BC policy's action
+moves with x_0 through a few smooth directions, so random x_0 inside the 24-dim span of 4 DCT
+components move the action 80 % as much as random 300-dim x_0 do, and SAC's critic then learns over
+M x A dims (the paper's own tasks: 4 x 7 = 28) instead of 300. M = 8 (48 dims) reached higher than
+M = 4 there. The component of a standard x_0 ~ N(0, I) inside the span is c ~ N(0, I), so c = 0 is
+the BC policy's typical in-span noise.
 
 The bound: c = bound * tanh(u), u ~ N(mu(o), sigma(o)) (the paper's "action magnitude", 1.5 in its
-released configs). The actor's last layer starts at zero, so an untrained actor plays c = 0 in
-deterministic mode (the BC policy at x_0's in-span mean) and c ~ 1.5 tanh(N(0, 1)) when sampling.
+released configs; 2.5 reached higher on pick-lift). The actor's last layer starts at zero, so an
+untrained actor plays c = 0 in deterministic mode (the BC policy at x_0's in-span mean) and
+c = bound tanh(N(0, 1)) when sampling.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class DSRLFlowPolicy(FrozenBasePolicy):
 
     ode_chain = True  # the chain is the ODE given x_0: all of this policy's randomness is the actor's
 
-    def __init__(self, base: FlowPolicy, latent_steps: int, components: int = 4, bound: float = 1.5,
+    def __init__(self, base: FlowPolicy, latent_steps: int, components: int = 8, bound: float = 2.5,
                  hidden: list[int] | None = None):
         super().__init__(base)
         self.hidden, self.components, self.latent_steps, self.bound = list(hidden or DSRL_HIDDEN), int(components), \

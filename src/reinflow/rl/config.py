@@ -187,10 +187,10 @@ class TrainConfig:
     # --- --algorithm dsrl: SAC over the initial noise x_0 of the frozen policy's chain (policies/dsrl.py) ---
     # An iteration collects rollout_steps decisions per env, then takes dsrl_utd gradient steps per new
     # decision; gamma is per decision; lr_actor is SAC's one learning rate; the PPO and noise fields do not apply.
-    dsrl_components: int = 4
+    dsrl_components: int = 8
     """dsrl latent: M smooth (DCT) coefficients of x_0 per action dim over the executed steps (0: x_0's H x A entries)"""
-    dsrl_bound: float = 1.5
-    """dsrl latent bound: c = bound * tanh(u), in units of x_0's N(0, 1) noise (the paper's action magnitude)"""
+    dsrl_bound: float = 2.5
+    """dsrl latent bound: c = bound * tanh(u), in units of x_0's N(0, 1) noise (the paper's action magnitude, 1.5)"""
     dsrl_utd: float = 2.0
     """dsrl update-to-data ratio: gradient steps per stored decision"""
     dsrl_batch_size: int = 256
@@ -203,8 +203,8 @@ class TrainConfig:
     """dsrl actor and twin-critic hidden widths (LayerNorm MLPs)"""
     dsrl_tau: float = 0.005
     """dsrl Polyak rate of the target critics"""
-    dsrl_target_entropy: float = 0.0
-    """dsrl target entropy per latent dim of the tanh-squashed actor on [-1, 1] (at most log 2)"""
+    dsrl_target_entropy: float = -1.0
+    """dsrl target entropy per latent dim of the tanh-squashed actor on [-1, 1] (at most log 2; the paper: 0)"""
     dsrl_init_alpha: float = 1.0
     """dsrl initial entropy temperature (auto-tuned from there)"""
     dsrl_reward_scale: float = 1.0

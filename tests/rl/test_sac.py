@@ -81,12 +81,12 @@ def test_sac_solves_a_contextual_bandit():
     sac = SAC(actor, 1, settings(gamma=0.0, tau=0.05, lr_actor=3e-3, lr_critic=3e-3, target_entropy=-2.0,
                                  init_alpha=0.05, hidden=[32, 32]))
     g = torch.Generator().manual_seed(1)
-    obs = torch.randn(128, 1, generator=g)
+    obs = torch.randn(64, 1, generator=g)
     for step in range(500):
         with torch.no_grad():
             c, _ = actor.sample(obs, generator=g)
         r = -((c - 0.8 * obs.sign()) ** 2).sum(-1)
-        sac.update({"feat": obs, "latent": c, "reward": r, "next_feat": obs, "done": torch.ones(128)}, g)
+        sac.update({"feat": obs, "latent": c, "reward": r, "next_feat": obs, "done": torch.ones(64)}, g)
     test = torch.tensor([[-1.0], [1.0]])
     with torch.no_grad():
         best, _ = actor.sample(test, deterministic=True)

@@ -1,12 +1,11 @@
 """Build the agent a run trains: a new MLP policy, a loaded checkpoint (checked against the env),
-or SmolVLA through LeRobot; plus --auto-scale and the health monitor's run context."""
+or SmolVLA through LeRobot, with the sampler its flags ask for."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -124,58 +123,3 @@ def sampler_config(cfg: TrainConfig, chunk: int, lo: float, hi: float) -> Sample
 def _check_act_steps(act_steps: int, chunk: int) -> None:
     if not 1 <= act_steps <= chunk:
         raise ConfigError(f"act_steps={act_steps}: allowed range [1, chunk_size={chunk}]")
-
-
-def apply_auto_scale(cfg: TrainConfig, agent: Agent, verbose: bool = True) -> tuple[TrainConfig, dict | None]:
-    """--auto-scale: read the given sigma/lr/KL/clip as settings valid at D_ref and rescale them
-    to this run's D (reinflow.flow.scaling). The saved config holds the applied values with
-    auto_scale off, so a resumed run does not scale twice."""
-    if not cfg.auto_scale:
-        return cfg, None
-    from dataclasses import replace
-
-    from reinflow.flow.scaling import ScaleReference, format_scale_table, ratio_term_dims, scale_for_dimension
-    ref = ScaleReference(dim=cfg.scale_ref_dim, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, lr=cfg.lr_actor,
-                         target_kl=cfg.target_kl or 0.01, clip_epsilon=cfg.clip_epsilon)
-    pol = agent.policy
-    dims = ratio_term_dims(agent.sampler.act_steps if agent.sampler.mask_executed else pol.chunk_size,
-                           pol.action_dim, pol.denoise_steps, cfg.logprob_reduction)
-    res = scale_for_dimension(ref, dims, cfg.logprob_reduction, cfg.scale_rule)
-    v = res.values
-    k = v["sigma_max"] / cfg.sigma_max
-    new = replace(cfg, sigma_min=v["sigma_min"], sigma_max=v["sigma_max"], lr_actor=v["lr"],
-                  clip_epsilon=v["clip_epsilon"], target_kl=v["target_kl"] if cfg.target_kl else None,
-                  sigma_max_final=cfg.sigma_max_final * k if cfg.sigma_max_final else None, auto_scale=False)
-    if verbose:
-        print(f"--auto-scale ({cfg.scale_rule}) for D = {dims}:\n{format_scale_table(res)}")
-    return new, {"rule": cfg.scale_rule, "num_dims": dims, "values": v, "reasons": res.reasons}
-
-
-def resolve_device(name: str, local_rank: int = 0) -> Any:
-    """The torch device of ``--device`` (auto: this rank's GPU if there is one), checked to exist here."""
-    import torch
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device={name!r}: not a torch device; use cpu, cuda, cuda:N or auto") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r}: CUDA is not available on this machine (torch {torch.__version__}, "
-                          f"{'built with CUDA ' + torch.version.cuda if torch.version.cuda else 'a CPU-only build'}); "
-                          "use --device cpu or auto")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return dev
-
-
-def health_context(cfg: TrainConfig, agent: Agent, scale_rule: str | None = None) -> Any:
-    from reinflow.rl.health import RunContext
-    pol = agent.policy
-    return RunContext(chunk_size=pol.chunk_size, action_dim=pol.action_dim, padded_action_dim=pol.padded_action_dim,
-                      denoise_steps=pol.denoise_steps, act_steps=agent.sampler.act_steps,
-                      sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, clip_epsilon=cfg.clip_epsilon,
-                      logprob_reduction=cfg.logprob_reduction, num_dims=agent.num_dims,
-                      lr=cfg.lr_actor, max_grad_norm=cfg.max_grad_norm_actor,
-                      max_grad_norm_critic=cfg.max_grad_norm_critic, target_kl=cfg.target_kl,
-                      scale_rule=scale_rule)

@@ -106,3 +106,15 @@ class HealthMonitor:
                  for c in order]
         return (f"reinflow health: {len(order)} finding(s); start with {order[0]} "
                 "(causal order, `reinflow doctor RUN_DIR` explains each):\n" + "\n".join(lines))
+
+
+def run_context(cfg: Any, agent: Any, scale_rule: str | None = None) -> RunContext:
+    """What the checks know about a run, from its config and agent."""
+    pol = agent.policy
+    return RunContext(chunk_size=pol.chunk_size, action_dim=pol.action_dim, padded_action_dim=pol.padded_action_dim,
+                      denoise_steps=pol.denoise_steps, act_steps=agent.sampler.act_steps,
+                      sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, clip_epsilon=cfg.clip_epsilon,
+                      logprob_reduction=cfg.logprob_reduction, num_dims=agent.num_dims,
+                      lr=cfg.lr_actor, max_grad_norm=cfg.max_grad_norm_actor,
+                      max_grad_norm_critic=cfg.max_grad_norm_critic, target_kl=cfg.target_kl,
+                      scale_rule=scale_rule)

@@ -21,11 +21,12 @@ import torch
 from reinflow import ConfigError, InvariantError, ReinflowError
 from reinflow.envs.factory import env_spaces, make_vector_env, set_headless_gl
 from reinflow.rl.algorithms import algorithm_class, canonical
-from reinflow.rl.build import apply_auto_scale, build_agent, env_kwargs, health_context, resolve_device
+from reinflow.rl.auto_scale import apply_auto_scale
+from reinflow.rl.build import build_agent, env_kwargs
 from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint, save_run_checkpoint
 from reinflow.rl.config import TrainConfig
 from reinflow.rl.dist import (DistInfo, all_reduce, broadcast_module, init_distributed, param_max_abs_diff,
-                              reduce_metrics, shutdown)
+                              reduce_metrics, resolve_device, shutdown)
 from reinflow.rl.gae import TRUNCATION_MODES
 from reinflow.rl.keep_best import Evaluator
 from reinflow.rl.runfolder import check_out, claim_out, resume_changes
@@ -158,7 +159,7 @@ class _Run:
     def __init__(self, cfg: TrainConfig, info: DistInfo):
         from tqdm import tqdm
 
-        from reinflow.rl.health import HealthMonitor
+        from reinflow.rl.health import HealthMonitor, run_context
         self.t_start, self.info, self.main = time.time(), info, info.is_main
         torch.manual_seed(cfg.seed)
         if cfg.headless:
@@ -208,7 +209,7 @@ class _Run:
                 (out / "config.json").write_text(json.dumps(self.run_config, indent=2, default=str))
                 self.logger = MetricsLogger(out, self.run_config, cfg.tensorboard, cfg.wandb, cfg.wandb_project,
                                             resume_from_iteration=self.start_it if state is not None else None)
-                self.monitor = HealthMonitor(health_context(cfg, agent, scale_info and scale_info["rule"]),
+                self.monitor = HealthMonitor(run_context(cfg, agent, scale_info and scale_info["rule"]),
                                              cfg.on_unhealthy, print_fn=tqdm.write, kind=self.algo.health)
                 # A fixed eval-env count (not parallel_envs): runs with different batch shapes are then
                 # scored on the same episodes.

@@ -24,7 +24,9 @@ from typing import Any, Literal
 
 from reinflow import ConfigError
 from reinflow.quickstart_policies import KINDS, MLP_TASKS, TASKS, PolicyKind, Settings
+from reinflow.rl.algorithms import ALGORITHMS, canonical
 from reinflow.rl.keep_best import BEST_DIR, heldout_seed
+from reinflow.rl.presets import preset_overrides
 from reinflow.rl.runfolder import check_out, claim_out
 from reinflow.validate import check_fields
 
@@ -106,6 +108,9 @@ class QuickstartConfig:
                 raise ConfigError(f"{name}={val}: must be >= 1")
         if self.act_steps is not None and self.chunk_size is not None and self.act_steps > self.chunk_size:
             raise ConfigError(f"act_steps={self.act_steps}: must be <= chunk_size={self.chunk_size}")
+        if canonical(self.algorithm) not in ("auto", *ALGORITHMS):
+            raise ConfigError(f"algorithm={self.algorithm!r}: allowed auto, {', '.join(ALGORITHMS)}")
+        preset_overrides(self.preset)  # an unknown name ends here, before any demo is recorded
         kind = KINDS[self.policy]
         for name, ok in (("image_size", kind.cameras), ("trainable", kind.name == "smolvla")):
             if getattr(self, name) is not None and not ok:
@@ -188,7 +193,6 @@ def train_config(cfg: QuickstartConfig, kind: PolicyKind, plan: Plan, out: Path,
     """The run's TrainConfig, resolved ('auto' made): the pipeline's fields, the env's settings, the
     policy kind's, the preset, then the flags."""
     from reinflow.rl.config import TrainConfig
-    from reinflow.rl.presets import preset_overrides
     it = plan.iterations
     fields = dict(env=plan.env_id, env_kwargs=json.dumps(plan.env_kwargs) if plan.env_kwargs else "",
                   out=str(out / "train"), policy_path=str(out / kind.bc_dir), act_steps=plan.act_steps,

@@ -30,7 +30,11 @@ def test_quickstart_writes_every_report_file(tmp_path, capsys):
     for key in ("noise_basis", "logprob_reduction", "sigma_min", "sigma_max", "lr_actor", "clip_epsilon",
                 "target_kl", "update_epochs", "minibatch_size", "lr_schedule"):
         assert s["config"]["train"][key] == getattr(default, key), key
-    assert (out / "summary.md").read_text().startswith("# reinflow quickstart")
+    md = (out / "summary.md").read_text()
+    assert md.startswith("# reinflow quickstart") and "cut the run" not in md and not s["stopped_by_minutes"]
+    from reinflow.quickstart_report import markdown           # a run --minutes stopped says so
+    cut = markdown({**s, "iterations": 1, "stopped_by_minutes": True}, TrainConfig(**s["config"]["train"]))
+    assert "1 of 2 planned PPO iterations (**--minutes cut the run**)" in cut
     for name, *_ in PANELS:
         assert (out / "plots" / name).stat().st_size > 1000, name
 

@@ -56,9 +56,11 @@ def heldout(task: str, ck: Path, seed: int, episodes: int = 100) -> float:
     cache = ck / f"heldout_{episodes}.json"
     if cache.is_file():
         return json.loads(cache.read_text())["success_rate"]
-    from reinflow.quickstart import TASKS, _evaluate
+    from reinflow.quickstart import TASKS, evaluate_agent
+    from reinflow.rl.checkpoint import load_agent
     from reinflow.rl.keep_best import heldout_seed
-    res = _evaluate(ck, TASKS[task], 50, episodes, heldout_seed(seed), 10)
+    agent = load_agent(ck, sampler_overrides={"act_steps": 50})[0]
+    res = evaluate_agent(agent, TASKS[task], {}, episodes, heldout_seed(seed))
     cache.write_text(json.dumps(res))
     return res["success_rate"]
 

@@ -30,7 +30,11 @@ def test_quickstart_writes_every_report_file(tmp_path, capsys):
     for key in ("noise_basis", "logprob_reduction", "sigma_min", "sigma_max", "lr_actor", "clip_epsilon",
                 "target_kl", "update_epochs", "minibatch_size", "lr_schedule"):
         assert s["config"]["train"][key] == getattr(default, key), key
-    assert (out / "summary.md").read_text().startswith("# reinflow quickstart")
+    md = (out / "summary.md").read_text()
+    assert md.startswith("# reinflow quickstart") and "cut the run" not in md and not s["stopped_by_minutes"]
+    from reinflow.quickstart_report import markdown           # a run --minutes stopped says so
+    cut = markdown({**s, "iterations": 1, "stopped_by_minutes": True}, TrainConfig(**s["config"]["train"]))
+    assert "1 of 2 planned PPO iterations (**--minutes cut the run**)" in cut
     for name, *_ in PANELS:
         assert (out / "plots" / name).stat().st_size > 1000, name
 
@@ -48,12 +52,17 @@ def test_quickstart_algorithm_flag_reaches_the_run(tmp_path):
 
 
 def test_quickstart_dsrl_runs_sac_within_the_task_env_step_budget(tmp_path):
-    from reinflow.quickstart import DSRL_ENV_STEPS, QuickstartConfig, dsrl_iterations
-    assert dsrl_iterations(QuickstartConfig(), 50) == 50                       # pick-lift: 50 x 10 x 8 x 50 = 200k
-    for task, budget in DSRL_ENV_STEPS.items():
-        for act in (50, 25):
-            its = dsrl_iterations(QuickstartConfig(task=task), act)
-            assert its * 10 * 8 * act <= budget < (its + 1) * 10 * 8 * act
+    from reinflow.quickstart import KINDS, QuickstartConfig, make_plan
+    from reinflow.quickstart_policies import MLP_TASKS, TASKS
+    plan = make_plan(QuickstartConfig(algorithm="dsrl"), KINDS["mlp"])   # pick-lift: 50 x 10 x 8 x 50 = 200k
+    assert (plan.iterations, plan.minutes) == (50, 30.0)
+    assert make_plan(QuickstartConfig(), KINDS["mlp"]).iterations == 300  # PPO: its own count
+    for task, env_id in TASKS.items():
+        budget = MLP_TASKS[env_id].dsrl_env_steps
+        for act, envs in ((50, None), (25, 4)):
+            cfg = QuickstartConfig(task=task, algorithm="dsrl", act_steps=act, parallel_envs=envs)
+            its, width = make_plan(cfg, KINDS["mlp"]).iterations, (envs or 10) * 8 * act
+            assert its * width <= budget < (its + 1) * width
     out = tmp_path / "qs_dsrl"
     assert main(["quickstart", "--out", str(out), "--minutes", "2", "--demo-episodes", "2", "--bc-episodes", "2",
                  "--bc-steps", "5", "--eval-episodes", "2", "--train-eval-episodes", "1", "--chunk-size", "8",

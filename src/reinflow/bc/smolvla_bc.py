@@ -30,7 +30,7 @@ from reinflow.untrusted import read_json
 @dataclass
 class SmolVLABCConfig:
     """Behaviour cloning of LeRobot's SmolVLA on a LeRobot dataset (LeRobot's own flow-matching loss).
-    Its callers validate the values (``PretrainConfig``, ``SmolVLAQuickstartConfig``)."""
+    Its callers validate the values (``PretrainConfig``, ``QuickstartConfig``)."""
 
     dataset: str
     """LeRobot dataset folder (meta/info.json), e.g. from `reinflow demos --format lerobot`"""

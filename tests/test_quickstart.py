@@ -70,5 +70,16 @@ def test_quickstart_dsrl_runs_sac_within_the_task_env_step_budget(tmp_path):
                  "--no-progress"]) == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["config"]["train"]["algorithm"] == "dsrl" and s["config"]["train"]["lr_actor"] == 3e-4
-    assert "recipe: algorithm dsrl, SAC over x_0's 8 x 6 DCT coefficients" in (out / "summary.md").read_text()
+    md = (out / "summary.md").read_text()
+    assert "recipe: algorithm dsrl, SAC over x_0's 8 x 6 DCT coefficients" in md and "ODE from the actor's x_0" in md
     assert json.loads((out / "train" / "best" / "config.json").read_text())["policy"]["type"] == "dsrl"
+
+
+def test_smolvla_report_notes_without_ppo_ratios():
+    from reinflow.quickstart_policies import KINDS
+    s = {"dataset": {"path": "d", "episodes": 4, "steps": 80}, "pre_update_ratio_max_dev": None,
+         "bc": {"loss_first": 1.0, "loss_last": 0.5, "lerobot_folder": "bc/lerobot"}, "context_reused": 0.0,
+         "rollout_s_mean": 1.0, "update_s_mean": 2.0}
+    notes = "\n".join(KINDS["smolvla"].notes(s))              # a dsrl run logs no PPO ratio
+    assert "no PPO ratio" in notes and "abs(ratio - 1)" not in notes
+    assert "abs(ratio - 1): 0.002" in "\n".join(KINDS["smolvla"].notes({**s, "pre_update_ratio_max_dev": 0.002}))

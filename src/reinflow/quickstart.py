@@ -246,8 +246,9 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     dims = (basis or plan.act_steps) * plan.action_dim
     cams = f", cameras {plan.image_size[0]}x{plan.image_size[1]}" if kind.cameras else ""
     _stage(f"task {plan.label} ({plan.env_id}), {kind.label}{cams}; {plan.iterations} iterations, at most "
-           f"{plan.minutes:g} min; chunk {plan.chunk_size} x {plan.action_dim}, K = 1, chain D = "
-           f"{basis or plan.act_steps} x {plan.action_dim} = {dims}", t0)
+           f"{plan.minutes:g} min; chunk {plan.chunk_size} x {plan.action_dim}, K = 1, " + (
+               f"SAC latent {tcfg.dsrl_components or plan.act_steps} x {plan.action_dim} (x_0)" if tcfg.algorithm == "dsrl"
+               else f"chain D = {basis or plan.act_steps} x {plan.action_dim} = {dims}"), t0)
     if plan.act_steps < plan.chunk_size:
         print(f"  note: act_steps={plan.act_steps} < chunk {plan.chunk_size}: closed-loop execution, D = {dims} "
               "(asked for on the command line)")
@@ -300,7 +301,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     pct = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
     _stage(f"done in {summary['wall_time_s'] / 60:.1f} min: success {pct(summary['success_before'])} -> "
            f"{pct(summary['success_after'])} ({summary['success_gain_pp']:+.0f} pp, {after['episodes']} episodes "
-           f"each), max clip fraction {summary['clip_fraction_max'] or float('nan'):.2f}{cut}", t0)
+           f"each)" + (f", max clip fraction {c:.2f}" if (c := summary["clip_fraction_max"]) is not None else "") + cut, t0)
     print(f"report: {out}/summary.md  (summary.json, plots/*.png; run folder {out}/train)")
     held.close()
     return summary

@@ -68,7 +68,7 @@ MLP_ANY_ENV = Settings(10, 10, 1000, 50, 250, source="docs/metaworld.md")
 
 # SmolVLA (tiny offline backbone, 32x32 cameras): measured in docs/smolvla.md (3 seeds, commands there).
 SMOLVLA_TASKS = {
-    "reinflow/ArmReach-v0": Settings(4, 4, 1000, 50, 250, minutes=30.0, source="docs/smolvla.md"),
+    "reinflow/ArmReach-v0": Settings(4, 4, 1000, 50, 250, minutes=30.0, source="docs/smolvla.md", dsrl_env_steps=100_000),
     "reinflow/ArmPush-v0": Settings(10, 10, 1000, 50, 200, minutes=30.0, source="not measured"),
     "reinflow/ArmPickLift-v0": Settings(10, 10, 1000, 50, 250, minutes=30.0, source="docs/smolvla.md"),
 }
@@ -159,7 +159,8 @@ class SmolVLAKind(PolicyKind):
             f"* BC: LeRobot's `SmolVLAPolicy.forward`, loss {bc['loss_first']:.3f} -> {bc['loss_last']:.3f}; "
             f"LeRobot folder `{bc['lerobot_folder']}`",
             f"* prefix reused from the rollout in every update: {bool(s['context_reused'])}; pre-update max "
-            f"abs(ratio - 1): {s['pre_update_ratio_max_dev']:.3g}",
+            f"abs(ratio - 1): {s['pre_update_ratio_max_dev']:.3g}" if s["pre_update_ratio_max_dev"] is not None else
+            "* dsrl: SAC's actor and critics read the frozen policy's observation features (no PPO ratio)",
             f"* mean seconds per iteration: rollout {s['rollout_s_mean']:.1f}, update {s['update_s_mean']:.1f}", ""]
 
 

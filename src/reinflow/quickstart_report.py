@@ -83,7 +83,8 @@ def markdown(s: dict, tcfg: Any, title: str = "reinflow quickstart") -> str:
         f"* fine-tuning: {s['iterations']} of {s['iterations_planned']} planned {'SAC' if tcfg.algorithm == 'dsrl' else 'PPO'} iterations{cut}, "
         f"{s['env_steps']} env steps; whole command {s['wall_time_s'] / 60:.1f} min (cap {s['budget_s'] / 60:.1f} min)",
         f"* chain: chunk {s['chunk_size']} x {s['action_dim']} dims, {s['act_steps']} executed per decision, K = 1, "
-        f"noise basis {s['noise_basis']} (0 = white): D = {s['chain_dims']}",
+        + ("the ODE from the actor's x_0 (no injected noise)" if tcfg.algorithm == "dsrl" else
+           f"noise basis {s['noise_basis']} (0 = white): D = {s['chain_dims']}"),
         f"* recipe: algorithm dsrl, {recipe(tcfg, s['act_steps'], s['action_dim'])}, {tcfg.parallel_envs} envs x "
         f"{tcfg.rollout_steps} decisions" if tcfg.algorithm == "dsrl" else
         f"* recipe: algorithm {tcfg.algorithm}, noise basis {tcfg.noise_basis} (0 = white), reduction "

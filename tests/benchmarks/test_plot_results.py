@@ -56,3 +56,10 @@ def test_docs_quote_the_result_files():
     for task in ("pick-place-v3", "push-v3"):
         got = _pct([r["success_after"] for r in mw if r["task"] == task])
         assert f"**{got}**" in readme and f"**{got}**" in bench, task
+    vla = _rows("smolvla_quickstart.jsonl")
+    smolvla = (ROOT / "docs" / "smolvla.md").read_text()
+    for task in ("reach", "pick-lift"):
+        runs = [r for r in vla if r["task"] == task]
+        assert len(runs) == 3 and all(r["iterations"] == 250 and not r["stopped_by_minutes"] for r in runs), task
+        got = _pct([r["after"] for r in runs])
+        assert f"**{got}**" in readme and f"**{got}**" in bench and f"**{got}**" in smolvla, task

@@ -49,3 +49,37 @@ def test_quickstart_algorithm_flag_reaches_the_run(tmp_path):
     assert (train["algorithm"], train["lr_actor"]) == ("chain-ppo", 3e-5)
     cfg = json.loads((out / "train" / "config.json").read_text())["train"]
     assert cfg["algorithm"] == "chain-ppo"
+
+
+def test_quickstart_dsrl_runs_sac_within_the_task_env_step_budget(tmp_path):
+    from reinflow.quickstart import KINDS, QuickstartConfig, make_plan
+    from reinflow.quickstart_policies import MLP_TASKS, TASKS
+    plan = make_plan(QuickstartConfig(algorithm="dsrl"), KINDS["mlp"])   # pick-lift: 50 x 10 x 8 x 50 = 200k
+    assert (plan.iterations, plan.minutes) == (50, 30.0)
+    assert make_plan(QuickstartConfig(), KINDS["mlp"]).iterations == 300  # PPO: its own count
+    for task, env_id in TASKS.items():
+        budget = MLP_TASKS[env_id].dsrl_env_steps
+        for act, envs in ((50, None), (25, 4)):
+            cfg = QuickstartConfig(task=task, algorithm="dsrl", act_steps=act, parallel_envs=envs)
+            its, width = make_plan(cfg, KINDS["mlp"]).iterations, (envs or 10) * 8 * act
+            assert its * width <= budget < (its + 1) * width
+    out = tmp_path / "qs_dsrl"
+    assert main(["quickstart", "--out", str(out), "--minutes", "2", "--demo-episodes", "2", "--bc-episodes", "2",
+                 "--bc-steps", "5", "--eval-episodes", "2", "--train-eval-episodes", "1", "--chunk-size", "8",
+                 "--parallel-envs", "2", "--rollout-steps", "1", "--iterations", "1", "--algorithm", "dsrl",
+                 "--no-progress"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["config"]["train"]["algorithm"] == "dsrl" and s["config"]["train"]["lr_actor"] == 3e-4
+    md = (out / "summary.md").read_text()
+    assert "recipe: algorithm dsrl, SAC over x_0's 8 x 6 DCT coefficients" in md and "ODE from the actor's x_0" in md
+    assert json.loads((out / "train" / "best" / "config.json").read_text())["policy"]["type"] == "dsrl"
+
+
+def test_smolvla_report_notes_without_ppo_ratios():
+    from reinflow.quickstart_policies import KINDS
+    s = {"dataset": {"path": "d", "episodes": 4, "steps": 80}, "pre_update_ratio_max_dev": None,
+         "bc": {"loss_first": 1.0, "loss_last": 0.5, "lerobot_folder": "bc/lerobot"}, "context_reused": 0.0,
+         "rollout_s_mean": 1.0, "update_s_mean": 2.0}
+    notes = "\n".join(KINDS["smolvla"].notes(s))              # a dsrl run logs no PPO ratio
+    assert "no PPO ratio" in notes and "abs(ratio - 1)" not in notes
+    assert "abs(ratio - 1): 0.002" in "\n".join(KINDS["smolvla"].notes({**s, "pre_update_ratio_max_dev": 0.002}))

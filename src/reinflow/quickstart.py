@@ -9,7 +9,8 @@ held-out episodes -> ``summary.json``, ``summary.md`` and PNG plots.
 
 What differs per policy kind (demo format, BC, what it adds to the env and the run, report notes)
 is a small class in ``reinflow.quickstart_policies``, with the per-env settings (demos, BC steps,
-iterations). A fixed iteration count decides the result, so it does not depend on machine load;
+iterations; ``--algorithm dsrl``: an env-step budget). A fixed iteration count decides the result, so it
+does not depend on machine load;
 ``--minutes`` only caps the whole command (``TrainConfig.time_limit_min`` is what is left after BC
 and the first evaluation, keeping a reserve for the last one), and the report says when it cut the run.
 """
@@ -52,7 +53,7 @@ class QuickstartConfig:
     expert: str | None = None
     """--env's demo expert as module:callable (default: the built-in one of arm and MetaWorld ids)"""
     minutes: float | None = None
-    """cap on the whole command's wall time, in minutes (default per env and policy: 15, SmolVLA 30)"""
+    """cap on the whole command's wall time, in minutes (default per env and policy: 15, SmolVLA 30; dsrl 30)"""
     seed: int = 0
     """seed of demos, BC, envs and PPO"""
     eval_episodes: int = 100
@@ -80,13 +81,13 @@ class QuickstartConfig:
     train_eval_episodes: int = 20
     """episodes of the periodic in-training evaluation (the success curve)"""
     algorithm: str = "auto"
-    """reinflow train --algorithm (auto: residual-ppo from the BC policy)"""
+    """reinflow train --algorithm (auto: residual-ppo from the BC policy; dsrl: SAC over x_0, an env-step budget)"""
     preset: str = "default"
     """reinflow train --preset (src/reinflow/rl/presets.py); --algorithm and the quickstart's flags win"""
     trainable: Literal["heads", "expert"] | None = None
     """smolvla: parameters chain-ppo trains (default expert; both keep the prefix frozen and reuse it)"""
     iterations: int | None = None
-    """PPO iterations (default per env and policy); --minutes may cut the run earlier"""
+    """iterations (default per env and policy; dsrl: the most that fit its env-step budget); --minutes may cut the run earlier"""
     progress: bool = True
     """show progress bars"""
     overwrite: bool = False
@@ -154,9 +155,20 @@ def make_plan(cfg: QuickstartConfig, kind: PolicyKind) -> Plan:
     act_steps = cfg.act_steps or chunk
     if act_steps > chunk:
         raise ConfigError(f"act_steps={act_steps}: must be <= chunk_size={chunk}")
+    iterations, minutes = cfg.iterations or s.iterations, cfg.minutes or s.minutes
+    if canonical(cfg.algorithm) == "dsrl":  # SAC: an env-step budget, its own wall-time cap
+        iterations, minutes = cfg.iterations or dsrl_iterations(cfg, kind, s, act_steps), cfg.minutes or s.dsrl_minutes
     return Plan(label, env_id, kw, int(env_spaces(env_id, kw)[1].shape[-1]), demo_episodes, bc_episodes,
-                cfg.bc_steps or s.bc_steps,
-                chunk, act_steps, cfg.iterations or s.iterations, cfg.minutes or s.minutes, image, s)
+                cfg.bc_steps or s.bc_steps, chunk, act_steps, iterations, minutes, image, s)
+
+
+def dsrl_iterations(cfg: QuickstartConfig, kind: PolicyKind, s: Settings, act_steps: int) -> int:
+    """--algorithm dsrl: the most iterations that fit ``s.dsrl_env_steps``; an iteration takes at most
+    parallel_envs x rollout_steps x act_steps env steps (fewer when episodes end early)."""
+    from reinflow.rl.config import TrainConfig
+    f = run_fields(cfg, kind, s)
+    width = f.get("parallel_envs", TrainConfig.parallel_envs) * f.get("rollout_steps", TrainConfig.rollout_steps)
+    return max(1, s.dsrl_env_steps // (width * act_steps))
 
 
 def _score(res: dict) -> str:
@@ -198,18 +210,23 @@ def train_config(cfg: QuickstartConfig, kind: PolicyKind, plan: Plan, out: Path,
                   out=str(out / "train"), policy_path=str(out / kind.bc_dir), act_steps=plan.act_steps,
                   seed=cfg.seed, iterations=it, eval_every=max(1, it // 10), eval_episodes=cfg.train_eval_episodes,
                   progress=cfg.progress, checkpoint_every=max(1, it // 4))
-    fields |= plan.settings.train | kind.train_fields(cfg) | preset_overrides(cfg.preset) | extra
+    fields |= run_fields(cfg, kind, plan.settings, extra)
+    return TrainConfig(**fields).resolved()  # what train() runs: the algorithm and lr 'auto' picks
+
+
+def run_fields(cfg: QuickstartConfig, kind: PolicyKind, s: Settings, extra: dict | None = None) -> dict:
+    """TrainConfig fields from the env's settings, the policy kind, the preset, ``extra``, then the flags."""
     flags = {k: v for k in ("parallel_envs", "rollout_steps") if (v := getattr(cfg, k)) is not None}
     if cfg.algorithm != "auto":
         flags["algorithm"] = cfg.algorithm
-    return TrainConfig(**(fields | flags)).resolved()  # what train() runs: the algorithm and lr 'auto' picks
+    return s.train | kind.train_fields(cfg) | preset_overrides(cfg.preset) | (extra or {}) | flags
 
 
 def run_quickstart(cfg: QuickstartConfig) -> dict:
     """Run the pipeline; returns the summary dict (also written to <out>/summary.json)."""
     from reinflow.bc.pretrain import PretrainConfig, pretrain
     from reinflow.envs.factory import env_spaces, set_headless_gl
-    from reinflow.quickstart_report import summarize, write_report
+    from reinflow.quickstart_report import recipe, summarize, write_report
     from reinflow.rl.build import build_agent
     from reinflow.rl.checkpoint import load_agent
     from reinflow.rl.trainer import train
@@ -229,8 +246,9 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     dims = (basis or plan.act_steps) * plan.action_dim
     cams = f", cameras {plan.image_size[0]}x{plan.image_size[1]}" if kind.cameras else ""
     _stage(f"task {plan.label} ({plan.env_id}), {kind.label}{cams}; {plan.iterations} iterations, at most "
-           f"{plan.minutes:g} min; chunk {plan.chunk_size} x {plan.action_dim}, K = 1, chain D = "
-           f"{basis or plan.act_steps} x {plan.action_dim} = {dims}", t0)
+           f"{plan.minutes:g} min; chunk {plan.chunk_size} x {plan.action_dim}, K = 1, " + (
+               f"SAC latent {tcfg.dsrl_components or plan.act_steps} x {plan.action_dim} (x_0)" if tcfg.algorithm == "dsrl"
+               else f"chain D = {basis or plan.act_steps} x {plan.action_dim} = {dims}"), t0)
     if plan.act_steps < plan.chunk_size:
         print(f"  note: act_steps={plan.act_steps} < chunk {plan.chunk_size}: closed-loop execution, D = {dims} "
               "(asked for on the command line)")
@@ -265,9 +283,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
                           f"({(time.time() - t0) / 60:.1f} min so far); give more minutes")
     tcfg = replace(tcfg, time_limit_min=left_min)
     _stage(f"4/6 fine-tuning ({tcfg.algorithm}): {tcfg.iterations} iterations (cut at {left_min:.1f} min) of "
-           f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, noise basis {tcfg.noise_basis}, "
-           f"sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], lr {tcfg.lr_actor:g} ({tcfg.lr_schedule}), "
-           f"clip {tcfg.clip_epsilon}, x_0 {tcfg.initial_noise}", t0)
+           f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, {recipe(tcfg, plan.act_steps, plan.action_dim)}", t0)
     res = train(tcfg)
     cut = f" (--minutes cut the run at {res.iterations} of {tcfg.iterations})" if res.iterations < tcfg.iterations else ""
     _stage(f"    {res.iterations} iterations{cut}, {res.env_steps} env steps", t0)
@@ -285,7 +301,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     pct = lambda x: "n/a" if x is None else f"{x:.2f}"  # noqa: E731
     _stage(f"done in {summary['wall_time_s'] / 60:.1f} min: success {pct(summary['success_before'])} -> "
            f"{pct(summary['success_after'])} ({summary['success_gain_pp']:+.0f} pp, {after['episodes']} episodes "
-           f"each), max clip fraction {summary['clip_fraction_max'] or float('nan'):.2f}{cut}", t0)
+           f"each)" + (f", max clip fraction {c:.2f}" if (c := summary["clip_fraction_max"]) is not None else "") + cut, t0)
     print(f"report: {out}/summary.md  (summary.json, plots/*.png; run folder {out}/train)")
     held.close()
     return summary

@@ -10,7 +10,7 @@ import tyro
 
 from reinflow import ReinflowError
 from reinflow.cli_args import tyro_cli
-from reinflow.report.doctor import DoctorArgs, _apply_flags, check_is_run, load_run, render
+from reinflow.report.doctor import DoctorArgs, _apply_flags, check_is_run, health_kind, load_run, render
 from reinflow.rl.health import diagnose
 
 
@@ -21,7 +21,8 @@ def run(argv: list[str]) -> int:
         hist, ctx, what = load_run(Path(args.path))
         check_is_run(hist, Path(args.path))
         ctx = _apply_flags(ctx, args)
-        diag = diagnose(hist, ctx)
+        kind = health_kind(hist)  # a dsrl run is judged by the SAC checks, never the PPO ones
+        diag = diagnose(hist, ctx, kind)
     except ReinflowError as e:
         print(f"error: reinflow doctor: {e}", file=sys.stderr)
         return 2
@@ -29,5 +30,5 @@ def run(argv: list[str]) -> int:
         print(json.dumps({"findings": [f.as_dict() for f in diag.findings], "not_judged": diag.not_judged},
                          indent=2, allow_nan=False))
     else:
-        print(render(diag, args.path, what, ctx))
+        print(render(diag, args.path, what, ctx, kind))
     return 0

@@ -7,15 +7,19 @@ from typing import Any
 from reinflow import ConfigError
 from reinflow.policies.base import FlowPolicy
 
-POLICY_TYPES = ("mlp", "smolvla", "residual")
+POLICY_TYPES = ("mlp", "smolvla", "residual", "dsrl")
+WRAPPER_TYPES = ("residual", "dsrl")  # a frozen base policy + trainable parts
 
 
 def base_policy_config(policy_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The config of the policy that defines the sizes and the env: a residual policy's frozen base,
-    any other policy itself (a residual's base is never itself a residual: build_policy_from_config)."""
-    base = policy_cfg.get("base")
-    if policy_cfg.get("type") == "residual" and isinstance(base, dict):
-        return base
+    """The config of the policy that defines the sizes and the env: a residual's or a dsrl policy's frozen
+    base, any other policy itself. Nesting is bounded (build_policy_from_config): a residual's base is
+    mlp or smolvla, a dsrl policy's base one of those or a residual."""
+    for _ in range(2):
+        base = policy_cfg.get("base")
+        if policy_cfg.get("type") not in WRAPPER_TYPES or not isinstance(base, dict):
+            break
+        policy_cfg = base
     return policy_cfg
 
 
@@ -47,4 +51,17 @@ def build_policy_from_config(policy_cfg: dict[str, Any]) -> FlowPolicy:
         from reinflow.validate import check_value
         hidden = check_value("hidden", hidden, list[int] | None)
         return ResidualFlowPolicy(build_policy_from_config({**base, **cfg}), hidden)
+    if kind == "dsrl":  # a frozen base + noise actor; size overrides are the base's
+        from reinflow.policies.dsrl import DSRLFlowPolicy
+        base = cfg.pop("base", None)
+        own = {k: cfg.pop(k) for k in ("hidden", "components", "latent_steps", "bound") if k in cfg}
+        if not isinstance(base, dict) or "latent_steps" not in own:
+            raise ConfigError("policy config: a dsrl policy needs a 'base' policy config and 'latent_steps'")
+        if base.get("type") == "dsrl":  # steering a steered policy: never written by reinflow (and unbounded)
+            raise ConfigError("policy config: a dsrl policy's base is itself a dsrl policy; expected the base "
+                              "policy (type mlp, smolvla or residual) under 'base'")
+        try:
+            return DSRLFlowPolicy(build_policy_from_config({**base, **cfg}), **own)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"policy config (dsrl): {exc}") from None
     raise ConfigError(f"policy type={kind!r}: allowed {', '.join(POLICY_TYPES)}")

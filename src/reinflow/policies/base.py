@@ -52,6 +52,9 @@ class FlowPolicy(nn.Module):
     # True when ``encode`` has no trainable parameter and is deterministic (e.g. SmolVLA's frozen
     # prefix): the trainer may then reuse the rollout's contexts in the update (reinflow.rl.context).
     frozen_encoder: bool = False
+    # True when the chain injects no noise whatever the mode: the policy's randomness is its x_0 alone
+    # (DSRL's noise actor); ``Agent.act`` then runs the ODE and returns no log-prob.
+    ode_chain: bool = False
 
     def prepare_obs(self, raw_obs: Any) -> Any:
         """Batched raw observation from a vector env (numpy / dict of numpy) -> model input.

@@ -83,11 +83,16 @@ def _freqs(half: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     return torch.exp(-math.log(1000.0) * torch.arange(half, device=device, dtype=dtype) / half)
 
 
-def mlp(sizes: list[int], act: type[nn.Module] = nn.Mish, last_act: bool = False) -> nn.Sequential:
+def mlp(sizes: list[int], act: type[nn.Module] = nn.Mish, last_act: bool = False,
+        layer_norm: bool = False) -> nn.Sequential:
+    """Linear layers with ``act`` between them; ``layer_norm``: a LayerNorm before each hidden
+    activation (what keeps off-policy critics stable at high update-to-data ratios)."""
     layers: list[nn.Module] = []
     for i in range(len(sizes) - 1):
         layers.append(nn.Linear(sizes[i], sizes[i + 1]))
         if i < len(sizes) - 2 or last_act:
+            if layer_norm:
+                layers.append(nn.LayerNorm(sizes[i + 1]))
             layers.append(act())
     return nn.Sequential(*layers)
 

@@ -18,20 +18,17 @@ from torch import nn
 
 from reinflow.policies.base import FlowPolicy, VelocityOut
 from reinflow.policies.mlp import mlp
+from reinflow.policies.wrapped import FrozenBasePolicy
 
 RESIDUAL_HIDDEN = [256, 256]
 
 
-class ResidualFlowPolicy(FlowPolicy):
-    """``base`` (frozen) + zero-initialised offset net; the FlowPolicy contract is the base's."""
+class ResidualFlowPolicy(FrozenBasePolicy):
+    """``base`` (frozen) + zero-initialised offset net; the rest of the FlowPolicy contract is the base's."""
 
     def __init__(self, base: FlowPolicy, hidden: list[int] | None = None):
-        super().__init__()
-        self.base = base.requires_grad_(False)
+        super().__init__(base)
         self.hidden = list(hidden or RESIDUAL_HIDDEN)
-        for name in ("chunk_size", "action_dim", "padded_action_dim", "denoise_steps", "time_direction",
-                     "noise_feature_dim", "noise_features_per_step", "value_feature_dim", "frozen_encoder"):
-            setattr(self, name, getattr(base, name))
         self.residual = mlp([base.value_feature_dim, *self.hidden, base.chunk_size * base.padded_action_dim])
         nn.init.zeros_(self.residual[-1].weight)  # start exactly at the base policy
         nn.init.zeros_(self.residual[-1].bias)
@@ -51,37 +48,8 @@ class ResidualFlowPolicy(FlowPolicy):
             return out
         return VelocityOut(velocity=out.velocity + self.offset(ctx) / dts[-1], noise_features=out.noise_features)
 
-    # --- the rest of the contract is the base policy's --------------------------------------
-    def prepare_obs(self, raw_obs: Any) -> Any:
-        return self.base.prepare_obs(raw_obs)
-
-    def encode(self, obs: Any) -> Any:
-        return self.base.encode(obs)
-
-    def value_features(self, ctx: Any) -> torch.Tensor:
-        return self.base.value_features(ctx)
-
-    def action_mask(self) -> torch.Tensor:
-        return self.base.action_mask()
-
-    def time_grid(self) -> tuple[list[float], list[float]]:
-        return self.base.time_grid()
-
-    def initial_noise(self, ctx: Any, batch: int, deterministic: bool, generator: Any = None) -> torch.Tensor | None:
-        return self.base.initial_noise(ctx, batch, deterministic, generator)
-
-    def postprocess_action(self, action: torch.Tensor) -> torch.Tensor:
-        return self.base.postprocess_action(action)
-
-    def check_obs_frame(self, raw_obs: Any) -> list[str]:
-        return self.base.check_obs_frame(raw_obs)
-
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.residual.parameters())
-
-    def set_train_mode(self) -> None:
-        self.base.set_train_mode()
-        self.residual.eval()
 
     def policy_config(self) -> dict:
         return {"type": "residual", "hidden": self.hidden, "base": self.base.policy_config()}

@@ -227,15 +227,21 @@ def _apply_flags(ctx: RunContext, a: DoctorArgs) -> RunContext:
     return ctx
 
 
-def render(diag: Diagnosis, source: str, what: str, ctx: RunContext) -> str:
+def health_kind(hist: list[dict[str, Any]]) -> str:
+    """Which check set judges the run: "sac" when it logged SAC metrics (``--algorithm dsrl``), else "ppo"."""
+    return "sac" if any(str(k).startswith("sac/") for row in hist for k in row) else "ppo"
+
+
+def render(diag: Diagnosis, source: str, what: str, ctx: RunContext, kind: str = "ppo") -> str:
     """The plain report: a header, one block per finding (causal order), then what was not judged."""
     def g(x: Any) -> str:
         return "?" if x is None else f"{x:g}" if isinstance(x, (int, float)) else str(x)
-    lines = [f"reinflow doctor: {source} ({what})",
-             f"run: chunk {g(ctx.chunk_size)} x {g(ctx.action_dim)} action dims (padded {g(ctx.padded_action_dim)}), "
-             f"K = {g(ctx.denoise_steps)}, D = {g(ctx.total_dims())}, sigma [{g(ctx.sigma_min)}, {g(ctx.sigma_max)}], "
-             f"eps {g(ctx.clip_epsilon)}, reduction {g(ctx.logprob_reduction)}, "
-             f"max_grad_norm {g(ctx.max_grad_norm)}", ""]
+    head = (f"run: SAC over the chain's x_0 (dsrl; the PPO checks do not apply), chunk {g(ctx.chunk_size)} x "
+            f"{g(ctx.action_dim)} action dims, K = {g(ctx.denoise_steps)}") if kind == "sac" else \
+        (f"run: chunk {g(ctx.chunk_size)} x {g(ctx.action_dim)} action dims (padded {g(ctx.padded_action_dim)}), "
+         f"K = {g(ctx.denoise_steps)}, D = {g(ctx.total_dims())}, sigma [{g(ctx.sigma_min)}, {g(ctx.sigma_max)}], "
+         f"eps {g(ctx.clip_epsilon)}, reduction {g(ctx.logprob_reduction)}, max_grad_norm {g(ctx.max_grad_norm)}")
+    lines = [f"reinflow doctor: {source} ({what})", head, ""]
     for i, f in enumerate(diag.findings, 1):
         lines += [f"{i}. {format_finding(f)}", ""]
     lines.append("not judged:" + ("".join(f"\n  - {n}" for n in diag.not_judged) if diag.not_judged else " nothing"))

@@ -167,7 +167,7 @@ class Agent(nn.Module):
         elif x0 is None and self.sampler.initial_noise == "fixed":
             x0 = self.fixed_x0.expand(batch, -1, -1).clone()
         s: ChainSample = sample_chain(self.policy, self.noise_head, ctx, batch, self.mask,
-                                      self.sampler.reduction, deterministic, generator, x0,
+                                      self.sampler.reduction, deterministic or self.policy.ode_chain, generator, x0,
                                       self.sampler.logprob_clamp, self.basis)
         return ActResult(action=s.action, chain=s.chain, logp=None if s.logprob is None else s.logprob.logp,
                          value=self.value(ctx), logprob=s.logprob, context=ctx)

@@ -4,13 +4,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from reinflow import ConfigError
 from reinflow.flow.noise import SCHEDULE_ALIASES, NoiseSchedule
 from reinflow.rl.algorithms import ALGORITHMS, ALIASES
-from reinflow.validate import check_fields
+from reinflow.validate import NAMED, check_fields
 
 # field -> {name of reinflow <= 0.1: today's name}: run folders and config files keep working
 LEGACY_VALUES = {"algorithm": ALIASES, "noise_schedule": SCHEDULE_ALIASES}
@@ -23,7 +24,7 @@ def upgrade_legacy(train: dict) -> dict:
 
 # actor lr per algorithm (docs/benchmarks.md §1.1, §3.1): fine-tuning a trained flow policy moves it
 # with small steps; a fresh, zero-initialised offset net needs larger ones
-LR_ACTOR = {"chain-ppo": 3e-5, "residual-ppo": 1e-4}
+LR_ACTOR = {"chain-ppo": 3e-5, "residual-ppo": 1e-4, "dsrl": 3e-4}  # dsrl: SAC's one lr (actor, critics, alpha)
 # decisions one rank collects per iteration (parallel_envs x rollout_steps): each field is bounded
 # on its own (validate.RANGES), the rollout buffer holds their product (the recipes use 80)
 DECISIONS_MAX = 2**17
@@ -56,7 +57,8 @@ class TrainConfig:
     trainable: Literal["heads", "expert", "all"] = "heads"
     """policy=smolvla: parameters PPO updates (heads: action projections + action-time MLP)"""
     algorithm: str = "auto"
-    """chain-ppo: PPO on the whole chain; residual-ppo: PPO on a zero-init offset over the frozen policy; auto: residual-ppo from --policy-path, else chain-ppo"""
+    """chain-ppo: PPO on the whole chain; residual-ppo: PPO on a zero-init offset over the frozen policy; dsrl: SAC on
+    the chain's x_0 over the frozen policy; auto: residual-ppo from --policy-path, else chain-ppo"""
     context_cache_gib: float = 4.0
     """frozen encoder (smolvla heads/expert): GiB of rollout prefix caches the update reuses (0: re-encode)"""
     chunk_size: int | None = None
@@ -100,9 +102,10 @@ class TrainConfig:
     gae_lambda: float = 0.95
     """GAE lambda"""
     lr_actor: float | None = None
-    """actor (policy or offset net + noise head) learning rate (default: 3e-5 reinflow, 1e-4 residual)"""
+    """actor (policy or offset net + noise head) learning rate (default: 3e-5 chain-ppo, 1e-4 residual-ppo; dsrl:
+    3e-4 for actor, critics and temperature, constant)"""
     lr_critic: float = 1e-3
-    """critic learning rate"""
+    """critic learning rate (PPO)"""
     lr_warmup_iters: int = 0
     """linear LR warm-up iterations"""
     lr_schedule: Literal["cosine", "constant"] = "cosine"
@@ -181,6 +184,32 @@ class TrainConfig:
     preset: str | None = None
     """named recipe applied before the flags (see reinflow train --help / docs)"""
 
+    # --- --algorithm dsrl: SAC over the initial noise x_0 of the frozen policy's chain (policies/dsrl.py) ---
+    # An iteration collects rollout_steps decisions per env, then takes dsrl_utd gradient steps per new
+    # decision; gamma is per decision; lr_actor is SAC's one learning rate; the PPO and noise fields do not apply.
+    dsrl_components: int = 8
+    """dsrl latent: M smooth (DCT) coefficients of x_0 per action dim over the executed steps (0: x_0's H x A entries)"""
+    dsrl_bound: float = 2.5
+    """dsrl latent bound: c = bound * tanh(u), in units of x_0's N(0, 1) noise (the paper's action magnitude, 1.5)"""
+    dsrl_utd: float = 2.0
+    """dsrl update-to-data ratio: gradient steps per stored decision"""
+    dsrl_batch_size: int = 256
+    """dsrl replay samples per gradient step"""
+    dsrl_buffer_size: int = 100_000
+    """dsrl replay capacity in decisions (the oldest are overwritten)"""
+    dsrl_warmup: int = 300
+    """dsrl decisions played with c ~ N(0, I) clipped to the bound (the BC policy's own noise) before updates start"""
+    dsrl_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """dsrl actor and twin-critic hidden widths (LayerNorm MLPs)"""
+    dsrl_tau: float = 0.005
+    """dsrl Polyak rate of the target critics"""
+    dsrl_target_entropy: float = -1.0
+    """dsrl target entropy per latent dim of the tanh-squashed actor on [-1, 1] (at most log 2; the paper: 0)"""
+    dsrl_init_alpha: float = 1.0
+    """dsrl initial entropy temperature (auto-tuned from there)"""
+    dsrl_reward_scale: float = 1.0
+    """dsrl factor on each decision's reward (the sum over its executed steps)"""
+
     def __post_init__(self) -> None:
         for name, value in upgrade_legacy({k: getattr(self, k) for k in LEGACY_VALUES}).items():
             setattr(self, name, value)
@@ -220,6 +249,23 @@ class TrainConfig:
             raise ConfigError(f"time_limit_min={self.time_limit_min}: must be a finite number > 0 (or omitted)")
         if self.logprob_clamp is not None and not self.logprob_clamp > 0:
             raise ConfigError(f"logprob_clamp={self.logprob_clamp}: must be > 0")
+        self._check_dsrl()
+
+    def _check_dsrl(self) -> None:
+        """The dsrl block's ranges (checked whatever the algorithm: a config file is valid or not)."""
+        ranges = {"dsrl_components": (0, 1024), "dsrl_bound": (1e-3, 10.0), "dsrl_utd": (1e-3, 256.0),
+                  "dsrl_batch_size": (1, 65536), "dsrl_buffer_size": (1, 10**8), "dsrl_warmup": (0, 10**8),
+                  "dsrl_tau": (1e-6, 1.0), "dsrl_target_entropy": (-100.0, math.log(2.0)),
+                  "dsrl_init_alpha": (1e-6, 1e3), "dsrl_reward_scale": (1e-6, 1e6)}
+        for name, (lo, hi) in ranges.items():
+            if not lo <= getattr(self, name) <= hi:
+                raise ConfigError(f"{name}={getattr(self, name)}: allowed range [{lo:g}, {hi:g}]")
+        ok, allowed = NAMED["hidden"]
+        if not ok(self.dsrl_hidden):
+            raise ConfigError(f"dsrl_hidden={self.dsrl_hidden}: {allowed}")
+        if self.algorithm == "dsrl" and self.nproc > 1:
+            raise ConfigError(f"nproc={self.nproc}: algorithm=dsrl runs in one process (its replay buffer and SAC "
+                              "updates are not data-parallel); drop --nproc")
 
     def resolved(self) -> "TrainConfig":
         """This config with its 'auto' choices made (what a run records in config.json): the algorithm

@@ -101,7 +101,7 @@ class HealthMonitor:
         """Which codes fired and where each started; the earliest in causal order is the lead."""
         if not self.first:
             return "reinflow health: no problems found."
-        order = sorted(self.first, key=CODES.index)
+        order = sorted(self.first, key=CHECK_SETS[self.kind].index)
         lines = [f"  {c}: first at iteration {self.first[c]:g}" + (" (still active)" if c in self.active else "")
                  for c in order]
         return (f"reinflow health: {len(order)} finding(s); start with {order[0]} "

@@ -11,6 +11,8 @@ import math
 from dataclasses import replace
 
 from reinflow.flow.scaling import predicted_clip_fraction, scale_for_dimension
+from reinflow.rl import health_sac
+from reinflow.rl.health_sac import SAC_CODES
 from reinflow.rl.health_types import (CLIP_FINE_BELOW, CLIP_SATURATED_AT, CODES, CRITIC_NORM_ABS, CRITIC_NORM_FACTOR, GRAD_CLIPPED_AT,
                                 KNOWN_KEYS, LOG_SQRT_2PI, MIN_TREND_POINTS, PRE_UPDATE_TOL, SMOLVLA_MAX_ACTION_DIM,
                                 Z_EXTREME, Finding, RunContext, _Hist, _slope, _streak_start)
@@ -393,5 +395,7 @@ def _reward_declining(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | 
 
 
 CHECKS = {c: globals()["_" + c.lower()] for c in CODES[:-1]}
-# which checks judge which algorithm's metrics (``Algorithm.health``), in causal order
-CHECK_SETS = {"ppo": CODES[:-1]}
+CHECKS.update({c: getattr(health_sac, "_" + c.lower()) for c in SAC_CODES})
+# which checks judge which algorithm's metrics (``Algorithm.health``), in causal order; SAC has no
+# ratio, clip fraction or chain log-prob, so none of the PPO checks is run on it
+CHECK_SETS = {"ppo": CODES[:-1], "sac": (*SAC_CODES, "NON_FINITE", "REWARD_DECLINING")}

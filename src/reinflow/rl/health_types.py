@@ -38,6 +38,12 @@ KNOWN_KEYS = (
     "ppo/policy_loss", "ppo/value_loss", "noise/sigma_mean", "noise/sigma_lo", "noise/sigma_hi",
     "rollout/reward_mean", "rollout/episode_return", "rollout/success_rate", "eval/success_rate",
     "time/env_steps_per_s", "iteration", "env_steps")
+# what an off-policy run (--algorithm dsrl) logs for its checks (``reinflow.rl.health_sac``); matched
+# exactly, never by their leaf (``entropy`` stays ppo/entropy for foreign runs' key variants)
+SAC_KEYS = ("sac/q_loss", "sac/q_mean", "sac/q_target_mean", "sac/actor_loss", "sac/alpha", "sac/entropy",
+            "sac/entropy_per_dim", "sac/entropy_target_per_dim", "sac/buffer_size", "sac/buffer_capacity",
+            "sac/batch_size", "sac/updates", "sac/reward_abs_max", "sac/gamma")
+KNOWN_KEYS = KNOWN_KEYS + SAC_KEYS
 
 # The names of reinflow <= 0.1 (``training/*``, ``train/*``, ``losses/*``, ``reward/*``, ``faults/*``):
 # the doctor reads old run folders and W&B exports (the seed run's) under today's names.
@@ -61,7 +67,7 @@ def _canon(key: str) -> str:
 _EXACT = {_canon(k): k for k in KNOWN_KEYS}
 _EXACT.update({_canon(old): new for old, new in LEGACY_KEYS.items()})
 _LEAVES: dict[str, list[str]] = {}
-for _k in KNOWN_KEYS:
+for _k in (k for k in KNOWN_KEYS if k not in SAC_KEYS):
     _LEAVES.setdefault(_canon(_k.split("/")[-1]), []).append(_k)
 
 

@@ -11,6 +11,7 @@ import importlib
 ALGORITHMS = {
     "chain-ppo": "reinflow.rl.algorithms.ppo:ChainPPO",
     "residual-ppo": "reinflow.rl.algorithms.residual_ppo:ResidualPPO",
+    "dsrl": "reinflow.rl.algorithms.dsrl:DSRL",
 }
 """--algorithm name -> its class"""
 ALIASES = {"reinflow": "chain-ppo", "residual": "residual-ppo"}

@@ -216,6 +216,14 @@ class ChainPPO(Algorithm):
     name = "chain-ppo"
     health = "ppo"
 
+    @classmethod
+    def prepare_agent(cls, cfg: Any, agent: Agent) -> Agent:
+        if agent.policy.ode_chain:  # PPO's ratio is the chain's likelihood: a chain without noise has none
+            raise ConfigError(f"algorithm={cls.name}: --policy-path holds a dsrl policy (a noise actor over a frozen "
+                              "base), whose chain injects no noise; continue it with --algorithm dsrl, or start PPO "
+                              "from the BC checkpoint it was trained from")
+        return agent
+
     def __init__(self, cfg: Any, agent: Agent, info: DistInfo, device: torch.device, truncation: str):
         super().__init__(cfg, agent, info, device, truncation)
         self.actor_opt = torch.optim.AdamW(agent.actor_parameters(), lr=cfg.lr_actor, weight_decay=0.0)

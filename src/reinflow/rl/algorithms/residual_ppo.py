@@ -21,6 +21,7 @@ class ResidualPPO(ChainPPO):
     def prepare_agent(cls, cfg: Any, agent: Agent) -> Agent:
         if not (cfg.policy_path or cfg.vlm_path):
             raise ConfigError(f"algorithm={cls.name} corrects a pretrained policy: give --policy-path (a BC checkpoint)")
+        agent = super().prepare_agent(cfg, agent)
         if not isinstance(agent.policy, ResidualFlowPolicy):  # a resumed or residual checkpoint already is one
             agent.policy = ResidualFlowPolicy(agent.policy)     # same dims: mask, basis and heads stay valid
         return agent

@@ -1,0 +1,189 @@
+"""Compare the three algorithms (chain-ppo, residual-ppo, dsrl) at equal env steps and equal wall time.
+
+Every algorithm starts from the same BC checkpoint per (task, seed), built as ``reinflow quickstart``
+builds it (its demos and BC settings, seeded by the seed), and runs ``reinflow train``'s defaults for
+that algorithm. The number reported is the kept best policy (``<run>/best``, chosen on 20-episode
+selection evaluations every ``--eval-every`` iterations) re-measured on 100 held-out episodes
+(deterministic, seed 20000 + seed: the quickstart's), and the BC policy on the same episodes.
+
+* equal env steps (``--env-steps``): an iteration takes at most parallel_envs x rollout_steps x 50
+  env steps, so a budget B runs B // 4000 iterations and never more than B env steps. The PPO
+  algorithms get one run per budget (their cosine lr schedule is planned for it); dsrl (constant lr)
+  runs once, in segments continued with resume, its kept best measured at the end of each segment.
+* equal wall time (``--minutes``): one run per algorithm stopped by ``--time-limit-min``.
+
+    python benchmarks/algorithms.py --task pick-lift --seeds 0 1 2 --env-steps 100000 300000 1000000 \\
+        --minutes 10 --out runs/bench_algorithms
+
+Finished runs under ``--out`` are reused (an interrupted benchmark continues). Each result is appended
+to ``<out>/results.jsonl`` as it exists; ``<out>/table.md`` is rewritten after each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from dataclasses import replace
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+ALGORITHMS = ("chain-ppo", "residual-ppo", "dsrl")
+PER_ITERATION = 10 * 8 * 50   # TrainConfig's parallel_envs x rollout_steps x a 50-step chunk
+
+
+def build_bc(task: str, seed: int, out: Path) -> Path:
+    """The quickstart's BC checkpoint for (task, seed), built once."""
+    from reinflow.bc.pretrain import PretrainConfig, pretrain
+    from reinflow.envs.demos import record_demos
+    from reinflow.quickstart import BC_SETTINGS, TASKS
+    ck = out / task / f"seed{seed}" / "bc"
+    if not (ck / "config.json").is_file():
+        bc = BC_SETTINGS[task]
+        record_demos(TASKS[task], bc["episodes"], ck.parent / "demos", seed=seed, progress=False)
+        pretrain(PretrainConfig(demos=str(ck.parent / "demos"), out=str(ck), chunk_size=50, denoise_steps=1,
+                                steps=bc["steps"], max_episodes=bc["episodes"], seed=seed, progress=False))
+    return ck
+
+
+def heldout(task: str, ck: Path, seed: int, episodes: int = 100) -> float:
+    """Deterministic success of a checkpoint on the quickstart's held-out episodes (cached beside it)."""
+    cache = ck / f"heldout_{episodes}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())["success_rate"]
+    from reinflow.quickstart import TASKS, evaluate_agent
+    from reinflow.rl.checkpoint import load_agent
+    from reinflow.rl.keep_best import heldout_seed
+    agent = load_agent(ck, sampler_overrides={"act_steps": 50})[0]
+    res = evaluate_agent(agent, TASKS[task], {}, episodes, heldout_seed(seed))
+    cache.write_text(json.dumps(res))
+    return res["success_rate"]
+
+
+def train_cfg(task: str, algo: str, seed: int, bc: Path, out: Path, iterations: int, eval_every: int,
+              minutes: float | None = None):
+    from reinflow.quickstart import TASKS
+    from reinflow.rl.config import TrainConfig
+    return TrainConfig(env=TASKS[task], policy_path=str(bc), algorithm=algo, seed=seed, out=str(out),
+                       iterations=iterations, eval_every=eval_every, eval_episodes=20, checkpoint_every=10**6,
+                       time_limit_min=minutes, progress=False, tensorboard=False)
+
+
+def record(out: Path, row: dict) -> None:
+    with open(out / "results.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    rows = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines() if x.strip()]
+    (out / "table.md").write_text(table(rows))
+    print(json.dumps(row), flush=True)
+
+
+def done(out: Path) -> set[tuple]:
+    path = out / "results.jsonl"
+    rows = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.is_file() else []
+    return {(r["task"], r["algorithm"], r["seed"], r["kind"], r["budget"]) for r in rows}
+
+
+def run_budgets(task: str, algo: str, seed: int, bc: Path, out: Path, budgets: list[int], eval_every: int) -> None:
+    from reinflow.rl.trainer import train
+    have = done(out)
+    run = out / task / f"seed{seed}" / algo
+    for b in sorted(budgets):
+        if (task, algo, seed, "env_steps", b) in have:
+            continue
+        its = b // PER_ITERATION
+        if algo == "dsrl":   # one run, continued: its first `its` iterations are a run planned for b
+            first = not (run / "checkpoints").is_dir()
+            cfg = train_cfg(task, algo, seed, bc, run, its, eval_every)
+            t = time.time()
+            res = train(cfg if first else replace(cfg, resume=True))
+            wall = (json.loads((run / "wall.json").read_text()) if (run / "wall.json").is_file() else 0.0) + \
+                time.time() - t
+            (run / "wall.json").write_text(json.dumps(wall))
+        else:
+            t = time.time()
+            res = train(train_cfg(task, algo, seed, bc, run.with_name(f"{algo}_{b}"), its, eval_every))
+            wall = time.time() - t
+        best = Path(res.out) / "best"   # measured now: a continued run may replace best/ later
+        record(out, {"task": task, "algorithm": algo, "seed": seed, "kind": "env_steps", "budget": b,
+                     "env_steps": res.env_steps, "iterations": res.iterations, "wall_s": wall,
+                     "bc": heldout(task, bc, seed), "kept": heldout(task, best, seed) if best.is_dir() else None,
+                     "kept_iteration": (res.best or {}).get("iteration")})
+
+
+def run_minutes(task: str, algo: str, seed: int, bc: Path, out: Path, minutes: float, eval_every: int) -> None:
+    from reinflow.rl.trainer import train
+    if (task, algo, seed, "minutes", minutes) in done(out):
+        return
+    run = out / task / f"seed{seed}" / f"{algo}_{minutes:g}min"
+    t = time.time()
+    res = train(train_cfg(task, algo, seed, bc, run, 10**5, eval_every, minutes))
+    best = run / "best"
+    record(out, {"task": task, "algorithm": algo, "seed": seed, "kind": "minutes", "budget": minutes,
+                 "env_steps": res.env_steps, "iterations": res.iterations, "wall_s": time.time() - t,
+                 "bc": heldout(task, bc, seed), "kept": heldout(task, best, seed) if best.is_dir() else None,
+                 "kept_iteration": (res.best or {}).get("iteration")})
+
+
+def fmt(xs: list) -> str:
+    xs = [100 * x for x in xs if x is not None]
+    if not xs:
+        return "n/a"
+    return f"{np.mean(xs):.0f} ± {np.std(xs):.0f}" if len(xs) > 1 else f"{xs[0]:.0f}"
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: kept-best held-out success (mean ± std over seeds) per algorithm and budget."""
+    lines = [f"Machine: {platform.node()} ({os.cpu_count()} CPUs seen, shared), {platform.platform()}", ""]
+    for kind, unit in (("env_steps", "env steps"), ("minutes", "min wall")):
+        part = [r for r in rows if r["kind"] == kind]
+        if not part:
+            continue
+        budgets = sorted({r["budget"] for r in part})
+        head = " | ".join(f"{b:,} {unit}" if kind == "env_steps" else f"{b:g} {unit}" for b in budgets)
+        lines += [f"| task | algorithm | BC % | {head} | seeds |", "|" + " --- |" * (len(budgets) + 4)]
+        for task in sorted({r["task"] for r in part}):
+            for algo in ALGORITHMS:
+                rs = [r for r in part if r["task"] == task and r["algorithm"] == algo]
+                if not rs:
+                    continue
+                cells = []
+                for b in budgets:
+                    at = [r for r in rs if r["budget"] == b]
+                    extra = (f" ({np.mean([r['env_steps'] for r in at]) / 1e3:.0f}k steps)" if kind == "minutes"
+                             else f" ({np.mean([r['wall_s'] for r in at]) / 60:.0f} min)") if at else ""
+                    cells.append(fmt([r["kept"] for r in at]) + extra if at else "")
+                seeds = len({r["seed"] for r in rs})
+                lines.append(f"| {task} | {algo} | {fmt([r['bc'] for r in rs[:seeds]])} | {' | '.join(cells)} | {seeds} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--task", default="pick-lift", choices=["reach", "push", "pick-lift"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS)
+    p.add_argument("--env-steps", type=int, nargs="*", default=[100_000, 300_000, 1_000_000])
+    p.add_argument("--minutes", type=float, nargs="*", default=[])
+    p.add_argument("--eval-every", type=int, default=5, help="iterations between selection evaluations")
+    p.add_argument("--out", default="runs/bench_algorithms")
+    a = p.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for seed in a.seeds:
+        bc = build_bc(a.task, seed, out)
+        for algo in a.algorithms:
+            if a.env_steps:
+                run_budgets(a.task, algo, seed, bc, out, a.env_steps, a.eval_every)
+            for m in a.minutes:
+                run_minutes(a.task, algo, seed, bc, out, m, a.eval_every)
+    print((out / "table.md").read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""DSRL (``--algorithm dsrl``): SAC over the initial noise x_0 of a frozen flow policy's chain.
+
+Wagenmaker et al., "Steering Your Diffusion Policy with Latent Space Reinforcement Learning"
+(arXiv 2506.15799), the DSRL-SAC variant: the BC policy never changes; a noise actor pi(c | o)
+picks a bounded latent c, x_0 = map(c) (``policies.dsrl``: smooth DCT coefficients by default), and
+the chain runs its deterministic ODE from there. Each decision (one executed chunk) is one SAC
+transition (features of o, c, the chunk's summed reward, features of the next o, done) in a replay
+buffer; an iteration collects ``rollout_steps`` decisions per env, then takes ``dsrl_utd`` gradient
+steps per new decision. The trainer's evaluation, keep-best and ``reinflow eval`` act through
+``DSRLFlowPolicy.initial_noise``: the actor's mean in deterministic mode.
+
+Resume: the replay buffer, critics, targets, temperature and optimizers are the trainer state
+(safetensors + JSON), so a resumed run continues with the data and critics it had.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from reinflow import ConfigError, NonFiniteError
+from reinflow.flow.chain import randn, sample_chain
+from reinflow.policies.dsrl import DSRLFlowPolicy
+from reinflow.rl.agent import Agent
+from reinflow.rl.algorithms.base import Algorithm, Experience
+from reinflow.rl.dist import DistInfo
+from reinflow.rl.replay import ReplayBuffer
+from reinflow.rl.rollout import info_field, stack_obs
+from reinflow.rl.sac import SAC, SACSettings
+from reinflow.rl.seeding import stream_seed
+
+UPDATE_TAG = 3  # seeding.stream_seed tag of the update's replay sampling and actor noise
+
+
+class DSRL(Algorithm):
+    name = "dsrl"
+    health = "sac"
+
+    @classmethod
+    def prepare_agent(cls, cfg: Any, agent: Agent) -> Agent:
+        if not cfg.policy_path:
+            raise ConfigError(f"algorithm={cls.name} steers a pretrained policy's x_0: give --policy-path "
+                              "(a BC checkpoint)")
+        if not isinstance(agent.policy, DSRLFlowPolicy):  # a dsrl checkpoint continues with its own actor
+            agent.policy = DSRLFlowPolicy(agent.policy, agent.sampler.act_steps, cfg.dsrl_components,
+                                          cfg.dsrl_bound, cfg.dsrl_hidden)
+        return agent
+
+    def __init__(self, cfg: Any, agent: Agent, info: DistInfo, device: torch.device, truncation: str):
+        super().__init__(cfg, agent, info, device, truncation)
+        if info.world_size > 1:
+            raise ConfigError(f"world_size={info.world_size}: algorithm=dsrl runs in one process (its replay "
+                              "buffer and SAC updates are not data-parallel); run it without torchrun")
+        pol = agent.policy
+        if not isinstance(pol, DSRLFlowPolicy):
+            raise ConfigError("algorithm=dsrl: the checkpoint's policy is not a dsrl policy")
+        self.policy = pol
+        feat, latent = pol.value_feature_dim, pol.latent_dim
+        self.sac = SAC(pol.actor, feat, SACSettings(
+            gamma=cfg.gamma, tau=cfg.dsrl_tau, lr_actor=cfg.lr_actor, lr_critic=cfg.lr_actor, lr_alpha=cfg.lr_actor,
+            target_entropy=cfg.dsrl_target_entropy * latent, init_alpha=cfg.dsrl_init_alpha,
+            hidden=list(cfg.dsrl_hidden)), device)
+        self.buffer = ReplayBuffer(cfg.dsrl_buffer_size, {"feat": (feat,), "latent": (latent,), "reward": (),
+                                                         "next_feat": (feat,), "done": ()}, device)
+        self.owed = 0.0        # fractional gradient steps carried to the next iteration
+        self.grad_steps = 0
+
+    def begin_iteration(self, it: int) -> dict[str, float]:
+        return {"lr/actor": self.cfg.lr_actor}
+
+    # --- collection ------------------------------------------------------------------------------
+    @torch.no_grad()
+    def collect(self, envs: Any, raw_obs: Any, it: int, generators: list[torch.Generator]) -> tuple[Experience, Any]:
+        cfg, pol, agent = self.cfg, self.policy, self.agent
+        n, act_steps = envs.num_envs, agent.sampler.act_steps
+        episodes, rewards, env_steps, added, dropped, warm = [], [], 0, 0, 0, 0
+        ctx = pol.encode(pol.prepare_obs(raw_obs))
+        for _ in range(cfg.rollout_steps):
+            feats = pol.value_features(ctx).detach()
+            if self.buffer.added < cfg.dsrl_warmup:  # the BC policy's own in-span noise, clipped to the bound
+                c = randn((n, pol.latent_dim), generators, feats.device).to(feats.dtype).clamp(-pol.bound, pol.bound)
+                warm += n
+            else:
+                c, _ = pol.actor.sample(feats, False, generators)
+            s = sample_chain(pol, agent.noise_head, ctx, n, agent.mask, deterministic=True, x0=pol.latent_to_x0(c))
+            raw_obs, reward, term, trunc, infos = envs.step(pol.postprocess_action(s.action[:, :act_steps]).cpu().numpy())
+            done = term | trunc
+            # the next decision's context doubles as this one's next state, except where an episode ended
+            # (same-step autoreset: its last observation is in final_obs)
+            ctx = pol.encode(pol.prepare_obs(raw_obs))
+            next_feats = pol.value_features(ctx).detach().clone()
+            ended = np.nonzero(done)[0]
+            if len(ended):
+                last = pol.prepare_obs(stack_obs([infos["final_obs"][i] for i in ended]))
+                next_feats[torch.as_tensor(ended, device=feats.device)] = pol.value_features(pol.encode(last)).detach()
+            keep = info_field(infos, "episode_dropped", n) == 0   # a fault's decision is no transition
+            stop = term | (trunc & (self.truncation == "terminal"))  # a time limit bootstraps unless part of the task
+            idx = torch.as_tensor(np.nonzero(keep)[0], device=feats.device)
+            as_t = lambda x: torch.as_tensor(x, dtype=torch.float32, device=feats.device)[idx]  # noqa: E731
+            self.buffer.add(feat=feats[idx], latent=c[idx], reward=as_t(reward * cfg.dsrl_reward_scale),
+                            next_feat=next_feats[idx], done=as_t(stop))
+            added += len(idx)
+            dropped += int((~keep & done).sum())
+            rewards += [float(x) for x in reward[keep]]
+            env_steps += int(info_field(infos, "chunk_len", n, 1).sum())
+            for i in np.nonzero(done & keep)[0]:
+                episodes.append({k: float(info_field(infos, f"episode_{k}", n, np.nan)[i])
+                                 for k in ("return", "length", "success")})
+        metrics = {"rollout/reward_mean": float(np.mean(rewards)) if rewards else None,
+                   "rollout/episodes_dropped": dropped, "sac/warmup_fraction": warm / max(n * cfg.rollout_steps, 1)}
+        return Experience(env_steps=env_steps, episodes=episodes, metrics=metrics, data=added), raw_obs
+
+    # --- learning --------------------------------------------------------------------------------
+    def update(self, exp: Experience, it: int) -> dict[str, float]:
+        cfg, buf = self.cfg, self.buffer
+        out = {"sac/buffer_size": len(buf), "sac/buffer_capacity": buf.capacity, "sac/batch_size": cfg.dsrl_batch_size,
+               "sac/alpha": self.sac.alpha, "sac/entropy_target_per_dim": cfg.dsrl_target_entropy,
+               "sac/latent_dim": self.policy.latent_dim, "sac/gamma": cfg.gamma}
+        if buf.added < cfg.dsrl_warmup:  # still collecting with the BC policy's noise
+            return {**out, "sac/updates": 0, "sac/grad_steps": self.grad_steps}
+        self.owed += cfg.dsrl_utd * int(exp.data)
+        steps, self.owed = int(self.owed), self.owed - int(self.owed)
+        idx_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, it, 0, UPDATE_TAG))
+        noise_gen = torch.Generator(device=self.device).manual_seed(stream_seed(cfg.seed, it, 1, UPDATE_TAG))
+        rows = []
+        for _ in range(steps):
+            rows.append(self.sac.update(buf.sample(cfg.dsrl_batch_size, idx_gen), noise_gen))
+        self.grad_steps += steps
+        out.update({"sac/updates": steps, "sac/grad_steps": self.grad_steps, "sac/alpha": self.sac.alpha})
+        if rows:
+            mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
+            bad = [k for k, v in mean.items() if not math.isfinite(v)]
+            if bad:
+                raise NonFiniteError(f"SAC update: {', '.join(bad)} not finite (q_loss {mean['q_loss']:.4g}); "
+                                     "lower --lr-actor or --dsrl-utd, or check the rewards' scale")
+            out.update({f"sac/{k}": v for k, v in mean.items() if not k.endswith("grad_norm")})
+            out["sac/entropy_per_dim"] = mean["entropy"] / self.policy.latent_dim
+            out["sac/q_loss_max"] = max(r["q_loss"] for r in rows)
+            out["gradients/critic_norm"], out["gradients/policy_norm"] = mean["critic_grad_norm"], mean["actor_grad_norm"]
+            out["sac/reward_abs_max"] = float(buf.data["reward"][: len(buf)].abs().max())
+        return out
+
+    # --- resume ----------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"sac": self.sac.state_dict(), "replay": self.buffer.state_dict(), "owed": self.owed,
+                "grad_steps": self.grad_steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key in ("sac", "replay"):
+            if not isinstance(state.get(key), dict):
+                raise ConfigError(f"trainer state: no dsrl {key} state (was the run trained with --algorithm dsrl?)")
+        self.sac.load_state_dict(state["sac"])
+        self.buffer.load_state_dict(state["replay"])
+        owed, steps = state.get("owed"), state.get("grad_steps")
+        if not isinstance(owed, float) or not 0 <= owed < 1 or not isinstance(steps, int) or steps < 0:
+            raise ConfigError(f"trainer state: dsrl owed={owed!r}, grad_steps={steps!r}: expected [0, 1) and an int >= 0")
+        self.owed, self.grad_steps = owed, steps

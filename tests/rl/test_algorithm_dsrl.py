@@ -1,0 +1,97 @@
+"""--algorithm dsrl end to end on a small env: a frozen base, a trained noise actor that evaluation
+starts from, SAC metrics (and no PPO alarms), refusals, and a resume that continues bit-identically
+(replay buffer, critics, temperature, optimizers)."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from reinflow.cli import main
+from reinflow.policies.dsrl import DSRLFlowPolicy
+from reinflow.report.logger import read_metrics
+from reinflow.rl.checkpoint import load_agent, resolve_checkpoint
+from reinflow.rl.health_checks import CHECK_SETS
+from reinflow.rl.trainer_state import read_trainer_state
+
+FAST = ["--env", "Pendulum-v1", "--chunk-size", "8", "--act-steps", "4", "--rollout-steps", "4",
+        "--parallel-envs", "2", "--hidden", "32", "32", "--eval-episodes", "2", "--no-progress", "--no-tensorboard"]
+DSRL = ["--algorithm", "dsrl", "--dsrl-warmup", "8", "--dsrl-batch-size", "8", "--dsrl-hidden", "32",
+        "--dsrl-components", "2", "--reset-each-iteration", "--eval-every", "0"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dsrl")
+    assert main(["train", *FAST, "--iterations", "1", "--out", str(root / "base")]) == 0
+    common = [*FAST, *DSRL, "--policy-path", str(root / "base")]
+    assert main(["train", *common, "--iterations", "3", "--out", str(root / "a")]) == 0
+    assert main(["train", *common, "--iterations", "2", "--out", str(root / "b")]) == 0
+    assert main(["train", "--out", str(root / "b"), "--resume", "--iterations", "3", "--no-progress"]) == 0
+    return root
+
+
+def test_only_the_actor_trains_and_evaluation_starts_from_its_x0(runs):
+    base = load_file(str(resolve_checkpoint(runs / "base") / "model.safetensors"))
+    agent, cfg, ck = load_agent(runs / "a")
+    pol = agent.policy
+    assert cfg["policy"]["type"] == "dsrl" and isinstance(pol, DSRLFlowPolicy) and pol.latent_dim == 2 * 1
+    trained = load_file(str(ck / "model.safetensors"))
+    frozen = [k for k in base if k.startswith("policy.")]
+    assert frozen and all(torch.equal(trained[k.replace("policy.", "policy.base.", 1)], base[k]) for k in frozen)
+    last = max((k for k in trained if k.startswith("policy.actor.net.") and k.endswith(".weight")),
+               key=lambda k: int(k.split(".")[3]))
+    assert trained[last].abs().sum() > 0                                  # zero at the start, trained since
+    obs = pol.prepare_obs(torch.randn(5, 3).numpy())
+    with torch.no_grad():
+        det = agent.act(obs, deterministic=True)
+        mean, _ = pol.actor.dist(pol.value_features(pol.encode(obs)))
+        sto = agent.act(obs, generator=torch.Generator().manual_seed(0))
+        ode = agent.act(obs, deterministic=True, x0=sto.chain[:, 0])
+    x0 = pol.latent_to_x0(pol.bound * torch.tanh(mean))
+    assert torch.equal(det.chain[:, 0], x0) and x0.abs().sum() > 0      # eval's x_0 is the actor's mean
+    assert torch.equal(sto.chain, ode.chain) and sto.logp is None        # stochastic: a sampled x_0, the ODE after it
+    assert not torch.equal(sto.chain[:, 0], x0)
+
+
+def test_sac_metrics_and_health_without_ppo_alarms(runs):
+    rows = read_metrics(runs / "a" / "metrics.jsonl")
+    last = rows[-1]
+    assert last["sac/updates"] > 0 and last["sac/buffer_size"] == 3 * 4 * 2 and last["env_steps"] == 3 * 4 * 2 * 4
+    assert rows[0]["sac/warmup_fraction"] == 1.0 and last["sac/warmup_fraction"] == 0.0
+    assert not any(k.startswith(("ppo/", "logprob/", "noise/")) for r in rows for k in r)
+    health = {k for r in rows for k in r if k.startswith("health/")}
+    assert health == {f"health/{c}" for c in (*CHECK_SETS["sac"], "HEALTHY")}
+
+
+def test_resume_continues_bit_identically(runs):
+    a, b = (load_file(str(resolve_checkpoint(runs / r) / "model.safetensors")) for r in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa, sb = (read_trainer_state(resolve_checkpoint(runs / r, for_resume=True))["algorithm"] for r in ("a", "b"))
+    for k, v in sa["replay"]["data"].items():
+        assert torch.equal(v, sb["replay"]["data"][k])
+    assert sa["sac"]["log_alpha"] == sb["sac"]["log_alpha"] and sa["grad_steps"] == sb["grad_steps"] > 0
+    assert read_metrics(runs / "a" / "metrics.jsonl")[-1]["sac/q_loss"] == \
+        read_metrics(runs / "b" / "metrics.jsonl")[-1]["sac/q_loss"]
+
+
+def test_refusals_name_the_field(runs, tmp_path, capsys):
+    assert main(["train", *FAST, *DSRL, "--iterations", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "steers a pretrained policy" in capsys.readouterr().err
+    assert main(["train", *FAST, *DSRL, "--policy-path", str(runs / "base"), "--nproc", "2",
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "nproc=2: algorithm=dsrl runs in one process" in capsys.readouterr().err
+    assert main(["train", "--out", str(runs / "a"), "--resume", "--dsrl-buffer-size", "50", "--no-progress"]) == 2
+    assert "dsrl_buffer_size" in capsys.readouterr().err
+    assert main(["train", *FAST, "--dsrl-bound", "0", "--out", str(tmp_path / "z")]) == 2
+    assert "dsrl_bound=0.0: allowed range" in capsys.readouterr().err
+
+
+def test_doctor_judges_a_dsrl_run_with_the_sac_checks(runs, capsys):
+    assert main(["doctor", str(runs / "a"), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    judged = set(CHECK_SETS["sac"]) - {n.split(":")[0] for n in out["not_judged"]}
+    assert {"BUFFER_TOO_SMALL", "Q_DIVERGING", "NON_FINITE"} <= judged
+    assert not {f["code"] for f in out["findings"]} & set(CHECK_SETS["ppo"]) - {"NON_FINITE", "REWARD_DECLINING"}
+    assert not any(n.startswith(("CLIP_", "RATIO_", "LOGPROB_")) for n in out["not_judged"])

@@ -1,0 +1,115 @@
+"""SAC over a latent action: the squashed log-density, the soft target, Polyak averaging and the
+temperature against closed forms, a state round trip, and a bandit it must solve."""
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal, TanhTransform, TransformedDistribution
+
+from reinflow import ConfigError
+from reinflow.policies.dsrl import NoiseActor, tanh_gaussian_log_prob
+from reinflow.rl.sac import SAC, SACSettings, soft_target
+from reinflow.rl.trainer_state import STRUCTURE, TENSORS, _decode, write_trainer_state
+
+
+def settings(**kw) -> SACSettings:
+    base = dict(gamma=0.9, tau=0.1, lr_actor=1e-3, lr_critic=1e-3, lr_alpha=1e-2, target_entropy=0.0,
+                init_alpha=0.5, hidden=[32, 32])
+    return SACSettings(**{**base, **kw})
+
+
+def batch(n=64, f=4, latent=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return {"feat": torch.randn(n, f, generator=g), "latent": torch.rand(n, latent, generator=g) * 2 - 1,
+            "reward": torch.randn(n, generator=g), "next_feat": torch.randn(n, f, generator=g),
+            "done": (torch.rand(n, generator=g) < 0.3).float()}
+
+
+def test_squashed_gaussian_log_density_is_torchs_tanh_transform():
+    torch.manual_seed(0)
+    mean, log_std = torch.randn(7, 5), torch.randn(7, 5).clamp(-2, 1)
+    u = mean + log_std.exp() * torch.randn(7, 5)
+    ref = TransformedDistribution(Normal(mean, log_std.exp()), [TanhTransform()]).log_prob(torch.tanh(u)).sum(-1)
+    ours = tanh_gaussian_log_prob(u, mean, log_std)
+    assert torch.allclose(ours, ref, atol=1e-4)
+    big = torch.full((1, 1), 30.0)   # far in the tail tanh(u) == 1 in float32; the stable form stays finite
+    assert torch.isfinite(tanh_gaussian_log_prob(big, torch.zeros(1, 1), torch.zeros(1, 1))).all()
+
+
+def test_soft_target_by_hand():
+    y = soft_target(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 1.0]), 0.9, torch.tensor([3.0, 5.0]),
+                    torch.tensor([4.0, -1.0]), torch.tensor([-2.0, 7.0]), 0.5)
+    assert torch.allclose(y, torch.tensor([1.0 + 0.9 * (3.0 + 1.0), 2.0]))   # min(Q1, Q2) - alpha logp; done: r
+
+
+def test_one_update_critic_loss_polyak_and_temperature_match_their_formulas():
+    torch.manual_seed(0)
+    actor = NoiseActor(4, 3, [16], bound=1.5)
+    sac = SAC(actor, 4, settings())
+    b = batch()
+    q_before, qt_before = copy.deepcopy(sac.q), copy.deepcopy(sac.q_target)
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():                                  # the same draws the update will make
+        c2, lp2 = actor.sample(b["next_feat"], generator=torch.Generator().manual_seed(5))
+        y = soft_target(b["reward"], b["done"], 0.9, *qt_before(b["next_feat"], c2), lp2, 0.5)
+        q1, q2 = q_before(b["feat"], b["latent"])
+        expected = 0.5 * ((q1 - y) ** 2).mean() + 0.5 * ((q2 - y) ** 2).mean()
+    m = sac.update(b, gen)
+    assert m["q_loss"] == pytest.approx(float(expected), rel=1e-5)
+    for p0, pt0, p1, pt1 in zip(q_before.parameters(), qt_before.parameters(), sac.q.parameters(),
+                                sac.q_target.parameters()):
+        assert torch.allclose(pt1, 0.9 * pt0 + 0.1 * p1, atol=1e-6)       # Polyak with tau = 0.1
+    # entropy above its target -> the temperature goes down (and below it -> up)
+    assert (m["entropy"] > 0.0) == (sac.alpha < 0.5)
+
+
+def test_the_temperature_follows_the_entropy_target():
+    actor = NoiseActor(4, 3, [16], bound=1.0)
+    hi, lo = SAC(actor, 4, settings(target_entropy=50.0)), SAC(copy.deepcopy(actor), 4, settings(target_entropy=-50.0))
+    for sac in (hi, lo):
+        sac.update(batch(), torch.Generator().manual_seed(0))
+    assert hi.alpha > 0.5 > lo.alpha
+
+
+def test_sac_solves_a_contextual_bandit():
+    """reward = -|c - c*(o)|^2 with c*(o) = 0.8 sign(o): the deterministic actor must learn c*."""
+    torch.manual_seed(0)
+    actor = NoiseActor(1, 2, [32], bound=1.5)
+    sac = SAC(actor, 1, settings(gamma=0.0, tau=0.05, lr_actor=3e-3, lr_critic=3e-3, target_entropy=-2.0,
+                                 init_alpha=0.05, hidden=[32, 32]))
+    g = torch.Generator().manual_seed(1)
+    obs = torch.randn(64, 1, generator=g)
+    for step in range(500):
+        with torch.no_grad():
+            c, _ = actor.sample(obs, generator=g)
+        r = -((c - 0.8 * obs.sign()) ** 2).sum(-1)
+        sac.update({"feat": obs, "latent": c, "reward": r, "next_feat": obs, "done": torch.ones(64)}, g)
+    test = torch.tensor([[-1.0], [1.0]])
+    with torch.no_grad():
+        best, _ = actor.sample(test, deterministic=True)
+    regret = ((best - 0.8 * test.sign()) ** 2).sum(-1)   # the untrained actor (c = 0) has 1.28
+    assert bool((best.sign() == test.sign()).all()) and float(regret.max()) < 0.2, best
+
+
+def test_state_round_trip_without_pickle_and_a_mismatch_is_refused(tmp_path):
+    torch.manual_seed(0)
+    actor = NoiseActor(4, 3, [16], bound=1.5)
+    sac = SAC(actor, 4, settings())
+    sac.update(batch(), torch.Generator().manual_seed(0))
+    write_trainer_state(tmp_path, {"sac": sac.state_dict()})
+    from safetensors.torch import load_file
+    state = _decode(json.loads((tmp_path / STRUCTURE).read_text()), load_file(str(tmp_path / TENSORS)), "state")
+    again = SAC(copy.deepcopy(actor), 4, settings())
+    again.load_state_dict(state["sac"])
+    assert again.alpha == pytest.approx(sac.alpha)
+    for a, b in zip(again.q_target.parameters(), sac.q_target.parameters()):
+        assert torch.equal(a, b)
+    g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
+    assert again.update(batch(seed=1), g1)["q_loss"] == pytest.approx(sac.update(batch(seed=1), g2)["q_loss"])
+    with pytest.raises(ConfigError, match="dsrl-hidden"):
+        SAC(NoiseActor(4, 3, [16], 1.5), 4, settings(hidden=[8])).load_state_dict(state["sac"])
+    with pytest.raises(ConfigError, match="log_alpha"):
+        again.load_state_dict({**state["sac"], "log_alpha": torch.tensor([math.inf])})

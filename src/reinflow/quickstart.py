@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 
 from reinflow import ConfigError
+from reinflow.envs.families import family_of
 from reinflow.rl.keep_best import BEST_DIR, heldout_seed
 from reinflow.rl.runfolder import check_out, claim_out
 from reinflow.validate import check_fields
@@ -36,28 +37,15 @@ TASKS = {
     "pick-lift": "reinflow/ArmPickLift-v0",
 }
 
-# Per-task BC imperfection (demo episodes used, BC gradient steps): chosen so the pretrained
-# policy succeeds sometimes but clearly not always. Measured (deterministic, 100 episodes): reach
-# 10 x 100 -> 21 %, push 20 x 400 -> 28 % (20 x 200 gave 5 %), pick-lift 20 x 200 -> 32 %
-# (docs/benchmarks.md; these are also the benchmark's starting checkpoints).
-BC_SETTINGS = {
-    "reach": dict(episodes=10, steps=100),
-    "push": dict(episodes=20, steps=400),
-    "pick-lift": dict(episodes=20, steps=200),
-}
 
-# PPO iterations per task with the default recipe (TrainConfig's defaults, no per-task preset):
-# where the benchmark's success curves flatten (docs/benchmarks.md). The --minutes budget stops
-# training earlier on a slower machine (checkpoint + the same final evaluation).
-QUICKSTART_ITERATIONS = {"reach": 300, "push": 300, "pick-lift": 300}
+def _q(env_id: str):
+    return family_of(env_id).quickstart(env_id)
 
 
-# --env: any env with an expert (envs/experts.py). 10 demos x 1000 BC steps at chunk 50: on MetaWorld,
-# with episodes that end at success, a BC of 49 % (pick-place-v3) and 59 % (push-v3), 100 episodes;
-# 250 iterations (<= 1 M env steps): the quickstart then gave 49 -> 78 % and 59 -> 90 % in ~9 min
-# (docs/metaworld.md). The --minutes budget stops a slower env earlier.
-ENV_BC_SETTINGS = dict(episodes=10, steps=1000)
-ENV_ITERATIONS = 250
+# Per-task and per-env defaults (demos, BC steps, chunk size, PPO iterations) live in the env registry,
+# reinflow.envs.families (QuickstartDefaults, with where each was measured); these views keep their names.
+BC_SETTINGS = {t: dict(episodes=_q(i).bc_episodes, steps=_q(i).bc_steps) for t, i in TASKS.items()}
+QUICKSTART_ITERATIONS = {t: _q(i).iterations for t, i in TASKS.items()}
 
 
 @dataclass
@@ -74,8 +62,8 @@ class QuickstartConfig:
     """--env's gymnasium.make kwargs as JSON, e.g. '{"env_name": "reach-v3"}'"""
     expert: str | None = None
     """--env's demo expert as module:callable (default: the built-in one of arm and MetaWorld ids)"""
-    minutes: float = 15.0
-    """wall-clock budget of the whole command, in minutes"""
+    minutes: float | None = None
+    """wall-clock budget of the whole command, in minutes (default per env: 15, SO-101 30)"""
     seed: int = 0
     """seed of demos, BC, envs and PPO"""
     eval_episodes: int = 100
@@ -86,8 +74,8 @@ class QuickstartConfig:
     """demo episodes BC trains on (fewer = a weaker starting policy; default per task)"""
     bc_steps: int | None = None
     """BC gradient steps (fewer = a weaker starting policy; default per task)"""
-    chunk_size: int = 50
-    """actions per chunk H (K = 1: D = H x 6 with white noise, 4 x 6 with the default smooth noise)"""
+    chunk_size: int | None = None
+    """actions per chunk H (default per env, 50 on the arm; K = 1: D = H x A with white noise, 4 x A with smooth noise)"""
     act_steps: int | None = None
     """chunk steps executed per decision (default: the whole chunk, open loop)"""
     parallel_envs: int | None = None
@@ -99,7 +87,7 @@ class QuickstartConfig:
     algorithm: Literal["auto", "reinflow", "residual"] = "auto"
     """reinflow train --algorithm (auto: residual from the BC policy; on a new task try reinflow too)"""
     iterations: int | None = None
-    """PPO iterations (default: per task, QUICKSTART_ITERATIONS); the --minutes budget may stop earlier"""
+    """PPO iterations (default per env: its family's QuickstartDefaults, envs/families.py); --minutes may stop earlier"""
     progress: bool = True
     """show progress bars"""
     overwrite: bool = False
@@ -107,16 +95,16 @@ class QuickstartConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        if not self.minutes > 0:
+        if self.minutes is not None and not self.minutes > 0:
             raise ConfigError(f"minutes={self.minutes}: must be > 0")
-        for name in ("eval_episodes", "train_eval_episodes", "chunk_size"):
+        for name in ("eval_episodes", "train_eval_episodes"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
-        for name in ("demo_episodes", "bc_episodes", "bc_steps", "act_steps", "parallel_envs", "rollout_steps", "iterations"):
+        for name in ("demo_episodes", "bc_episodes", "bc_steps", "chunk_size", "act_steps", "parallel_envs", "rollout_steps", "iterations"):
             val = getattr(self, name)
             if val is not None and val < 1:
                 raise ConfigError(f"{name}={val}: must be >= 1")
-        if self.act_steps is not None and self.act_steps > self.chunk_size:
+        if self.act_steps is not None and self.chunk_size is not None and self.act_steps > self.chunk_size:
             raise ConfigError(f"act_steps={self.act_steps}: must be <= chunk_size={self.chunk_size}")
 
 
@@ -134,16 +122,21 @@ class Target:
     bc: dict
     iterations: int
     action_dim: int
+    defaults: Any = None
+    """the env family's QuickstartDefaults (reinflow.envs.families)"""
 
 
 def _target(cfg: QuickstartConfig) -> Target:
     from reinflow.envs.factory import env_spaces
     from reinflow.rl.build import resolve_env_kwargs
     if cfg.env is None:
-        return Target(cfg.task, TASKS[cfg.task], {}, BC_SETTINGS[cfg.task], QUICKSTART_ITERATIONS[cfg.task], 6)
+        q = _q(TASKS[cfg.task])
+        return Target(cfg.task, TASKS[cfg.task], {}, BC_SETTINGS[cfg.task], QUICKSTART_ITERATIONS[cfg.task], 6, q)
+    q = _q(cfg.env)
     kw = resolve_env_kwargs(cfg.env_kwargs, cfg.env, "mlp")
     label = kw.get("env_name", cfg.env)  # MetaWorld: the task name
-    return Target(label, cfg.env, kw, ENV_BC_SETTINGS, ENV_ITERATIONS, int(env_spaces(cfg.env, kw)[1].shape[-1]))
+    return Target(label, cfg.env, kw, dict(episodes=q.bc_episodes, steps=q.bc_steps), q.iterations,
+                  int(env_spaces(cfg.env, kw)[1].shape[-1]), q)
 
 
 def _score(res: dict) -> str:
@@ -152,12 +145,12 @@ def _score(res: dict) -> str:
 
 
 def _evaluate(ckpt: Path, env_id: str, act_steps: int, episodes: int, seed: int, parallel: int,
-              env_kwargs: dict | None = None) -> dict:
+              env_kwargs: dict | None = None, vector: str = "sync") -> dict:
     from reinflow.envs.factory import make_vector_env
     from reinflow.rl.checkpoint import load_agent
     from reinflow.rl.evaluate import run_episodes
     agent, _, _ = load_agent(ckpt, sampler_overrides={"act_steps": act_steps})
-    envs = make_vector_env(env_id, min(parallel, episodes), act_steps, "sync", env_kwargs or {})
+    envs = make_vector_env(env_id, min(parallel, episodes), act_steps, vector, env_kwargs or {})
     try:
         t = time.time()
         res = run_episodes(agent, envs, episodes, seed=seed, deterministic=True)
@@ -189,10 +182,14 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     from reinflow.rl.trainer import train
 
     t0 = time.time()
-    budget_s = cfg.minutes * 60.0
     set_headless_gl()
     tgt = _target(cfg)
     env_id, kw = tgt.env_id, tgt.env_kwargs
+    minutes = cfg.minutes or tgt.defaults.minutes
+    budget_s = minutes * 60.0
+    chunk_size = cfg.chunk_size or tgt.defaults.chunk_size
+    if cfg.act_steps is not None and cfg.act_steps > chunk_size:
+        raise ConfigError(f"act_steps={cfg.act_steps}: must be <= chunk_size={chunk_size}")
     out = Path(cfg.out)
     # Like train: an earlier report folder is never deleted; refused, or moved aside with --overwrite.
     check_out(out, overwrite=cfg.overwrite)
@@ -200,19 +197,20 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     bc = tgt.bc
     bc_episodes = cfg.bc_episodes or bc["episodes"]
     bc_steps = cfg.bc_steps or bc["steps"]
-    demo_episodes = cfg.demo_episodes or bc_episodes
-    act_steps = cfg.act_steps or cfg.chunk_size
+    demo_episodes = cfg.demo_episodes or cfg.bc_episodes or tgt.defaults.demo_episodes
+    act_steps = cfg.act_steps or chunk_size
     # Held-out episodes: never the ones training's evaluations pick the kept (best) policy on.
     eval_seed = heldout_seed(cfg.seed)
     eval_parallel = 10
+    vector = tgt.defaults.train.get("vector", "sync")
     # the default recipe's noise, capped at the executed steps as sampler_config does: D = coefficients x A
     basis = min(TrainConfig().noise_basis, act_steps)
     dims = (basis or act_steps) * tgt.action_dim
 
-    _stage(f"task {tgt.label} ({env_id}); budget {cfg.minutes:g} min; chain D = {basis or act_steps} x "
+    _stage(f"task {tgt.label} ({env_id}); budget {minutes:g} min; chain D = {basis or act_steps} x "
            f"{tgt.action_dim} = {dims}, K = 1", t0)
-    if act_steps < cfg.chunk_size:
-        print(f"  note: act_steps={act_steps} < chunk {cfg.chunk_size}: closed-loop execution, D = {dims} "
+    if act_steps < chunk_size:
+        print(f"  note: act_steps={act_steps} < chunk {chunk_size}: closed-loop execution, D = {dims} "
               "(asked for on the command line)")
 
     # 1. demos
@@ -224,14 +222,14 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     # 2. BC
     _stage(f"2/6 flow-matching BC on {min(bc_episodes, demos['episodes'])} demos x {bc_steps} steps "
            "(deliberately imperfect)", t0)
-    pre = pretrain(PretrainConfig(demos=str(out / "demos"), out=str(out / "pretrain"), chunk_size=cfg.chunk_size,
+    pre = pretrain(PretrainConfig(demos=str(out / "demos"), out=str(out / "pretrain"), chunk_size=chunk_size,
                                   denoise_steps=1, steps=bc_steps, max_episodes=bc_episodes, seed=cfg.seed,
                                   progress=cfg.progress))
     _stage(f"    BC loss {pre['loss_first_100']:.3f} -> {pre['loss_last_100']:.3f}", t0)
 
     # 3. eval before
     _stage(f"3/6 evaluating the pretrained policy on {cfg.eval_episodes} held-out episodes", t0)
-    before = _evaluate(out / "pretrain", env_id, act_steps, cfg.eval_episodes, eval_seed, eval_parallel, kw)
+    before = _evaluate(out / "pretrain", env_id, act_steps, cfg.eval_episodes, eval_seed, eval_parallel, kw, vector)
     _stage(f"    {_score(before)} ({before['episodes']} episodes)", t0)
 
     # 4. fine-tune: one run with the default recipe; what is left of the budget caps it.
@@ -240,13 +238,14 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     reserve = before["seconds"] * 1.3 + 10.0
     left_min = (budget_s - (time.time() - t0) - reserve) / 60.0
     if left_min <= 0:
-        raise ConfigError(f"minutes={cfg.minutes:g}: the budget is spent before fine-tuning starts "
+        raise ConfigError(f"minutes={minutes:g}: the budget is spent before fine-tuning starts "
                           f"({(time.time() - t0) / 60:.1f} min so far); give more minutes")
     tcfg = TrainConfig(env=env_id, env_kwargs=json.dumps(kw) if kw else "", out=str(out / "train"),
                        policy_path=str(out / "pretrain"), act_steps=act_steps, algorithm=cfg.algorithm,
                        seed=cfg.seed, iterations=iterations, eval_every=max(1, iterations // 10),
                        eval_episodes=cfg.train_eval_episodes, progress=cfg.progress, checkpoint_every=max(1, iterations // 4),
                        time_limit_min=left_min)
+    tcfg = replace(tcfg, **tgt.defaults.train)  # the env family's own settings (envs/families.py)
     if cfg.parallel_envs:
         tcfg = replace(tcfg, parallel_envs=cfg.parallel_envs)
     if cfg.rollout_steps:
@@ -265,7 +264,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     # 5. eval after: the kept policy (best of training's evaluations), on the held-out episodes
     kept = kept_policy(out / "train", res)
     _stage(f"5/6 evaluating the fine-tuned policy ({kept['what']}) on the same {cfg.eval_episodes} episodes", t0)
-    after = _evaluate(kept["path"], env_id, act_steps, cfg.eval_episodes, eval_seed, eval_parallel, kw)
+    after = _evaluate(kept["path"], env_id, act_steps, cfg.eval_episodes, eval_seed, eval_parallel, kw, vector)
     _stage(f"    {_score(after)} ({after['episodes']} episodes)", t0)
 
     # 6. report
@@ -284,6 +283,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "eval_seed": eval_seed, "eval_mode": "deterministic (ODE, no injected noise)",
         "eval_before": before, "eval_after": after,
         "env_steps": res.env_steps, "iterations": done_iters, "iterations_planned": iterations,
+        "stopped_by_minutes": done_iters < iterations,
         "policy_evaluated": kept["what"], "kept_iteration": kept["iteration"],
         "last_policy_selection_success": (res.final_eval or {}).get("success_rate"),
         "wall_time_s": wall, "budget_s": budget_s,
@@ -291,7 +291,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
         "clip_fraction_median": sorted(clip)[len(clip) // 2] if clip else None,
         "ratio_min": min(col("ppo/ratio_min")) if col("ppo/ratio_min") else None,
         "ratio_max": max(col("ppo/ratio_max")) if col("ppo/ratio_max") else None,
-        "chain_dims": dims, "noise_basis": basis, "action_dim": tgt.action_dim, "chunk_size": cfg.chunk_size,
+        "chain_dims": dims, "noise_basis": basis, "action_dim": tgt.action_dim, "chunk_size": chunk_size,
         "act_steps": act_steps, "denoise_steps": 1,
         "demos": demos, "pretrain": pre,
         "config": {"quickstart": asdict(cfg), "train": asdict(tcfg)},
@@ -320,7 +320,8 @@ def _markdown(s: dict, tcfg) -> str:
         "",
         f"* gain: **{s['success_gain_pp']:+.1f} percentage points**",
         f"* policy evaluated after: {s.get('policy_evaluated', 'the last checkpoint')}",
-        f"* fine-tuning: {s['iterations']} of {s['iterations_planned']} planned PPO iterations, {s['env_steps']} env steps; "
+        f"* fine-tuning: {s['iterations']} of {s['iterations_planned']} planned PPO iterations"
+        f"{' (--minutes cut the run)' if s.get('stopped_by_minutes') else ''}, {s['env_steps']} env steps; "
         f"whole command {s['wall_time_s'] / 60:.1f} min (budget {s['budget_s'] / 60:.1f} min)",
         f"* chain: chunk {s['chunk_size']} x {s.get('action_dim', 6)} dims, {s['act_steps']} executed per decision, K = 1, "
         f"noise basis {s.get('noise_basis', 0)} (0 = white): D = {s['chain_dims']}",

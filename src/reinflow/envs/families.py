@@ -223,7 +223,7 @@ class SO101Family(EnvFamily):
 
 
 # Measured in docs/so101.md (3 seeds, commands there).
-SO101_QUICKSTART = QuickstartDefaults(50, 50, 3000, 16, 30, minutes=30.0, train={"vector": "async", "eval_every": 10},
+SO101_QUICKSTART = QuickstartDefaults(50, 50, 3000, 16, 40, minutes=30.0, train={"vector": "async", "eval_every": 20},
                                       source="docs/so101.md")
 
 FAMILIES: tuple[EnvFamily, ...] = (ArmFamily(), MetaWorldFamily(), SO101Family(), EnvFamily())

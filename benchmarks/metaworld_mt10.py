@@ -10,7 +10,7 @@ Each task runs the user-facing commands in order (printed, and stored with the n
     reinflow eval     RUN  --episodes E --json-out final.json            (the final policy)
 
 and appends one JSON line per task to --results (tasks already there are skipped, so a stopped run
-continues where it was). ``--markdown`` prints the table of docs/benchmarks.md from that file.
+continues where it was). ``--markdown`` prints the table of docs/benchmarks.md §1.2 from that file.
 
     python benchmarks/metaworld_mt10.py --env-steps 100000 --eval-episodes 50
 """

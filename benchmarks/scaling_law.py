@@ -1,4 +1,4 @@
-"""Check DESIGN.md section 4's scaling law on the library's own chain: how the PPO log-ratio spreads
+"""Check docs/design.md §4's scaling law on the library's own chain: how the PPO log-ratio spreads
 after one optimizer step, as a function of the chain dimension D.
 
 For D in {28, 75, 150, 300, 600} (chunk H x action dims A, K = 1) and one fixed Adam step size, each
@@ -13,7 +13,7 @@ the same stored chains and reports:
   the same x_0, ``Agent.act(deterministic=True, x0=...)``), i.e. the per-dimension mean shift,
 * ``pred``: the Gaussian identity's std sqrt(E||delta||^2)/sigma (divided by D for the mean
   reduction) = sqrt(D)*delta/sigma, from the measured delta,
-* ``rule``: DESIGN's rule of thumb, the D = 28 measurement of the same variant scaled by sqrt(D/28)
+* ``rule``: docs/design.md §4's rule of thumb, the D = 28 measurement of the same variant scaled by sqrt(D/28)
   (sum) or sqrt(28/D) (mean) and by the variant's sigma / lr factors - it assumes the optimizer fixes
   delta independently of D,
 * ``KL``: the sample estimate mean(log pi_old - log pi_new) of the summed log-probs vs the prediction
@@ -69,10 +69,13 @@ def build(variant: str, dim: int, obs_dim: int, hidden: list[int], seed: int) ->
                                            hidden=list(hidden)))
     sigma = SIGMA * math.sqrt(dim / D_REF) if variant == "b" else SIGMA
     if variant == "e":
-        sampler = SamplerConfig(act_steps=h, reduction="sum", sigma_lo=0.08, sigma_hi=0.16)
+        sampler = SamplerConfig(act_steps=h, reduction="sum", sigma_lo=0.08, sigma_hi=0.16,
+                                mask_executed=True, logprob_clamp=None,
+                                constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0)
     else:
         sampler = SamplerConfig(act_steps=h, reduction="mean" if variant == "d" else "sum",
-                                sigma_lo=sigma, sigma_hi=sigma, constant_sigma=True)
+                                sigma_lo=sigma, sigma_hi=sigma,
+                                constant_sigma=True, mask_executed=True, logprob_clamp=None, noise_basis=0, initial_noise="sample", initial_noise_seed=0)
     return Agent(policy, sampler), sigma
 
 
@@ -139,7 +142,7 @@ def aggregate(rows: list[dict], key: str) -> tuple[float, float]:
 
 
 def rule_of_thumb(variant: str, dim: int, ref_std: float) -> float:
-    """DESIGN section 4 with delta fixed by the optimizer: the D = 28 std scaled to D."""
+    """docs/design.md §4 with delta fixed by the optimizer: the D = 28 std scaled to D."""
     g = math.sqrt(dim / D_REF)
     return ref_std * {"a": g, "b": 1.0, "c": 1.0, "d": 1.0 / g, "e": g}[variant]
 

@@ -134,7 +134,7 @@ def one_update(agent, obs, acts, args, reuse: bool) -> dict:
     post-step KL). Weights are restored afterwards so every measured update starts from the rollout's."""
     from reinflow.rl.config import TrainConfig
     from reinflow.rl.context import cat_contexts, context_nbytes
-    from reinflow.rl.ppo import Batch, cat_obs, ppo_update, pre_update_check
+    from reinflow.rl.algorithms.ppo import Batch, cat_obs, ppo_update, pre_update_check
 
     dev = acts[0].chain.device
     trainable = [p for p in agent.parameters() if p.requires_grad]
@@ -157,7 +157,7 @@ def one_update(agent, obs, acts, args, reuse: bool) -> dict:
             p.copy_(s)
     kept = context_nbytes(batch.context) / n if reuse else 0.0
     return {"wall": tm.wall, "cpu": tm.cpu, "mem": mem.delta_gib, "ratio_dev": ratio_dev, "bytes_per_sample": kept,
-            "epochs": upd["training/epochs_run"]}
+            "epochs": upd["ppo/epochs_run"]}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -190,7 +190,9 @@ def main(argv: list[str] | None = None) -> dict:
     policy = build_smolvla_policy(*spaces(args.image), vlm_path=str(vlm), denoise_steps=args.denoise_steps,
                                   trainable=presets[0], instruction="pick up the red cube and lift it",
                                   device=args.device)
-    agent = Agent(policy, SamplerConfig(act_steps=args.act_steps, reduction="mean", logprob_clamp=1.0)).to(args.device)
+    agent = Agent(policy, SamplerConfig(act_steps=args.act_steps, reduction="mean", logprob_clamp=1.0,
+                                        mask_executed=True, sigma_lo=0.08, sigma_hi=0.16,
+                                        constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0)).to(args.device)
     obs, acts, roll_rows = rollout(agent, args)  # the rollout's cost does not depend on the preset
     upd_rows = []
     for preset in presets:

@@ -1,10 +1,13 @@
 """Throughput against the physical limit (benchmarks issue, section 3).
 
   python benchmarks/throughput.py [--seconds 3] [--envs 1 4 10] [--tasks ...] [--skip-async]
+      [--obs-modes state pixels_state]
 
 Table 1: raw env steps/s (random actions, plain gymnasium vector env) vs reinflow rollout
 env steps/s (collect_rollout: MLP flow policy, chunk 50, the whole chunk executed, the policy
-running once per chunk), sync and async, and their ratio.
+running once per chunk), sync and async, and their ratio. ``--obs-modes`` adds the arm's camera
+mode (``pixels_state``: two 64x64 cameras; the MLP policy reads the ``state`` entry, so the extra
+cost is the env's rendering) and the ratio of each rollout to the state-mode rollout.
 Table 2: PPO update throughput (samples/s) of the MLP policy at D = 50 x 6 = 300 for several K.
 Prints markdown; the machine line comes first.
 """
@@ -27,7 +30,7 @@ import reinflow.envs  # noqa: E402,F401
 from reinflow.envs.factory import make_vector_env  # noqa: E402
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig  # noqa: E402
 from reinflow.rl.agent import Agent, SamplerConfig  # noqa: E402
-from reinflow.rl.ppo import Batch, cat_obs, ppo_update  # noqa: E402
+from reinflow.rl.algorithms.ppo import Batch, cat_obs, ppo_update  # noqa: E402
 from reinflow.rl.rollout import RewardScaler, collect_rollout  # noqa: E402
 from reinflow.rl.config import TrainConfig  # noqa: E402
 
@@ -39,13 +42,20 @@ def machine() -> str:
             f"load average at start {load:.2f}")
 
 
-def _make(env_id: str) -> gym.Env:
-    return gym.make(env_id)
+def _make(env_id: str, kw: dict) -> gym.Env:
+    return gym.make(env_id, **kw)
 
 
-def bare_speed(env_id: str, n: int, seconds: float) -> float:
+class StatePolicy(MLPFlowPolicy):
+    """The MLP policy on the ``state`` entry of a camera observation."""
+
+    def prepare_obs(self, raw_obs):
+        return super().prepare_obs(raw_obs["state"] if isinstance(raw_obs, dict) else raw_obs)
+
+
+def bare_speed(env_id: str, kw: dict, n: int, seconds: float) -> float:
     """The simulator's own speed: N envs stepped in a plain loop, no vector-env bookkeeping."""
-    envs = [_make(env_id) for _ in range(n)]
+    envs = [_make(env_id, kw) for _ in range(n)]
     for i, e in enumerate(envs):
         e.reset(seed=i)
         e.action_space.seed(i)
@@ -63,8 +73,8 @@ def bare_speed(env_id: str, n: int, seconds: float) -> float:
     return rate
 
 
-def raw_speed(env_id: str, n: int, vector: str, seconds: float) -> float:
-    fns = [lambda: _make(env_id) for _ in range(n)]
+def raw_speed(env_id: str, kw: dict, n: int, vector: str, seconds: float) -> float:
+    fns = [lambda: _make(env_id, kw) for _ in range(n)]
     envs = (gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP) if vector == "sync" else
             gym.vector.AsyncVectorEnv(fns, context="spawn", autoreset_mode=AutoresetMode.SAME_STEP))
     envs.reset(seed=0)
@@ -81,16 +91,20 @@ def raw_speed(env_id: str, n: int, vector: str, seconds: float) -> float:
 
 def agent_for(obs_dim: int, action_dim: int, chunk: int = 50, k: int = 1) -> Agent:
     torch.manual_seed(0)
-    pol = MLPFlowPolicy(MLPPolicyConfig(obs_dim=obs_dim, action_dim=action_dim, chunk_size=chunk, denoise_steps=k))
-    return Agent(pol, SamplerConfig(act_steps=chunk))
+    pol = StatePolicy(MLPPolicyConfig(obs_dim=obs_dim, action_dim=action_dim, chunk_size=chunk, denoise_steps=k))
+    return Agent(pol, SamplerConfig(act_steps=chunk,
+                                    reduction="sum", mask_executed=True, logprob_clamp=None, sigma_lo=0.08, sigma_hi=0.16,
+                                    constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0))
 
 
-def reinflow_speed(env_id: str, n: int, vector: str, seconds: float) -> float:
-    probe = gym.make(env_id)
-    obs_dim, act_dim = int(np.prod(probe.observation_space.shape)), int(np.prod(probe.action_space.shape))
+def reinflow_speed(env_id: str, kw: dict, n: int, vector: str, seconds: float) -> float:
+    probe = _make(env_id, kw)
+    space = probe.observation_space
+    space = space["state"] if isinstance(space, gym.spaces.Dict) else space
+    obs_dim, act_dim = int(np.prod(space.shape)), int(np.prod(probe.action_space.shape))
     probe.close()
     agent = agent_for(obs_dim, act_dim)
-    envs = make_vector_env(env_id, n, 50, vector)
+    envs = make_vector_env(env_id, n, 50, vector, kw)
     raw, _ = envs.reset(seed=list(range(n)))
     gens = [torch.Generator().manual_seed(i) for i in range(n)]
     scaler = RewardScaler(n, 0.99)
@@ -126,29 +140,42 @@ def main() -> None:
     ap.add_argument("--tasks", nargs="+", default=["reinflow/ArmReach-v0", "reinflow/ArmPickLift-v0", "Hopper-v5"])
     ap.add_argument("--skip-async", action="store_true")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--ks", type=int, nargs="+", default=[1, 2, 4, 8])
+    ap.add_argument("--ks", type=int, nargs="*", default=[1, 2, 4, 8], help="none: skip table 2")
+    ap.add_argument("--obs-modes", nargs="+", default=["state"], choices=["state", "pixels_state"],
+                    help="pixels_state: the built-in arm's camera mode (other tasks run in state only)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(machine() + "\n")
-    print("| env | envs | vector | bare loop env steps/s | raw vector env steps/s | reinflow rollout env steps/s "
-          "| ratio to bare loop | ratio to raw vector |")
-    print("| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| env | obs | envs | vector | bare loop env steps/s | raw vector env steps/s | reinflow rollout env steps/s "
+          "| ratio to bare loop | ratio to raw vector | rollout ratio to state mode |")
+    print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for task in args.tasks:
+        modes = [m for m in args.obs_modes if m == "state" or task.startswith("reinflow/Arm")]
         for n in args.envs:
             for vector in ["sync"] + ([] if args.skip_async else ["async"]):
-                # Alternate the three measurements and keep each one's best of --repeats: on a shared
-                # machine load drifts, and the best run is the closest to the unloaded speed.
-                bare = raw = ours = 0.0
+                # Alternate the measurements (and the obs modes) and keep each one's best of --repeats:
+                # on a shared machine load drifts, and the best run is the closest to the unloaded speed.
+                best = {m: [0.0, 0.0, 0.0] for m in modes}
                 for _ in range(args.repeats):
-                    bare = max(bare, bare_speed(task, n, args.seconds))
-                    raw = max(raw, raw_speed(task, n, vector, args.seconds))
-                    ours = max(ours, reinflow_speed(task, n, vector, args.seconds))
-                print(f"| {task} | {n} | {vector} | {bare:,.0f} | {raw:,.0f} | {ours:,.0f} | {ours / bare:.2f} "
-                      f"| {ours / raw:.2f} |", flush=True)
+                    for mode in modes:
+                        kw = {} if mode == "state" else {"obs_mode": mode}
+                        rates = (bare_speed(task, kw, n, args.seconds), raw_speed(task, kw, n, vector, args.seconds),
+                                 reinflow_speed(task, kw, n, vector, args.seconds))
+                        best[mode] = [max(a, b) for a, b in zip(best[mode], rates)]
+                for mode, (bare, raw, ours) in best.items():
+                    vs = f"{ours / best['state'][2]:.2f}" if "state" in best else ""
+                    print(f"| {task} | {mode} | {n} | {vector} | {bare:,.0f} | {raw:,.0f} | {ours:,.0f} "
+                          f"| {ours / bare:.2f} | {ours / raw:.2f} | {vs} |", flush=True)
+    if args.ks:
+        update_table(args.ks)
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}")
+
+
+def update_table(ks: list[int]) -> None:
     print("\n| PPO update, MLP policy, D = 50 x 6 = 300 | K | samples/s | time per sample vs K=1 |")
     print("| --- | ---: | ---: | ---: |")
     base = None
-    for k in args.ks:
+    for k in ks:
         rate = update_speed(k)
         base = base or rate
         print(f"| minibatch 40, 2 epochs of 400 samples | {k} | {rate:,.0f} | x{base / rate:.2f} |", flush=True)

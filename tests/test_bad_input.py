@@ -192,8 +192,8 @@ CASES = [
     ("scale-act-steps", lambda r, t: ["scale", "--chunk-size", "4", "--act-steps", "9"], "act_steps=9"),
     ("doctor-not-a-run", lambda r, t: put(t / "r.json", '{"a": 1, "b": [2]}') or ["doctor", str(t / "r.json")], "not a run it can judge"),
     ("doctor-strings", lambda r, t: put(t / "s.jsonl", '"a"\n"b"\n') or ["doctor", str(t / "s.jsonl")], "line 1 is str"),
-    ("doctor-huge-int-config", lambda r, t: (t / "h").mkdir() or put(t / "h" / "metrics.jsonl", '{"training/clip_fraction": 0.1}\n') or put(t / "h" / "config.json", '{"train": {"chunk_size": 1' + "0" * 400 + '}}') or ["doctor", str(t / "h")], "chunk_size"),
-    ("doctor-flag-nan", lambda r, t: put(t / "m.jsonl", '{"training/clip_fraction": 0.1}\n') or ["doctor", str(t / "m.jsonl"), "--sigma-min", "nan"], "--sigma-min"),
+    ("doctor-huge-int-config", lambda r, t: (t / "h").mkdir() or put(t / "h" / "metrics.jsonl", '{"ppo/clip_fraction": 0.1}\n') or put(t / "h" / "config.json", '{"train": {"chunk_size": 1' + "0" * 400 + '}}') or ["doctor", str(t / "h")], "chunk_size"),
+    ("doctor-flag-nan", lambda r, t: put(t / "m.jsonl", '{"ppo/clip_fraction": 0.1}\n') or ["doctor", str(t / "m.jsonl"), "--sigma-min", "nan"], "--sigma-min"),
     ("doctor-yaml", lambda r, t: (t / "w" / "files").mkdir(parents=True) or put(t / "w" / "files" / "wandb-summary.json", "{}") or put(t / "w" / "files" / "config.yaml", "a: [\n") or ["doctor", str(t / "w")], "config.yaml"),
 ]
 

@@ -79,7 +79,7 @@ def test_sigkill_then_resume_is_equivalent(reference, tmp_path, when):
     rows, ref_rows = read_metrics(out / "metrics.jsonl"), read_metrics(ref_out / "metrics.jsonl")
     assert [r["iteration"] for r in rows] == list(range(6))  # no duplicated or half-written line
     for a, b in zip(rows, ref_rows):
-        for k in ("reward/batch_avg", "losses/policy_loss", "logprob/new_mean", "env_steps"):
+        for k in ("rollout/reward_mean", "ppo/policy_loss", "logprob/new_mean", "env_steps"):
             assert a[k] == pytest.approx(b[k], rel=1e-6, abs=1e-9), (a["iteration"], k)
     got, want = final_state(out), final_state(ref_out)
     assert all(torch.equal(got[k], want[k]) for k in want)
@@ -93,7 +93,7 @@ def test_env_exception_restarts_then_stops(tmp_path, capsys):
                  "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "env 0: RuntimeError: simulated simulator crash" in err and "restart 1 of 3" in err
-    assert sum(r["faults/episodes_dropped"] for r in read_metrics(out / "metrics.jsonl")) >= 1
+    assert sum(r["rollout/episodes_dropped"] for r in read_metrics(out / "metrics.jsonl")) >= 1
     from reinflow.envs.faulty import reset_fault_counter
     reset_fault_counter()
     out2 = tmp_path / "crash2"
@@ -112,8 +112,8 @@ def test_nan_episode_dropped_not_poisoning(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "reward is nan at episode step 2; episode dropped" in err
     rows = read_metrics(out / "metrics.jsonl")
-    assert sum(r["faults/episodes_dropped"] for r in rows) == 2
-    assert all(r["losses/policy_loss"] is not None and r["reward/batch_avg"] is not None for r in rows)
+    assert sum(r["rollout/episodes_dropped"] for r in rows) == 2
+    assert all(r["ppo/policy_loss"] is not None and r["rollout/reward_mean"] is not None for r in rows)
     from reinflow.envs.faulty import reset_fault_counter
     reset_fault_counter()
     code = main(["train", "--env", "reinflow/Faulty-v0", "--env-kwargs", kw, *SMALL, "--iterations", "2",

@@ -15,12 +15,12 @@ def test_smolvla_quickstart_smoke(tmp_path):
     out = tmp_path / "qs"
     assert main(["quickstart", "--policy", "smolvla", "--out", str(out), "--demo-episodes", "2", "--bc-steps", "3",
                  "--bc-batch-size", "4", "--eval-episodes", "2", "--train-eval-episodes", "1", "--parallel-envs", "2",
-                 "--rollout-steps", "1", "--max-iterations", "1", "--no-progress"]) == 0
+                 "--rollout-steps", "1", "--iterations", "1", "--no-progress"]) == 0
     s = json.loads((out / "summary.json").read_text())
-    assert s["iterations"] == 1 and s["eval_episodes_before"] == s["eval_episodes_after"] == 2
+    assert s["iterations"] == s["iterations_planned"] == 1 and s["eval_episodes_before"] == s["eval_episodes_after"] == 2
     assert s["context_reused"] == 1.0 and s["pre_update_ratio_max_dev"] == 0.0
     train = s["config"]["train"]                 # the default from a BC policy, with one fixed x_0
-    assert (train["algorithm"], train["initial_noise"], train["lr_actor"]) == ("residual", "fixed", 1e-4)
+    assert (train["algorithm"], train["initial_noise"], train["lr_actor"]) == ("residual-ppo", "fixed", 1e-4)
     assert s["eval_seed"] == 20_000 and s["policy_evaluated"].startswith("kept best")
     assert (out / "dataset" / "meta" / "info.json").exists() and (out / "bc" / "lerobot" / "config.json").exists()
     md = (out / "summary.md").read_text()

@@ -17,5 +17,9 @@ class ConfigError(ReinflowError):
     """A configuration value outside its allowed range (message names the field and the range)."""
 
 
+class NonFiniteError(ReinflowError):
+    """NaN or inf crossed the env boundary, or appeared in a loss or gradient."""
+
+
 class InvariantError(ReinflowError, RuntimeError):
-    """A training invariant of DESIGN.md section 5 was violated; the message names the likely causes."""
+    """A training invariant of docs/design.md §5 was violated; the message names the likely causes."""

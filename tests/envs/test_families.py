@@ -67,8 +67,10 @@ def test_each_id_belongs_to_one_family():
     assert family_of("lerobot_env_so101:lerobot_env_so101/SO101PickPlace-v0").name == "so101"
     assert family_of("Pendulum-v1").name == family_of("reinflowx/Arm-v0").name == "gymnasium"
     assert family_of("lerobot_env_so101/SO101PickPlace-v0").default_kwargs("")["action_scale"] == 0.025
-    assert family_of("reinflow/ArmReach-v0").quickstart("reinflow/ArmReach-v0").bc_steps == 100
-    assert family_of("Pendulum-v1").quickstart("Pendulum-v1").chunk_size == 50
+    from reinflow.quickstart_policies import KINDS
+    so101 = KINDS["mlp"].settings("lerobot_env_so101:lerobot_env_so101/SO101PickPlace-v0")
+    assert (so101.chunk_size, so101.iterations, so101.train["eval_every"]) == (16, 40, 20)
+    assert KINDS["mlp"].settings("Pendulum-v1").chunk_size == 50
 
 
 def test_namespace_module_is_imported_and_dict_obs_flattened_in_key_order(ns, tmp_path, capsys):
@@ -104,3 +106,18 @@ def test_a_user_env_that_cannot_run_is_one_error_line(ns, tmp_path, capsys, env,
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and needle in err and len(err.strip().splitlines()) == 1, err
     assert "bug in reinflow" not in err
+
+
+def test_an_id_read_from_a_file_imports_nothing(ns):
+    """``allow_import=False`` (a config.json, a checkpoint): neither a ``module:`` part nor a ``namespace/``
+    is imported; the same id typed on the command line imports its namespace."""
+    import sys
+
+    from reinflow import ConfigError
+    from reinflow.envs.factory import check_env_id
+    for env in ("rf_dict_ns/DictPendulum-v0", "rf_dict_ns:rf_dict_ns/DictPendulum-v0"):
+        with pytest.raises(ConfigError, match="config.json" if ":" in env else "not a registered"):
+            check_env_id(env, allow_import=False, source="config.json")
+        assert "rf_dict_ns" not in sys.modules
+    check_env_id("rf_dict_ns/DictPendulum-v0")
+    assert "rf_dict_ns" in sys.modules

@@ -15,7 +15,9 @@ def make_agent(k=1, chunk=6, act=6, a_dim=3, pad=0, reduction="sum", direction="
     torch.manual_seed(0)
     pol = MLPFlowPolicy(MLPPolicyConfig(obs_dim=5, action_dim=a_dim, chunk_size=chunk, denoise_steps=k,
                                         pad_action_dim=pad, hidden=[32, 32], time_direction=direction))
-    return Agent(pol, SamplerConfig(act_steps=act, reduction=reduction, sigma_lo=lo, sigma_hi=hi, noise_basis=m))
+    return Agent(pol, SamplerConfig(act_steps=act, reduction=reduction, sigma_lo=lo, sigma_hi=hi, noise_basis=m,
+                                    mask_executed=True, logprob_clamp=None,
+                                    constant_sigma=False, initial_noise="sample", initial_noise_seed=0))
 
 
 def obs_batch(agent, b=7):

@@ -39,7 +39,7 @@ def test_per_step_head_and_constant():
 
 
 def test_schedules():
-    fixed = NoiseSchedule("fixed", 0.08, 0.16)
+    fixed = NoiseSchedule("learned", 0.08, 0.16)
     assert fixed.bounds_at(50, 100) == (0.08, 0.16)
     decay = NoiseSchedule("decay", 0.05, 0.4, sigma_max_final=0.1, hold_frac=0.5)
     assert decay.bounds_at(10, 101) == (0.05, 0.4)
@@ -55,7 +55,7 @@ def test_schedules():
     (dict(sigma_min=-1.0, sigma_max=0.1), "sigma_min=-1.0"),
     (dict(kind="decay", sigma_min=0.1, sigma_max=0.3), "sigma_max_final=None"),
     (dict(kind="decay", sigma_min=0.1, sigma_max=0.3, sigma_max_final=0.05), "sigma_max_final=0.05"),
-    (dict(kind="bogus"), "kind='bogus'"),
+    (dict(kind="bogus"), "noise_schedule='bogus'"),
 ])
 def test_bad_schedule_names_field(kw, field):
     with pytest.raises(ConfigError, match=field.replace("(", r"\(")):

@@ -79,9 +79,13 @@ def test_sigma_stays_inside_bounds_after_large_head_weights():
 
 def test_per_step_reduction_is_refused_with_a_basis():
     with pytest.raises(ConfigError, match="per_step"):
-        SamplerConfig(act_steps=8, reduction="per_step", noise_basis=4)
+        SamplerConfig(act_steps=8, reduction="per_step", noise_basis=4,
+                      mask_executed=True, logprob_clamp=None, sigma_lo=0.08, sigma_hi=0.16,
+                      constant_sigma=False, initial_noise="sample", initial_noise_seed=0)
     with pytest.raises(ConfigError, match="noise_basis=9"):
-        SamplerConfig(act_steps=8, noise_basis=9)
+        SamplerConfig(act_steps=8, noise_basis=9,
+                      reduction="sum", mask_executed=True, logprob_clamp=None, sigma_lo=0.08, sigma_hi=0.16,
+                      constant_sigma=False, initial_noise="sample", initial_noise_seed=0)
 
 
 def test_default_basis_fits_a_chunk_shorter_than_it(tmp_path):
@@ -115,7 +119,9 @@ def test_zero_or_fixed_initial_noise_gives_one_x0_and_keeps_ratio_one(initial):
     acts = [base.act(obs, deterministic=True, generator=torch.Generator().manual_seed(s)).action for s in (1, 2)]
     assert not torch.equal(acts[0], acts[1])            # the default draws x_0: the ODE action varies with it
     with pytest.raises(ConfigError, match="initial_noise='mean'"):
-        SamplerConfig(act_steps=4, initial_noise="mean")
+        SamplerConfig(act_steps=4, initial_noise="mean",
+                      reduction="sum", mask_executed=True, logprob_clamp=None, sigma_lo=0.08, sigma_hi=0.16,
+                      constant_sigma=False, noise_basis=0, initial_noise_seed=0)
 
 
 def test_train_flags_reach_the_sampler_and_a_bad_seed_is_refused():

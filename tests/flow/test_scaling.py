@@ -1,4 +1,4 @@
-"""DESIGN.md section 4, measured: the log-ratio/KL formulas with torch Normals, and that each
+"""docs/design.md §4, measured: the log-ratio/KL formulas with torch Normals, and that each
 scaling rule holds the measured ratio spread (and KL) at its reference value across D."""
 
 import math
@@ -9,7 +9,8 @@ from torch.distributions import Normal, kl_divergence
 
 from reinflow import ConfigError
 from reinflow.flow.chain import per_dim_bound
-from reinflow.flow.scaling import (ScaleReference, cli_main, format_scale_table, predicted_clip_fraction,
+from reinflow.commands.scale import run as cli_main
+from reinflow.flow.scaling import (ScaleReference, format_scale_table, predicted_clip_fraction,
                                    ratio_term_dims, scale_for_dimension)
 
 N = 20_000                                    # samples per measurement: ~1 % standard error on a std

@@ -31,7 +31,9 @@ def test_zero_offset_is_the_base_policy_and_an_offset_shifts_the_mean_by_itself(
     torch.manual_seed(0)
     pol = MLPFlowPolicy(MLPPolicyConfig(obs_dim=5, action_dim=3, chunk_size=6, denoise_steps=k, hidden=[32, 32],
                                         time_direction=direction))
-    base = Agent(pol, SamplerConfig(act_steps=4, noise_basis=2, sigma_lo=0.1, sigma_hi=0.2))
+    base = Agent(pol, SamplerConfig(act_steps=4, noise_basis=2, sigma_lo=0.1, sigma_hi=0.2,
+                                    reduction="sum", mask_executed=True, logprob_clamp=None,
+                                    constant_sigma=False, initial_noise="sample", initial_noise_seed=0))
     res = Agent(ResidualFlowPolicy(base.policy), base.sampler)
     res.noise_head.load_state_dict(base.noise_head.state_dict())
     obs = base.policy.prepare_obs(torch.randn(5, 5, generator=torch.Generator().manual_seed(1)).numpy())
@@ -62,13 +64,13 @@ def test_training_moves_only_the_offset_and_the_noise_head(runs):
 
 
 def test_residual_needs_a_pretrained_policy_and_resumes_as_residual_only(runs, tmp_path):
-    with pytest.raises(ConfigError, match="algorithm=residual"):
+    with pytest.raises(ConfigError, match="algorithm=residual-ppo"):
         from reinflow.rl.config import TrainConfig
         from reinflow.rl.trainer import train
         train(TrainConfig(env="Pendulum-v1", algorithm="residual", out=str(tmp_path / "x"), progress=False))
-    assert main(["train", "--out", str(runs / "res"), "--resume", "--iterations", "4", "--algorithm", "reinflow",
+    assert main(["train", "--out", str(runs / "res"), "--resume", "--iterations", "4", "--algorithm", "chain-ppo",
                  "--no-progress"]) == 2
     assert main(["train", "--out", str(runs / "res"), "--resume", "--iterations", "4", "--no-progress"]) == 0
     agent, cfg, ck = load_agent(runs / "res")
     assert ck.name == "iter_000003" and isinstance(agent.policy, ResidualFlowPolicy)
-    assert cfg["train"]["algorithm"] == "residual" and cfg["train"]["lr_actor"] == 1e-3
+    assert cfg["train"]["algorithm"] == "residual-ppo" and cfg["train"]["lr_actor"] == 1e-3

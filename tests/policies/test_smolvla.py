@@ -17,7 +17,8 @@ import gymnasium as gym  # noqa: E402
 from reinflow.flow.chain import build_mask, chain_log_prob, sample_chain  # noqa: E402
 from reinflow.flow.noise import NoiseHead  # noqa: E402
 from reinflow.policies.smolvla import compat  # noqa: E402
-from reinflow.policies.smolvla.tiny import cli_main, write_tiny_vlm  # noqa: E402
+from reinflow.commands.smolvla_tiny import run as cli_main  # noqa: E402
+from reinflow.policies.smolvla.tiny import write_tiny_vlm  # noqa: E402
 
 STATE, IMG, B, ACT_STEPS = 34, 64, 3, 10
 LO, HI = 0.08, 0.16

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from reinflow.report.doctor import cli_main
+from reinflow.commands.doctor import run as cli_main
 
 SHARED = Path(__file__).parents[2].parent / "shared"
 SEED = SHARED / "fixtures" / "seed-run"
 CASCADE = ["LOGPROB_ABOVE_BOUND", "DIMENSION_NOT_SCALED", "CLIP_SATURATED", "RATIO_SPREAD", "GRAD_CLIP_SATURATED",
            "CRITIC_DIVERGING"]
-SEED_SUMMARY = {"logprob/new_mean": 1074.04, "logprob/per_dimension": 3.58, "training/clip_fraction": 1.0,
+SEED_SUMMARY = {"logprob/new_mean": 1074.04, "logprob/per_dimension": 3.58, "ppo/clip_fraction": 1.0,
                 "ppo/ratio_min": 0.03, "ppo/ratio_max": 2.63, "gradients/policy_norm": 234.10,
                 "gradients/critic_norm": 12075.35, "gradients/policy_clipped": 1.0, "gradients/critic_clipped": 1.0}
 SEED_FLAGS = ["--chunk-size", "50", "--action-dim", "6", "--denoise-steps", "1", "--sigma-min", "0.08",
@@ -36,7 +36,7 @@ def test_seed_run_plain_report_in_causal_order(capsys):
     assert "3.58 > 1.61" in block["LOGPROB_ABOVE_BOUND"] and "1074 / 1600" in block["LOGPROB_ABOVE_BOUND"]
     assert "= 0.67 fits the bound" in block["LOGPROB_ABOVE_BOUND"] and "assumed 32" in out
     assert "sigma in [0.262, 0.524]" in block["DIMENSION_NOT_SCALED"] and "lr x0.306" in out and "never both" in out
-    assert "training/clip_fraction = 1" in block["CLIP_SATURATED"]
+    assert "ppo/clip_fraction = 1" in block["CLIP_SATURATED"]
     assert "0.03..2.63" in block["RATIO_SPREAD"] and "[0.95, 1.05]" in block["RATIO_SPREAD"]
     assert "gradients/critic_norm = 1.208e+04" in block["GRAD_CLIP_SATURATED"]
     assert "1.208e+04 > 1000" in block["CRITIC_DIVERGING"]
@@ -70,9 +70,9 @@ def test_bare_summary_with_flags_matches_the_seed(tmp_path, capsys):
 
 def test_reinflow_run_folder_with_history(tmp_path, capsys):
     rows = [{"iteration": i, "env_steps": 500 * i, "logprob/new_mean": -150.0, "logprob/per_dimension": -0.5,
-             "logprob/num_dims": 300, "training/clip_fraction": 0.15, "ppo/ratio_min": 0.9, "ppo/ratio_max": 1.1,
+             "logprob/num_dims": 300, "ppo/clip_fraction": 0.15, "ppo/ratio_min": 0.9, "ppo/ratio_max": 1.1,
              "ppo/pre_update_ratio_max_dev": 0.0, "gradients/critic_norm": 3.0, "gradients/critic_clipped": 0.0,
-             "reward/batch_avg": -60.0 + i, "training/explained_variance": 0.5, "reward/episode_return": None}
+             "rollout/reward_mean": -60.0 + i, "ppo/explained_variance": 0.5, "rollout/episode_return": None}
             for i in range(12)]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"iteration": 12, "lo')
     (tmp_path / "config.json").write_text(json.dumps({
@@ -91,7 +91,7 @@ def test_wandb_folder_with_history_judges_the_reward_trend(tmp_path, capsys):
     (files / "wandb-summary.json").write_text("{}")
     (files / "config.yaml").write_text("chunk_size:\n  desc: null\n  value: 50\nsigma_min:\n  value: 0.08\n")
     (files / "wandb-history.jsonl").write_text("".join(
-        json.dumps({"_step": i, "reward/batch_avg": -52 - 2 * i + (i % 2)}) + "\n" for i in range(10)))
+        json.dumps({"_step": i, "rollout/reward_mean": -52 - 2 * i + (i % 2)}) + "\n" for i in range(10)))
     code, out, _ = doctor(capsys, tmp_path, "--json")
     f = json.loads(out)["findings"]
     assert code == 0 and f[0]["code"] == "REWARD_DECLINING" and f[0]["evidence"]["best_iteration"] == 0

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from reinflow.report.doctor import cli_main
+from reinflow.commands.doctor import run as cli_main
 from reinflow.rl.health import RunContext, diagnose
 
 
@@ -35,7 +35,7 @@ def test_per_dim_log_prob_is_derived_from_the_summed_one(k, padded):
 
 def test_a_healthy_summed_run_is_judged_not_skipped():
     ctx = RunContext(chunk_size=4, action_dim=1, denoise_steps=1, sigma_min=0.08, logprob_reduction="sum")
-    diag = diagnose([{"logprob/new_mean": 4.0, "training/clip_fraction": 0.1}], ctx)
+    diag = diagnose([{"logprob/new_mean": 4.0, "ppo/clip_fraction": 0.1}], ctx)
     assert "LOGPROB_ABOVE_BOUND" not in diag.codes() and diag.codes()[-1] == "HEALTHY"
     assert not any(n.startswith("LOGPROB_ABOVE_BOUND") for n in diag.not_judged)
 
@@ -43,16 +43,16 @@ def test_a_healthy_summed_run_is_judged_not_skipped():
 def test_ratio_extremes_with_a_fine_clip_fraction_are_not_a_warning():
     """The quickstart's healthy run: clip fraction median 0.11, max 0.23, a few extreme ratios."""
     ctx = RunContext(clip_epsilon=0.1, logprob_reduction="per_step")
-    rows = [{"iteration": i, "training/clip_fraction": c, "ppo/ratio_min": 0.55, "ppo/ratio_max": 1.9}
+    rows = [{"iteration": i, "ppo/clip_fraction": c, "ppo/ratio_min": 0.55, "ppo/ratio_max": 1.9}
             for i, c in enumerate([0.11, 0.08, 0.23, 0.12, 0.11])]
     diag = diagnose(rows, ctx)
     assert "RATIO_SPREAD" not in diag.codes() and diag.codes()[-1] == "HEALTHY"
-    rows[-1]["training/clip_fraction"] = 0.6              # the bulk is clipped too: then the spread is real
+    rows[-1]["ppo/clip_fraction"] = 0.6              # the bulk is clipped too: then the spread is real
     assert "RATIO_SPREAD" in diagnose(rows, ctx).codes()
 
 
 def test_huge_integers_in_metrics_are_non_finite_not_a_crash(tmp_path, capsys):
-    assert doctor_json(tmp_path, [{"iteration": 0, "training/clip_fraction": 10**400}]) == 0
+    assert doctor_json(tmp_path, [{"iteration": 0, "ppo/clip_fraction": 10**400}]) == 0
     out, err = capsys.readouterr()
     assert "Traceback" not in err and "NON_FINITE" in [f["code"] for f in json.loads(out)["findings"]]
 

@@ -44,7 +44,9 @@ def _smolvla_agent(tmp_path_factory, trainable):
     torch.manual_seed(0)
     policy = smolvla.build_smolvla_policy(obs_space, gym.spaces.Box(-1.0, 1.0, (6,), np.float32), vlm_path=str(vlm),
                                           trainable=trainable, instruction="move the gripper to the green target")
-    return Agent(policy, SamplerConfig(act_steps=10))
+    return Agent(policy, SamplerConfig(act_steps=10,
+                                       reduction="sum", mask_executed=True, logprob_clamp=None, sigma_lo=0.08, sigma_hi=0.16,
+                                       constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0))
 
 
 def _raw(batch, seed):
@@ -56,7 +58,7 @@ def _raw(batch, seed):
 
 @pytest.mark.parametrize("trainable", ["heads", "expert"])
 def test_kept_prefix_gives_bit_identical_logprobs(tmp_path_factory, trainable):
-    from reinflow.rl.ppo import pre_update_check
+    from reinflow.rl.algorithms.ppo import pre_update_check
     agent = _smolvla_agent(tmp_path_factory, trainable)
     assert agent.policy.frozen_encoder
     obs = [agent.policy.prepare_obs(_raw(3, s)) for s in (0, 1)]
@@ -97,7 +99,9 @@ def test_rollout_keeps_contexts_only_within_the_budget(tmp_path_factory):
         pytest.skip(f"arm env pixels unavailable: {exc}")
     policy = smolvla.build_smolvla_policy(*env_spaces("reinflow/ArmReach-v0", kw),
                                           vlm_path=str(write_tiny_vlm(tmp_path_factory.mktemp("vlm"))))
-    agent = Agent(policy, SamplerConfig(act_steps=10))
+    agent = Agent(policy, SamplerConfig(act_steps=10,
+                                        reduction="sum", mask_executed=True, logprob_clamp=None, sigma_lo=0.08, sigma_hi=0.16,
+                                        constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0))
     raw = envs.reset(seed=0)[0]
     per_step = context_nbytes(agent.act(policy.prepare_obs(raw)).context)
     roll, raw = collect_rollout(envs, agent, raw, 2, None, torch.Generator().manual_seed(0),

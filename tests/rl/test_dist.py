@@ -49,7 +49,7 @@ def test_split_envs_match_one_process(two_ranks, tmp_path):
     two = read_metrics(out2 / "metrics.jsonl")[0]
     # Same seeds and noise streams per global env index, a reward scaler fed by all ranks and
     # advantage statistics reduced over ranks: first-iteration statistics agree to float precision.
-    for key in ("training/advantage_mean", "training/advantage_std", "reward/batch_avg"):
+    for key in ("ppo/advantage_mean", "ppo/advantage_std", "rollout/reward_mean"):
         assert two[key] == pytest.approx(one[key], rel=1e-5, abs=1e-6), key
 
 

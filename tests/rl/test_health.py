@@ -21,13 +21,13 @@ SEED = RunContext(chunk_size=50, action_dim=6, denoise_steps=1, sigma_min=0.08, 
 def healthy(it: int, rng: random.Random) -> dict:
     """One iteration of a run that learns: moderate clipping, critic improving, reward rising."""
     return {"iteration": it, "logprob/new_mean": -150 + rng.gauss(0, 5), "logprob/per_dimension": -0.5,
-            "logprob/num_dims": 300, "training/clip_fraction": 0.15 + rng.gauss(0, 0.02),
+            "logprob/num_dims": 300, "ppo/clip_fraction": 0.15 + rng.gauss(0, 0.02),
             "ppo/ratio_min": 0.88, "ppo/ratio_max": 1.13, "ppo/pre_update_ratio_max_dev": 1e-9,
             "gradients/policy_norm": 0.7, "gradients/critic_norm": 4.0, "gradients/policy_clipped": 0.1,
-            "gradients/critic_clipped": 0.0, "training/approx_kl": 0.01,
-            "training/explained_variance": min(0.8, -0.3 + 0.1 * it), "losses/value_loss": 1.0 / (1 + it),
-            "noise/sigma_mean": 0.4, "noise/sigma_lo": 0.26, "noise/sigma_hi": 0.52, "training/entropy": 0.3,
-            "reward/batch_avg": -60 + 0.5 * it + rng.gauss(0, 0.5)}
+            "gradients/critic_clipped": 0.0, "ppo/approx_kl": 0.01,
+            "ppo/explained_variance": min(0.8, -0.3 + 0.1 * it), "ppo/value_loss": 1.0 / (1 + it),
+            "noise/sigma_mean": 0.4, "noise/sigma_lo": 0.26, "noise/sigma_hi": 0.52, "ppo/entropy": 0.3,
+            "rollout/reward_mean": -60 + 0.5 * it + rng.gauss(0, 0.5)}
 
 
 def cascade(it: int, rng: random.Random) -> dict:
@@ -35,14 +35,14 @@ def cascade(it: int, rng: random.Random) -> dict:
     clipped (14), the critic explodes (16), and the reward starts to fall (10 on)."""
     m = healthy(it, rng)
     if it >= 10:
-        m["training/clip_fraction"] = 0.97
-        m["reward/batch_avg"] = -55 - 1.5 * (it - 10) + rng.gauss(0, 0.5)
+        m["ppo/clip_fraction"] = 0.97
+        m["rollout/reward_mean"] = -55 - 1.5 * (it - 10) + rng.gauss(0, 0.5)
     if it >= 12:
         m.update({"ppo/ratio_min": 0.2, "ppo/ratio_max": 2.5})
     if it >= 14:
         m.update({"gradients/policy_clipped": 1.0, "gradients/critic_clipped": 1.0, "gradients/policy_norm": 40.0})
     if it >= 16:
-        m.update({"gradients/critic_norm": 5000.0 * (it - 15), "training/explained_variance": -0.5})
+        m.update({"gradients/critic_norm": 5000.0 * (it - 15), "ppo/explained_variance": -0.5})
     return m
 
 
@@ -75,7 +75,7 @@ def test_monitor_recognises_the_cascade_step_by_step():
     # each finding printed once, when it started, with its numbers
     started = [p.split(": ", 1)[1].split(" ")[0] for p in printed]
     assert started == ["CLIP_SATURATED", "RATIO_SPREAD", "GRAD_CLIP_SATURATED", "CRITIC_DIVERGING", "REWARD_DECLINING"]
-    assert "iteration 10" in printed[0] and "training/clip_fraction = 0.97" in printed[0]
+    assert "iteration 10" in printed[0] and "ppo/clip_fraction = 0.97" in printed[0]
     summary = mon.summary()
     assert summary.index("CLIP_SATURATED: first at iteration 10") < summary.index("CRITIC_DIVERGING")
     # the downstream suggestion points back at its cause
@@ -127,11 +127,11 @@ def test_pre_update_ratio_and_mask_mismatch():
 
 def test_noise_collapse_needs_the_floor_and_falling_entropy():
     rows = [{"iteration": i, "noise/sigma_mean": 0.261, "noise/sigma_lo": 0.26, "noise/sigma_hi": 0.52,
-             "training/entropy": 0.5 - 0.02 * i} for i in range(8)]
+             "ppo/entropy": 0.5 - 0.02 * i} for i in range(8)]
     f = diagnose(rows, GOOD).findings[0]
     assert f.code == "NOISE_COLLAPSE" and f.severity == "warning" and f.evidence["entropy_change"] < 0
     for r in rows:
-        r["training/entropy"] = 0.3
+        r["ppo/entropy"] = 0.3
     assert "NOISE_COLLAPSE" not in diagnose(rows, GOOD).codes()
     const = [dict(r, **{"noise/sigma_hi": 0.26}) for r in rows]                  # constant-sigma schedule
     assert "NOISE_COLLAPSE" not in diagnose(const, GOOD).codes()
@@ -153,19 +153,19 @@ def test_dimension_not_scaled_is_info_when_the_run_is_fine_and_absent_when_scale
 
 def test_key_variants_are_normalised():
     m = normalize_keys({"training.clip_fraction": 0.5, "ppo_ratio_min": 0.9, "charts/approx_kl": 0.01,
-                        "_step": 7, "train/success_rate": 1.0, "success_rate": 0.3, "text": "x", "none": None})
-    assert m["training/clip_fraction"] == 0.5 and m["ppo/ratio_min"] == 0.9 and m["training/approx_kl"] == 0.01
-    assert m["iteration"] == 7 and m["train/success_rate"] == 1.0 and m["success_rate"] == 0.3   # ambiguous: kept
+                        "_step": 7, "rollout/success_rate": 1.0, "success_rate": 0.3, "text": "x", "none": None})
+    assert m["ppo/clip_fraction"] == 0.5 and m["ppo/ratio_min"] == 0.9 and m["ppo/approx_kl"] == 0.01
+    assert m["iteration"] == 7 and m["rollout/success_rate"] == 1.0 and m["success_rate"] == 0.3   # ambiguous: kept
     assert "text" not in m and "none" not in m
-    exact = normalize_keys({"training/clip_fraction": 0.2, "clip_fraction": 0.9})
-    assert exact["training/clip_fraction"] == 0.2
+    exact = normalize_keys({"ppo/clip_fraction": 0.2, "clip_fraction": 0.9})
+    assert exact["ppo/clip_fraction"] == 0.2
 
 
 def test_non_finite_and_not_judged_and_json_safe():
-    diag = diagnose([{"iteration": 3, "losses/value_loss": float("nan"), "gradients/critic_norm": float("inf")}],
+    diag = diagnose([{"iteration": 3, "ppo/value_loss": float("nan"), "gradients/critic_norm": float("inf")}],
                     RunContext())
     f = next(f for f in diag.findings if f.code == "NON_FINITE")
-    assert f.severity == "error" and "losses/value_loss:nan" in f.evidence
+    assert f.severity == "error" and "ppo/value_loss:nan" in f.evidence
     json.dumps([x.as_dict() for x in diag.findings], allow_nan=False)
     empty = diagnose([], RunContext())
     assert empty.findings == [] and any(n.startswith("REWARD_DECLINING: needs >= 6") for n in empty.not_judged)
@@ -173,10 +173,10 @@ def test_non_finite_and_not_judged_and_json_safe():
 
 
 def test_clip_fraction_rising_toward_saturation_is_a_warning():
-    rows = [{"iteration": i, "training/clip_fraction": 0.3 + 0.05 * i} for i in range(11)]       # 0.3 -> 0.8
+    rows = [{"iteration": i, "ppo/clip_fraction": 0.3 + 0.05 * i} for i in range(11)]       # 0.3 -> 0.8
     f = diagnose(rows, GOOD).findings[0]
     assert f.code == "CLIP_SATURATED" and f.severity == "warning" and f.evidence["slope_per_iteration"] > 0
-    flat = [{"iteration": i, "training/clip_fraction": 0.6} for i in range(11)]
+    flat = [{"iteration": i, "ppo/clip_fraction": 0.6} for i in range(11)]
     assert "CLIP_SATURATED" not in diagnose(flat, GOOD).codes()
 
 
@@ -184,8 +184,8 @@ def test_monitor_escalation_from_warning_to_error_stops():
     printed = []
     mon = HealthMonitor(GOOD, "stop", print_fn=printed.append)
     for i in range(11):
-        mon.update({"training/clip_fraction": 0.3 + 0.05 * i}, i)              # rising: warning, no stop
+        mon.update({"ppo/clip_fraction": 0.3 + 0.05 * i}, i)              # rising: warning, no stop
     assert mon.active == {"CLIP_SATURATED": "warning"} and len(printed) == 1
     with pytest.raises(InvariantError, match="iteration 11"):
-        mon.update({"training/clip_fraction": 0.95}, 11)
+        mon.update({"ppo/clip_fraction": 0.95}, 11)
     assert "now an error" in printed[-1]

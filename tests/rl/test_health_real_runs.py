@@ -18,7 +18,7 @@ import math
 import pytest
 
 from reinflow.cli import main
-from reinflow.report.doctor import cli_main as doctor_main
+from reinflow.commands.doctor import run as doctor_main
 from reinflow.report.logger import read_metrics
 from reinflow.rl.health import CODES
 
@@ -39,7 +39,7 @@ HEALTHY = {
     "pusher-default-D28": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
                            "8", "--iterations", "6"],
     "pusher-white-noise-D280": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
-                                "8", "--iterations", "6", "--preset", "white-noise"],
+                                "8", "--iterations", "6", "--preset", "reinflow-paper"],
     # The broken run's D = 280, but one ratio per executed step (7 entries each), standard clip 0.2.
     "pusher-per-step-D280": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
                              "8", "--iterations", "6", "--logprob-reduction", "per_step", "--minibatch-size", "4",
@@ -86,8 +86,8 @@ def test_broken_run_metrics_flag_the_cascade(broken):
         assert r["logprob/per_dimension"] <= r["logprob/per_dimension_bound"]   # the chain itself is right
         assert r["health/DIMENSION_NOT_SCALED"] == 1.0
         assert r["health/RATIO_SPREAD"] == 1.0
-        assert r["training/clip_fraction"] > 0.8                                # ~0.9-0.97 measured
-        assert r["health/CLIP_SATURATED"] == float(r["training/clip_fraction"] >= 0.9)
+        assert r["ppo/clip_fraction"] > 0.8                                # ~0.9-0.97 measured
+        assert r["health/CLIP_SATURATED"] == float(r["ppo/clip_fraction"] >= 0.9)
         assert r["health/HEALTHY"] == 0.0
         for code in ("PRE_UPDATE_RATIO", "MASK_MISMATCH", "LOGPROB_ABOVE_BOUND", "NON_FINITE"):
             assert r[f"health/{code}"] == 0.0, code
@@ -125,10 +125,10 @@ def test_doctor_names_the_broken_runs_codes_in_causal_order_with_its_numbers(bro
     assert spread["evidence"]["clip_range_lo"] == pytest.approx(0.95)
     assert spread["evidence"]["max_abs_log_ratio_over_eps"] > 100
     assert spread["suggestion"].startswith("Fix DIMENSION_NOT_SCALED (above) first")
-    if last["training/clip_fraction"] >= 0.9:
+    if last["ppo/clip_fraction"] >= 0.9:
         clip = found["CLIP_SATURATED"]
         assert clip["severity"] == "error"
-        assert clip["evidence"]["training/clip_fraction"] == pytest.approx(last["training/clip_fraction"])
+        assert clip["evidence"]["ppo/clip_fraction"] == pytest.approx(last["ppo/clip_fraction"])
         assert clip["evidence"]["since_iteration"] == 0 and clip["evidence"]["clip_epsilon"] == 0.05
     # the plain report: same order, every block with numbers, a reason and a change
     code, text = doctor(out)
@@ -184,7 +184,7 @@ def test_healthy_run_gets_no_error_and_no_warning(tmp_path, name):
         assert r["logprob/clamped_fraction"] == 0.0
         raised = [c for c in CODES if c != "HEALTHY" and r[f"health/{c}"]]
         assert not raised and r["health/HEALTHY"] == 1.0, (r["iteration"], raised)
-        assert r["training/clip_fraction"] < 0.5
+        assert r["ppo/clip_fraction"] < 0.5
     if name.startswith("pusher"):   # smooth noise: 4 coefficients x 7 joints; white: the broken run's D
         assert rows[0]["logprob/num_dims"] == (28 if "default" in name else 280)
     data = doctor_json(out)

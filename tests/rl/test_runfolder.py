@@ -90,9 +90,12 @@ def test_resume_without_latest_uses_the_newest_complete_checkpoint(run, tmp_path
 def test_quickstart_refuses_a_used_out_and_overwrite_moves_it_aside(tmp_path, capsys):
     out = tmp_path / "qs"
     out.mkdir()
-    (out / "summary.json").write_text("{}")
+    report = '{"success_before": 0.3, "run_folder": "qs/train"}'  # a quickstart report (made before the marker)
+    (out / "summary.json").write_text(report)
     assert main(["quickstart", "--out", str(out), "--minutes", "0.01", "--no-progress"]) == 2
     assert "not empty" in capsys.readouterr().err
     check_out(out, overwrite=True)                                      # what --overwrite then does
-    assert claim_out(out, overwrite=True) == tmp_path / "qs.old-1"
-    assert (tmp_path / "qs.old-1" / "summary.json").read_text() == "{}" and not any(out.iterdir())
+    with claim_out(out, overwrite=True) as claimed:
+        assert claimed.moved == tmp_path / "qs.old-1"
+    assert (tmp_path / "qs.old-1" / "summary.json").read_text() == report
+    assert [p.name for p in out.iterdir()] == [".reinflow"]             # the marker of a folder reinflow made

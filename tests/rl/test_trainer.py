@@ -18,11 +18,11 @@ from reinflow.rl.checkpoint import load_agent
 from reinflow.rl.trainer_state import read_trainer_state
 
 REQUIRED = [
-    "logprob/new_mean", "logprob/per_dimension", "training/clip_fraction", "ppo/ratio_min", "ppo/ratio_max",
+    "logprob/new_mean", "logprob/per_dimension", "ppo/clip_fraction", "ppo/ratio_min", "ppo/ratio_max",
     "gradients/policy_norm", "gradients/critic_norm", "gradients/policy_clipped", "gradients/critic_clipped",
-    "logprob/num_dims", "logprob/per_dimension_bound", "ppo/pre_update_ratio_max_dev", "training/approx_kl",
-    "training/post_update_kl", "training/explained_variance", "training/epochs_run", "noise/sigma_mean",
-    "reward/batch_avg", "train/success_rate", "eval/success_rate", "time/env_steps_per_s", "time/rollout_s",
+    "logprob/num_dims", "logprob/per_dimension_bound", "ppo/pre_update_ratio_max_dev", "ppo/approx_kl",
+    "ppo/post_update_kl", "ppo/explained_variance", "ppo/epochs_run", "noise/sigma_mean",
+    "rollout/reward_mean", "rollout/success_rate", "eval/success_rate", "time/env_steps_per_s", "time/rollout_s",
     "time/update_s", "iteration", "env_steps",
 ]
 FAST = ["--env", "Pendulum-v1", "--chunk-size", "8", "--act-steps", "4", "--rollout-steps", "4",
@@ -133,7 +133,7 @@ def test_tensorboard_wandb_offline_and_user_flags(tmp_path, monkeypatch):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     acc = EventAccumulator(str(out / "tensorboard"))
     acc.Reload()
-    assert "training/clip_fraction" in acc.Tags()["scalars"]
+    assert "ppo/clip_fraction" in acc.Tags()["scalars"]
     assert list((out / "wandb").glob("offline-run-*"))
 
 
@@ -166,7 +166,7 @@ def test_success_gap_is_deterministic_minus_stochastic(tmp_path):
                  "--rollout-steps", "20", "--iterations", "2", "--eval-every", "1", "--eval-episodes", "4",
                  "--hidden", "32", "32", "--no-progress", "--no-tensorboard", "--out", str(out)]) == 0
     rows = read_metrics(out / "metrics.jsonl")
-    gaps = [r for r in rows if r.get("train/success_gap") is not None]
+    gaps = [r for r in rows if r.get("rollout/success_gap") is not None]
     assert gaps, "an env that reports success must log the gap every iteration"
     for r in gaps:
-        assert r["train/success_gap"] == pytest.approx(r["eval/success_rate"] - r["train/success_rate"])
+        assert r["rollout/success_gap"] == pytest.approx(r["eval/success_rate"] - r["rollout/success_rate"])

@@ -11,7 +11,7 @@ import torch
 from reinflow import ConfigError
 from reinflow.cli import main
 from reinflow.rl.rollout import RewardScaler
-from reinflow.rl.trainer_state import read_trainer_state, restore_trainer_state, write_trainer_state
+from reinflow.rl.trainer_state import load_optimizer, read_trainer_state, write_trainer_state
 
 
 def trained_state():
@@ -24,9 +24,9 @@ def trained_state():
         opt.step()
     scaler = RewardScaler(2, 0.99)
     scaler(np.array([1.0, -2.0]), np.array([False, True]))
-    return net, opt, scaler, {"iteration": 4, "env_steps": 96, "actor_opt": opt.state_dict(),
-                              "critic_opt": opt.state_dict(), "scaler": scaler.state_dict(),
-                              "torch_rng": torch.get_rng_state()}
+    return net, opt, scaler, {"iteration": 4, "env_steps": 96, "torch_rng": torch.get_rng_state(),
+                              "algorithm": {"actor_opt": opt.state_dict(), "critic_opt": opt.state_dict(),
+                                            "scaler": scaler.state_dict()}}
 
 
 def same(a, b):
@@ -49,7 +49,8 @@ def test_round_trip_is_exact_and_training_continues_identically(tmp_path):
     net2.load_state_dict(net.state_dict())
     opt2 = torch.optim.AdamW(net2.parameters(), lr=1e-3, weight_decay=0.0)
     scaler2 = RewardScaler(2, 0.99)
-    assert restore_trainer_state(tmp_path, back, opt2, opt2, scaler2, 2) == (5, 96)
+    load_optimizer(opt2, back["algorithm"]["actor_opt"], "actor_opt")
+    scaler2.load_state_dict(back["algorithm"]["scaler"])
     assert scaler2.state_dict() == scaler.state_dict()
     x = torch.randn(5, 3)
     for o, n in ((opt, net), (opt2, net2)):
@@ -57,6 +58,20 @@ def test_round_trip_is_exact_and_training_continues_identically(tmp_path):
         n(x).pow(2).sum().backward()
         o.step()
     assert all(torch.equal(p, q) for p, q in zip(net.parameters(), net2.parameters()))
+
+
+def test_a_state_written_before_the_algorithm_seam_is_read_in_todays_layout(tmp_path):
+    _, opt, _, state = trained_state()
+    old = {k: v for k, v in state.items() if k != "algorithm"} | state["algorithm"]  # optimizers at the top level
+    write_trainer_state(tmp_path, old)
+    assert same(read_trainer_state(tmp_path), state)
+
+
+def test_an_optimizer_state_of_another_shape_is_refused_before_any_step():
+    _, opt, _, state = trained_state()
+    other = torch.optim.AdamW(torch.nn.Linear(4, 2).parameters(), lr=1e-3)
+    with pytest.raises(ConfigError, match=r"actor_opt: exp_avg of parameter 0 has shape \(2, 3\)"):
+        load_optimizer(other, state["algorithm"]["actor_opt"], "actor_opt")
 
 
 class Payload:

@@ -32,6 +32,11 @@ from reinflow import ConfigError
 
 STATE, ACTION, IMAGES = "observation.state", "action", "observation.images"
 SIDECAR = "reinflow.json"
+# info.json counts, bounded before LeRobot allocates anything from them (total_episodes 1e15 once
+# grew the process to 2.9 GB): far above any dataset reinflow trains on
+INFO_BOUNDS = {"total_episodes": (0, 1_000_000), "total_frames": (0, 1_000_000_000), "total_tasks": (0, 1_000_000),
+               "chunks_size": (1, 1_000_000), "fps": (1, 10_000)}
+FEATURE_VALUES_MAX = 2**26       # values of one frame's feature (an image: H x W x 3)
 
 
 def is_lerobot_dataset(path: str | os.PathLike) -> bool:
@@ -40,7 +45,9 @@ def is_lerobot_dataset(path: str | os.PathLike) -> bool:
 
 
 def lerobot_dataset_class():
-    """LeRobot's dataset class, with a clear error when the extra is missing."""
+    """LeRobot's dataset class, with a clear error when the extra is missing. Its ``download`` is
+    refused: reinflow reads a dataset from its folder, offline (a missing file once sent it to the
+    Hub and ended in a raw MaxRetryError)."""
     try:
         from reinflow.policies.smolvla.tv_shim import ensure_torchvision
         ensure_torchvision()  # lerobot.datasets imports torchvision at module level
@@ -48,13 +55,81 @@ def lerobot_dataset_class():
     except ImportError as exc:
         raise ConfigError(f"LeRobot datasets need LeRobot: pip install -e '.[smolvla]' && pip install --no-deps "
                           f"lerobot==0.4.4 torchvision==0.28.0 (see docs/smolvla.md) [{exc}]") from None
-    return LeRobotDataset
+
+    class LocalLeRobotDataset(LeRobotDataset):
+        def download(self, *args, **kwargs):
+            raise ConfigError(f"{self.root}: the LeRobot dataset's files are incomplete (LeRobot wanted to download "
+                              "the rest); reinflow reads a dataset from its folder only: copy the whole dataset there")
+
+    return LocalLeRobotDataset
+
+
+def read_lerobot_info(root: str | os.PathLike) -> dict:
+    """``meta/info.json`` of a LeRobot dataset, checked before LeRobot reads anything: bounded size and
+    depth, the format version this LeRobot reads, counts and feature shapes in range, and the files
+    LeRobot would otherwise download. ConfigError naming the file and the field."""
+    from reinflow.untrusted import read_json
+    root = Path(root)
+    where = root / "meta" / "info.json"
+    info = read_json(where)
+    if not isinstance(info, dict) or not isinstance(info.get("features"), dict):
+        raise ConfigError(f"{where}: expected an object with a 'features' object")
+    version, want = info.get("codebase_version"), _codebase_version()
+    if version != want:
+        raise ConfigError(f"{where}: codebase_version={str(version)[:20]!r}; the installed LeRobot reads {want} "
+                          f"datasets (a v2.1 one converts with: python -m lerobot.datasets.v30.convert_dataset_v21_to_v30 "
+                          "--repo-id ID --root DIR, LeRobot's own script)")
+    for key in (STATE, ACTION):
+        if key not in info["features"]:
+            raise ConfigError(f"{root}: LeRobot dataset has no '{key}' feature (has: "
+                              f"{', '.join(sorted(map(str, info['features']))[:10])}); reinflow needs '{STATE}' and '{ACTION}'")
+    for key, (lo, hi) in INFO_BOUNDS.items():
+        val = info.get(key)
+        if (val is not None or key == "fps") and (isinstance(val, bool) or not isinstance(val, int) or not lo <= val <= hi):
+            raise ConfigError(f"{where}: {key}={str(val)[:40]}; expected an integer in [{lo}, {hi}]")
+    for name, feat in info["features"].items():
+        shape = feat.get("shape") if isinstance(feat, dict) else None
+        if not (isinstance(shape, list) and 0 < len(shape) <= 4 and all(
+                isinstance(d, int) and not isinstance(d, bool) and 0 < d <= FEATURE_VALUES_MAX for d in shape)
+                and int(np.prod(shape)) <= FEATURE_VALUES_MAX and isinstance(feat.get("dtype"), str)):
+            raise ConfigError(f"{where}: feature {str(name)[:60]!r}: expected {{dtype, shape}} with 1-4 positive "
+                              f"sizes of at most {FEATURE_VALUES_MAX} values in all")
+    missing = [rel for rel, pattern in (("meta/tasks.parquet", None), ("meta/episodes/", "*/*.parquet"),
+                                        ("data/", "*/*.parquet"))
+               if not ((root / rel).is_file() if pattern is None else any((root / rel).glob(pattern)))]
+    if missing:
+        raise ConfigError(f"{root}: LeRobot dataset without {', '.join(missing)}; reinflow reads a dataset from its "
+                          "folder, offline, and never downloads: copy the whole dataset there")
+    return info
+
+
+def _codebase_version() -> str:
+    lerobot_dataset_class()
+    from lerobot.datasets.lerobot_dataset import CODEBASE_VERSION
+    return CODEBASE_VERSION
+
+
+def open_lerobot_dataset(root: str | os.PathLike, repo_id: str | None = None, **kwargs):
+    """``LeRobotDataset`` over a local folder (checked by ``read_lerobot_info`` first); whatever LeRobot
+    raises on a damaged dataset is one ConfigError naming the folder."""
+    root = Path(root)
+    info = read_lerobot_info(root)
+    repo_id = repo_id or (info.get("repo_id") if isinstance(info.get("repo_id"), str) else "local/dataset")
+    try:
+        return lerobot_dataset_class()(repo_id, root=root, **kwargs)
+    except ConfigError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - LeRobot's reader fails on damaged files with any error type
+        raise ConfigError(f"{root}: LeRobot could not read the dataset ({type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
 
 
 def _fresh_root(root: str | os.PathLike) -> Path:
     """LeRobot creates the dataset folder itself: an existing one must be empty (it is removed)."""
+    from reinflow.rl.runfolder import MARKER
     root = Path(root)
-    if root.is_dir() and not any(root.iterdir()):
+    if root.is_dir() and all(p.name == MARKER for p in root.iterdir()):  # empty, or claimed by reinflow demos
+        (root / MARKER).unlink(missing_ok=True)
         root.rmdir()
     elif root.exists():
         raise ConfigError(f"{root}: already exists and is not empty; LeRobot writes a dataset into a new folder")
@@ -103,20 +178,17 @@ def load_lerobot_demos(root: str | os.PathLike, repo_id: str | None = None):
     """Any LeRobot dataset folder -> ``Demos`` (state, action, images per camera, episode splits).
     Images come back uint8 [T, H, W, 3]; the instruction is the first frame's task."""
     from reinflow.envs.demos import Demos
+    from reinflow.untrusted import read_json
     root = Path(root)
     if not is_lerobot_dataset(root):
         raise ConfigError(f"{root}: not a LeRobot dataset (no meta/info.json)")
-    info = json.loads((root / "meta" / "info.json").read_text())
-    feats = info.get("features", {})
-    for key in (STATE, ACTION):
-        if key not in feats:
-            raise ConfigError(f"{root}: LeRobot dataset has no '{key}' feature (has: {', '.join(sorted(feats))}); "
-                              f"reinflow needs '{STATE}' and '{ACTION}'")
+    info = read_lerobot_info(root)
+    feats = info["features"]
     video = [k for k, f in feats.items() if f.get("dtype") == "video"]
     if video:
         raise ConfigError(f"{root}: video features {', '.join(video)} need LeRobot's video decoder (torchcodec), "
                           "which this install lacks; re-record with images (use_videos=False)")
-    ds = lerobot_dataset_class()(repo_id or str(info.get("repo_id", "local/dataset")), root=root)
+    ds = open_lerobot_dataset(root, repo_id)
     cams = [k for k, f in feats.items() if f.get("dtype") == "image"]
     cols = {k: [] for k in (STATE, ACTION, "episode_index", *cams)}
     tasks = []
@@ -132,7 +204,11 @@ def load_lerobot_demos(root: str | os.PathLike, repo_id: str | None = None):
     state = np.stack(cols[STATE]).astype(np.float32).reshape(len(ep), -1)
     action = np.stack(cols[ACTION]).astype(np.float32).reshape(len(ep), -1)
     side = root / "meta" / SIDECAR
-    meta = json.loads(side.read_text()) if side.is_file() else {}
+    meta = read_json(side) if side.is_file() else {}
+    if not isinstance(meta, dict) or not all(isinstance(meta.get(k, ""), str) for k in ("env_id", "instruction")) \
+            or not all(isinstance(x, bool) for x in meta.get("episode_success", [])):
+        raise ConfigError(f"{side}: expected a JSON object with string env_id / instruction and a list of "
+                          "booleans episode_success")
     rewards = np.zeros(len(ep), np.float32)  # not stored (module doc); BC does not read them
     success = np.zeros(len(ep), bool)
     ends = np.append(split, len(ep)) - 1

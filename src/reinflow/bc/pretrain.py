@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ import torch
 from reinflow import ConfigError
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
 from reinflow.rl.agent import Agent, SamplerConfig
+from reinflow.bc.fit import fit
 from reinflow.validate import check_fields
 
 
@@ -139,28 +140,6 @@ def flow_matching_loss(policy: MLPFlowPolicy, obs: torch.Tensor, chunk: torch.Te
     return ((v - target) ** 2)[..., : policy.action_dim].mean()
 
 
-def fit(step_loss: Callable[[], torch.Tensor], opt: torch.optim.Optimizer, sched: Any, steps: int, desc: str,
-        progress: bool, clip: tuple[list[torch.nn.Parameter], float] | None = None) -> list[float]:
-    """``steps`` optimizer steps on ``step_loss()`` (a fresh minibatch each call), with an optional
-    gradient-norm clip ``(params, max_norm)``. Returns the losses."""
-    from tqdm import tqdm
-    losses: list[float] = []
-    bar = tqdm(range(steps), desc=desc, disable=not progress, dynamic_ncols=True)
-    for step in bar:
-        loss = step_loss()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip is not None:
-            torch.nn.utils.clip_grad_norm_(*clip)
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
-    bar.close()
-    return losses
-
-
 def pretrain(cfg: PretrainConfig) -> dict:
     """Train, write the checkpoint (+ loss_curve.png), return a summary dict."""
     if cfg.policy == "smolvla":
@@ -191,14 +170,16 @@ def pretrain(cfg: PretrainConfig) -> dict:
         return flow_matching_loss(policy, obs_t[idx], act_t[idx], gen)
 
     losses = fit(step_loss, opt, sched, cfg.steps, "reinflow pretrain", cfg.progress)
-    agent = Agent(policy, SamplerConfig(act_steps=cfg.chunk_size))
+    agent = Agent(policy, SamplerConfig(act_steps=cfg.chunk_size,
+                                        reduction="sum", mask_executed=True, logprob_clamp=None, sigma_lo=0.08, sigma_hi=0.16,
+                                        constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0))
     summary = {"episodes": n_ep, "samples": int(len(obs_t)), "steps": cfg.steps,
                "loss_first_100": float(np.mean(losses[:100])), "loss_last_100": float(np.mean(losses[-100:]))}
     env_kwargs = {k: v for k, v in (demos.meta.get("env_kwargs") or {}).items() if k != "obs_mode"}
     extra = {"train": {"env": demos.env_id, "env_kwargs": json.dumps(env_kwargs) if env_kwargs else ""},
              "pretrain": {**asdict(cfg), **summary, "instruction": demos.instruction}}
-    claim_out(cfg.out, cfg.overwrite)  # --overwrite: an earlier folder is moved aside, never deleted
-    path = save_agent(cfg.out, agent, extra)
+    with claim_out(cfg.out, cfg.overwrite):  # locked; --overwrite: an earlier folder is moved aside, never deleted
+        path = save_agent(cfg.out, agent, extra)
     smooth = np.convolve(losses, np.ones(20) / 20, mode="valid") if len(losses) >= 20 else losses
     plot_curve(range(len(smooth)), smooth, "flow-matching BC loss", "step", "loss (20-step mean)",
                path / "loss_curve.png", logy=True)
@@ -212,47 +193,11 @@ def _pretrain_smolvla(cfg: PretrainConfig) -> dict:
     try:
         from reinflow.bc.smolvla_bc import SmolVLABCConfig, smolvla_bc
         from reinflow.rl.runfolder import claim_out
-        claim_out(cfg.out, cfg.overwrite)  # as the MLP path: an earlier folder is moved aside, never deleted
-        return smolvla_bc(SmolVLABCConfig(dataset=cfg.demos, out=cfg.out, vlm_path=cfg.vlm_path,
-                                          chunk_size=cfg.chunk_size, trainable=cfg.trainable, steps=cfg.steps,
-                                          batch_size=cfg.batch_size, lr=cfg.lr, max_episodes=cfg.max_episodes,
-                                          seed=cfg.seed, progress=cfg.progress)) | {"out": cfg.out}
+        with claim_out(cfg.out, cfg.overwrite):  # as the MLP path: an earlier folder is moved aside, never deleted
+            return smolvla_bc(SmolVLABCConfig(dataset=cfg.demos, out=cfg.out, vlm_path=cfg.vlm_path,
+                                              chunk_size=cfg.chunk_size, trainable=cfg.trainable, steps=cfg.steps,
+                                              batch_size=cfg.batch_size, lr=cfg.lr, max_episodes=cfg.max_episodes,
+                                              seed=cfg.seed, progress=cfg.progress)) | {"out": cfg.out}
     except ImportError as exc:
         raise ConfigError(f"policy=smolvla needs the extra: pip install -e '.[smolvla]' && pip install --no-deps "
                           f"lerobot==0.4.4 torchvision==0.28.0 (docs/smolvla.md) [{exc}]") from None
-
-
-def demos_cli(argv: list[str]) -> int:
-    from reinflow.envs.demos import record_demos
-    from reinflow.envs.factory import check_env_id
-    from reinflow.cli import tyro_cli
-    from reinflow.rl.build import resolve_env_kwargs
-    from reinflow.rl.runfolder import check_out, claim_out
-    cfg = tyro_cli(DemosConfig, argv, "reinflow demos")
-    check_env_id(cfg.env)
-    kwargs = resolve_env_kwargs(cfg.env_kwargs, cfg.env, "mlp")
-    obs_mode = kwargs.pop("obs_mode", cfg.obs_mode)
-    check_out(cfg.out, overwrite=cfg.overwrite)
-    claim_out(cfg.out, cfg.overwrite)
-    record = record_demos
-    if cfg.format == "lerobot":
-        from reinflow.bc.lerobot_data import record_lerobot_demos as record
-    try:
-        summary = record(cfg.env, cfg.episodes, cfg.out, seed=cfg.seed, only_success=cfg.only_success,
-                        progress=cfg.progress, obs_mode=obs_mode, image_size=tuple(cfg.image_size),
-                        expert=cfg.expert, **kwargs)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
-
-
-def pretrain_cli(argv: list[str]) -> int:
-    from reinflow.cli import parse_with_defaults
-    from reinflow.rl.runfolder import check_out
-    cfg = parse_with_defaults(PretrainConfig, argv, "reinflow pretrain")
-    check_out(cfg.out, overwrite=cfg.overwrite)
-    summary = pretrain(cfg)
-    print(json.dumps(summary, indent=2))
-    print(f"checkpoint: {summary['out']} (loss curve: {summary['out']}/loss_curve.png)")
-    return 0

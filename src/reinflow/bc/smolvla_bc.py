@@ -24,12 +24,13 @@ import numpy as np
 import torch
 
 from reinflow import ConfigError
+from reinflow.untrusted import read_json
 
 
 @dataclass
 class SmolVLABCConfig:
     """Behaviour cloning of LeRobot's SmolVLA on a LeRobot dataset (LeRobot's own flow-matching loss).
-    Its callers validate the values (``PretrainConfig``, ``SmolVLAQuickstartConfig``)."""
+    Its callers validate the values (``PretrainConfig``, ``QuickstartConfig``)."""
 
     dataset: str
     """LeRobot dataset folder (meta/info.json), e.g. from `reinflow demos --format lerobot`"""
@@ -63,7 +64,8 @@ def dataset_spaces(root: Path, info: dict, side: dict):
     import gymnasium as gym
 
     if side.get("env_id"):
-        from reinflow.envs.factory import env_spaces
+        from reinflow.envs.factory import check_env_id, env_spaces
+        check_env_id(side["env_id"], allow_import=False, source=str(root / "meta" / "reinflow.json"))  # data
         kw = {k: (tuple(v) if isinstance(v, list) else v) for k, v in side.get("env_kwargs", {}).items()}
         return env_spaces(side["env_id"], kw)
     feats = info["features"]
@@ -72,8 +74,11 @@ def dataset_spaces(root: Path, info: dict, side: dict):
         if f.get("dtype") == "image" and key.startswith("observation.images."):
             h, w = _hw(f)
             spaces[key.split(".", 2)[2]] = gym.spaces.Box(0, 255, (h, w, 3), np.uint8)
-    stats = json.loads((root / "meta" / "stats.json").read_text())["action"]
-    lo, hi = np.asarray(stats["min"], np.float32), np.asarray(stats["max"], np.float32)
+    stats = read_json(root / "meta" / "stats.json")
+    try:
+        lo, hi = np.asarray(stats["action"]["min"], np.float32), np.asarray(stats["action"]["max"], np.float32)
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{root / 'meta' / 'stats.json'}: expected action min / max lists") from None
     return gym.spaces.Dict(spaces), gym.spaces.Box(lo, np.maximum(hi, lo + 1e-6))
 
 
@@ -87,19 +92,17 @@ def _hw(feature: dict) -> tuple[int, int]:
 def load_chunked(root: Path, fps: int, chunk: int, max_episodes: int | None) -> dict:
     """Every frame of the dataset as one batch: observations, ``action`` [N, H, A] (LeRobot's
     ``delta_timestamps`` chunking; past an episode's end it repeats the last action), ``task``."""
-    from reinflow.bc.lerobot_data import lerobot_dataset_class
+    from reinflow.bc.lerobot_data import open_lerobot_dataset
     episodes = list(range(max_episodes)) if max_episodes else None
-    repo_id = json.loads((root / "meta" / "info.json").read_text()).get("repo_id") or "local/dataset"
-    ds = lerobot_dataset_class()(repo_id, root=root, episodes=episodes,
-                                 delta_timestamps={"action": [i / fps for i in range(chunk)]})
+    ds = open_lerobot_dataset(root, episodes=episodes, delta_timestamps={"action": [i / fps for i in range(chunk)]})
     loader = torch.utils.data.DataLoader(ds, batch_size=len(ds), shuffle=False, num_workers=0)
     return next(iter(loader))
 
 
 def smolvla_bc(cfg: SmolVLABCConfig) -> dict:
     """Train; write ``<out>/lerobot`` (+ loss_curve.png, bc_summary.json). Returns the summary."""
-    from reinflow.bc.lerobot_data import SIDECAR, is_lerobot_dataset
-    from reinflow.bc.pretrain import fit
+    from reinflow.bc.fit import fit
+    from reinflow.bc.lerobot_data import SIDECAR, is_lerobot_dataset, read_lerobot_info
     from reinflow.policies.smolvla import build_smolvla_policy, export_lerobot
     from reinflow.policies.smolvla.policy import default_state_stats
     from reinflow.report.plots import plot_curve
@@ -108,9 +111,11 @@ def smolvla_bc(cfg: SmolVLABCConfig) -> dict:
     if not is_lerobot_dataset(root):
         raise ConfigError(f"dataset={cfg.dataset}: not a LeRobot dataset folder (no meta/info.json); record one "
                           "with `reinflow demos --format lerobot --obs-mode pixels_state`")
-    info = json.loads((root / "meta" / "info.json").read_text())
+    info = read_lerobot_info(root)
     side_path = root / "meta" / SIDECAR
-    side = json.loads(side_path.read_text()) if side_path.is_file() else {}
+    side = read_json(side_path) if side_path.is_file() else {}
+    if not isinstance(side, dict):
+        raise ConfigError(f"{side_path}: expected a JSON object")
     if not any(f.get("dtype") == "image" for f in info["features"].values()):
         raise ConfigError(f"dataset={cfg.dataset}: no camera images; SmolVLA needs them (record with "
                           "--obs-mode pixels_state)")

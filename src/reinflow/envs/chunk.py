@@ -2,13 +2,15 @@
 at the env boundary.
 
 The wrapper maps the policy's normalised actions in [-1, 1] to the env's Box bounds (clipping
-first: the stored chain stays unclipped, DESIGN section 2 "Clamping"), sums the rewards of the
-executed steps, and stops the chunk early when the episode ends.
+first: the stored chain stays unclipped, docs/design.md §2 "Clamping"), sums the rewards of the
+executed steps, and stops the chunk early when the episode ends. Camera frames are rendered only
+for the observation it returns (``envs/frames.py``).
 
 Faults, each reported with the env index and episode step:
   * NaN/inf in an observation or reward: with ``nonfinite="drop"`` (default) the episode ends
-    there (truncated, reward 0, the last finite observation returned) and ``episode_dropped``
-    tells the rollout to drop the whole episode from the batch; ``"stop"`` raises.
+    there (truncated, reward 0, the chunk's first observation returned again: the last finite
+    one the caller saw) and ``episode_dropped`` tells the rollout to drop the whole episode from
+    the batch; ``"stop"`` raises.
   * an exception from the env's ``step``/``reset``: the env is rebuilt (up to ``max_restarts``
     times over the run) and the episode is dropped the same way; past that, EnvFaultError.
 """
@@ -22,11 +24,8 @@ from typing import Any, Callable
 import gymnasium as gym
 import numpy as np
 
-from reinflow import ReinflowError
-
-
-class NonFiniteError(ReinflowError):
-    """NaN or inf crossed the env boundary (or appeared in a loss or gradient)."""
+from reinflow import NonFiniteError, ReinflowError
+from reinflow.envs.frames import FrameSource, frame_source
 
 
 class EnvFaultError(ReinflowError):
@@ -97,6 +96,10 @@ class ChunkWrapper(gym.Wrapper):
         self._ret, self._len, self._succ = 0.0, 0, False
         return self._last_obs, 0.0, False, True, out
 
+    def _crashed(self, exc: BaseException) -> tuple:
+        self._restart(exc, f"episode step {self._len}")
+        return self._dropped({}, f"{type(exc).__name__}: {exc}")
+
     def _bad(self, obs: Any, reward: float) -> str | None:
         """What is non-finite, or None. Hot path (every env step): one reduction per array, the
         sum being non-finite whenever an entry is (an all-finite overflow is reported too)."""
@@ -133,6 +136,18 @@ class ChunkWrapper(gym.Wrapper):
         return obs, info
 
     def step(self, action: np.ndarray):
+        # The frame-rendering layer (if nothing in between touches observations) renders only the
+        # observation this returns: after the chunk's last step or the episode's end.
+        src = frame_source(self.env)
+        if src is None:
+            return self._step(action, None)
+        src.defer_frames = True
+        try:
+            return self._step(action, src)
+        finally:
+            src.defer_frames = False
+
+    def _step(self, action: np.ndarray, src: FrameSource | None):
         action = np.asarray(action, dtype=np.float64).reshape(-1, self.action_dim)
         if not np.all(np.isfinite(action)):
             raise NonFiniteError(f"env {self.env_index}: the policy produced a NaN/inf action at episode step {self._len}")
@@ -147,8 +162,7 @@ class ChunkWrapper(gym.Wrapper):
             try:
                 obs, r, term, trunc, info = self.env.step(a.reshape(inner.shape))
             except Exception as exc:  # noqa: BLE001
-                self._restart(exc, f"episode step {self._len}")
-                return self._dropped({}, f"{type(exc).__name__}: {exc}")
+                return self._crashed(exc)
             executed += 1
             self._len += 1
             bad = self._bad(obs, r)
@@ -158,7 +172,6 @@ class ChunkWrapper(gym.Wrapper):
                 print(f"[reinflow] env {self.env_index}: {bad} at episode step {self._len}; episode dropped",
                       file=sys.stderr)
                 return self._dropped(info, bad)
-            self._last_obs = obs
             total += float(r)
             step_ok = info_success(info)
             if step_ok is not None:
@@ -168,6 +181,12 @@ class ChunkWrapper(gym.Wrapper):
                 comps[key] = comps.get(key, 0.0) + float(val)
             if term or trunc:
                 break
+        if src is not None:
+            try:
+                obs = src.add_frames(obs)
+            except Exception as exc:  # noqa: BLE001 - a renderer error is the env's, as in step
+                return self._crashed(exc)
+        self._last_obs = obs
         self._ret += total
         self._succ = self._succ or success
         out = dict(info)

@@ -255,8 +255,46 @@ def _fail(path: Path, fld: str, expected: str, got: str) -> ValueError:
     return ValueError(f"{path}: field '{fld}': expected {expected}, got {got}")
 
 
+# What a demo set may declare before any array is read (a 4 MB demos.npz of compressed zeros once
+# reached 4.3 GB before its shape check): steps, episodes, and the bytes the arrays decompress to.
+MAX_STEPS = 100_000_000
+MAX_EPISODES = 1_000_000
+MAX_BYTES = 64 * 2**30
+MAX_RATIO = 1000           # decompressed / compressed bytes of a member larger than 256 MiB
+
+
+def _npz_headers(npz_path: Path) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+    """(shape, dtype) of every array in the archive, read from the .npy headers only."""
+    import zipfile
+    out, total, stored = {}, 0, 0
+    try:
+        with zipfile.ZipFile(npz_path) as zf:
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                        np.lib.format.read_array_header_2_0
+                    shape, _, dtype = header(f)
+                if dtype.hasobject:
+                    raise ValueError(f"array {info.filename[:-4]!r} holds Python objects (pickles), never loaded")
+                total += int(np.prod(shape, dtype=object)) * dtype.itemsize
+                stored += info.compress_size
+                if total > MAX_BYTES or (total > 2**28 and total > MAX_RATIO * max(stored, 1)):
+                    raise ValueError(f"its arrays declare {total} bytes (up to {info.filename[:-4]!r}: {list(shape)} "
+                                     f"{dtype}) from {stored} stored bytes")
+                out[info.filename[:-4]] = (tuple(shape), dtype)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"{npz_path}: cannot read as an .npz archive of arrays ({exc})") from None
+    return out
+
+
 def load_demos(path: str | os.PathLike) -> Demos:
-    """Load and validate demos from a directory (or its ``demos.npz``); see module docs."""
+    """Load and validate demos from a directory (or its ``demos.npz``); see module docs. Every
+    shape is checked from the archive's headers before an array is read."""
+    from reinflow import ReinflowError
+    from reinflow.untrusted import check_regular_file, read_json
     p = Path(path)
     npz_path = p / DEMOS_FILE if p.is_dir() else p
     meta_path = npz_path.parent / META_FILE
@@ -265,50 +303,37 @@ def load_demos(path: str | os.PathLike) -> Demos:
     if not meta_path.is_file():
         raise ValueError(f"{meta_path}: missing; expected {META_FILE} next to {npz_path.name}")
     try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{meta_path}: not valid JSON ({exc})") from None
-    for key in ("env_id", "action_dim", "obs_dim"):
+        meta = read_json(meta_path)
+        check_regular_file(npz_path, MAX_BYTES)
+    except ReinflowError as exc:
+        raise ValueError(str(exc)) from None
+    if not isinstance(meta, dict):
+        raise _fail(meta_path, "(top level)", "a JSON object", type(meta).__name__)
+    for key, kind in (("env_id", str), ("action_dim", int), ("obs_dim", int)):
         if key not in meta:
             raise _fail(meta_path, key, "a value", "nothing (key missing)")
-    if meta.get("format_version", FORMAT_VERSION) > FORMAT_VERSION:
-        raise _fail(meta_path, "format_version", f"<= {FORMAT_VERSION}",
-                    str(meta["format_version"]))
-    try:
-        with np.load(npz_path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as exc:  # noqa: BLE001 - zip/pickle/format errors alike
-        raise ValueError(f"{npz_path}: cannot read as an .npz archive ({exc})") from None
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool) or (kind is int and not 1 <= meta[key] <= 2**20):
+            raise _fail(meta_path, key, "a string" if kind is str else "an integer in [1, 2**20]", repr(meta[key])[:40])
+    version = meta.get("format_version", FORMAT_VERSION)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise _fail(meta_path, "format_version", f"an integer <= {FORMAT_VERSION}", repr(version)[:40])
+    headers = _npz_headers(npz_path)
     for key in REQUIRED:
-        if key not in data:
+        if key not in headers:
             raise _fail(npz_path, key, f"an array (required: {', '.join(REQUIRED)})",
                         "nothing (key missing)")
-    lengths = data["episode_lengths"]
-    if lengths.ndim != 1 or lengths.size == 0:
-        raise _fail(npz_path, "episode_lengths", "a non-empty 1-D array (at least one episode)",
-                    f"shape {lengths.shape}")
+    shape, dtype = headers["episode_lengths"]
+    if len(shape) != 1 or not 0 < shape[0] <= MAX_EPISODES:
+        raise _fail(npz_path, "episode_lengths", f"a non-empty 1-D array of at most {MAX_EPISODES} episodes",
+                    f"shape {list(shape)} (empty: no episode)")
+    lengths = _load_arrays(npz_path, ["episode_lengths"])["episode_lengths"]
     if not np.issubdtype(lengths.dtype, np.integer) or (lengths <= 0).any():
-        raise _fail(npz_path, "episode_lengths", "positive integers",
-                    f"{lengths.dtype} {lengths[:5].tolist()}")
-    n = int(lengths.sum())
-    a_dim, o_dim = int(meta["action_dim"]), int(meta["obs_dim"])
-    shapes = {
-        "observations": (n, o_dim),
-        "actions": (n, a_dim),
-        "rewards": (n,),
-        "successes": (n,),
-    }
-    if "executed_actions" in data:
-        shapes["executed_actions"] = (n, a_dim)
-    for key, shape in shapes.items():
-        if data[key].shape != shape:
-            raise _fail(npz_path, key, f"shape {list(shape)} (N = sum(episode_lengths))",
-                        f"shape {list(data[key].shape)}")
-    for key in IMAGE_KEYS:
-        if key in data and (data[key].ndim != 4 or len(data[key]) != n
-                            or data[key].shape[-1] != 3 or data[key].dtype != np.uint8):
-            raise _fail(npz_path, key, f"uint8 [{n}, H, W, 3]",
-                        f"{data[key].dtype} {list(data[key].shape)}")
+        raise _fail(npz_path, "episode_lengths", "positive integers", f"{lengths.dtype} {lengths[:5].tolist()}")
+    n = int(lengths.astype(object).sum())
+    if n > MAX_STEPS:
+        raise _fail(npz_path, "episode_lengths", f"at most {MAX_STEPS} steps in all", str(n))
+    _check_shapes(npz_path, headers, n, int(meta["obs_dim"]), int(meta["action_dim"]))
+    data = _load_arrays(npz_path, list(headers))
     actions = data["actions"].astype(np.float32, copy=False)
     bad = ~np.isfinite(actions)
     if bad.any():
@@ -334,6 +359,30 @@ def load_demos(path: str | os.PathLike) -> Demos:
         images={k[len("images_"):]: np.split(data[k], split) for k in IMAGE_KEYS if k in data},
         meta=meta,
     )
+
+
+def _load_arrays(npz_path: Path, keys: list[str]) -> dict[str, np.ndarray]:
+    try:
+        with np.load(npz_path, allow_pickle=False) as z:
+            return {k: z[k] for k in keys}
+    except Exception as exc:  # noqa: BLE001 - zip/format errors alike
+        raise ValueError(f"{npz_path}: cannot read as an .npz archive ({exc})") from None
+
+
+def _check_shapes(npz_path: Path, headers: dict, n: int, o_dim: int, a_dim: int) -> None:
+    """Every array's declared shape against N = sum(episode_lengths) and meta.json's dims."""
+    shapes = {"observations": (n, o_dim), "actions": (n, a_dim), "rewards": (n,), "successes": (n,)}
+    if "executed_actions" in headers:
+        shapes["executed_actions"] = (n, a_dim)
+    for key, shape in shapes.items():
+        if headers[key][0] != shape:
+            raise _fail(npz_path, key, f"shape {list(shape)} (N = sum(episode_lengths))",
+                        f"shape {list(headers[key][0])}")
+    for key in IMAGE_KEYS:
+        if key in headers:
+            got, dtype = headers[key]
+            if len(got) != 4 or got[0] != n or got[-1] != 3 or dtype != np.uint8:
+                raise _fail(npz_path, key, f"uint8 [{n}, H, W, 3]", f"{dtype} {list(got)}")
 
 
 def _episode_of(row: int, lengths: np.ndarray) -> int:

@@ -24,11 +24,17 @@ def set_headless_gl() -> None:
         os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 
-def check_env_id(env_id: str) -> None:
+def check_env_id(env_id: str, allow_import: bool = True, source: str | None = None) -> None:
     """Clear error for an unknown id (gymnasium's own message is a traceback deep inside). The env's
-    family imports what registers it (``envs/families.py``): ``module:EnvId`` imports ``module``, an
-    unregistered ``namespace/EnvId`` imports ``namespace`` when that is a module."""
-    family_of(env_id).require(env_id)
+    family imports what registers it (``envs/families.py``).
+
+    ``allow_import=True`` (an id typed on the command line): ``module:EnvId`` imports ``module``, an
+    unregistered ``namespace/EnvId`` imports ``namespace`` when that is a module. ``allow_import=False``
+    (an id read from a file: a run's config.json, a checkpoint, a ``--config`` file; ``source`` names
+    it): the id is data, so nothing it names is imported (a stored ``"evilmod:Env-v0"`` would run
+    ``evilmod``); a ``module:`` part is refused, naming the flag that allows it. Built-in families
+    (reinflow/, MetaWorld, SO-101) import only their own package and work either way."""
+    family_of(env_id).require(env_id, allow_import, source)
     name = strip_module(env_id)
     if name not in gym.registry:
         namespace = name.split("/")[0] + "/" if "/" in name else None

@@ -10,7 +10,8 @@ What a family says (the contract; each is one method or attribute of ``EnvFamily
 * ``install``: how to install what it needs (in every "not installed" error).
 * ``prefix`` / ``matches(env_id)``: whether the id is one of its envs (ids starting with ``prefix``;
   a ``module:`` in front is allowed).
-* ``require(env_id)``: import what registers its ids, or ``ConfigError`` naming the fix.
+* ``require(env_id, allow_import, source)``: import what registers its ids, or ``ConfigError`` naming
+  the fix; ``allow_import=False`` (an id read from a file) imports nothing the id names.
 * ``make(env_id, kwargs)``: one env (kwargs already merged with ``default_kwargs``).
 * ``default_kwargs(env_id)``: recommended ``gymnasium.make`` kwargs; the user's own win
   (``env_kwargs`` below merges them).
@@ -22,15 +23,12 @@ What a family says (the contract; each is one method or attribute of ``EnvFamily
   read the simulator (``SO-101``'s) is a few lines: ``wrap_instance`` (``envs/experts.py``)
   normalises its ``get_action(obs)``.
 * ``obs_layout(env)``: ``[[name, size], ...]`` of the state vector, as demos record it.
-* ``quickstart(env_id)``: ``QuickstartDefaults``, what ``reinflow quickstart`` runs when no
-  flag says otherwise.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from dataclasses import dataclass, field
 from typing import Any
 
 import gymnasium as gym
@@ -39,35 +37,6 @@ from reinflow import ConfigError
 from reinflow.envs import metaworld as mw
 from reinflow.envs import so101
 from reinflow.envs.experts import load_expert, wrap_instance
-
-
-@dataclass(frozen=True)
-class QuickstartDefaults:
-    """``reinflow quickstart`` on one env: demos -> deliberately imperfect BC -> PPO. A fixed
-    iteration count decides the result; ``--minutes`` only caps the wall time."""
-
-    demo_episodes: int
-    """expert demos recorded (``--demo-episodes``)"""
-    bc_episodes: int
-    """demo episodes BC trains on (``--bc-episodes``; fewer = a weaker starting policy)"""
-    bc_steps: int
-    """BC gradient steps (``--bc-steps``)"""
-    chunk_size: int
-    """actions per chunk H (``--chunk-size``), executed open loop"""
-    iterations: int
-    """PPO iterations (``--iterations``)"""
-    minutes: float = 15.0
-    """wall-clock budget of the whole command (``--minutes``): a cap, evaluations included"""
-    train: dict = field(default_factory=dict)
-    """other ``TrainConfig`` fields the family sets (e.g. ``{"vector": "async"}``); flags win"""
-    source: str = ""
-    """where the numbers were measured (a docs section)"""
-
-
-# Recorded for any env with an expert: 10 demos x 1000 BC steps at chunk 50, 250 iterations (<= 1 M env
-# steps): on MetaWorld, with episodes that end at success, BC 49 % (pick-place-v3) and 59 % (push-v3),
-# then 49 -> 78 % and 59 -> 90 % in ~9 min (docs/metaworld.md).
-ANY_ENV_QUICKSTART = QuickstartDefaults(10, 10, 1000, 50, 250, source="docs/metaworld.md")
 
 
 def strip_module(env_id: str) -> str:
@@ -85,13 +54,19 @@ class EnvFamily:
     def matches(self, env_id: str) -> bool:
         return strip_module(env_id).startswith(self.prefix)
 
-    def require(self, env_id: str) -> None:
+    def require(self, env_id: str, allow_import: bool = True, source: str | None = None) -> None:
         """``module:Id`` imports ``module``; an unregistered ``namespace/Id`` imports ``namespace`` when
-        it is an importable module (how packages register their envs, e.g. ``gymnasium_robotics``)."""
+        it is an importable module (how packages register their envs, e.g. ``gymnasium_robotics``).
+        ``allow_import=False`` (an id read from a file, ``source`` names it): nothing is imported and a
+        ``module:`` part is refused (``envs/factory.check_env_id``)."""
         if ":" in env_id:
             module = env_id.partition(":")[0]
+            if not allow_import:
+                raise ConfigError(f"env={env_id!r}" + (f" (from {source})" if source else "") + f": names a module "
+                                  f"to import ({module!r}); reinflow never imports code named by a file: give "
+                                  f"--env {env_id} on the command line to import it")
             _import(module, f"env={env_id!r}: cannot import module {module!r}")
-        elif "/" in env_id and env_id not in gym.registry:
+        elif allow_import and "/" in env_id and env_id not in gym.registry:
             namespace = env_id.split("/", 1)[0]
             if namespace.isidentifier() and importlib.util.find_spec(namespace) is not None:
                 _import(namespace, f"env={env_id!r}: importing its namespace module {namespace!r} failed")
@@ -122,9 +97,6 @@ class EnvFamily:
         layout = getattr(env.observation_space, "obs_layout", None)  # a flattened Dict (envs/flatten.py)
         return [list(p) for p in layout] if layout else [["obs", int(env.observation_space.shape[0])]]
 
-    def quickstart(self, env_id: str) -> QuickstartDefaults:
-        return ANY_ENV_QUICKSTART
-
 
 def _import(module: str, what: str) -> None:
     try:
@@ -138,17 +110,7 @@ class ArmFamily(EnvFamily):
 
     name = "arm"
     prefix = "reinflow/Arm"
-    # Per-task BC imperfection (demo episodes, BC steps), chosen so the pretrained policy succeeds sometimes
-    # but clearly not always; 300 iterations, where the benchmark's success curves flatten. Measured
-    # (deterministic, 100 episodes): reach 10 x 100 -> 21 %, push 20 x 400 -> 28 % (20 x 200 gave 5 %),
-    # pick-lift 20 x 200 -> 32 % (docs/benchmarks.md; also the benchmark's starting checkpoints).
-    QUICKSTART = {
-        "reinflow/ArmReach-v0": QuickstartDefaults(10, 10, 100, 50, 300, source="docs/benchmarks.md"),
-        "reinflow/ArmPush-v0": QuickstartDefaults(20, 20, 400, 50, 300, source="docs/benchmarks.md"),
-        "reinflow/ArmPickLift-v0": QuickstartDefaults(20, 20, 200, 50, 300, source="docs/benchmarks.md"),
-    }
-
-    def require(self, env_id: str) -> None:
+    def require(self, env_id: str, allow_import: bool = True, source: str | None = None) -> None:
         import reinflow.envs.arm  # noqa: F401  (registers reinflow/Arm*-v0)
 
     def camera_kwargs(self, env_id: str) -> dict:
@@ -168,16 +130,13 @@ class ArmFamily(EnvFamily):
         from reinflow.envs.arm import OBS_LAYOUT
         return [[name, size] for name, size in OBS_LAYOUT]
 
-    def quickstart(self, env_id: str) -> QuickstartDefaults:
-        return self.QUICKSTART.get(strip_module(env_id), ANY_ENV_QUICKSTART)
-
 
 class MetaWorldFamily(EnvFamily):
     """MetaWorld's ``Meta-World/...`` ids, ``metaworld:`` prefix optional (``envs/metaworld.py``)."""
 
     name, install, prefix = "metaworld", mw.INSTALL, "Meta-World/"
 
-    def require(self, env_id: str) -> None:
+    def require(self, env_id: str, allow_import: bool = True, source: str | None = None) -> None:
         mw.require_metaworld()  # registers Meta-World/*
 
     def make(self, env_id: str, kwargs: dict) -> gym.Env:
@@ -203,8 +162,8 @@ class SO101Family(EnvFamily):
 
     name, install, prefix = "so101", so101.INSTALL, so101.MODULE + "/"
 
-    def require(self, env_id: str) -> None:
-        so101.require_so101()
+    def require(self, env_id: str, allow_import: bool = True, source: str | None = None) -> None:
+        so101.require_so101()  # its own package only: safe for an id read from a file
 
     def make(self, env_id: str, kwargs: dict) -> gym.Env:
         return super().make(strip_module(env_id), kwargs)
@@ -218,13 +177,6 @@ class SO101Family(EnvFamily):
                               f"never lifts the cube); use {so101.PICK_PLACE} or pass --expert module:callable")
         return wrap_instance(so101.PickPlaceExpert(env, kwargs), env, "reinflow.envs.so101.PickPlaceExpert")
 
-    def quickstart(self, env_id: str) -> QuickstartDefaults:
-        return SO101_QUICKSTART
-
-
-# Measured in docs/so101.md (3 seeds, commands there).
-SO101_QUICKSTART = QuickstartDefaults(50, 50, 3000, 16, 40, minutes=30.0, train={"vector": "async", "eval_every": 20},
-                                      source="docs/so101.md")
 
 FAMILIES: tuple[EnvFamily, ...] = (ArmFamily(), MetaWorldFamily(), SO101Family(), EnvFamily())
 BUILTIN_EXPERTS = "reinflow/Arm*, MetaWorld, lerobot_env_so101/SO101PickPlace-v0"

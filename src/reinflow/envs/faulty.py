@@ -26,6 +26,8 @@ def reset_fault_counter() -> None:
 class FaultyEnv(gym.Wrapper):
     def __init__(self, base: str = "Pendulum-v1", raise_at: int | None = None, nan_at: int | None = None,
                  sleep_s: float = 0.0, faults: int = 1):
+        from reinflow.envs.factory import check_env_id
+        check_env_id(base, allow_import=False, source="reinflow/Faulty-v0's base")  # env kwargs may come from a file
         super().__init__(gym.make(base))
         self.raise_at, self.nan_at, self.sleep_s, self.faults = raise_at, nan_at, sleep_s, faults
         self._t = 0

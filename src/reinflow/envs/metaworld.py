@@ -28,6 +28,7 @@ import gymnasium as gym
 import numpy as np
 
 from reinflow import ConfigError
+from reinflow.envs.frames import FrameSource
 
 INSTALL = ('pip install -e ".[metaworld]" (on an install that has mujoco 4: '
            'pip uninstall -y mujoco-core mujoco-studio first; see docs/metaworld.md)')
@@ -140,12 +141,13 @@ class SuccessEnds(gym.Wrapper):
         return obs, float(reward) / 10.0 - 1.0, bool(terminated or success), truncated, info
 
 
-class CameraObservation(gym.ObservationWrapper):
+class CameraObservation(gym.ObservationWrapper, FrameSource):
     """Adds rendered camera images: ``{"state": float32 [39], <camera>: uint8 [H, W, 3], ...}``.
 
     The renderer is made on first use, so it lives in the process that steps the env (async
     vector workers included). MetaWorld cameras: corner, corner2, corner3, corner4, topview,
-    behindGripper, gripperPOV.
+    behindGripper, gripperPOV. A ``FrameSource`` (``envs/frames.py``): under a ``ChunkWrapper``
+    the cameras render only after a chunk's last step.
     """
 
     def __init__(self, env: gym.Env, cameras: list[str], image_size: tuple[int, int]):
@@ -165,15 +167,24 @@ class CameraObservation(gym.ObservationWrapper):
             {"state": gym.spaces.Box(state.low.astype(np.float32), state.high.astype(np.float32), state.shape, np.float32), **{c: image for c in cameras}})
         self._renderer = None
 
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        return self.add_frames(self._state(obs)), info  # reset never defers
+
     def observation(self, observation: np.ndarray) -> dict[str, np.ndarray]:
+        out = self._state(observation)
+        return out if self.defer_frames else self.add_frames(out)
+
+    @staticmethod
+    def _state(observation: np.ndarray) -> dict[str, np.ndarray]:
+        return {"state": np.asarray(observation, dtype=np.float32)}
+
+    def add_frames(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._renderer is None:
             from reinflow.envs.arm.render import CameraRenderer  # shadows/reflections off, headless GL
             self._renderer = CameraRenderer(self.unwrapped.model, *self.image_size)
         data = self.unwrapped.data
-        out = {"state": np.asarray(observation, dtype=np.float32)}
-        for cam in self.cameras:
-            out[cam] = self._renderer.render(data, cam)
-        return out
+        return {"state": obs["state"], **{cam: self._renderer.render(data, cam) for cam in self.cameras}}
 
     def close(self) -> None:
         if self._renderer is not None:

@@ -1,4 +1,4 @@
-"""The one chain sampler and the one chain log-prob (DESIGN.md section 2).
+"""The one chain sampler and the one chain log-prob (docs/design.md §2).
 
 x_0 ~ N(0, I);  mu_k = x_k + dt_k * v(x_k, t_k, o);  x_{k+1} = mu_k + sigma_k * eps_k.
 log pi(chain | o) = sum_k sum_{(h,a) in mask} log N(x_{k+1}; mu_k, sigma_k^2).
@@ -25,13 +25,12 @@ from typing import Any, Literal
 
 import torch
 
-from reinflow import ConfigError
+from reinflow import ConfigError, InvariantError
+from reinflow.constants import LOG_SQRT_2PI, REDUCTIONS
 from reinflow.flow.noise import NoiseHead
 from reinflow.policies.base import FlowPolicy
 
 Reduction = Literal["sum", "mean", "per_step"]
-REDUCTIONS = ("sum", "mean", "per_step")
-LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @dataclass
@@ -225,3 +224,13 @@ def _reduce(chain: torch.Tensor, mus: list[torch.Tensor], sigmas: list[torch.Ten
 def per_dim_bound(sigma_lo: float) -> float:
     """Ceiling of any per-dimension Gaussian log-density with sigma >= sigma_lo."""
     return -LOG_SQRT_2PI - math.log(sigma_lo)
+
+
+def check_per_dim_bound(per_dim_max: float, bound: float, sigma_lo: float, where: str) -> None:
+    """Invariant 2 (docs/design.md section 5): no Gaussian with sigma >= sigma_lo has a per-dim
+    log-density above ``bound``; a value above it means sigma was not bounded where the log-prob was
+    computed, or the sum counted more entries than it was divided by (the seed run's 3.58)."""
+    if per_dim_max > bound + 1e-9:
+        raise InvariantError(f"logprob/per_dimension = {per_dim_max:.4f} ({where}) exceeds its bound {bound:.4f} = "
+                             f"-0.5 log(2 pi) - log(sigma_lo={sigma_lo}): sigma is not bounded where the log-prob "
+                             "is computed, or the sum counts more entries than it is divided by")

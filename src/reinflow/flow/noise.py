@@ -1,4 +1,4 @@
-"""Bounded learned noise (DESIGN.md section 3) and the schedules of its bounds.
+"""Bounded learned noise (docs/design.md §3) and the schedules of its bounds.
 
 sigma = exp(0.5 * (logvar_min + (logvar_max - logvar_min) * (tanh(z) + 1) / 2)),
 so sigma stays inside [sigma_min, sigma_max] whatever the network outputs ``z``.
@@ -15,27 +15,29 @@ from torch import nn
 
 from reinflow import ConfigError
 
-ScheduleKind = Literal["fixed", "decay", "constant"]
+ScheduleKind = Literal["learned", "decay", "constant"]
+SCHEDULE_ALIASES = {"fixed": "learned"}  # the name before 2026-12-03 (it meant fixed *bounds*)
 
 
 @dataclass
 class NoiseSchedule:
     """Noise bounds over training.
 
-    fixed: [sigma_min, sigma_max] throughout. decay: sigma_max held for ``hold_frac`` of the
+    learned: the noise head's sigma, inside [sigma_min, sigma_max] throughout. decay: sigma_max held for ``hold_frac`` of the
     iterations, then cosine-decayed to ``sigma_max_final``. constant: sigma = sigma_max
     everywhere (the head is ignored; the log-prob bound then uses sigma_max).
     """
 
-    kind: ScheduleKind = "fixed"
+    kind: ScheduleKind = "learned"
     sigma_min: float = 0.08
     sigma_max: float = 0.16
     sigma_max_final: float | None = None
     hold_frac: float = 0.3
 
     def __post_init__(self) -> None:
-        if self.kind not in ("fixed", "decay", "constant"):
-            raise ConfigError(f"noise schedule kind={self.kind!r}: allowed fixed, decay, constant")
+        self.kind = SCHEDULE_ALIASES.get(self.kind, self.kind)
+        if self.kind not in ("learned", "decay", "constant"):
+            raise ConfigError(f"noise_schedule={self.kind!r}: allowed learned, decay, constant")
         if not self.sigma_min > 0:
             raise ConfigError(f"sigma_min={self.sigma_min}: must be > 0")
         if self.kind != "constant" and not self.sigma_min < self.sigma_max:
@@ -57,7 +59,7 @@ class NoiseSchedule:
         """(sigma_lo, sigma_hi) in force during ``iteration`` (0-based)."""
         if self.kind == "constant":
             return self.sigma_max, self.sigma_max
-        if self.kind == "fixed" or total_iterations <= 1:
+        if self.kind == "learned" or total_iterations <= 1:
             return self.sigma_min, self.sigma_max
         progress = iteration / max(total_iterations - 1, 1)
         if progress <= self.hold_frac:

@@ -1,4 +1,4 @@
-"""Dimension-aware scaling of the noise bounds / learning rate (DESIGN.md section 4).
+"""Dimension-aware scaling of the noise bounds / learning rate (docs/design.md §4).
 
 The model. One ratio term's log-prob sums (or averages) ``D`` Gaussian entries. With the sample
 fixed and every mean moved by a per-dimension step d (Adam makes d ~ lr, independent of D):
@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from reinflow import ConfigError
+from reinflow.constants import REDUCTIONS
 
 Reduction = Literal["sum", "mean", "per_step"]
 Rule = Literal["sigma", "lr", "none"]
-REDUCTIONS = ("sum", "mean", "per_step")
 RULES = ("sigma", "lr", "none")
 
 
@@ -210,26 +210,3 @@ class ScaleArgs:
     ref_target_kl: float = 0.01
     ref_clip_epsilon: float = 0.05
     ref_reduction: Reduction = "sum"
-
-
-def cli_main(argv: list[str]) -> int:
-    """``reinflow scale``: print the rescaled values and one reason each. Exit 2 on bad values."""
-    import sys
-
-    from reinflow.cli import tyro_cli
-    from reinflow.validate import check_fields
-    a = tyro_cli(ScaleArgs, argv, "reinflow scale")
-    try:
-        check_fields(a)  # finite floats (scale --ref-lr inf would print nan rows)
-        act = a.chunk_size if a.act_steps is None else a.act_steps
-        if not 1 <= act <= a.chunk_size:
-            raise ConfigError(f"act_steps={act}: allowed range [1, chunk_size={a.chunk_size}]")
-        ref = ScaleReference(dim=a.ref_dim, sigma_min=a.ref_sigma_min, sigma_max=a.ref_sigma_max, lr=a.ref_lr,
-                             target_kl=a.ref_target_kl, clip_epsilon=a.ref_clip_epsilon, reduction=a.ref_reduction)
-        dims = ratio_term_dims(act, a.action_dim, a.denoise_steps, a.reduction)
-        res = scale_for_dimension(ref, dims, a.reduction, a.rule)
-    except ConfigError as e:
-        print(f"error: reinflow scale: {e}", file=sys.stderr)
-        return 2
-    print(format_scale_table(res))
-    return 0

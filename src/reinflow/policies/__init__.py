@@ -11,11 +11,11 @@ POLICY_TYPES = ("mlp", "smolvla", "residual")
 
 
 def base_policy_config(policy_cfg: dict[str, Any]) -> dict[str, Any]:
-    """The config of the policy that defines the sizes and the env: a residual policy's frozen base
-    (recursively), any other policy itself."""
+    """The config of the policy that defines the sizes and the env: a residual policy's frozen base,
+    any other policy itself (a residual's base is never itself a residual: build_policy_from_config)."""
     base = policy_cfg.get("base")
     if policy_cfg.get("type") == "residual" and isinstance(base, dict):
-        return base_policy_config(base)
+        return base
     return policy_cfg
 
 
@@ -41,5 +41,10 @@ def build_policy_from_config(policy_cfg: dict[str, Any]) -> FlowPolicy:
         base, hidden = cfg.pop("base", None), cfg.pop("hidden", None)
         if not isinstance(base, dict) or not (hidden is None or isinstance(hidden, list)):
             raise ConfigError("policy config: a residual policy needs a 'base' policy config and a 'hidden' list")
+        if base.get("type") == "residual":  # reinflow never nests them; 900 nested bases would hang
+            raise ConfigError("policy config: a residual policy's base is itself a residual; expected the base "
+                              "policy (type mlp or smolvla) under 'base'")
+        from reinflow.validate import check_value
+        hidden = check_value("hidden", hidden, list[int] | None)
         return ResidualFlowPolicy(build_policy_from_config({**base, **cfg}), hidden)
     raise ConfigError(f"policy type={kind!r}: allowed {', '.join(POLICY_TYPES)}")

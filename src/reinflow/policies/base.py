@@ -3,7 +3,7 @@
 A policy supplies only what is specific to it: how to embed an observation (once per chunk),
 the velocity field ``v_theta(x_k, t_k, ctx)``, its own time convention, features for the
 noise head and the critic, and which action entries are real. Sampling and likelihood live in
-``reinflow.flow.chain`` and are shared by every policy (DESIGN.md section 2, "One function").
+``reinflow.flow.chain`` and are shared by every policy (docs/design.md §2, "One function").
 
 Shapes: ``B`` batch, ``H`` chunk_size, ``P`` padded action dim (>= ``A`` real dims),
 ``F`` feature dim.
@@ -88,6 +88,12 @@ class FlowPolicy(nn.Module):
         """JSON-serialisable config from which ``reinflow.policies.load_policy`` rebuilds it."""
         raise NotImplementedError
 
+    def initial_noise(self, ctx: Any, batch: int, deterministic: bool, generator: Any = None) -> torch.Tensor | None:
+        """x_0 [B, H, P] of the chain when the policy chooses it (a noise-space actor, DSRL), else
+        None: the sampler's ``initial_noise`` rule applies. Called by ``Agent.act`` in rollouts and
+        evaluation alike, so a trained x_0 actor is what ``reinflow eval`` runs. Default: None."""
+        return None
+
     def postprocess_action(self, action: torch.Tensor) -> torch.Tensor:
         """Chain action [B, H', A] -> the env's normalised [-1, 1] frame (e.g. undo a VLA's own
         action normalisation). The chain itself is stored unchanged. Default: identity."""
@@ -95,7 +101,7 @@ class FlowPolicy(nn.Module):
 
     def check_obs_frame(self, raw_obs: Any) -> list[str]:
         """Warnings when the first observations are far outside the policy's normalisation
-        stats (DESIGN invariant 5: a simulator/dataset frame mismatch). Default: none."""
+        stats (docs/design.md §5, invariant 5: a simulator/dataset frame mismatch). Default: none."""
         return []
 
     def trainable_parameters(self) -> list[nn.Parameter]:
@@ -108,7 +114,7 @@ class FlowPolicy(nn.Module):
 
     def set_train_mode(self) -> None:
         """Modules whose forward changes with .train() (dropout, batch norm) stay in eval mode:
-        PPO needs the same log-prob at rollout and update time (DESIGN invariant 1)."""
+        PPO needs the same log-prob at rollout and update time (docs/design.md §5, invariant 1)."""
         self.eval()
 
 

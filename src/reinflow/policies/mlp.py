@@ -23,6 +23,7 @@ from reinflow.validate import check_fields
 
 OBS_STD_FLOOR = 1e-2
 OBS_CLIP = 10.0
+MAX_PARAMS = 2**28          # 1 GiB of float32 weights; the default recipe's policy has ~0.3 M
 
 
 @dataclass
@@ -61,6 +62,14 @@ class MLPPolicyConfig:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
         if self.pad_action_dim < 0:
             raise ConfigError(f"pad_action_dim={self.pad_action_dim}: must be >= 0")
+        # Each size is bounded on its own (validate.RANGES); their product is what gets allocated.
+        flat = self.chunk_size * (self.action_dim + self.pad_action_dim)
+        widths = [flat + self.time_embed_dim + self.obs_embed_dim, *self.hidden, flat]
+        params = self.obs_dim * self.obs_embed_dim + self.obs_embed_dim ** 2 + sum(
+            a * b for a, b in zip(widths, widths[1:]))
+        if params > MAX_PARAMS:
+            raise ConfigError(f"hidden={self.hidden}, chunk_size={self.chunk_size}, obs_dim={self.obs_dim}: "
+                              f"an MLP policy of {params:.3g} weights; at most {MAX_PARAMS:.3g}")
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -118,7 +127,7 @@ class MLPFlowPolicy(FlowPolicy):
                 f"threshold {threshold}): is the simulator in the frame/units of the demonstrations?"]
 
     def obs_zscores(self, raw_obs: Any) -> torch.Tensor:
-        """Unclipped z-scores [B, O] of raw observations under the policy's stats (DESIGN invariant 5)."""
+        """Unclipped z-scores [B, O] of raw observations under the policy's stats (docs/design.md §5, invariant 5)."""
         obs = torch.as_tensor(np.asarray(raw_obs), dtype=torch.float32).reshape(len(raw_obs), -1)
         return (obs - self.obs_mean.cpu()) / self.obs_std.cpu()
 

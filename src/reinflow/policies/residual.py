@@ -3,7 +3,7 @@
 A small MLP reads the base policy's observation features and adds an offset ``r(o)`` [H, P] to the
 mean of the chain, zero-initialised so the run starts exactly at the BC policy. PPO then trains
 only the offset and the noise head; the base policy's weights never move. This is the on-policy
-form of the residual methods in ANCHORS.md (Policy Decorator, ResiP): the BC behaviour cannot be
+form of the residual methods in docs/design.md §7 (Policy Decorator, ResiP): the BC behaviour cannot be
 eroded by updates that do not touch it, at the price of correcting only what an observation-level
 offset can express. Sampling, likelihood, noise basis, PPO and metrics are the shared ones: the
 offset enters through ``velocity`` like any policy's output (``reinflow.flow.chain``).
@@ -66,6 +66,9 @@ class ResidualFlowPolicy(FlowPolicy):
 
     def time_grid(self) -> tuple[list[float], list[float]]:
         return self.base.time_grid()
+
+    def initial_noise(self, ctx: Any, batch: int, deterministic: bool, generator: Any = None) -> torch.Tensor | None:
+        return self.base.initial_noise(ctx, batch, deterministic, generator)
 
     def postprocess_action(self, action: torch.Tensor) -> torch.Tensor:
         return self.base.postprocess_action(action)

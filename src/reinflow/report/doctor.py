@@ -9,7 +9,6 @@ Exit code 0 whatever is found; 2 with one line on stderr when the input cannot b
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from dataclasses import dataclass, fields
@@ -18,8 +17,9 @@ from typing import Annotated, Any, Literal
 
 import tyro
 
-from reinflow import ReinflowError
-from reinflow.rl.health import KNOWN_KEYS, Diagnosis, RunContext, diagnose, format_finding, normalize_keys
+from reinflow import ConfigError, ReinflowError
+from reinflow.rl.health import KNOWN_KEYS, Diagnosis, RunContext, format_finding, normalize_keys
+from reinflow.untrusted import CONFIG_MAX_BYTES, METRICS_MAX_BYTES, parse_json, parse_yaml, read_text
 
 # RunContext field -> config keys that mean it (reinflow, W&B seed run, ReinFlow reference, LeRobot).
 ALIASES: dict[str, tuple[str, ...]] = {
@@ -64,55 +64,64 @@ class DoctorArgs:
     max_grad_norm_critic: float | None = None  # critic gradient clip
 
 
-def _read_text(path: Path) -> str:
-    try:
-        return path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ReinflowError(f"{path}: cannot read ({e.__class__.__name__}: {e})") from None
+def _read_text(path: Path, max_bytes: int = CONFIG_MAX_BYTES) -> str:
+    """A regular file of bounded size (a FIFO would block, /dev/zero never ends): untrusted.read_text."""
+    return read_text(path, max_bytes)
 
 
 def _read_json(path: Path) -> Any:
-    text = _read_text(path)
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ReinflowError(f"{path}: malformed JSON at line {e.lineno} column {e.colno} ({e.msg}); "
-                            "expected one JSON object") from None
+    """One JSON document, depth and integer size bounded (untrusted.parse_json)."""
+    return parse_json(_read_text(path), str(path))
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     """One JSON object per line. A final partial line (a run killed mid-write) is skipped."""
-    text = _read_text(path)
+    text = _read_text(path, METRICS_MAX_BYTES)
     rows, lines = [], text.split("\n")
     for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
+            row = parse_json(line, f"line {n}")
+        except ConfigError as e:
             if n == len(lines) and not text.endswith("\n") and rows:
                 print(f"reinflow doctor: {path}: skipped a partial last line", file=sys.stderr)
                 continue
-            raise ReinflowError(f"{path}: line {n} is not valid JSON ({e.msg}); expected one JSON object "
-                                "per line") from None
+            raise ReinflowError(f"{path}: line {n} is not valid JSON ({str(e).partition(': ')[2]}); expected one "
+                                "JSON object per line") from None
         if not isinstance(row, dict):
             raise ReinflowError(f"{path}: line {n} is {type(row).__name__}; expected a JSON object per line")
-        rows.append(row)
+        rows.append(_checked_row(row, path, n))
     if not rows:
         raise ReinflowError(f"{path}: no metrics records; expected one JSON object per line")
     return rows
 
 
-def _read_yaml(path: Path) -> Any:
-    import yaml
+# metrics the checks take a log, a square root or an integer of: a value outside these ranges is not a
+# measurement but a damaged or crafted file (`logprob/num_dims: -7` once ended in a math domain error)
+VALUE_RULES: dict[str, tuple[Any, str]] = {
+    "logprob/num_dims": (lambda v: math.isfinite(v) and v == int(v) and 1 <= v <= 2**40, "a whole number in [1, 2**40]"),
+    "noise/sigma_lo": (lambda v: not v <= 0, "> 0"),
+    "noise/sigma_hi": (lambda v: not v <= 0, "> 0"),
+    "ppo/ratio_min": (lambda v: not v < 0, ">= 0"),
+    "ppo/ratio_max": (lambda v: not v < 0, ">= 0"),
+}
 
-    text = _read_text(path)
+
+def _checked_row(row: dict[str, Any], path: Path, n: int | None) -> dict[str, Any]:
+    for key, (ok, allowed) in VALUE_RULES.items():
+        val = row.get(key)
+        if isinstance(val, (int, float)) and not isinstance(val, bool) and not ok(val):
+            where = f"line {n}: " if n is not None else ""
+            raise ReinflowError(f"{path}: {where}{key}={val!r}; a measured value is {allowed}")
+    return row
+
+
+def _read_yaml(path: Path) -> Any:
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        where = getattr(e, "problem_mark", None)
-        at = f" at line {where.line + 1}" if where is not None else ""
-        raise ReinflowError(f"{path}: malformed YAML{at}; expected W&B's `key: {{value: ...}}` layout") from None
+        return parse_yaml(_read_text(path), str(path))
+    except ConfigError as e:
+        raise ReinflowError(f"{e}; expected W&B's `key: {{value: ...}}` layout") from None
 
 
 def _flatten(obj: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
@@ -146,17 +155,18 @@ def context_from_config(config: Any, source: str) -> RunContext:
 
 
 def _number(val: Any, name: str, key: str, source: str) -> float | int:
+    shown = repr(val) if len(repr(val)) <= 60 else repr(val)[:57] + "..."
     if isinstance(val, bool) or not isinstance(val, (int, float, str)):
-        raise ReinflowError(f"{source}: field {key!r} = {val!r}; expected a number")
+        raise ReinflowError(f"{source}: field {key!r} = {shown}; expected a number")
     try:
         x = float(val)
     except (ValueError, OverflowError):
-        raise ReinflowError(f"{source}: field {key!r} = {val!r}; expected a number") from None
+        raise ReinflowError(f"{source}: field {key!r} = {shown}; expected a number") from None
     if not math.isfinite(x) or x <= 0:
-        raise ReinflowError(f"{source}: field {key!r} = {val!r}; expected a positive number")
+        raise ReinflowError(f"{source}: field {key!r} = {shown}; expected a positive number")
     if name in INT_FIELDS:
-        if x != int(x):
-            raise ReinflowError(f"{source}: field {key!r} = {val!r}; expected a whole number")
+        if x != int(x) or x > 2**40:
+            raise ReinflowError(f"{source}: field {key!r} = {shown}; expected a whole number in [1, 2**40]")
         return int(x)
     return x
 
@@ -195,7 +205,7 @@ def check_is_run(hist: list[dict[str, Any]], path: Path) -> None:
     known = set(KNOWN_KEYS) - {"iteration", "env_steps"}
     if not any(k in known for row in hist for k in normalize_keys(row)):
         raise ReinflowError(f"{path}: holds none of the training metrics the doctor reads (e.g. "
-                            "training/clip_fraction, logprob/new_mean, ppo/ratio_max, reward/batch_avg): not a run "
+                            "ppo/clip_fraction, logprob/new_mean, ppo/ratio_max, rollout/reward_mean): not a run "
                             f"it can judge; {EXPECTED}")
 
 
@@ -203,7 +213,7 @@ def _summary(path: Path) -> dict[str, Any]:
     data = _read_json(path)
     if not isinstance(data, dict):
         raise ReinflowError(f"{path}: top level is {type(data).__name__}; expected a JSON object of metric: value")
-    return data
+    return _checked_row(data, path, None)
 
 
 def _apply_flags(ctx: RunContext, a: DoctorArgs) -> RunContext:
@@ -230,23 +240,3 @@ def render(diag: Diagnosis, source: str, what: str, ctx: RunContext) -> str:
         lines += [f"{i}. {format_finding(f)}", ""]
     lines.append("not judged:" + ("".join(f"\n  - {n}" for n in diag.not_judged) if diag.not_judged else " nothing"))
     return "\n".join(lines)
-
-
-def cli_main(argv: list[str]) -> int:
-    """Entry point of ``reinflow doctor``; returns the exit code (0 report, 2 bad input)."""
-    from reinflow.cli import tyro_cli
-    args = tyro_cli(DoctorArgs, argv, "reinflow doctor", config=(tyro.conf.PositionalRequiredArgs,))
-    try:
-        hist, ctx, what = load_run(Path(args.path))
-        check_is_run(hist, Path(args.path))
-        ctx = _apply_flags(ctx, args)
-        diag = diagnose(hist, ctx)
-    except ReinflowError as e:
-        print(f"error: reinflow doctor: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps({"findings": [f.as_dict() for f in diag.findings], "not_judged": diag.not_judged},
-                         indent=2, allow_nan=False))
-    else:
-        print(render(diag, args.path, what, ctx))
-    return 0

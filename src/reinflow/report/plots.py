@@ -30,11 +30,11 @@ def plot_curve(xs: Sequence[float], ys: Sequence[float], title: str, xlabel: str
 # (file name, title, [(metric, label)], optional horizontal reference metric)
 PANELS = [
     ("success.png", "success rate", [("eval/success_rate", "eval (deterministic)"),
-                                     ("train/success_rate", "train episodes (stochastic)"),
-                                     ("train/success_gap", "gap: deterministic - stochastic")]),
-    ("reward.png", "reward", [("reward/batch_avg", "mean reward per decision"),
-                              ("reward/episode_return", "episode return")]),
-    ("clip_fraction.png", "PPO clip fraction", [("training/clip_fraction", "clip fraction")]),
+                                     ("rollout/success_rate", "train episodes (stochastic)"),
+                                     ("rollout/success_gap", "gap: deterministic - stochastic")]),
+    ("reward.png", "reward", [("rollout/reward_mean", "mean reward per decision"),
+                              ("rollout/episode_return", "episode return")]),
+    ("clip_fraction.png", "PPO clip fraction", [("ppo/clip_fraction", "clip fraction")]),
     ("logprob_per_dimension.png", "per-dimension log-prob and its bound",
      [("logprob/per_dimension", "per-dim log-prob"), ("logprob/per_dimension_bound", "bound -0.5log(2pi)-log(sigma_min)")]),
     ("sigma.png", "noise sigma", [("noise/sigma_mean", "mean sigma"), ("noise/sigma_lo", "lower bound"),

@@ -1,19 +1,20 @@
 """Agent = flow policy + bounded noise head + critic, behind one ``act`` and one ``evaluate``.
 
 Rollouts, PPO updates and evaluation all go through these two methods, so the sampler used
-for evaluation is the one PPO trained (DESIGN invariant 4).
+for evaluation is the one PPO trained (docs/design.md §5, invariant 4).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import torch
 from torch import nn
 
 from reinflow import ConfigError
-from reinflow.flow.chain import (REDUCTIONS, ChainSample, LogProb, build_mask, chain_log_prob, dct_basis,
+from reinflow.constants import REDUCTIONS
+from reinflow.flow.chain import (ChainSample, LogProb, build_mask, chain_log_prob, dct_basis,
                                  sample_chain)
 from reinflow.flow.noise import NoiseHead
 from reinflow.policies.base import FlowPolicy
@@ -26,31 +27,33 @@ INITIAL_NOISE = ("sample", "fixed", "zero")
 
 @dataclass
 class SamplerConfig:
-    """Everything the chain sampler needs besides weights; saved in every checkpoint."""
+    """Everything the chain sampler needs besides weights; saved in every checkpoint. No field has a
+    default: a checkpoint that lacks one is refused (a silent default once sampled a policy trained
+    with sigma_lo 0.16 at 0.08), and code that builds one says every choice."""
 
     act_steps: int
     """chunk steps executed per decision (<= chunk_size)"""
-    reduction: str = "sum"
+    reduction: str
     """log-prob reduction: sum (exact), mean (per-element average), per_step (one ratio per step)"""
-    mask_executed: bool = True
+    mask_executed: bool
     """count only executed chunk steps in the log-prob (exact for K=1, approximate for K>1)"""
-    logprob_clamp: float | None = None
-    """clamp the 'mean' log-prob to [-c, c] (ReinFlow reference code uses 1.0)"""
-    sigma_lo: float = 0.08
+    logprob_clamp: float | None
+    """clamp the 'mean' log-prob to [-c, c] (ReinFlow reference code uses 1.0); None: no clamp"""
+    sigma_lo: float
     """lower noise bound in force"""
-    sigma_hi: float = 0.16
+    sigma_hi: float
     """upper noise bound in force"""
-    constant_sigma: bool = False
+    constant_sigma: bool
     """sigma fixed at sigma_hi (noise head unused)"""
-    noise_basis: int = 0
+    noise_basis: int
     """0: white noise on every chunk step (ReinFlow); M > 0: M smooth (DCT) noise coefficients per
     action dim over the executed steps, the likelihood over those M x A coefficients"""
-    initial_noise: str = "sample"
+    initial_noise: str
     """x_0 of the chain: sample (a fresh N(0, I) draw per chain, ReinFlow); fixed (one N(0, I) draw,
     seeded by initial_noise_seed, for every chain in rollout and evaluation); zero (x_0 = 0). With
     fixed or zero the action varies only with the learned injected noise, not with an x_0 the
     policy never learned to cancel (docs/smolvla.md)"""
-    initial_noise_seed: int = 0
+    initial_noise_seed: int
     """seed of the fixed x_0 draw (initial_noise = fixed)"""
 
     def __post_init__(self) -> None:
@@ -63,8 +66,26 @@ class SamplerConfig:
             raise ConfigError(f"noise_basis={self.noise_basis}: allowed range [0, act_steps={self.act_steps}]")
         if self.initial_noise not in INITIAL_NOISE:
             raise ConfigError(f"initial_noise={self.initial_noise!r}: allowed {', '.join(INITIAL_NOISE)}")
+        if not 0 < self.sigma_lo <= self.sigma_hi:
+            raise ConfigError(f"sigma_lo={self.sigma_lo}, sigma_hi={self.sigma_hi}: need 0 < sigma_lo <= sigma_hi")
+        if self.logprob_clamp is not None and not self.logprob_clamp > 0:
+            raise ConfigError(f"logprob_clamp={self.logprob_clamp}: must be > 0 (or null: no clamp)")
         if self.noise_basis and self.reduction == "per_step":
             raise ConfigError("noise_basis > 0 needs logprob_reduction sum or mean (per_step needs white noise)")
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> "SamplerConfig":
+        """The ``sampler`` section of a checkpoint's config.json; every field required."""
+        names = [f.name for f in fields(cls)]
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: 'sampler' is not an object")
+        missing = [n for n in names if n not in data]
+        unknown = sorted(set(data) - set(names))
+        if missing or unknown:
+            raise ConfigError(f"{where}: sampler section " + "; ".join(
+                ([f"lacks {', '.join(missing)}"] if missing else []) + ([f"has unknown {', '.join(unknown)}"] if unknown else []))
+                + " (every field the sampler needs is stored; none is guessed)")
+        return cls(**data)
 
 
 @dataclass
@@ -139,6 +160,8 @@ class Agent(nn.Module):
         """``obs``: output of ``policy.prepare_obs``."""
         ctx = self.policy.encode(obs)
         batch = _batch_size(obs)
+        if x0 is None:  # a policy that steers its own x_0 (DSRL) decides first
+            x0 = self.policy.initial_noise(ctx, batch, deterministic, generator)
         if x0 is None and self.sampler.initial_noise == "zero":
             x0 = torch.zeros((batch, self.policy.chunk_size, self.policy.padded_action_dim), device=self.mask.device)
         elif x0 is None and self.sampler.initial_noise == "fixed":

@@ -1,12 +1,10 @@
 """Build the agent a run trains: a new MLP policy, a loaded checkpoint (checked against the env),
-or SmolVLA through LeRobot; plus --auto-scale and the health monitor's run context."""
+or SmolVLA through LeRobot, with the sampler its flags ask for."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -18,7 +16,6 @@ from reinflow.envs.families import family_of
 from reinflow.envs.flatten import not_a_vector
 from reinflow.policies import base_policy_config
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
-from reinflow.policies.residual import ResidualFlowPolicy
 from reinflow.rl.agent import Agent, SamplerConfig
 from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint
 from reinflow.rl.config import TrainConfig
@@ -33,10 +30,11 @@ def resolve_env_kwargs(text: str | None, env_id: str, policy_type: str) -> dict:
     policy needs from the family (``envs/families.py``)."""
     kw = {}
     if text:
+        from reinflow.untrusted import parse_json  # bounded depth and numbers: the text may come from a file
         try:
-            kw = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"env_kwargs={text!r}: not valid JSON ({exc.msg})") from None
+            kw = parse_json(text, "env_kwargs")
+        except ConfigError as exc:
+            raise ConfigError(f"env_kwargs={text[:60]!r}: not valid JSON ({str(exc).partition(': ')[2]})") from None
         if not isinstance(kw, dict):
             raise ConfigError(f"env_kwargs={text!r}: must be a JSON object")
     kw = with_defaults(env_id, kw)
@@ -55,15 +53,9 @@ def _env_instruction(env_id: str, kw: dict) -> str:
 
 
 def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> Agent:
-    """New or loaded agent whose chunk/action dims are checked against the env; with
-    ``--algorithm residual`` its policy is wrapped in a frozen-base residual (policies/residual.py)."""
-    cfg = cfg.resolved()
-    if cfg.algorithm == "residual" and not (cfg.policy_path or cfg.vlm_path):
-        raise ConfigError("algorithm=residual corrects a pretrained policy: give --policy-path (a BC checkpoint)")
-    agent = _build_agent(cfg, obs_space, act_space)
-    if cfg.algorithm == "residual" and not isinstance(agent.policy, ResidualFlowPolicy):
-        agent.policy = ResidualFlowPolicy(agent.policy)  # same dims: mask, basis and heads stay valid
-    return agent
+    """A new or loaded agent whose chunk/action dims are checked against the env (the algorithm
+    may then wrap its policy: ``Algorithm.prepare_agent``)."""
+    return _build_agent(cfg.resolved(), obs_space, act_space)
 
 
 def _build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> Agent:
@@ -140,58 +132,3 @@ def sampler_config(cfg: TrainConfig, chunk: int, lo: float, hi: float) -> Sample
 def _check_act_steps(act_steps: int, chunk: int) -> None:
     if not 1 <= act_steps <= chunk:
         raise ConfigError(f"act_steps={act_steps}: allowed range [1, chunk_size={chunk}]")
-
-
-def apply_auto_scale(cfg: TrainConfig, agent: Agent, verbose: bool = True) -> tuple[TrainConfig, dict | None]:
-    """--auto-scale: read the given sigma/lr/KL/clip as settings valid at D_ref and rescale them
-    to this run's D (reinflow.flow.scaling). The saved config holds the applied values with
-    auto_scale off, so a resumed run does not scale twice."""
-    if not cfg.auto_scale:
-        return cfg, None
-    from dataclasses import replace
-
-    from reinflow.flow.scaling import ScaleReference, format_scale_table, ratio_term_dims, scale_for_dimension
-    ref = ScaleReference(dim=cfg.scale_ref_dim, sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, lr=cfg.lr_actor,
-                         target_kl=cfg.target_kl or 0.01, clip_epsilon=cfg.clip_epsilon)
-    pol = agent.policy
-    dims = ratio_term_dims(agent.sampler.act_steps if agent.sampler.mask_executed else pol.chunk_size,
-                           pol.action_dim, pol.denoise_steps, cfg.logprob_reduction)
-    res = scale_for_dimension(ref, dims, cfg.logprob_reduction, cfg.scale_rule)
-    v = res.values
-    k = v["sigma_max"] / cfg.sigma_max
-    new = replace(cfg, sigma_min=v["sigma_min"], sigma_max=v["sigma_max"], lr_actor=v["lr"],
-                  clip_epsilon=v["clip_epsilon"], target_kl=v["target_kl"] if cfg.target_kl else None,
-                  sigma_max_final=cfg.sigma_max_final * k if cfg.sigma_max_final else None, auto_scale=False)
-    if verbose:
-        print(f"--auto-scale ({cfg.scale_rule}) for D = {dims}:\n{format_scale_table(res)}")
-    return new, {"rule": cfg.scale_rule, "num_dims": dims, "values": v, "reasons": res.reasons}
-
-
-def resolve_device(name: str, local_rank: int = 0) -> Any:
-    """The torch device of ``--device`` (auto: this rank's GPU if there is one), checked to exist here."""
-    import torch
-    if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device={name!r}: not a torch device; use cpu, cuda, cuda:N or auto") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r}: CUDA is not available on this machine (torch {torch.__version__}, "
-                          f"{'built with CUDA ' + torch.version.cuda if torch.version.cuda else 'a CPU-only build'}); "
-                          "use --device cpu or auto")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
-    return dev
-
-
-def health_context(cfg: TrainConfig, agent: Agent, scale_rule: str | None = None) -> Any:
-    from reinflow.rl.health import RunContext
-    pol = agent.policy
-    return RunContext(chunk_size=pol.chunk_size, action_dim=pol.action_dim, padded_action_dim=pol.padded_action_dim,
-                      denoise_steps=pol.denoise_steps, act_steps=agent.sampler.act_steps,
-                      sigma_min=cfg.sigma_min, sigma_max=cfg.sigma_max, clip_epsilon=cfg.clip_epsilon,
-                      logprob_reduction=cfg.logprob_reduction, num_dims=agent.num_dims,
-                      lr=cfg.lr_actor, max_grad_norm=cfg.max_grad_norm_actor,
-                      max_grad_norm_critic=cfg.max_grad_norm_critic, target_kl=cfg.target_kl,
-                      scale_rule=scale_rule)

@@ -25,6 +25,7 @@ from reinflow import ConfigError, ReinflowError, __version__
 from reinflow.policies import build_policy_from_config
 from reinflow.rl.agent import Agent, SamplerConfig
 from reinflow.rl.trainer_state import LEGACY, STRUCTURE, TENSORS, write_trainer_state
+from reinflow.untrusted import check_tree, parse_json, read_bytes, read_text
 
 FORMAT_VERSION = 1
 KEEP = 2
@@ -131,16 +132,20 @@ def resolve_checkpoint(path: str | Path, for_resume: bool = False) -> Path:
     p = Path(path)
     ckdir = p / "checkpoints" if (p / "checkpoints").is_dir() else p if (p / "latest").is_file() else None
     if ckdir is not None:
+        if ckdir != p and ckdir.is_symlink():
+            raise ConfigError(f"run {path}: checkpoints/ is a symlink; reinflow never follows links inside a run "
+                              "folder (a write would land outside it): replace it with the real folder")
         candidates = []
         try:
-            name = (ckdir / "latest").read_text().strip()
-            if name and "/" not in name and name not in (".", ".."):
+            name = read_bytes(ckdir / "latest", 4096).decode("ascii").strip()
+            if name.startswith("iter_") and "/" not in name:
                 candidates.append(ckdir / name)
-        except (OSError, UnicodeDecodeError):
+        except (ConfigError, UnicodeDecodeError):
             pass                                  # no or damaged pointer: the newest complete folder
         candidates += sorted(ckdir.glob("iter_*"), reverse=True)
         for ck in candidates:
-            if _complete(ck, for_resume):
+            if not ck.is_symlink() and _complete(ck, for_resume):
+                check_tree(ck, "checkpoint")
                 return ck
         what = "config.json, model.safetensors" + (f", {STRUCTURE}, {TENSORS}" if for_resume else "")
         raise ConfigError(f"run {path}: no complete checkpoint in {ckdir} (a folder iter_* with {what})")
@@ -150,15 +155,14 @@ def resolve_checkpoint(path: str | Path, for_resume: bool = False) -> Path:
         raise ConfigError(f"checkpoint {p}: expected config.json and model.safetensors inside")
     if for_resume and not _complete(p, True):
         raise ConfigError(f"checkpoint {p}: no trainer state ({STRUCTURE} + {TENSORS}); cannot resume from it")
+    check_tree(p, "checkpoint")
     return p
 
 
 def read_checkpoint_config(path: Path, require: bool = True) -> dict:
     """A checkpoint's config.json, validated; ``require=False``: any JSON object (e.g. a LeRobot folder's)."""
-    try:
-        cfg = json.loads((path / "config.json").read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise ConfigError(f"checkpoint {path / 'config.json'}: malformed JSON ({exc})") from None
+    where = f"checkpoint {path / 'config.json'}"
+    cfg = parse_json(read_text(path / "config.json"), where)
     if not require:
         return cfg if isinstance(cfg, dict) else {}
     if not isinstance(cfg, dict) or not isinstance(cfg.get("policy"), dict) or not isinstance(cfg.get("sampler"), dict):
@@ -176,16 +180,16 @@ def load_agent(path: str | Path, sampler_overrides: dict | None = None,
     ck = resolve_checkpoint(path)
     cfg = read_checkpoint_config(ck)
     policy = build_policy_from_config({**cfg["policy"], **(policy_overrides or {})})
-    try:
-        sampler = SamplerConfig(**{**cfg["sampler"], **(sampler_overrides or {})})
-    except TypeError as exc:
-        raise ConfigError(f"checkpoint {ck / 'config.json'}: bad sampler section ({exc})") from None
-    agent = Agent(policy, sampler, critic_shares_features=bool(cfg.get("critic_shares_features", False)))
+    sampler = SamplerConfig.from_dict({**cfg["sampler"], **(sampler_overrides or {})}, f"checkpoint {ck / 'config.json'}")
+    agent = Agent(policy, sampler, critic_shares_features=cfg.get("critic_shares_features") is True)
     try:
         state = load_file(str(ck / "model.safetensors"))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ConfigError(f"checkpoint {ck / 'model.safetensors'}: corrupt or truncated file ({exc})") from None
-    for alias, name in (cfg.get("tied_weights") or {}).items():
+    tied = cfg.get("tied_weights") or {}
+    if not isinstance(tied, dict) or not all(isinstance(v, str) for v in tied.values()):
+        raise ConfigError(f"checkpoint {ck / 'config.json'}: tied_weights must map weight names to weight names")
+    for alias, name in tied.items():
         if name in state:
             state[alias] = state[name]
     state.pop("mask", None)  # derived from the (possibly overridden) sampler config

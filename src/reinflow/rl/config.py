@@ -8,12 +8,25 @@ from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from reinflow import ConfigError
-from reinflow.flow.noise import NoiseSchedule
+from reinflow.flow.noise import SCHEDULE_ALIASES, NoiseSchedule
+from reinflow.rl.algorithms import ALGORITHMS, ALIASES
 from reinflow.validate import check_fields
 
-# actor lr per algorithm (docs/benchmarks.md section 1): fine-tuning a trained flow policy moves it
+# field -> {name of reinflow <= 0.1: today's name}: run folders and config files keep working
+LEGACY_VALUES = {"algorithm": ALIASES, "noise_schedule": SCHEDULE_ALIASES}
+
+
+def upgrade_legacy(train: dict) -> dict:
+    """A saved ``train`` config with the values of reinflow <= 0.1 renamed (what a resume compares)."""
+    return {k: LEGACY_VALUES[k].get(v, v) if k in LEGACY_VALUES and isinstance(v, str) else v
+            for k, v in train.items()}
+
+# actor lr per algorithm (docs/benchmarks.md §1.1, §3.1): fine-tuning a trained flow policy moves it
 # with small steps; a fresh, zero-initialised offset net needs larger ones
-LR_ACTOR = {"reinflow": 3e-5, "residual": 1e-4}
+LR_ACTOR = {"chain-ppo": 3e-5, "residual-ppo": 1e-4}
+# decisions one rank collects per iteration (parallel_envs x rollout_steps): each field is bounded
+# on its own (validate.RANGES), the rollout buffer holds their product (the recipes use 80)
+DECISIONS_MAX = 2**17
 
 
 @dataclass
@@ -42,8 +55,8 @@ class TrainConfig:
     """policy=smolvla: a SmolVLM backbone folder/hub id for a fresh SmolVLA (e.g. from reinflow smolvla-tiny)"""
     trainable: Literal["heads", "expert", "all"] = "heads"
     """policy=smolvla: parameters PPO updates (heads: action projections + action-time MLP)"""
-    algorithm: Literal["auto", "reinflow", "residual"] = "auto"
-    """reinflow: PPO on the whole chain; residual: PPO on a zero-init offset over the frozen policy; auto: residual from --policy-path"""
+    algorithm: str = "auto"
+    """chain-ppo: PPO on the whole chain; residual-ppo: PPO on a zero-init offset over the frozen policy; auto: residual-ppo from --policy-path, else chain-ppo"""
     context_cache_gib: float = 4.0
     """frozen encoder (smolvla heads/expert): GiB of rollout prefix caches the update reuses (0: re-encode)"""
     chunk_size: int | None = None
@@ -58,8 +71,8 @@ class TrainConfig:
     """lower noise bound"""
     sigma_max: float = 0.32
     """upper noise bound (start value for the decay schedule)"""
-    noise_schedule: Literal["fixed", "decay", "constant"] = "fixed"
-    """noise bounds over training: fixed, decay (hold then cosine to sigma_max_final), constant"""
+    noise_schedule: Literal["learned", "decay", "constant"] = "learned"
+    """learned: the noise head's sigma in [sigma_min, sigma_max]; decay: sigma_max held, then cosine to sigma_max_final; constant: sigma = sigma_max"""
     sigma_max_final: float | None = None
     """final sigma_max of the decay schedule"""
     noise_hold_frac: float = 0.3
@@ -169,12 +182,19 @@ class TrainConfig:
     """named recipe applied before the flags (see reinflow train --help / docs)"""
 
     def __post_init__(self) -> None:
+        for name, value in upgrade_legacy({k: getattr(self, k) for k in LEGACY_VALUES}).items():
+            setattr(self, name, value)
         check_fields(self)  # types, finite floats, seed range, hidden widths
+        if self.algorithm not in ("auto", *ALGORITHMS):
+            raise ConfigError(f"algorithm={self.algorithm!r}: allowed auto, {', '.join(ALGORITHMS)}")
         positive = ["iterations", "parallel_envs", "nproc", "rollout_steps", "update_epochs", "minibatch_size",
                     "eval_episodes", "checkpoint_every", "scale_ref_dim"]
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+        if self.parallel_envs * self.rollout_steps > DECISIONS_MAX:
+            raise ConfigError(f"parallel_envs={self.parallel_envs} x rollout_steps={self.rollout_steps}: "
+                              f"{self.parallel_envs * self.rollout_steps} decisions per iteration; at most {DECISIONS_MAX}")
         for name in ("chunk_size", "act_steps", "denoise_steps"):
             val = getattr(self, name)
             if val is not None and val < 1:
@@ -205,7 +225,7 @@ class TrainConfig:
         """This config with its 'auto' choices made (what a run records in config.json): the algorithm
         (residual when it starts from a pretrained --policy-path, else reinflow) and the actor lr that
         goes with it. Not done in __post_init__: the CLI builds a default instance before the flags."""
-        algo = self.algorithm if self.algorithm != "auto" else "residual" if self.policy_path else "reinflow"
+        algo = self.algorithm if self.algorithm != "auto" else "residual-ppo" if self.policy_path else "chain-ppo"
         lr = self.lr_actor if self.lr_actor is not None else LR_ACTOR[algo]
         return replace(self, algorithm=algo, lr_actor=lr)
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from reinflow import ConfigError
 
 
 @dataclass
@@ -137,3 +140,20 @@ def reduce_metrics(metrics: dict, info: DistInfo) -> dict:
         else:
             out[k] = float(total[i] / count[i])
     return out
+
+
+def resolve_device(name: str, local_rank: int = 0) -> Any:
+    """The torch device of ``--device`` (auto: this rank's GPU if there is one), checked to exist here."""
+    if name == "auto":
+        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"device={name!r}: not a torch device; use cpu, cuda, cuda:N or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r}: CUDA is not available on this machine (torch {torch.__version__}, "
+                          f"{'built with CUDA ' + torch.version.cuda if torch.version.cuda else 'a CPU-only build'}); "
+                          "use --device cpu or auto")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ConfigError(f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return dev

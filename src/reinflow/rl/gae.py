@@ -1,7 +1,7 @@
 """Generalised advantage estimation as a pure function over [T, N_envs] arrays.
 
 Time runs along dim 0, environments along dim 1: nothing ever mixes columns, so advantages
-and returns cannot cross environments (DESIGN invariant 3).
+and returns cannot cross environments (docs/design.md §5, invariant 3).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import math
 from dataclasses import replace
 
 from reinflow.flow.scaling import predicted_clip_fraction, scale_for_dimension
-from reinflow.rl.health import (CLIP_FINE_BELOW, CLIP_SATURATED_AT, CODES, CRITIC_NORM_ABS, CRITIC_NORM_FACTOR, GRAD_CLIPPED_AT,
+from reinflow.rl.health_types import (CLIP_FINE_BELOW, CLIP_SATURATED_AT, CODES, CRITIC_NORM_ABS, CRITIC_NORM_FACTOR, GRAD_CLIPPED_AT,
                                 KNOWN_KEYS, LOG_SQRT_2PI, MIN_TREND_POINTS, PRE_UPDATE_TOL, SMOLVLA_MAX_ACTION_DIM,
                                 Z_EXTREME, Finding, RunContext, _Hist, _slope, _streak_start)
 
@@ -109,7 +109,7 @@ def _logprob_above_bound(h: _Hist, ctx: RunContext, found: list[str]) -> Finding
                     + (": the sum most likely ran over the padded dims." if fits else "."))
         fix += (f", and sum over exactly the entries you divide by: the {ctx.action_dim or '?'} real action dims "
                 f"x executed steps x K = {d} entries" + (f", not {padded} padded ones" if padded else ""))
-    return Finding("LOGPROB_ABOVE_BOUND", "error", ev, why, fix + " (invariant 2 of DESIGN.md).")
+    return Finding("LOGPROB_ABOVE_BOUND", "error", ev, why, fix + " (invariant 2 of docs/design.md §5).")
 
 
 def _reduction(h: _Hist, ctx: RunContext) -> tuple[str | None, str]:
@@ -148,7 +148,7 @@ def _dimension_not_scaled(h: _Hist, ctx: RunContext, found: list[str]) -> Findin
     ev = {"D": float(d), "D_ref": float(ref.dim), "sqrt_D_over_D_ref": growth, "sigma_min": lo,
           "sigma_min_scaled": res.values["sigma_min"], "sigma_max_scaled": res.values["sigma_max"],
           "predicted_logratio_std": spread, "predicted_clip_fraction": predicted_clip_fraction(spread, eps)}
-    kl = h.last("training/approx_kl")
+    kl = h.last("ppo/approx_kl")
     rmin, rmax = h.last("ppo/ratio_min"), h.last("ppo/ratio_max")
     if kl is not None and 0 < kl <= 0.5:
         ev["observed_logratio_std"] = math.sqrt(2 * kl)  # sqrt(D) d / sigma = sqrt(2 KL), small steps only
@@ -156,7 +156,7 @@ def _dimension_not_scaled(h: _Hist, ctx: RunContext, found: list[str]) -> Findin
         # past KL ~ 0.5 the (r - 1 - log r) estimate is dominated by a few huge ratios (a real D = 280
         # run logged approx_kl = 7.5e10): read the spread off the ratio extremes instead
         ev["observed_logratio_std"] = max(-math.log(max(rmin, 1e-12)), math.log(max(rmax, 1e-12))) / Z_EXTREME
-    clip = h.last("training/clip_fraction")
+    clip = h.last("ppo/clip_fraction")
     sev = "info" if clip is not None and clip < 0.5 else "warning"
     return Finding("DIMENSION_NOT_SCALED", sev, ev,
                    f"Log-probs are summed ({how}) over D = {d:g} entries, {d / ref.dim:.3g}x the D_ref = {ref.dim} "
@@ -178,7 +178,7 @@ def _noise_collapse(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | No
         return "needs noise/sigma_mean and the sigma bounds"
     if hi - lo <= 1e-9 * hi or sig > lo + 0.05 * (hi - lo):
         return None                             # constant-sigma schedule, or not at the floor
-    ent = h.pts("training/entropy")[-20:]
+    ent = h.pts("ppo/entropy")[-20:]
     change = ent[-1][1] - max(v for _, v in ent) if len(ent) >= 3 else None
     if change is not None and change >= -1e-3:
         return None
@@ -187,7 +187,7 @@ def _noise_collapse(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | No
         ev["entropy_change"] = change
     return Finding("NOISE_COLLAPSE", "warning", ev,
                    f"sigma_mean = {sig:.3g} sits at its floor {lo:.3g}" +
-                   (f" and training/entropy fell by {-change:.3g}" if change is not None else " (entropy not logged)") +
+                   (f" and ppo/entropy fell by {-change:.3g}" if change is not None else " (entropy not logged)") +
                    ": exploration has stopped shrinking only because the bound holds it.",
                    f"Raise sigma_min (e.g. to {min(2 * lo, hi):.3g}) or hold sigma_max before decaying it; "
                    "an entropy bonus (ent_coef) also keeps the head off the floor.")
@@ -212,9 +212,9 @@ def _logprob_clamped(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | N
 
 
 def _clip_saturated(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
-    pts = h.pts("training/clip_fraction")
+    pts = h.pts("ppo/clip_fraction")
     if not pts:
-        return "training/clip_fraction not logged"
+        return "ppo/clip_fraction not logged"
     last = pts[-1][1]
     win = pts[-MIN_TREND_POINTS * 2:]
     slope = _slope(win)[0] if len(win) >= MIN_TREND_POINTS else 0.0
@@ -222,7 +222,7 @@ def _clip_saturated(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | No
     if last < CLIP_SATURATED_AT and not rising:
         return None
     eps = ctx.clip_epsilon
-    ev = {"training/clip_fraction": last, "threshold": CLIP_SATURATED_AT,
+    ev = {"ppo/clip_fraction": last, "threshold": CLIP_SATURATED_AT,
           **h.at(_streak_start(pts, lambda v: v >= (CLIP_SATURATED_AT if not rising else 0.5)), "since_iteration")}
     if rising:
         ev["slope_per_iteration"] = slope
@@ -235,7 +235,7 @@ def _clip_saturated(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | No
             s_est = max(-math.log(rmin), math.log(rmax)) / Z_EXTREME
             fix = f" (from the ratio extremes: lr x{eps / 1.645 / s_est:.3g} for a ~10% clip fraction)"
     return Finding("CLIP_SATURATED", "error" if not rising else "warning", ev,
-                   f"training/clip_fraction = {last:.3g}" + (" and rising" if rising else "") +
+                   f"ppo/clip_fraction = {last:.3g}" + (" and rising" if rising else "") +
                    ": (almost) every sample's ratio is outside [1-eps, 1+eps], so the clipped objective passes no "
                    "gradient through them and PPO's trust region is gone." + step,
                    _upstream(found, "LOGPROB_ABOVE_BOUND", "DIMENSION_NOT_SCALED", "PRE_UPDATE_RATIO") +
@@ -252,7 +252,7 @@ def _ratio_spread(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None
     dev = max(-lmin, lmax)
     if dev <= max(5 * eps, 0.25):
         return None
-    clip = h.last("training/clip_fraction")
+    clip = h.last("ppo/clip_fraction")
     # The extremes are a few samples; the clip fraction measures the bulk. When it is low the step is
     # fine (a healthy quickstart: median 0.11, max 0.23), unless a likelihood moved e^2 = 7x or more.
     if clip is not None and clip < CLIP_FINE_BELOW and dev <= max(20 * eps, 2.0):
@@ -320,9 +320,9 @@ def _grad_clip_saturated(h: _Hist, ctx: RunContext, found: list[str]) -> Finding
 
 
 def _critic_diverging(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
-    norm, vl, ev_pts = h.pts("gradients/critic_norm"), h.pts("losses/value_loss"), h.pts("training/explained_variance")
+    norm, vl, ev_pts = h.pts("gradients/critic_norm"), h.pts("ppo/value_loss"), h.pts("ppo/explained_variance")
     if not (norm or vl or ev_pts):
-        return "no critic metrics (gradients/critic_norm, losses/value_loss, training/explained_variance)"
+        return "no critic metrics (gradients/critic_norm, ppo/value_loss, ppo/explained_variance)"
     mgn = ctx.max_grad_norm_critic or ctx.max_grad_norm
     limit = CRITIC_NORM_FACTOR * mgn if mgn else CRITIC_NORM_ABS
     ev: dict[str, float] = {}
@@ -342,10 +342,10 @@ def _critic_diverging(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | 
     severe = bool(why)
     if len(vl) >= MIN_TREND_POINTS and min(v for _, v in vl[-3:]) > 10 * min(v for _, v in vl[:-3]) > 0 \
             and _slope(vl[-2 * MIN_TREND_POINTS:])[1] > 2.5:
-        ev.update({"losses/value_loss": vl[-1][1], "value_loss_growth": vl[-1][1] / min(v for _, v in vl[:-3])})
+        ev.update({"ppo/value_loss": vl[-1][1], "value_loss_growth": vl[-1][1] / min(v for _, v in vl[:-3])})
         why.append(f"value loss grew x{ev['value_loss_growth']:.3g} from its minimum")
     if ev_pts and h.settled() and max(v for _, v in ev_pts[-3:]) <= 0:
-        ev["training/explained_variance"] = ev_pts[-1][1]
+        ev["ppo/explained_variance"] = ev_pts[-1][1]
         why.append(f"explained variance {ev_pts[-1][1]:.3g} <= 0 (the critic predicts returns no better than "
                    "a constant)")
     if not why:
@@ -372,11 +372,11 @@ def _non_finite(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None |
 
 
 def _reward_declining(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
-    key = "reward/batch_avg" if h.pts("reward/batch_avg") else "reward/episode_return"
+    key = "rollout/reward_mean" if h.pts("rollout/reward_mean") else "rollout/episode_return"
     every = h.pts(key)
     pts = every[-30:]                          # the recent trend: a run may rise, then fall
     if len(pts) < MIN_TREND_POINTS:
-        return f"needs >= {MIN_TREND_POINTS} points of reward/batch_avg or reward/episode_return, have {len(pts)}"
+        return f"needs >= {MIN_TREND_POINTS} points of rollout/reward_mean or rollout/episode_return, have {len(pts)}"
     slope, t = _slope(pts)
     third = max(len(pts) // 3, 1)
     first, last = (sum(v for _, v in p) / len(p) for p in (pts[:third], pts[-third:]))
@@ -393,3 +393,5 @@ def _reward_declining(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | 
 
 
 CHECKS = {c: globals()["_" + c.lower()] for c in CODES[:-1]}
+# which checks judge which algorithm's metrics (``Algorithm.health``), in causal order
+CHECK_SETS = {"ppo": CODES[:-1]}

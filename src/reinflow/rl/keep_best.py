@@ -16,6 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from reinflow import ConfigError
+from reinflow.untrusted import read_json
+
 SELECTION_SEED = 10_000
 HELDOUT_SEED = 20_000
 BEST_DIR = "best"
@@ -38,8 +41,8 @@ class BestKeeper:
         self.info: dict | None = None
         if enabled and (self.dir / "config.json").is_file():  # a resumed run keeps its earlier best
             try:
-                saved = json.loads((self.dir / "config.json").read_text())
-            except (OSError, ValueError, RecursionError):
+                saved = read_json(self.dir / "config.json")
+            except ConfigError:
                 saved = None                                  # unreadable: the next evaluation replaces it
             info = saved.get("best") if isinstance(saved, dict) else None
             if isinstance(info, dict) and isinstance(info.get("success_rate"), (int, float)):
@@ -85,9 +88,42 @@ class BestKeeper:
         self.info["heldout"] = {**{k: evaluation[k] for k in ("success_rate", "return_mean", "episodes")},
                                 "seed": seed}
         path = self.dir / "config.json"
-        cfg = json.loads(path.read_text())
+        cfg = read_json(path)
         cfg["best"] = self.info
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(cfg, indent=2, default=str))
         tmp.replace(path)
         return dict(self.info)
+
+
+class Evaluator:
+    """The trainer's periodic evaluations: every ``eval_every`` iterations and at the last one, a
+    selection evaluation (``selection_seed``) offered to the ``BestKeeper``; at the end, the kept
+    policy re-measured on held-out episodes. ``step`` returns the ``eval/*`` metrics of an
+    iteration (carried forward between evaluations: ``eval/iteration`` says when) and the
+    stochastic-deterministic gap ``rollout/success_gap``."""
+
+    def __init__(self, out: Path, cfg: Any, eval_envs: Any, run_config: dict, device: Any) -> None:
+        self.cfg, self.envs, self.run_config, self.device = cfg, eval_envs, run_config, device
+        self.keeper = BestKeeper(out, cfg.keep_best)
+        self.last: dict | None = None   # the latest selection evaluation
+        self.best: dict | None = None   # the kept policy, with its held-out result (set at the end)
+
+    def step(self, agent: Any, it: int, last: bool, env_steps: int, rollout_success: float | None) -> dict:
+        from reinflow.rl.evaluate import run_episodes
+        cfg, out = self.cfg, {}
+        if last or (cfg.eval_every and it % cfg.eval_every == 0):
+            self.last = {**run_episodes(agent, self.envs, cfg.eval_episodes, seed=selection_seed(cfg.seed)),
+                         "iteration": it}
+            self.keeper.offer(agent, self.last, selection_seed(cfg.seed), it, env_steps, self.run_config)
+            if last and self.keeper.info is not None:  # the number to report: unbiased by selection
+                self.best = self.keeper.measure_heldout(self.envs, cfg.eval_episodes, heldout_seed(cfg.seed), self.device)
+                out.update({"eval/best_iteration": self.best["iteration"], "eval/best_success_rate": self.best["success_rate"],
+                            "eval/heldout_success_rate": self.best["heldout"]["success_rate"]})
+        if self.last is not None:
+            out.update({"eval/success_rate": self.last["success_rate"], "eval/return_mean": self.last["return_mean"],
+                        "eval/iteration": self.last["iteration"]})
+            if self.last["success_rate"] is not None and rollout_success is not None:
+                # How much exploration costs: few successes in the batch means little advantage signal.
+                out["rollout/success_gap"] = self.last["success_rate"] - rollout_success
+        return out

@@ -9,6 +9,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
+from ..frames import FrameSource
 from .model import (
     ARM_JOINTS,
     CTRL_RANGES,
@@ -55,7 +56,7 @@ def ctrl_to_action(ctrl: np.ndarray) -> np.ndarray:
     )
 
 
-class ArmEnv(gym.Env):
+class ArmEnv(gym.Env, FrameSource):
     """SO-100-layout desk arm with a cube; the task (reach / push / pick_lift) is an argument.
 
     Args:
@@ -67,11 +68,14 @@ class ArmEnv(gym.Env):
         control_hz: control rate; physics runs at ``TIMESTEP`` with ``n_substeps`` per step.
         terminate_on_success: end the episode (``terminated=True``) once ``info["success"]``.
         init_noise: uniform noise (rad) added to the home joint pose at reset.
+
+    With cameras it is a ``FrameSource`` (``envs/frames.py``): a ``ChunkWrapper`` renders them
+    only for the observation after a chunk's last step.
     """
 
     # The time limit is part of these tasks (every step costs -1 and time is not observed), so
     # reinflow's GAE treats it as an ending, not a cut to bootstrap through: bootstrapping valued a
-    # 2-decision episode as an endless -1 per step, and the critic diverged (docs/benchmarks.md).
+    # 2-decision episode as an endless -1 per step, and the critic diverged (docs/history.md, 2026-11-25).
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20, "reinflow_truncation": "terminal"}
 
     def __init__(
@@ -188,7 +192,7 @@ class ArmEnv(gym.Env):
         self._hold = 0
         self.episode_index += 1
         info = {"instruction": self.instruction, "success": False}
-        return self._get_obs(), info
+        return self._get_obs(), info  # reset never defers
 
     def step(self, action):
         a = np.asarray(action, dtype=np.float64)
@@ -213,7 +217,7 @@ class ArmEnv(gym.Env):
         reward = float(sum(comps.values()))
         terminated = bool(success and self.terminate_on_success)
         info = {"success": success, "reward_components": comps}
-        return self._get_obs(), reward, terminated, False, info
+        return self._get_obs(self.defer_frames), reward, terminated, False, info
 
     def _state(self) -> np.ndarray:
         cube, tcp, tgt = self._cube_pos, self._tcp_pos, self.target_pos
@@ -223,16 +227,19 @@ class ArmEnv(gym.Env):
              cube - tcp, tgt - cube, tgt - tcp)
         ).astype(np.float32)
 
-    def _get_obs(self):
+    def _get_obs(self, defer: bool = False):
         state = self._state()
         if self.obs_mode == "state":
             return state
+        obs = {"state": state}
+        return obs if defer else self.add_frames(obs)
+
+    def add_frames(self, obs):
+        """``{"state"}`` -> ``{"state", "top", "wrist"}`` rendered now; a state vector as it is."""
+        if self.obs_mode == "state":
+            return obs
         cam = self._camera(self.image_size)
-        return {
-            "state": state,
-            "top": cam.render(self.data, "top"),
-            "wrist": cam.render(self.data, "wrist"),
-        }
+        return {"state": obs["state"], **{c: cam.render(self.data, c) for c in CAMERAS}}
 
     def _camera(self, size):
         renderer = self._renderers.get(size)

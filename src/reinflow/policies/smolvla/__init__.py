@@ -12,12 +12,13 @@ try:
 except ImportError as exc:  # the trainer turns this into "needs the extra: pip install 'reinflow[smolvla]'"
     raise ImportError(f"SmolVLA needs LeRobot with its SmolVLA dependencies ({exc})") from exc
 
-from reinflow.policies.smolvla.build import (  # noqa: E402
-    build_smolvla_policy,
+from reinflow.policies.smolvla.build import build_smolvla_policy, load_smolvla_policy  # noqa: E402
+from reinflow.policies.smolvla.policy import (  # noqa: E402
+    TRAINABLE_SETS,
+    SmolVLAFlowPolicy,
+    SmolVLASettings,
     export_lerobot,
-    load_smolvla_policy,
 )
-from reinflow.policies.smolvla.policy import PRESETS, SmolVLAFlowPolicy, SmolVLASettings  # noqa: E402
 
-__all__ = ["PRESETS", "SmolVLAFlowPolicy", "SmolVLASettings", "build_smolvla_policy", "export_lerobot",
+__all__ = ["TRAINABLE_SETS", "SmolVLAFlowPolicy", "SmolVLASettings", "build_smolvla_policy", "export_lerobot",
            "load_smolvla_policy", "ensure_torchvision"]

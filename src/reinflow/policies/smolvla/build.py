@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +18,12 @@ from reinflow.policies.smolvla.policy import (
     OBS_IMAGES,
     OBS_STATE,
     SmolVLAFlowPolicy,
+    SETTINGS_FILE,
     SmolVLASettings,
     default_state_stats,
 )
 from reinflow.policies.smolvla.tv_shim import ensure_torchvision
 
-SETTINGS_FILE = "reinflow_smolvla.json"
 
 
 def _spaces(observation_space: Any, action_space: Any) -> tuple[int, dict[str, list[int]], np.ndarray, np.ndarray]:
@@ -167,7 +166,10 @@ def load_smolvla_policy(dir_or_config: str | Path | dict) -> SmolVLAFlowPolicy:
     else:
         folder = Path(_resolve(str(dir_or_config)))
         meta = folder / SETTINGS_FILE
-        cfg = json.loads(meta.read_text()) if meta.exists() else {}
+        from reinflow.untrusted import read_json
+        cfg = read_json(meta) if meta.exists() else {}
+        if not isinstance(cfg, dict):
+            raise ConfigError(f"{meta}: expected a JSON object")
         cfg.update(policy_path=str(folder), vlm_path=None)
         if not cfg.get("cameras"):
             raise ConfigError(f"{folder}: no {SETTINGS_FILE} (written by save_extra); build it with "
@@ -185,18 +187,3 @@ def load_smolvla_policy(dir_or_config: str | Path | dict) -> SmolVLAFlowPolicy:
                                 denoise_steps=settings.denoise_steps, trainable=settings.trainable,
                                 instruction=settings.instruction, device=settings.device, stats=settings.stats,
                                 camera_map=settings.camera_map or None, state_dims=settings.state_dims)
-
-
-def export_lerobot(policy: SmolVLAFlowPolicy, directory: str | Path) -> Path:
-    """Write ``directory/lerobot``: LeRobot config + weights + pre/post processors + reinflow settings."""
-    out = Path(directory) / "lerobot"
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = policy.lerobot.config
-    cfg.load_vlm_weights = False  # every weight is in model.safetensors: no backbone download on load
-    policy.lerobot.save_pretrained(out)
-    policy.preprocessor.save_pretrained(out)
-    policy.postprocessor.save_pretrained(out)
-    settings = {**policy.policy_config(), "policy_path": None, "vlm_path": None}
-    settings.pop("type", None)
-    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
-    return out

@@ -16,7 +16,9 @@ The base model is always in eval mode; ``trainable`` picks which parameters PPO 
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,13 +28,17 @@ from torch import nn
 from reinflow import ConfigError
 from reinflow.policies.base import FlowPolicy, VelocityOut
 from reinflow.policies.smolvla import compat
+from reinflow.validate import check_fields
 
 OBS_STATE = "observation.state"
 OBS_IMAGES = "observation.images"
 LANG_TOKENS = "observation.language.tokens"
 LANG_MASK = "observation.language.attention_mask"
 HEAD_MODULES = ("action_in_proj", "action_out_proj", "action_time_mlp_in", "action_time_mlp_out")
-PRESETS = ("heads", "expert", "all")
+TRAINABLE_SETS = ("heads", "expert", "all")
+"""what PPO may update (``--trainable``): action heads, the action expert, or everything"""
+SETTINGS_FILE = "reinflow_smolvla.json"
+"""reinflow's settings beside a LeRobot folder (``export_lerobot``)"""
 
 
 @dataclass
@@ -64,8 +70,9 @@ class SmolVLASettings:
     """check_obs_frame warns when |mean z-score| of a state dim exceeds this"""
 
     def __post_init__(self) -> None:
-        if self.trainable not in PRESETS:
-            raise ConfigError(f"trainable={self.trainable!r}: allowed {', '.join(PRESETS)}")
+        check_fields(self)  # a checkpoint's config.json may come from anywhere
+        if self.trainable not in TRAINABLE_SETS:
+            raise ConfigError(f"trainable={self.trainable!r}: allowed {', '.join(TRAINABLE_SETS)}")
         if self.denoise_steps < 1:
             raise ConfigError(f"denoise_steps={self.denoise_steps}: must be >= 1")
         if (self.vlm_path is None) == (self.policy_path is None):
@@ -147,7 +154,7 @@ class SmolVLAFlowPolicy(FlowPolicy):
         return not self._prefix_trainable
 
     def set_train_mode(self) -> None:
-        self.eval()  # never train mode: same log-prob at rollout and update (DESIGN invariant 1)
+        self.eval()  # never train mode: same log-prob at rollout and update (docs/design.md §5, invariant 1)
 
     def train(self, mode: bool = True) -> "SmolVLAFlowPolicy":
         return super().train(False)
@@ -196,7 +203,7 @@ class SmolVLAFlowPolicy(FlowPolicy):
         return None
 
     def check_obs_frame(self, raw_obs: Any) -> list[str]:
-        """Warnings when observations are far outside the frame the policy's stats expect (DESIGN 5.5)."""
+        """Warnings when observations are far outside the frame the policy's stats expect (docs/design.md §5, invariant 5)."""
         stats = self.state_stats()
         if stats is None or not isinstance(raw_obs, dict) or "state" not in raw_obs:
             return []
@@ -275,7 +282,6 @@ class SmolVLAFlowPolicy(FlowPolicy):
         return {"type": "smolvla", **asdict(self.settings)}
 
     def save_extra(self, directory: str) -> None:
-        from reinflow.policies.smolvla.build import export_lerobot
         export_lerobot(self, directory)
 
     def num_parameters(self) -> dict[str, int]:
@@ -296,3 +302,18 @@ def default_state_stats(low: np.ndarray, high: np.ndarray) -> dict[str, list[flo
     mean = np.where(finite, (hi + lo) / 2.0, 0.0)
     std = np.where(finite, (hi - lo) / 2.0, 1.0)
     return {"mean": [float(v) for v in mean], "std": [float(max(v, 1e-6)) for v in std]}
+
+
+def export_lerobot(policy: "SmolVLAFlowPolicy", directory: str | Path) -> Path:
+    """Write ``directory/lerobot``: LeRobot config + weights + pre/post processors + reinflow settings."""
+    out = Path(directory) / "lerobot"
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = policy.lerobot.config
+    cfg.load_vlm_weights = False  # every weight is in model.safetensors: no backbone download on load
+    policy.lerobot.save_pretrained(out)
+    policy.preprocessor.save_pretrained(out)
+    policy.postprocessor.save_pretrained(out)
+    settings = {**policy.policy_config(), "policy_path": None, "vlm_path": None}
+    settings.pop("type", None)
+    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
+    return out

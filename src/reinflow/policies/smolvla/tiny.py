@@ -11,12 +11,11 @@ them from the config, so nothing is downloaded.
 ``write_tiny_vlm(dir, real_sizes=True)`` writes the public SmolVLM2-500M-Video-Instruct sizes
 instead (used by benchmarks/smolvla_speed.py to build the 450M SmolVLA architecture offline).
 
-CLI: ``reinflow smolvla-tiny DIR`` -> ``cli_main([DIR])``.
+CLI: ``reinflow smolvla-tiny DIR`` (``reinflow.commands.smolvla_tiny``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -122,16 +121,3 @@ def write_tiny_vlm(directory: str | Path, extra_texts: tuple[str, ...] = (), rea
         {"what": "random SmolVLM written by reinflow smolvla-tiny", "real_sizes": real_sizes,
          "text": REAL_TEXT if real_sizes else TINY_TEXT, "vision": vision, "vocab": len(tokenizer)}, indent=2))
     return out
-
-
-def cli_main(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="reinflow smolvla-tiny",
-                                 description="Write a tiny random SmolVLM backbone (offline) for SmolVLA tests. "
-                                             "Train with: reinflow train --policy smolvla --vlm-path DIR")
-    ap.add_argument("dir", help="output folder")
-    ap.add_argument("--text", action="append", default=[], help="extra text to add to the tokenizer vocabulary")
-    from reinflow.cli import parse_argparse
-    args = parse_argparse(ap, argv)
-    out = write_tiny_vlm(args.dir, tuple(args.text))
-    print(f"wrote tiny SmolVLM backbone to {out}")
-    return 0

@@ -1,24 +1,33 @@
-"""The PPO update on stored chains, in the shape of CleanRL's ppo_continuous_action.py.
+"""PPO on the denoising chain (``--algorithm chain-ppo``): rollout -> GAE -> clipped-ratio update.
 
-Ratios come from ``Agent.evaluate`` on the stored chain; with the per_step reduction logp has
-S > 1 columns and every executed step is its own clipped term (advantage shared per chunk).
+The update is in the shape of CleanRL's ppo_continuous_action.py. Ratios come from
+``Agent.evaluate`` on the stored chain; with the per_step reduction logp has S > 1 columns and
+every executed step is its own clipped term (advantage shared per chunk). ``ChainPPO`` is the
+algorithm behind the trainer's seam (``reinflow.rl.algorithms.base``); ``ResidualPPO``
+(residual_ppo.py) is the same algorithm on a wrapped policy.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
-from reinflow import InvariantError
-from reinflow.envs.chunk import NonFiniteError
+from reinflow import ConfigError, InvariantError, NonFiniteError
+from reinflow.constants import PRE_UPDATE_TOL
+from reinflow.flow.chain import check_per_dim_bound
 from reinflow.rl.agent import Agent
-from reinflow.rl.context import index_context
+from reinflow.rl.algorithms.base import Algorithm, Experience
+from reinflow.rl.context import cat_contexts, context_budget_bytes, index_context
 from reinflow.rl.dist import DistInfo, all_reduce, average_gradients
-
-PRE_UPDATE_TOL = 1e-5
+from reinflow.rl.gae import gae, time_limit_as
+from reinflow.rl.rollout import RewardScaler, collect_rollout
+from reinflow.rl.seeding import stream_seed
+from reinflow.rl.trainer_state import load_optimizer
 
 
 @dataclass
@@ -147,14 +156,14 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
                     # Also the ratio after the step: the pre-step clip fraction of the minibatch that
                     # triggers the early stop would hide a blow-up (it reads 0 on the first one).
                     ratio_min, ratio_max = min(ratio_min, float(r2.min())), max(ratio_max, float(r2.max()))
-                    stats.setdefault("training/post_update_clip_fraction", []).append(
+                    stats.setdefault("ppo/post_update_clip_fraction", []).append(
                         float(((r2 - 1).abs() > cfg.clip_epsilon).double().mean()))
                     kl = ((r2 - 1) - lr2).mean().reshape(1)
                     post_kl = float(all_reduce(kl, info)) / info.world_size
                     stop = post_kl > cfg.target_kl
-            for key, val in (("losses/policy_loss", pg_loss.item()), ("losses/value_loss", v_loss.item()),
-                             ("training/entropy", entropy.item()), ("training/approx_kl", approx_kl),
-                             ("training/clip_fraction", clipfrac), ("ppo/logratio_std", lr_std), ("logprob/new_mean", lp.total.mean().item()),
+            for key, val in (("ppo/policy_loss", pg_loss.item()), ("ppo/value_loss", v_loss.item()),
+                             ("ppo/entropy", entropy.item()), ("ppo/approx_kl", approx_kl),
+                             ("ppo/clip_fraction", clipfrac), ("ppo/logratio_std", lr_std), ("logprob/new_mean", lp.total.mean().item()),
                              ("logprob/per_dimension_new", lp.per_dim.mean().item()),
                              ("logprob/per_dimension_max", lp.per_dim.max().item()),
                              ("logprob/clamped_fraction", float(lp.clamped.double().mean())),
@@ -168,9 +177,9 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
             break
     out = {k: float(np.mean(v)) for k, v in stats.items()}
     out["logprob/per_dimension_max"] = float(np.max(stats["logprob/per_dimension_max"]))
-    out.update({"training/advantage_mean": adv_mean, "training/advantage_std": adv_std,
-                "ppo/ratio_min": ratio_min, "ppo/ratio_max": ratio_max, "training/epochs_run": float(epochs_run),
-                "training/post_update_kl": post_kl, "training/kl_early_stop": float(stop)})
+    out.update({"ppo/advantage_mean": adv_mean, "ppo/advantage_std": adv_std,
+                "ppo/ratio_min": ratio_min, "ppo/ratio_max": ratio_max, "ppo/epochs_run": float(epochs_run),
+                "ppo/post_update_kl": post_kl, "ppo/kl_early_stop": float(stop)})
     return out
 
 
@@ -183,3 +192,90 @@ def _w2_to_reference(agent: Agent, ref_policy: torch.nn.Module, obs: Any, chain:
         ref = ref_policy.act(obs, deterministic=True, x0=x0).chain[:, -1]
     m = agent.mask.float()
     return (((cur - ref) ** 2) * m).sum((-1, -2)).mean() / m.sum()
+
+
+def explained_variance(pred: torch.Tensor, target: torch.Tensor) -> float:
+    var = float(target.var())
+    return float("nan") if var == 0 else 1.0 - float((target - pred).var()) / var
+
+
+def lr_factor(cfg: Any, it: int) -> float:
+    """Linear warm-up, then cosine decay to lr_min_frac (or constant)."""
+    if it < cfg.lr_warmup_iters:
+        return (it + 1) / (cfg.lr_warmup_iters + 1)
+    if cfg.lr_schedule == "constant":
+        return 1.0
+    span = max(cfg.iterations - cfg.lr_warmup_iters - 1, 1)
+    frac = min((it - cfg.lr_warmup_iters) / span, 1.0)
+    return cfg.lr_min_frac + (1 - cfg.lr_min_frac) * 0.5 * (1 + math.cos(math.pi * frac))
+
+
+class ChainPPO(Algorithm):
+    """PPO on the whole flow policy's chain: every trainable weight of the policy and the noise head."""
+
+    name = "chain-ppo"
+    health = "ppo"
+
+    def __init__(self, cfg: Any, agent: Agent, info: DistInfo, device: torch.device, truncation: str):
+        super().__init__(cfg, agent, info, device, truncation)
+        self.actor_opt = torch.optim.AdamW(agent.actor_parameters(), lr=cfg.lr_actor, weight_decay=0.0)
+        self.critic_opt = torch.optim.AdamW(agent.critic_parameters(), lr=cfg.lr_critic, weight_decay=0.0)
+        self.scaler = RewardScaler(cfg.parallel_envs * info.world_size, cfg.gamma) if cfg.reward_scaling else None
+        # the W2 regulariser's anchor: the starting policy, frozen
+        self.ref = copy.deepcopy(agent).eval().requires_grad_(False) if cfg.bc_coef > 0 else None
+        self.sigma_lo = agent.sampler.sigma_lo
+
+    def begin_iteration(self, it: int) -> dict[str, float]:
+        cfg = self.cfg
+        lo, hi = cfg.schedule().bounds_at(it, cfg.iterations)
+        self.agent.set_sigma_bounds(lo, hi)
+        self.sigma_lo = lo
+        for opt, base in ((self.actor_opt, cfg.lr_actor), (self.critic_opt, cfg.lr_critic)):
+            for group in opt.param_groups:
+                group["lr"] = base * lr_factor(cfg, it)
+        return {"noise/sigma_lo": lo, "noise/sigma_hi": hi, "lr/actor": self.actor_opt.param_groups[0]["lr"],
+                "lr/critic": self.critic_opt.param_groups[0]["lr"]}
+
+    def collect(self, envs: Any, raw_obs: Any, it: int, generators: list[torch.Generator]) -> tuple[Experience, Any]:
+        cfg, agent = self.cfg, self.agent
+        roll, raw_obs = collect_rollout(envs, agent, raw_obs, cfg.rollout_steps, self.scaler, generators, self.info,
+                                        context_budget_bytes(agent.policy, cfg.context_cache_gib))
+        check_per_dim_bound(float(roll.per_dim.max()), roll.bound, self.sigma_lo, "rollout")
+        metrics = {"logprob/per_dimension": float(roll.per_dim.mean()), "logprob/per_dimension_bound": roll.bound,
+                   "logprob/num_dims": roll.num_dims, "logprob/old_mean": float(roll.logp.sum(-1).mean()),
+                   "noise/sigma_mean": roll.sigma_mean, "rollout/reward_mean": float(roll.raw_rewards.mean()),
+                   "rollout/episodes_dropped": roll.dropped_episodes,
+                   **{f"rollout/reward_{k}": v for k, v in roll.reward_components.items()}}
+        return Experience(env_steps=roll.env_steps, episodes=roll.episodes, metrics=metrics, data=roll), raw_obs
+
+    def update(self, exp: Experience, it: int) -> dict[str, float]:
+        cfg, agent, roll = self.cfg, self.agent, exp.data
+        term, trunc = time_limit_as(roll.terminated, roll.truncated, self.truncation)
+        adv = gae(roll.rewards, roll.values, term, trunc, roll.final_values, roll.last_values, cfg.gamma, cfg.gae_lambda)
+        ctxs = roll.contexts  # frozen encoder: the update reuses the rollout's contexts
+        pre_dev = pre_update_check(agent, roll.obs[0], roll.chains[0], roll.logp[0], ctxs[0] if ctxs else None)
+        batch = Batch(obs=cat_obs(roll.obs), chains=roll.chains.flatten(0, 1), logp=roll.logp.flatten(0, 1),
+                      advantages=adv.advantages.flatten(), returns=adv.returns.flatten(),
+                      values=roll.values.flatten(), weights=roll.valid.flatten().float(),
+                      context=cat_contexts(ctxs) if ctxs else None)
+        roll.contexts = exp.data = None  # the batch holds the one copy
+        gen = torch.Generator().manual_seed(stream_seed(cfg.seed, it, self.info.rank, 2))  # minibatch order
+        actor_on = it >= cfg.critic_warmup_iters
+        upd = ppo_update(agent, self.actor_opt, self.critic_opt, batch, cfg, actor_on, gen, self.ref, self.info)
+        check_per_dim_bound(upd["logprob/per_dimension_max"], roll.bound, self.sigma_lo, "update")
+        return {**upd, "ppo/pre_update_ratio_max_dev": pre_dev, "ppo/context_reused": float(batch.context is not None),
+                "ppo/explained_variance": explained_variance(batch.values, batch.returns),
+                "ppo/actor_updated": float(actor_on)}
+
+    def state_dict(self) -> dict:
+        return {"actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
+                "scaler": self.scaler.state_dict() if self.scaler else None}
+
+    def load_state_dict(self, state: dict) -> None:
+        load_optimizer(self.actor_opt, state.get("actor_opt"), "actor_opt")
+        load_optimizer(self.critic_opt, state.get("critic_opt"), "critic_opt")
+        if self.scaler is not None and state.get("scaler"):
+            held, here = len(state["scaler"]["ret"]), len(self.scaler.ret)
+            if held != here:
+                raise ConfigError(f"trainer state: the reward scaler holds {held} envs, this run has {here}")
+            self.scaler.load_state_dict(state["scaler"])

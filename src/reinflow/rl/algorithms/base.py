@@ -1,0 +1,74 @@
+"""The algorithm seam. The trainer (``reinflow.rl.trainer``) owns the run: config, run folder, envs
+and their seeding, the iteration loop, stopping, evaluation and keep-best, health, logging and
+checkpoints. An algorithm owns how experience is collected and how the agent learns from it, behind
+the small protocol below; each algorithm is one file in this package, registered in ``ALGORITHMS``.
+
+The split follows Stable-Baselines3's ``collect_rollouts``/``train`` and LeRobot's policy/trainer
+division: the loop never branches on the algorithm, so a new one is a file, not an edit of the loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from reinflow.rl.agent import Agent
+from reinflow.rl.dist import DistInfo
+
+
+@dataclass
+class Experience:
+    """What ``Algorithm.collect`` returns. ``env_steps``: env steps this rank took; ``episodes``:
+    the episodes that finished, each ``{"return", "length", "success"}`` (success NaN when the env
+    reports none); ``metrics``: what collection measured (``rollout/*``, ``logprob/*`` ...);
+    ``data``: the payload ``update`` reads (a PPO batch, transitions for a replay buffer)."""
+
+    env_steps: int
+    episodes: list[dict] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    data: Any = None
+
+
+class Algorithm:
+    """One learning algorithm over the shared agent, sampler and envs.
+
+    ``self.agent`` is what the trainer evaluates, keeps in ``best/`` and checkpoints
+    (``model.safetensors``): everything needed to *act* lives in it. What only training needs
+    (optimizers, a replay buffer, Q networks, a reward scaler) is ``state_dict()``, written to the
+    checkpoint's trainer state without pickle (``reinflow.rl.trainer_state``).
+    """
+
+    name: ClassVar[str]
+    """the ``--algorithm`` value"""
+    health: ClassVar[str] = "ppo"
+    """which health checks apply to its metrics (``reinflow.rl.health``)"""
+
+    def __init__(self, cfg: Any, agent: Agent, info: DistInfo, device: torch.device, truncation: str):
+        self.cfg, self.agent, self.info, self.device, self.truncation = cfg, agent, info, device, truncation
+
+    @classmethod
+    def prepare_agent(cls, cfg: Any, agent: Agent) -> Agent:
+        """The agent this algorithm trains, from the one ``rl.build`` made (e.g. a wrapped policy)."""
+        return agent
+
+    def begin_iteration(self, it: int) -> dict[str, float]:
+        """Apply the schedules of iteration ``it`` (learning rates, noise bounds); returns their metrics."""
+        return {}
+
+    def collect(self, envs: Any, raw_obs: Any, it: int, generators: list[torch.Generator]) -> tuple[Experience, Any]:
+        """Step the envs from ``raw_obs``; returns (experience, the raw observation to continue from).
+        ``generators``: one per env, seeded by (seed, iteration, global env index)."""
+        raise NotImplementedError
+
+    def update(self, exp: Experience, it: int) -> dict[str, float]:
+        """Learn from ``exp``; returns the update's metrics."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """Nested dict of tensors, str-keyed dicts, lists, tuples and plain values (no objects)."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore ``state_dict()``; raise ConfigError naming what does not fit this run."""

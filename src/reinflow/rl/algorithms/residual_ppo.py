@@ -1,0 +1,26 @@
+"""Residual PPO (``--algorithm residual-ppo``; the default from a pretrained policy): the same PPO
+on the chain, over a policy whose BC weights are frozen and whose chain mean gets a trained,
+zero-initialised offset r(o) (``reinflow.policies.residual``). Only the agent differs from
+``ChainPPO``; the lr default is larger because a fresh offset net starts from zero
+(``rl.config.LR_ACTOR``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reinflow import ConfigError
+from reinflow.policies.residual import ResidualFlowPolicy
+from reinflow.rl.agent import Agent
+from reinflow.rl.algorithms.ppo import ChainPPO
+
+
+class ResidualPPO(ChainPPO):
+    name = "residual-ppo"
+
+    @classmethod
+    def prepare_agent(cls, cfg: Any, agent: Agent) -> Agent:
+        if not (cfg.policy_path or cfg.vlm_path):
+            raise ConfigError(f"algorithm={cls.name} corrects a pretrained policy: give --policy-path (a BC checkpoint)")
+        if not isinstance(agent.policy, ResidualFlowPolicy):  # a resumed or residual checkpoint already is one
+            agent.policy = ResidualFlowPolicy(agent.policy)     # same dims: mask, basis and heads stay valid
+        return agent

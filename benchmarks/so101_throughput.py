@@ -27,9 +27,8 @@ import torch  # noqa: E402
 from reinflow.envs.factory import build_env, make_vector_env  # noqa: E402
 from reinflow.envs.families import make_expert  # noqa: E402
 from reinflow.envs.so101 import DEFAULT_KWARGS, PICK_PLACE, require_so101  # noqa: E402
-from reinflow.rl.rollout import RewardScaler, collect_rollout  # noqa: E402
 
-from throughput import agent_for, machine  # noqa: E402  (benchmarks/throughput.py)
+from throughput import agent_for, machine, time_rollout  # noqa: E402  (benchmarks/throughput.py)
 
 
 def per_call_ms(fn, seconds: float) -> float:
@@ -77,17 +76,7 @@ def step_parts(seconds: float) -> list[tuple[str, float]]:
 def rollout_speed(n: int, vector: str, seconds: float, chunk: int = 16) -> float:
     envs = make_vector_env(PICK_PLACE, n, chunk, vector, dict(DEFAULT_KWARGS))
     agent = agent_for(int(envs.single_observation_space.shape[0]), int(envs.single_action_space.shape[-1]), chunk)
-    raw, _ = envs.reset(seed=list(range(n)))
-    gens = [torch.Generator().manual_seed(i) for i in range(n)]
-    scaler = RewardScaler(n, 0.99)
-    collect_rollout(envs, agent, raw, 1, scaler, gens)  # warm-up (async workers start)
-    steps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        roll, raw = collect_rollout(envs, agent, raw, 2, scaler, gens)
-        steps += roll.env_steps
-    rate = steps / (time.perf_counter() - t0)
-    envs.close()
-    return rate
+    return time_rollout(envs, agent, n, seconds)
 
 
 def main() -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from reinflow import ConfigError
+from reinflow.envs.families import strip_module
 
 TASKS = {
     "reach": "reinflow/ArmReach-v0",
@@ -73,10 +74,6 @@ SMOLVLA_TASKS = {
 }
 
 
-def _strip_module(env_id: str) -> str:
-    return env_id.split(":", 1)[1] if ":" in env_id else env_id
-
-
 class PolicyKind:
     """The MLP flow policy (``reinflow pretrain``'s flow-matching BC on ``demos.npz``)."""
 
@@ -89,7 +86,7 @@ class PolicyKind:
     loss_keys = ("loss_first_100", "loss_last_100")
 
     def settings(self, env_id: str) -> Settings:
-        return MLP_TASKS.get(_strip_module(env_id), MLP_ANY_ENV)
+        return MLP_TASKS.get(strip_module(env_id), MLP_ANY_ENV)
 
     def env_kwargs(self, env_kw: dict, image_size: list[int]) -> dict:
         """``env_kw`` plus what the policy needs from the env."""
@@ -125,7 +122,7 @@ class SmolVLAKind(PolicyKind):
     loss_keys = ("loss_first", "loss_last")
 
     def settings(self, env_id: str) -> Settings:
-        return SMOLVLA_TASKS.get(_strip_module(env_id), SMOLVLA_TASKS["reinflow/ArmPickLift-v0"])
+        return SMOLVLA_TASKS.get(strip_module(env_id), SMOLVLA_TASKS["reinflow/ArmPickLift-v0"])
 
     def env_kwargs(self, env_kw: dict, image_size: list[int]) -> dict:
         if env_kw.get("obs_mode") == "pixels_state":  # the cameras the VLA reads (resolve_env_kwargs asks for them)

@@ -159,7 +159,7 @@ def pretrain(cfg: PretrainConfig) -> dict:
     gen = torch.Generator().manual_seed(cfg.seed)
     policy = MLPFlowPolicy(MLPPolicyConfig(obs_dim=obs_np.shape[1], action_dim=act_np.shape[2],
                                            chunk_size=cfg.chunk_size, denoise_steps=cfg.denoise_steps,
-                                           hidden=list(cfg.hidden)))
+                                           hidden=list(cfg.hidden), obs_keys=demos.meta.get("obs_keys")))
     policy.set_obs_stats(obs_np.mean(0), obs_np.std(0))
     obs_t = policy.prepare_obs(obs_np)
     act_t = torch.as_tensor(act_np)

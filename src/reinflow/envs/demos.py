@@ -15,6 +15,7 @@ On-disk format (``FORMAT_VERSION = 1``), one directory::
         images_wrist     uint8   [N, H, W, 3]   (idem)
     <out_dir>/meta.json   {"format": "reinflow-demos", "format_version": 1, "env_id",
                            "env_kwargs", "obs_mode", "obs_layout": [[name, size], ...],
+                           "obs_keys": [name, ...] of a flattened Dict observation or null,
                            "obs_dim", "action_dim", "instruction", "episodes", "steps",
                            "episode_success": [bool], "episode_seeds": [int], "seed",
                            "only_success", "action_noise", "attempts", "expert"}
@@ -32,8 +33,12 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from reinflow import ConfigError
+from reinflow.envs.chunk import info_success
 
 FORMAT = "reinflow-demos"
 FORMAT_VERSION = 1
@@ -115,21 +120,17 @@ def record_demos(
     """
     from tqdm.auto import tqdm
 
-    from .arm import OBS_LAYOUT, register_envs
-    from .experts import make_expert
-    from .factory import build_env
+    from .factory import build_env, check_env_id
+    from .families import env_kwargs as with_defaults
+    from .families import family_of, make_expert
 
     if episodes <= 0:
         raise ValueError(f"episodes must be a positive integer, got {episodes}")
-    register_envs()
-    is_arm = env_id.startswith("reinflow/Arm")
-    if obs_mode != "state" and not is_arm:
-        raise ValueError(f"obs_mode={obs_mode!r}: only the built-in arm records camera images in demos; "
-                         f"allowed for {env_id}: state")
-    kwargs = dict(env_kwargs, obs_mode=obs_mode) if is_arm or obs_mode != "state" else dict(env_kwargs)
-    if obs_mode != "state":
-        kwargs["image_size"] = tuple(image_size)
+    check_env_id(env_id)
+    family = family_of(env_id)
+    kwargs = with_defaults(env_id, {**env_kwargs, **family.demo_kwargs(obs_mode, image_size)})
     env = build_env(env_id, kwargs)
+    _check_demo_obs(env_id, env.observation_space, obs_mode)
     teacher = make_expert(env_id, env, kwargs, expert)
     max_attempts = max_attempts or 2 * episodes + 10
     t0 = time.time()
@@ -143,9 +144,11 @@ def record_demos(
         if attempts >= max_attempts:
             env.close()
             bar.close()
-            raise RuntimeError(
-                f"record_demos({env_id!r}): only {len(lengths)}/{episodes} successful episodes "
-                f"after {attempts} attempts; the expert fails too often on this task"
+            # the user's env or expert, not reinflow: one line naming the ways out
+            raise ConfigError(
+                f"expert={teacher.name}: only {len(lengths)}/{episodes} successful episodes of {env_id} "
+                f"after {attempts} attempts; the expert fails too often here (check the env's kwargs and "
+                "time limit, give a better --expert, or keep failures too: --no-only-success)"
             )
         ep_seed = seed + attempts
         attempts += 1
@@ -168,9 +171,10 @@ def record_demos(
             ep["act"].append(action)
             ep["exe"].append(executed)
             ep["rew"].append(reward)
-            ep["suc"].append(bool(info.get("success", False)))
-            success = success or bool(info.get("success", False))
-            has_success = has_success or "success" in info
+            step_ok = info_success(info)
+            ep["suc"].append(bool(step_ok))
+            success = success or bool(step_ok)
+            has_success = has_success or step_ok is not None
             done = terminated or truncated
         n_success += success
         if only_success and has_success and not success:
@@ -203,7 +207,8 @@ def record_demos(
         "env_id": env_id,
         "env_kwargs": {k: (list(v) if isinstance(v, tuple) else v) for k, v in kwargs.items()},
         "obs_mode": obs_mode,
-        "obs_layout": [[name, size] for name, size in OBS_LAYOUT] if is_arm else [["obs", len(buf["obs"][0])]],
+        "obs_layout": family.obs_layout(env),
+        "obs_keys": getattr(env.observation_space, "obs_keys", None),
         "obs_dim": int(arrays["observations"].shape[1]),
         "action_dim": int(arrays["actions"].shape[1]),
         "instruction": instruction,
@@ -234,6 +239,16 @@ def record_demos(
         "mean_length": float(np.mean(lengths)),
         "seconds": time.time() - t0,
     }
+
+
+def _check_demo_obs(env_id: str, space: Any, obs_mode: str) -> None:
+    """Demos store a state vector per step: a Box, or a camera Dict's ``state`` (pixels_state)."""
+    import gymnasium as gym
+
+    from .flatten import not_a_vector
+    if obs_mode == "state" and not isinstance(space, gym.spaces.Box):
+        raise ConfigError(f"env={env_id!r}: its observations cannot be recorded as one state vector "
+                          f"({not_a_vector(space)})")
 
 
 def _fail(path: Path, fld: str, expected: str, got: str) -> ValueError:

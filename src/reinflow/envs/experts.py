@@ -1,5 +1,6 @@
-"""Experts that record demonstrations: chosen automatically for the built-in arm and MetaWorld ids,
-or any ``module:callable`` the user brings (``reinflow demos --expert my_pkg.experts:policy``).
+"""Experts that record demonstrations: an env family's built-in one (the arm's, MetaWorld's and
+SO-101's, chosen from the id by ``envs/families.py``), or any ``module:callable`` the user brings
+(``reinflow demos --expert my_pkg.experts:policy``).
 
 A user expert is one of:
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import warnings
 from typing import Any, Callable
 
 import gymnasium as gym
@@ -26,7 +26,6 @@ import numpy as np
 
 from reinflow import ConfigError
 from reinflow.envs.chunk import action_affine
-from reinflow.envs.metaworld import is_metaworld, policy_map
 
 
 class CallableExpert:
@@ -81,34 +80,16 @@ def load_expert(spec: str, env: gym.Env) -> CallableExpert:
                            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         except (TypeError, ValueError):
             init_params = []
-        obj = obj(env) if init_params else obj()
-        fn = next((getattr(obj, m) for m in ("get_action", "act") if callable(getattr(obj, m, None))), obj)
-        if not callable(fn):
-            raise ConfigError(f"expert={spec!r}: instances need get_action(obs), act(obs) or __call__(obs)")
-        return CallableExpert(fn, env, _first_param(fn) == "env", getattr(obj, "reset", None), spec)
+        return wrap_instance(obj(env) if init_params else obj(), env, spec)
     if not callable(obj):
         raise ConfigError(f"expert={spec!r}: {attr!r} is a {type(obj).__name__}, not a callable")
     return CallableExpert(obj, env, _first_param(obj) == "env", None, spec)
 
 
-def make_expert(env_id: str, env: gym.Env, env_kwargs: dict | None = None, spec: str | None = None):
-    """The expert for ``env``: ``spec`` if given, else the built-in one for arm and MetaWorld ids.
-    Returns an object with ``reset()``, ``act(obs)`` (normalised action) and ``name``."""
-    if spec:
-        return load_expert(spec, env)
-    if is_metaworld(env_id):
-        name = (env_kwargs or {}).get("env_name")
-        policies = policy_map()
-        if name not in policies:
-            raise ConfigError(f"env_kwargs env_name={name!r}: MetaWorld has no scripted policy for it "
-                              f"(it has {len(policies)}, e.g. {', '.join(sorted(policies)[:4])})")
-        # Its policies warn on every step that their gains exceed [-1, 1]; the action is clipped anyway.
-        warnings.filterwarnings("ignore", message="Constant\\(s\\) may be too high", module="metaworld")
-        return CallableExpert(policies[name]().get_action, env, name=f"metaworld.policies.ENV_POLICY_MAP[{name!r}]")
-    if env_id.startswith("reinflow/Arm"):
-        from reinflow.envs.arm.expert import Expert
-        expert = Expert(env)
-        expert.name = "reinflow.envs.arm.expert.Expert"
-        return expert
-    raise ConfigError(f"env={env_id!r}: no built-in expert for it (built-in: reinflow/Arm*, MetaWorld); "
-                      "pass --expert module:callable, a function obs -> action (or env -> action)")
+def wrap_instance(obj: Any, env: gym.Env, name: str) -> CallableExpert:
+    """An expert instance (``get_action(obs)``, ``act(obs)`` or ``__call__(obs)``, optional ``reset()``)
+    as a ``CallableExpert``: its actions, in the env's units, come out normalised."""
+    fn = next((getattr(obj, m) for m in ("get_action", "act") if callable(getattr(obj, m, None))), obj)
+    if not callable(fn):
+        raise ConfigError(f"expert={name!r}: instances need get_action(obs), act(obs) or __call__(obs)")
+    return CallableExpert(fn, env, _first_param(fn) == "env", getattr(obj, "reset", None), name)

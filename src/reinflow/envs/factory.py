@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any, Callable
 
@@ -12,7 +11,9 @@ from gymnasium.vector import AutoresetMode
 import reinflow.envs  # noqa: F401  (registers the built-in tasks)
 from reinflow import ConfigError
 from reinflow.envs.chunk import ChunkWrapper
-from reinflow.envs.metaworld import base_id, is_metaworld, make_metaworld, require_metaworld
+from reinflow.envs.families import env_kwargs as with_defaults
+from reinflow.envs.families import family_of, strip_module
+from reinflow.envs.flatten import flatten_dict_obs
 
 
 def set_headless_gl() -> None:
@@ -24,42 +25,31 @@ def set_headless_gl() -> None:
 
 
 def check_env_id(env_id: str, allow_import: bool = True, source: str | None = None) -> None:
-    """Clear error for an unknown id (gymnasium's own message is a traceback deep inside).
+    """Clear error for an unknown id (gymnasium's own message is a traceback deep inside). The env's
+    family imports what registers it (``envs/families.py``).
 
-    ``allow_import=True`` (an id typed on the command line): ``module:EnvId`` imports ``module``
-    first (how custom envs register themselves). ``allow_import=False`` (an id read from a file: a
-    run's config.json, a checkpoint, a ``--config`` file; ``source`` names it): the id is data, so
-    nothing is imported for it (a stored ``"evilmod:Env-v0"`` would run ``evilmod``); a ``module:``
-    part is refused, naming the flag that allows it. Built-in families (reinflow/, MetaWorld) need
-    no import of the user's and work either way."""
-    if is_metaworld(env_id):
-        require_metaworld()  # registers Meta-World/*, with or without the metaworld: prefix
-        env_id = base_id(env_id)
-    if ":" in env_id:
-        module, _, name = env_id.partition(":")
-        if not allow_import:
-            raise ConfigError(f"env={env_id!r}" + (f" (from {source})" if source else "") + f": names a module to "
-                              f"import ({module!r}); reinflow never imports code named by a file: give "
-                              f"--env {env_id} on the command line to import it")
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            raise ConfigError(f"env={env_id!r}: cannot import module {module!r} ({exc})") from None
-        env_id = name
-    if env_id not in gym.registry:
-        close = [k for k in gym.registry if env_id.lower().split("-")[0].split("/")[-1] in k.lower()][:5]
-        hint = f" (did you mean: {', '.join(close)})" if close else " (e.g. Pendulum-v1, Hopper-v5, reinflow/ArmReach-v0)"
-        raise ConfigError(f"env={env_id!r}: not a registered gymnasium id{hint}")
+    ``allow_import=True`` (an id typed on the command line): ``module:EnvId`` imports ``module``, an
+    unregistered ``namespace/EnvId`` imports ``namespace`` when that is a module. ``allow_import=False``
+    (an id read from a file: a run's config.json, a checkpoint, a ``--config`` file; ``source`` names
+    it): the id is data, so nothing it names is imported (a stored ``"evilmod:Env-v0"`` would run
+    ``evilmod``); a ``module:`` part is refused, naming the flag that allows it. Built-in families
+    (reinflow/, MetaWorld, SO-101) import only their own package and work either way."""
+    family_of(env_id).require(env_id, allow_import, source)
+    name = strip_module(env_id)
+    if name not in gym.registry:
+        namespace = name.split("/")[0] + "/" if "/" in name else None
+        close = [k for k in gym.registry if namespace and k.startswith(namespace)][:5] or \
+            [k for k in gym.registry if name.lower().split("-")[0].split("/")[-1] in k.lower()][:5]
+        hint = f"did you mean: {', '.join(close)}" if close else "e.g. Pendulum-v1, Hopper-v5, reinflow/ArmReach-v0"
+        raise ConfigError(f"env={env_id!r}: not a registered gymnasium id ({hint}); an env that registers "
+                          "itself on import: give its module too, as module:EnvId (e.g. my_pkg:MyEnv-v0)")
 
 
 def build_env(env_id: str, env_kwargs: dict | None) -> gym.Env:
-    """``gymnasium.make`` with a clear error, and MetaWorld's extras (``envs/metaworld.py``)."""
-    if is_metaworld(env_id):
-        return make_metaworld(env_id, env_kwargs)
-    try:
-        return gym.make(env_id, **(env_kwargs or {}))
-    except (gym.error.Error, TypeError, ValueError) as exc:  # envs reject bad kwarg values with ValueError
-        raise ConfigError(f"env={env_id!r}: gymnasium could not build it with env_kwargs={env_kwargs}: {exc}") from None
+    """One env of ``env_id``'s family (``gymnasium.make``, MetaWorld's extras, ...) with the family's
+    recommended kwargs under ``env_kwargs``; a Dict of Box observations arrives as one vector
+    (``envs/flatten.py``)."""
+    return flatten_dict_obs(family_of(env_id).make(env_id, with_defaults(env_id, env_kwargs)))
 
 
 def make_env(env_id: str, act_steps: int, env_index: int = 0, env_kwargs: dict | None = None,

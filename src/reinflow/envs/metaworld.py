@@ -43,10 +43,6 @@ def base_id(env_id: str) -> str:
     return env_id.split(":", 1)[1] if ":" in env_id else env_id
 
 
-def is_metaworld(env_id: str) -> bool:
-    return base_id(env_id).startswith("Meta-World/")
-
-
 def require_metaworld() -> Any:
     """Import metaworld (which registers the ``Meta-World/...`` ids) or end with how to install it."""
     try:

@@ -50,6 +50,8 @@ class MLPPolicyConfig:
     """'forward' (t 0->1, ReinFlow) or 'reverse' (t 1->0, LeRobot)"""
     parametrization: Literal["action", "velocity"] = "action"
     """network output: the clean chunk a_hat (v derived from it) or the velocity itself"""
+    obs_keys: list[str] | None = None
+    """a Dict observation's keys in the order they were concatenated (envs/flatten.py); None: a vector"""
 
     def __post_init__(self) -> None:
         check_fields(self)  # a checkpoint's config.json may come from anywhere

@@ -11,7 +11,9 @@ import numpy as np
 
 from reinflow import ConfigError
 from reinflow.envs.factory import build_env
-from reinflow.envs.metaworld import is_metaworld
+from reinflow.envs.families import env_kwargs as with_defaults
+from reinflow.envs.families import family_of
+from reinflow.envs.flatten import not_a_vector
 from reinflow.policies import base_policy_config
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
 from reinflow.rl.agent import Agent, SamplerConfig
@@ -24,7 +26,8 @@ def env_kwargs(cfg: TrainConfig) -> dict:
 
 
 def resolve_env_kwargs(text: str | None, env_id: str, policy_type: str) -> dict:
-    """The JSON ``env_kwargs`` string, plus what the policy type needs from a built-in env."""
+    """The JSON ``env_kwargs`` string over the env family's recommended kwargs, plus what a camera
+    policy needs from the family (``envs/families.py``)."""
     kw = {}
     if text:
         from reinflow.untrusted import parse_json  # bounded depth and numbers: the text may come from a file
@@ -34,8 +37,10 @@ def resolve_env_kwargs(text: str | None, env_id: str, policy_type: str) -> dict:
             raise ConfigError(f"env_kwargs={text[:60]!r}: not valid JSON ({str(exc).partition(': ')[2]})") from None
         if not isinstance(kw, dict):
             raise ConfigError(f"env_kwargs={text!r}: must be a JSON object")
-    if policy_type == "smolvla" and (env_id.startswith("reinflow/Arm") or is_metaworld(env_id)):
-        kw.setdefault("obs_mode", "pixels_state")  # the VLA needs the cameras
+    kw = with_defaults(env_id, kw)
+    if policy_type == "smolvla":
+        for key, val in family_of(env_id).camera_kwargs(env_id).items():
+            kw.setdefault(key, val)  # the VLA needs the cameras
     return kw
 
 
@@ -75,6 +80,10 @@ def _build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -
         if obs_dim is not None and isinstance(obs_space, gym.spaces.Box) and obs_dim != int(np.prod(obs_space.shape)):
             raise ConfigError(f"policy_path={cfg.policy_path}: checkpoint obs_dim={obs_dim} but env {cfg.env} "
                               f"observations have {int(np.prod(obs_space.shape))} values")
+        keys, env_keys = pcfg.get("obs_keys"), getattr(obs_space, "obs_keys", None)
+        if keys and keys != env_keys:
+            raise ConfigError(f"policy_path={cfg.policy_path}: checkpoint observation keys {keys} but env {cfg.env} "
+                              f"gives {env_keys}; use the env (and env_kwargs) it was trained on")
         sampler = asdict(sampler_config(cfg, chunk, lo, hi))
         overrides = {"denoise_steps": cfg.denoise_steps} if cfg.denoise_steps else {}
         agent, _, _ = load_agent(ck, sampler_overrides=sampler, policy_overrides=overrides)
@@ -83,11 +92,11 @@ def _build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -
     chunk = cfg.chunk_size or 8
     sampler = sampler_config(cfg, chunk, lo, hi)  # validates act_steps before any model is built
     if not isinstance(obs_space, gym.spaces.Box):
-        raise ConfigError(f"env={cfg.env!r}: the MLP policy needs a Box (vector) observation space, "
-                          f"got {type(obs_space).__name__}")
+        raise ConfigError(f"env={cfg.env!r}: the MLP policy needs a vector observation, the env's is not one "
+                          f"({not_a_vector(obs_space)})")
     policy = MLPFlowPolicy(MLPPolicyConfig(obs_dim=int(np.prod(obs_space.shape)), action_dim=action_dim,
                                            chunk_size=chunk, denoise_steps=cfg.denoise_steps or 1,
-                                           hidden=list(cfg.hidden)))
+                                           hidden=list(cfg.hidden), obs_keys=getattr(obs_space, "obs_keys", None)))
     return Agent(policy, sampler, critic_shares_features=cfg.critic_shares_features)
 
 

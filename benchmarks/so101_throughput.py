@@ -1,0 +1,105 @@
+"""Where the SO-101 env's time goes, and the reinflow rollout's env steps/s (docs/so101.md).
+
+  python benchmarks/so101_throughput.py [--seconds 5] [--envs 1 10] [--repeats 2]
+
+Table 1: one env step of lerobot_env_so101/SO101PickPlace-v0 (the recommended kwargs, random
+actions) split into its parts, each timed on its own: the physics (control_dt / physics_dt = 50
+mj_step calls), the package's position IK (``solve_ik``, called as ``apply_action`` calls it), the
+front-camera render that ``image_obs=True`` adds to every step, and the scripted expert's
+``act`` (demos only). Table 2: the reinflow rollout (``collect_rollout``: MLP flow policy, chunk 16
+executed open loop, ``make_vector_env``) against the bare loop, sync and async.
+Prints markdown; the machine line (with its load) comes first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+import mujoco  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from reinflow.envs.factory import build_env, make_vector_env  # noqa: E402
+from reinflow.envs.families import make_expert  # noqa: E402
+from reinflow.envs.so101 import DEFAULT_KWARGS, PICK_PLACE, require_so101  # noqa: E402
+
+from throughput import agent_for, machine, time_rollout  # noqa: E402  (benchmarks/throughput.py)
+
+
+def per_call_ms(fn, seconds: float) -> float:
+    fn()  # warm-up: a renderer's GL context, first-call caches
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fn()
+        n += 1
+    return 1e3 * (time.perf_counter() - t0) / n
+
+
+def step_parts(seconds: float) -> list[tuple[str, float]]:
+    require_so101()
+    from lerobot_env_so101.ik_control import solve_ik
+    env = build_env(PICK_PLACE, dict(DEFAULT_KWARGS))
+    sim = env.unwrapped
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+
+    def step() -> None:
+        a = rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32)
+        if any(env.step(a)[2:4]):
+            env.reset()
+
+    full = per_call_ms(step, seconds)
+    model, data = sim.model, mujoco.MjData(sim.model)
+    data.qpos[:], data.qvel[:], data.ctrl[:] = sim.data.qpos, sim.data.qvel, sim.data.ctrl
+    physics = per_call_ms(lambda: [mujoco.mj_step(model, data) for _ in range(sim._n_substeps)], seconds)
+    ik_args = dict(model=sim.model, data=sim.data, site_id=sim._ee_site_id, dof_ids=sim._arm_dof_ids,
+                   target_pos=sim.ik_point_pos + 0.01, ik_method="levenberg_marquardt", ik_damping=0.1,
+                   ik_iterations=20, point_offset=sim._ik_point_offset, approach_axis=0)
+    ik = per_call_ms(lambda: solve_ik(seed_q=sim._top_down_seed(), **ik_args), seconds)
+    expert = make_expert(PICK_PLACE, env, dict(DEFAULT_KWARGS))
+    act = per_call_ms(lambda: expert.act(None), seconds)
+    env.close()
+    cam = build_env(PICK_PLACE, dict(DEFAULT_KWARGS, image_obs=True))
+    cam.reset(seed=0)
+    render = per_call_ms(cam.unwrapped.render, seconds)
+    cam.close()
+    return [("whole env.step (image_obs off)", full), (f"physics: {sim._n_substeps} x mj_step", physics),
+            ("position IK (solve_ik, 20 LM iterations)", ik), ("front camera render (image_obs on, every step)", render),
+            ("scripted expert act (demos only)", act)]
+
+
+def rollout_speed(n: int, vector: str, seconds: float, chunk: int = 16) -> float:
+    envs = make_vector_env(PICK_PLACE, n, chunk, vector, dict(DEFAULT_KWARGS))
+    agent = agent_for(int(envs.single_observation_space.shape[0]), int(envs.single_action_space.shape[-1]), chunk)
+    return time_rollout(envs, agent, n, seconds)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--envs", type=int, nargs="+", default=[1, 10])
+    ap.add_argument("--repeats", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    print(machine() + "\n")
+    parts = step_parts(args.seconds)
+    full = parts[0][1]
+    print(f"| {PICK_PLACE}, one env step | ms | share of env.step | steps/s alone |")
+    print("| --- | ---: | ---: | ---: |")
+    for name, ms in parts:
+        print(f"| {name} | {ms:.2f} | {ms / full:.0%} | {1e3 / ms:,.0f} |", flush=True)
+    print(f"\n| reinflow rollout, chunk 16, {PICK_PLACE} | envs | vector | env steps/s | vs one bare env.step |")
+    print("| --- | ---: | --- | ---: | ---: |")
+    for n in args.envs:
+        for vector in ("sync", "async"):
+            rate = max(rollout_speed(n, vector, args.seconds) for _ in range(args.repeats))
+            print(f"| MLP flow policy | {n} | {vector} | {rate:,.0f} | {rate * full / 1e3:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

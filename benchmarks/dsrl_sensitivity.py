@@ -15,7 +15,6 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np
 import torch
 
 from reinflow.envs.factory import make_vector_env, set_headless_gl

@@ -82,6 +82,15 @@ def stat(xs: list[float]) -> tuple[float, float, list[float]]:
     return float(np.mean(xs)), float(np.std(xs)), list(xs)
 
 
+def before_after(ax, rows: list[dict], before: str, after: str, title: str) -> None:
+    """BC against residual-ppo per task, over the seeds of ``rows`` (one row per task and seed)."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    bars(ax, tasks, {
+        "BC": [stat([100 * r[before] for r in rows if r["task"] == t]) for t in tasks],
+        "residual-ppo": [stat([100 * r[after] for r in rows if r["task"] == t]) for t in tasks]},
+        "", title)
+
+
 def what_learns(plt, out: Path) -> Path:
     """Section 1: arm (arm_2m_heldout.jsonl), MetaWorld (metaworld_success_ends_2m.jsonl), SmolVLA (smolvla_quickstart.jsonl)."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8), gridspec_kw={"width_ratios": [3, 2, 2]})
@@ -91,18 +100,11 @@ def what_learns(plt, out: Path) -> Path:
         "BC": [stat([100 * next(r["bc_heldout"] for r in arm if r["task"] == t)]) for t in tasks],
         "residual-ppo": [stat([100 * r["heldout"] for r in arm if r["task"] == t]) for t in tasks]},
         "success % (100 held-out episodes)", "built-in arm, 3 seeds, 2 M env steps")
-    mw = jsonl("metaworld_success_ends_2m.jsonl")
-    tasks = list(dict.fromkeys(r["task"] for r in mw))
-    bars(axes[1], tasks, {
-        "BC": [stat([100 * r["success_before"] for r in mw if r["task"] == t]) for t in tasks],
-        "residual-ppo": [stat([100 * r["success_after"] for r in mw if r["task"] == t]) for t in tasks]},
-        "", "MetaWorld, 3 seeds, <= 2 M env steps")
+    before_after(axes[1], jsonl("metaworld_success_ends_2m.jsonl"), "success_before", "success_after",
+                 "MetaWorld, 3 seeds, <= 2 M env steps")
     vla = jsonl("smolvla_quickstart.jsonl")
-    tasks = list(dict.fromkeys(r["task"] for r in vla))
-    bars(axes[2], tasks, {
-        "BC": [stat([100 * r["before"] for r in vla if r["task"] == t]) for t in tasks],
-        "residual-ppo": [stat([100 * r["after"] for r in vla if r["task"] == t]) for t in tasks]},
-        "", f"SmolVLA (tiny), quickstart, {len(vla) // max(len(tasks), 1)} seeds")
+    before_after(axes[2], vla, "before", "after",
+                 f"SmolVLA (tiny), quickstart, {len(vla) // max(len({r['task'] for r in vla}), 1)} seeds")
     for ax in axes:
         ax.set_ylim(0, 105)
     return save(fig, out / "what_learns.png")

@@ -35,13 +35,9 @@ import gymnasium as gym
 
 from reinflow import ConfigError
 from reinflow.envs import metaworld as mw
+from reinflow.envs.metaworld import base_id as strip_module  # module:Name-v0 -> Name-v0, for every family
 from reinflow.envs import so101
 from reinflow.envs.experts import load_expert, wrap_instance
-
-
-def strip_module(env_id: str) -> str:
-    """``module:Name-v0`` -> ``Name-v0`` (the id gymnasium registers)."""
-    return env_id.split(":", 1)[1] if ":" in env_id else env_id
 
 
 class EnvFamily:

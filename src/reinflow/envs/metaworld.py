@@ -39,7 +39,8 @@ OWN_KWARGS = ("obs_mode", "image_size", "cameras", "terminate_on_success")
 
 
 def base_id(env_id: str) -> str:
-    """``metaworld:Meta-World/MT1`` -> ``Meta-World/MT1`` (the id gymnasium knows)."""
+    """``metaworld:Meta-World/MT1`` -> ``Meta-World/MT1``: any ``module:Name`` -> the id gymnasium knows
+    (also ``families.strip_module``)."""
     return env_id.split(":", 1)[1] if ":" in env_id else env_id
 
 

@@ -123,13 +123,17 @@ def _noise(sigma: torch.Tensor, eps: torch.Tensor, basis: torch.Tensor | None) -
 
 
 def randn(shape: tuple[int, ...], generator: Any, device: torch.device) -> torch.Tensor:
-    """Standard normal noise; ``generator`` may be one generator or one per batch row (then each
-    env's noise stream is independent of how envs are split over processes)."""
+    """Standard normal noise [shape] on ``device``; ``generator`` may be None, one generator or one
+    per batch row (then each env's noise stream is independent of how envs are split over processes).
+    Drawn on each generator's own device, then moved: a CPU generator (the trainer's per-env streams)
+    gives the same numbers whatever device the agent is on."""
     if isinstance(generator, (list, tuple)):
         if len(generator) != shape[0]:
             raise ValueError(f"{len(generator)} generators for a batch of {shape[0]}")
-        return torch.stack([torch.randn(shape[1:], generator=g) for g in generator]).to(device)
-    return torch.randn(shape, generator=generator, device=device)
+        return torch.stack([torch.randn(shape[1:], generator=g, device=g.device) for g in generator]).to(device)
+    if generator is None:
+        return torch.randn(shape, device=device)
+    return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
 def sample_chain(policy: FlowPolicy, head: NoiseHead, ctx: Any, batch: int, mask: torch.Tensor,
@@ -153,7 +157,7 @@ def sample_chain(policy: FlowPolicy, head: NoiseHead, ctx: Any, batch: int, mask
         sigmas.append(sigma)
     chain = torch.stack(xs, dim=1)
     lp = None if deterministic else _reduce(chain, mus, sigmas, mask, reduction, logprob_clamp,
-                                            float(head.sigma_lo), basis)
+                                            head.bounds[0], basis)
     return ChainSample(chain=chain, action=x[..., : policy.action_dim], logprob=lp)
 
 
@@ -168,7 +172,7 @@ def chain_log_prob(policy: FlowPolicy, head: NoiseHead, ctx: Any, chain: torch.T
         mu, sigma = transition(policy, head, chain[:, k], k, ctx, basis)
         mus.append(mu)
         sigmas.append(sigma)
-    return _reduce(chain, mus, sigmas, mask, reduction, logprob_clamp, float(head.sigma_lo), basis)
+    return _reduce(chain, mus, sigmas, mask, reduction, logprob_clamp, head.bounds[0], basis)
 
 
 def _reduce(chain: torch.Tensor, mus: list[torch.Tensor], sigmas: list[torch.Tensor],

@@ -95,10 +95,18 @@ class NoiseHead(nn.Module):
         self.net = nn.Sequential(*layers, last)
         self.register_buffer("sigma_lo", torch.tensor(float(sigma_lo)))
         self.register_buffer("sigma_hi", torch.tensor(float(sigma_hi)))
+        # host copies of the two buffers: reading a GPU buffer with float() would sync the device on
+        # every denoising transition; refreshed by set_bounds and after load_state_dict
+        self.bounds = (float(sigma_lo), float(sigma_hi))
+        self.register_load_state_dict_post_hook(lambda m, _keys: m._refresh_bounds())
+
+    def _refresh_bounds(self) -> None:
+        self.bounds = (float(self.sigma_lo), float(self.sigma_hi))
 
     def set_bounds(self, lo: float, hi: float) -> None:
         self.sigma_lo.fill_(lo)
         self.sigma_hi.fill_(hi)
+        self.bounds = (float(lo), float(hi))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         batch = features.shape[0]
@@ -106,7 +114,7 @@ class NoiseHead(nn.Module):
             return self.sigma_hi.expand(batch, self.chunk_size, self.action_dim)
         z = self.net(features)
         z = z.reshape(batch, self.chunk_size, self.action_dim)
-        return bounded_sigma(z, float(self.sigma_lo), float(self.sigma_hi))
+        return bounded_sigma(z, *self.bounds)
 
 
 def bounded_sigma(z: torch.Tensor, sigma_lo: float, sigma_hi: float) -> torch.Tensor:

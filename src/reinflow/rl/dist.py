@@ -121,7 +121,7 @@ def reduce_metrics(metrics: dict, info: DistInfo) -> dict:
         return metrics
     keys = sorted(metrics)
     vals = torch.tensor([float(metrics[k]) if isinstance(metrics[k], (int, float)) and metrics[k] is not None
-                         else float("nan") for k in keys], dtype=torch.float64)
+                         else float("nan") for k in keys], dtype=torch.float64, device="cpu")  # host numbers
     present = (~torch.isnan(vals)).double()
     total = all_reduce(torch.nan_to_num(vals), info)
     count = all_reduce(present, info)

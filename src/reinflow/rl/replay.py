@@ -26,6 +26,7 @@ class ReplayBuffer:
         if capacity < 1:
             raise ConfigError(f"dsrl_buffer_size={capacity}: must be >= 1")
         self.capacity, self.fields = int(capacity), {k: tuple(v) for k, v in fields.items()}
+        self.device = torch.device(device)
         self.data = {k: torch.zeros((self.capacity, *shape), device=device) for k, shape in self.fields.items()}
         self.pos = 0       # next row to write
         self.size = 0      # rows filled
@@ -39,7 +40,7 @@ class ReplayBuffer:
         if set(rows) != set(self.fields):
             raise ValueError(f"replay rows have fields {sorted(rows)}, the buffer {sorted(self.fields)}")
         n = next(iter(rows.values())).shape[0]
-        idx = (self.pos + torch.arange(n)) % self.capacity
+        idx = (self.pos + torch.arange(n, device=self.device)) % self.capacity
         for k, v in rows.items():
             if tuple(v.shape) != (n, *self.fields[k]):
                 raise ValueError(f"replay field {k}: got shape {tuple(v.shape)}, expected {(n, *self.fields[k])}")
@@ -52,8 +53,10 @@ class ReplayBuffer:
         """``batch`` rows drawn uniformly with replacement; every field [batch, *shape]."""
         if self.size == 0:
             raise ValueError("sample from an empty replay buffer")
-        idx = torch.randint(0, self.size, (batch,), generator=generator)
-        return {k: v[idx.to(v.device)] for k, v in self.data.items()}
+        # drawn on the generator's device (a CPU generator gives the same rows on any device), then moved
+        idx = torch.randint(0, self.size, (batch,), generator=generator,
+                            device=generator.device if generator is not None else self.device).to(self.device)
+        return {k: v[idx] for k, v in self.data.items()}
 
     # --- resume: only the filled rows are written ---------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -99,9 +99,9 @@ def _scale(scaler: RewardScaler, reward: np.ndarray, done: np.ndarray, info: Dis
     """Every rank updates the same scaler with all ranks' rewards, then scales its own slice."""
     if not info.enabled:
         return scaler(reward, done)
-    n = len(reward)
-    r_all = all_gather_1d(torch.as_tensor(reward, dtype=torch.float64), info).numpy()
-    d_all = all_gather_1d(torch.as_tensor(done, dtype=torch.float64), info).numpy() > 0.5
+    n = len(reward)  # host numbers (the scaler is numpy): deliberately on the CPU
+    r_all = all_gather_1d(torch.as_tensor(reward, dtype=torch.float64, device="cpu"), info).numpy()
+    d_all = all_gather_1d(torch.as_tensor(done, dtype=torch.float64, device="cpu"), info).numpy() > 0.5
     return scaler(r_all, d_all)[info.rank * n:(info.rank + 1) * n]
 
 
@@ -116,10 +116,11 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
     dist_info = dist_info or DistInfo()
     n = envs.num_envs
     policy = agent.policy
+    dev = agent.mask.device  # every tensor of the rollout lives where the agent does (GAE and PPO mix them)
     obs_l, chains, logps, values, rews, raws, terms, truncs, finals = [], [], [], [], [], [], [], [], []
     per_dims, sigmas, episodes, comps = [], [], [], {}
     env_steps, successes = 0, []
-    valid = torch.ones(steps, n, dtype=torch.bool)
+    valid = np.ones((steps, n), dtype=bool)
     ep_start = np.zeros(n, dtype=int)  # row where each env's current episode began in this rollout
     dropped = 0
     res = None
@@ -131,12 +132,12 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
         act = policy.postprocess_action(res.action[:, : agent.sampler.act_steps]).cpu().numpy()
         raw_obs, reward, term, trunc, infos = envs.step(act)
         done = term | trunc
-        final_v = torch.zeros(n)
+        final_v = torch.zeros(n, device=dev)
         if trunc.any() and "final_obs" in infos:
             idx = np.nonzero(trunc & ~term)[0]
             if len(idx):
                 fobs = policy.prepare_obs(stack_obs([infos["final_obs"][i] for i in idx]))
-                final_v[idx] = agent.value(policy.encode(fobs)).float().cpu()
+                final_v[torch.as_tensor(idx, device=dev)] = agent.value(policy.encode(fobs)).float()
         env_steps += int(info_field(infos, "chunk_len", n, 1).sum())
         successes.append(info_field(infos, "success", n))
         drop = info_field(infos, "episode_dropped", n) > 0
@@ -161,19 +162,22 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
         logps.append(res.logp)
         values.append(res.value)
         per_dims.append(res.logprob.per_dim)
-        sigmas.append(float(res.logprob.sigma_mean))
-        rews.append(torch.as_tensor(scaled, dtype=torch.float32))
-        raws.append(torch.as_tensor(reward, dtype=torch.float32))
-        terms.append(torch.as_tensor(term))
-        truncs.append(torch.as_tensor(trunc))
+        sigmas.append(res.logprob.sigma_mean)  # a tensor: no host sync per decision
+        # host arrays (the env's own), moved to the agent's device once after the loop
+        rews.append(np.asarray(scaled, dtype=np.float32))
+        raws.append(np.asarray(reward, dtype=np.float32))
+        terms.append(np.asarray(term, dtype=bool))
+        truncs.append(np.asarray(trunc, dtype=bool))
         finals.append(final_v)
-    last_v = agent.value(policy.encode(policy.prepare_obs(raw_obs))).float().cpu()
+    last_v = agent.value(policy.encode(policy.prepare_obs(raw_obs))).float()
+    on_dev = lambda xs: torch.as_tensor(np.stack(xs), device=dev)  # noqa: E731  [T, N]
     assert res is not None and res.logprob is not None
     roll = Rollout(
         obs=obs_l, chains=torch.stack(chains), logp=torch.stack(logps), values=torch.stack(values).float(),
-        rewards=torch.stack(rews), raw_rewards=torch.stack(raws), terminated=torch.stack(terms),
-        truncated=torch.stack(truncs), final_values=torch.stack(finals), last_values=last_v,
-        env_steps=env_steps, per_dim=torch.stack(per_dims), valid=valid, dropped_episodes=dropped, sigma_mean=float(np.mean(sigmas)),
+        rewards=on_dev(rews), raw_rewards=on_dev(raws), terminated=on_dev(terms),
+        truncated=on_dev(truncs), final_values=torch.stack(finals), last_values=last_v,
+        env_steps=env_steps, per_dim=torch.stack(per_dims), valid=torch.as_tensor(valid, device=dev),
+        dropped_episodes=dropped, sigma_mean=float(torch.stack(sigmas).double().mean()),
         num_dims=res.logprob.num_dims, bound=res.logprob.bound, success=float(np.mean(successes)),
         episodes=episodes, reward_components={k: v / steps for k, v in comps.items()}, contexts=contexts)
     return roll, raw_obs

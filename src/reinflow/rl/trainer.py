@@ -113,7 +113,7 @@ def _train(cfg: TrainConfig, info: DistInfo, folder: RunFolder) -> TrainResult:
             for it in range(run.start_it, cfg.iterations):
                 metrics = run.iteration(it)
                 out_of_time = cfg.time_limit_min is not None and time.time() - run.t_start > 60.0 * cfg.time_limit_min
-                flags = all_reduce(torch.tensor([float(stop.hit), float(out_of_time)]), info, "max")
+                flags = all_reduce(torch.tensor([float(stop.hit), float(out_of_time)], device="cpu"), info, "max")  # host flags
                 stop_now, out_of_time = bool(flags[0].item()), bool(flags[1].item())
                 last = it == cfg.iterations - 1 or stop_now or out_of_time
                 if run.main:
@@ -238,7 +238,7 @@ class _Run:
         exp, self.raw_obs = algo.collect(self.envs, self.raw_obs, it,
                                          env_generators(cfg.seed, it, self.first, cfg.parallel_envs))
         t_collect = time.time() - t0
-        self.env_steps += int(all_reduce(torch.tensor([float(exp.env_steps)]), self.info).item())
+        self.env_steps += int(all_reduce(torch.tensor([float(exp.env_steps)], device="cpu"), self.info).item())
         t1 = time.time()
         upd = algo.update(exp, it)
         metrics.update({**exp.metrics, **upd, **_episode_metrics(exp.episodes), "time/rollout_s": t_collect,

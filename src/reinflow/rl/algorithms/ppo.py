@@ -83,11 +83,10 @@ def pre_update_check(agent: Agent, obs: Any, chains: torch.Tensor, logp: torch.T
 def advantage_stats(adv: torch.Tensor, w: torch.Tensor, info: DistInfo) -> tuple[float, float]:
     """(mean, std) of the weighted advantages over every rank's batch."""
     a, w = adv.double(), w.double()
-    s = all_reduce(torch.tensor([w.sum().item(), (w * a).sum().item(), (w * a**2).sum().item()],
-                                dtype=torch.float64), info)
-    n = max(s[0].item(), 1.0)
-    mean = s[1].item() / n
-    var = max(s[2].item() / n - mean**2, 0.0) * n / max(n - 1, 1)
+    s = all_reduce(torch.stack([w.sum(), (w * a).sum(), (w * a**2).sum()]), info).tolist()  # one host sync
+    n = max(s[0], 1.0)
+    mean = s[1] / n
+    var = max(s[2] / n - mean**2, 0.0) * n / max(n - 1, 1)
     return mean, var**0.5
 
 
@@ -106,7 +105,8 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
     stop = False
     for epoch in range(cfg.update_epochs):
         epochs_run = epoch + 1
-        perm = torch.randperm(n, generator=generator)
+        # the CPU generator fixes the order on any device; the indices then live with the batch
+        perm = torch.randperm(n, generator=generator, device=generator.device).to(batch.chains.device)
         for start in range(0, n, cfg.minibatch_size):
             idx = perm[start:start + cfg.minibatch_size]
             mb_obs, mb_chain = index_obs(batch.obs, idx), batch.chains[idx]

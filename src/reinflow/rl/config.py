@@ -151,7 +151,13 @@ class TrainConfig:
     seed: int = 0
     """seed of envs, sampler and torch"""
     device: str = "cpu"
-    """torch device (cpu, cuda, auto)"""
+    """torch device (cpu, cuda, cuda:N, auto); under torchrun a bare cuda is each rank's LOCAL_RANK GPU"""
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    """numerics (reinflow.rl.precision): fp32; tf32 matmuls/convs on CUDA; bf16 autocast of the networks (log-densities stay float64)"""
+    old_logprob: Literal["auto", "rollout", "update"] = "auto"
+    """PPO's old log-probs: as sampled (rollout) or recomputed in the update's own minibatches before its first step (update); auto: update on a GPU or below fp32"""
+    dist_timeout_min: float = 60.0
+    """torchrun: minutes a rank waits in a collective (rank 0 evaluates and checkpoints while the others wait)"""
     tensorboard: bool = True
     """also write TensorBoard event files"""
     wandb: bool = False
@@ -245,6 +251,8 @@ class TrainConfig:
                 raise ConfigError(f"{name}={getattr(self, name)}: must be >= 0")
         if self.target_kl is not None and not self.target_kl > 0:
             raise ConfigError(f"target_kl={self.target_kl}: must be > 0 (or omitted to disable)")
+        if not 1.0 <= self.dist_timeout_min <= 10080.0:
+            raise ConfigError(f"dist_timeout_min={self.dist_timeout_min}: allowed range [1, 10080] minutes")
         if self.time_limit_min is not None and not 0 < self.time_limit_min < float("inf"):
             raise ConfigError(f"time_limit_min={self.time_limit_min}: must be a finite number > 0 (or omitted)")
         if self.logprob_clamp is not None and not self.logprob_clamp > 0:

@@ -29,6 +29,7 @@ from reinflow.rl.dist import (DistInfo, all_reduce, broadcast_module, init_distr
                               reduce_metrics, resolve_device, shutdown)
 from reinflow.rl.gae import TRUNCATION_MODES
 from reinflow.rl.keep_best import Evaluator
+from reinflow.rl.precision import autocast, numerics, use_numerics
 from reinflow.rl.runfolder import RunFolder, check_out, resume_changes, resume_point, write_json_atomic
 from reinflow.rl.seeding import env_generators, seeded_reset
 from reinflow.rl.trainer_state import read_trainer_state
@@ -84,7 +85,9 @@ def train(cfg: TrainConfig) -> TrainResult:
     info = init_distributed()
     clean = False
     try:
-        with RunFolder(cfg.out, lock=info.is_main) as folder:  # one process per run folder, locked before it is read
+        with RunFolder(cfg.out, lock=info.is_main) as folder, \
+                use_numerics(cfg.precision, resolve_device(cfg.device, info.local_rank)):
+            # one process per run folder, locked before it is read; TF32/determinism set, restored after
             result = _train(cfg, info, folder)
         clean = True
         return result
@@ -117,8 +120,9 @@ def _train(cfg: TrainConfig, info: DistInfo, folder: RunFolder) -> TrainResult:
                 stop_now, out_of_time = bool(flags[0].item()), bool(flags[1].item())
                 last = it == cfg.iterations - 1 or stop_now or out_of_time
                 if run.main:
-                    metrics.update(run.evaluator.step(run.agent, it, last, run.env_steps,
-                                                      metrics.get("rollout/success_rate")))
+                    with run.autocast():
+                        metrics.update(run.evaluator.step(run.agent, it, last, run.env_steps,
+                                                          metrics.get("rollout/success_rate")))
                     run.record(it, metrics, last)
                 bar.update(1)
                 bar.set_postfix(steps=run.env_steps, reward=f"{metrics.get('rollout/reward_mean', float('nan')):.3g}")
@@ -186,6 +190,7 @@ class _Run:
         self.cfg, self.agent = cfg, agent
         device = resolve_device(cfg.device, info.local_rank)
         agent.to(device).train()
+        self.autocast = lambda: autocast(cfg.precision, device)  # the reduced-precision region (rl.precision)
         broadcast_module(agent, info)
         n = cfg.parallel_envs
         self.first = info.rank * n  # global index of this rank's first env
@@ -203,7 +208,8 @@ class _Run:
             derived = {"truncation": truncation, "action_dim": agent.policy.action_dim,
                        "padded_action_dim": agent.policy.padded_action_dim, "chunk_size": agent.policy.chunk_size,
                        "denoise_steps": agent.policy.denoise_steps, "act_steps": agent.sampler.act_steps,
-                       "num_dims": agent.num_dims, "world_size": info.world_size, "auto_scale": scale_info}
+                       "num_dims": agent.num_dims, "world_size": info.world_size, "auto_scale": scale_info,
+                       "numerics": numerics(cfg.precision, device), "device": str(device)}
             # each resume is recorded with what it changed (fields that may change: iterations, lr, logging ...)
             resumes = list(saved.get("resumes") or []) + ([{"at_iteration": self.start_it, "changed": changes}]
                                                           if cfg.resume else [])
@@ -235,12 +241,14 @@ class _Run:
         if cfg.reset_each_iteration and it > self.start_it:
             self.raw_obs = seeded_reset(self.envs, cfg.seed, it, self.first)
         t0 = time.time()
-        exp, self.raw_obs = algo.collect(self.envs, self.raw_obs, it,
-                                         env_generators(cfg.seed, it, self.first, cfg.parallel_envs))
+        with self.autocast():
+            exp, self.raw_obs = algo.collect(self.envs, self.raw_obs, it,
+                                             env_generators(cfg.seed, it, self.first, cfg.parallel_envs))
         t_collect = time.time() - t0
         self.env_steps += int(all_reduce(torch.tensor([float(exp.env_steps)], device="cpu"), self.info).item())
         t1 = time.time()
-        upd = algo.update(exp, it)
+        with self.autocast():
+            upd = algo.update(exp, it)
         metrics.update({**exp.metrics, **upd, **_episode_metrics(exp.episodes), "time/rollout_s": t_collect,
                         "time/update_s": time.time() - t1, "time/env_steps_per_s": exp.env_steps / max(t_collect, 1e-9)})
         metrics = reduce_metrics(metrics, self.info)

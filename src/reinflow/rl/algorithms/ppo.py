@@ -80,6 +80,38 @@ def pre_update_check(agent: Agent, obs: Any, chains: torch.Tensor, logp: torch.T
     return dev
 
 
+@torch.no_grad()
+def relayout_old_logp(agent: Agent, batch: Batch, perm: torch.Tensor, minibatch: int) -> float:
+    """Recompute ``batch.logp`` [B, S] in the update's own layout: the first epoch's minibatches
+    (same rows, same shape, same precision, hence the same kernels) before any optimizer step.
+    Returns max |new - rollout| log-prob (nats): how far the rollout's layout was from the update's."""
+    new = batch.logp.clone()
+    for start in range(0, perm.shape[0], minibatch):
+        idx = perm[start:start + minibatch]
+        ctx = None if batch.context is None else index_context(batch.context, idx)
+        new[idx] = agent.evaluate(index_obs(batch.obs, idx), batch.chains[idx], ctx)[0].logp.to(new.dtype)
+    shift = float((new - batch.logp).abs().max())
+    batch.logp = new
+    return shift
+
+
+def first_minibatch_check(ratio: torch.Tensor, rows: int, relayout: bool) -> float:
+    """Invariant 1 at the update's own shape and precision: the ratio [M, S] of the first minibatch,
+    exactly as PPO computed it, before any optimizer step. Returns max |ratio - 1|; raises past the bound."""
+    dev = float((ratio.detach() - 1.0).abs().max())
+    if not dev <= PRE_UPDATE_TOL:
+        fix = ("the old log-probs were already recomputed in this layout (--old-logprob update), so the same "
+               "computation gave two answers: nondeterministic kernels; try --precision fp32") if relayout else \
+            ("recompute the old log-probs in the update's own minibatches before the first step: --old-logprob "
+             "update (or --precision fp32 with --minibatch-size equal to --parallel-envs)")
+        raise InvariantError(
+            f"ppo/first_minibatch_ratio_max_dev = {dev:.3g} > {PRE_UPDATE_TOL:g} on the first minibatch ({rows} rows) "
+            "before any optimizer step: kernel/precision nondeterminism, the old log-probs were computed at another "
+            "batch shape or precision (BLAS/cuBLAS kernels are chosen by shape; bf16/TF32 round differently); "
+            f"fix: {fix}")
+    return dev
+
+
 def advantage_stats(adv: torch.Tensor, w: torch.Tensor, info: DistInfo) -> tuple[float, float]:
     """(mean, std) of the weighted advantages over every rank's batch."""
     a, w = adv.double(), w.double()
@@ -92,8 +124,10 @@ def advantage_stats(adv: torch.Tensor, w: torch.Tensor, info: DistInfo) -> tuple
 
 def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch.optim.Optimizer,
                batch: Batch, cfg: Any, update_actor: bool, generator: torch.Generator,
-               ref_policy: torch.nn.Module | None = None, dist_info: DistInfo | None = None) -> dict[str, float]:
+               ref_policy: torch.nn.Module | None = None, dist_info: DistInfo | None = None,
+               relayout: bool = False) -> dict[str, float]:
     """Minibatch epochs with post-step KL early stop. Returns the iteration's update metrics.
+    ``relayout``: recompute the old log-probs in the first epoch's minibatches first (``relayout_old_logp``).
     Under torchrun every rank runs the same number of minibatches (equal batch sizes) and the
     same number of epochs (the KL decision uses the all-reduced value)."""
     info = dist_info or DistInfo()
@@ -102,11 +136,13 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
     actor_params, critic_params = agent.actor_parameters(), agent.critic_parameters()
     stats: dict[str, list[float]] = {}
     ratio_min, ratio_max, epochs_run, post_kl = float("inf"), float("-inf"), 0, 0.0
+    first_dev, shift = 0.0, 0.0
     stop = False
     for epoch in range(cfg.update_epochs):
         epochs_run = epoch + 1
         # the CPU generator fixes the order on any device; the indices then live with the batch
         perm = torch.randperm(n, generator=generator, device=generator.device).to(batch.chains.device)
+        shift = relayout_old_logp(agent, batch, perm, cfg.minibatch_size) if relayout and epoch == 0 else shift
         for start in range(0, n, cfg.minibatch_size):
             idx = perm[start:start + cfg.minibatch_size]
             mb_obs, mb_chain = index_obs(batch.obs, idx), batch.chains[idx]
@@ -114,6 +150,7 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
             lp, value = agent.evaluate(mb_obs, mb_chain, mb_ctx)
             logratio = lp.logp - batch.logp[idx]                       # [M, S], float64
             ratio = logratio.exp()
+            first_dev = first_minibatch_check(ratio, len(idx), relayout) if epoch == 0 and start == 0 else first_dev
             mb_adv = batch.advantages[idx]
             if cfg.norm_adv:
                 mb_adv = (mb_adv - adv_mean) / (adv_std + 1e-8)
@@ -179,7 +216,8 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
     out["logprob/per_dimension_max"] = float(np.max(stats["logprob/per_dimension_max"]))
     out.update({"ppo/advantage_mean": adv_mean, "ppo/advantage_std": adv_std,
                 "ppo/ratio_min": ratio_min, "ppo/ratio_max": ratio_max, "ppo/epochs_run": float(epochs_run),
-                "ppo/post_update_kl": post_kl, "ppo/kl_early_stop": float(stop)})
+                "ppo/post_update_kl": post_kl, "ppo/kl_early_stop": float(stop),
+                "ppo/first_minibatch_ratio_max_dev": first_dev, "ppo/old_logprob_relayout_shift": shift})
     return out
 
 
@@ -232,6 +270,9 @@ class ChainPPO(Algorithm):
         # the W2 regulariser's anchor: the starting policy, frozen
         self.ref = copy.deepcopy(agent).eval().requires_grad_(False) if cfg.bc_coef > 0 else None
         self.sigma_lo = agent.sampler.sigma_lo
+        # reduced precision or a GPU's shape-chosen kernels: the rollout's log-probs are not the update's
+        self.relayout = cfg.old_logprob == "update" or (cfg.old_logprob == "auto" and (
+            torch.device(device).type != "cpu" or cfg.precision != "fp32"))
 
     def begin_iteration(self, it: int) -> dict[str, float]:
         cfg = self.cfg
@@ -269,7 +310,9 @@ class ChainPPO(Algorithm):
         roll.contexts = exp.data = None  # the batch holds the one copy
         gen = torch.Generator().manual_seed(stream_seed(cfg.seed, it, self.info.rank, 2))  # minibatch order
         actor_on = it >= cfg.critic_warmup_iters
-        upd = ppo_update(agent, self.actor_opt, self.critic_opt, batch, cfg, actor_on, gen, self.ref, self.info)
+        del ctxs  # the batch holds the one copy of the kept contexts (not twice the budget through the update)
+        upd = ppo_update(agent, self.actor_opt, self.critic_opt, batch, cfg, actor_on, gen, self.ref, self.info,
+                         self.relayout)
         check_per_dim_bound(upd["logprob/per_dimension_max"], roll.bound, self.sigma_lo, "update")
         return {**upd, "ppo/pre_update_ratio_max_dev": pre_dev, "ppo/context_reused": float(batch.context is not None),
                 "ppo/explained_variance": explained_variance(batch.values, batch.returns),

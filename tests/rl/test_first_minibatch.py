@@ -1,0 +1,80 @@
+"""Invariant 1 at the update's own shape and precision (issue 30, item 3), and the precision setting
+(item 4): the first minibatch's ratio, exactly as PPO computes it, is checked before any optimizer
+step; ``--old-logprob update`` recomputes the old log-probs in the update's own layout; ``--precision``
+is recorded and frozen on resume."""
+
+import json
+
+import pytest
+import torch
+
+from reinflow import InvariantError
+from reinflow.cli import main
+from reinflow.envs.factory import env_spaces, make_vector_env
+from reinflow.report.logger import read_metrics
+from reinflow.rl.algorithms import algorithm_class
+from reinflow.rl.build import build_agent, env_kwargs
+from reinflow.rl.config import TrainConfig
+from reinflow.rl.dist import DistInfo
+from reinflow.rl.seeding import env_generators, seeded_reset
+
+SMALL = dict(env="Pendulum-v1", chunk_size=8, act_steps=4, rollout_steps=4, parallel_envs=2, hidden=[16, 16],
+             minibatch_size=8, update_epochs=2, progress=False, tensorboard=False)
+
+
+def _update_with_shifted_old_logp(tmp_path, shift: float, old_logprob: str) -> dict:
+    """One chain-ppo iteration whose stored log-probs of decisions 1.. are moved by ``shift`` nats:
+    what a rollout computed at another batch shape or precision hands the update. Decision 0 stays
+    exact, so the rollout-shape check (pre_update_check) passes and only the new check can see it."""
+    cfg = TrainConfig(out=str(tmp_path), old_logprob=old_logprob, **SMALL).resolved()
+    kw = env_kwargs(cfg)
+    agent = build_agent(cfg, *env_spaces(cfg.env, kw)).train()
+    envs = make_vector_env(cfg.env, cfg.parallel_envs, agent.sampler.act_steps, "sync", kw)
+    try:
+        algo = algorithm_class("chain-ppo")(cfg, agent, DistInfo(), torch.device("cpu"), "bootstrap")
+        algo.begin_iteration(0)
+        exp, _ = algo.collect(envs, seeded_reset(envs, 0, 0, 0), 0, env_generators(0, 0, 0, cfg.parallel_envs))
+        exp.data.logp[1:] += shift
+        return algo.update(exp, 0)   # minibatch = the whole batch: the shifted rows are in the first one
+    finally:
+        envs.close()
+
+
+def test_a_shift_at_the_update_shape_stops_with_cause_and_fix(tmp_path):
+    with pytest.raises(InvariantError, match="kernel/precision nondeterminism") as exc:
+        _update_with_shifted_old_logp(tmp_path, 1e-3, "rollout")
+    assert "first_minibatch_ratio_max_dev = 0.001" in str(exc.value) and "--old-logprob update" in str(exc.value)
+    out = _update_with_shifted_old_logp(tmp_path, 0.0, "rollout")
+    assert out["ppo/first_minibatch_ratio_max_dev"] <= 1e-5 and out["ppo/old_logprob_relayout_shift"] == 0.0
+
+
+def test_old_logprob_update_recomputes_in_the_update_layout(tmp_path):
+    out = _update_with_shifted_old_logp(tmp_path, 1e-3, "update")
+    assert out["ppo/first_minibatch_ratio_max_dev"] == 0.0          # the same computation, the same answer
+    assert out["ppo/old_logprob_relayout_shift"] == pytest.approx(1e-3, rel=1e-3)
+
+
+FAST = ["--env", "Pendulum-v1", "--chunk-size", "8", "--act-steps", "4", "--rollout-steps", "4", "--parallel-envs",
+        "2", "--hidden", "16", "16", "--minibatch-size", "8", "--update-epochs", "2", "--eval-episodes", "2",
+        "--eval-every", "0", "--no-progress", "--no-tensorboard"]
+
+
+def test_bf16_is_recorded_relayouts_by_default_and_is_frozen_on_resume(tmp_path, refused):
+    out = tmp_path / "bf16"
+    assert main(["train", *FAST, "--iterations", "2", "--precision", "bf16", "--out", str(out)]) == 0
+    num = json.loads((out / "config.json").read_text())["derived"]["numerics"]
+    assert num == {"precision": "bf16", "device_type": "cpu", "autocast_dtype": "bfloat16", "tf32": False,
+                   "cudnn_benchmark": False, "deterministic_algorithms": True, "logprob_dtype": "float64"}
+    rows = read_metrics(out / "metrics.jsonl")
+    assert all(r["ppo/first_minibatch_ratio_max_dev"] == 0.0 for r in rows)    # auto: recomputed in bf16
+    assert all(r["ppo/old_logprob_relayout_shift"] >= 0 for r in rows)        # (0 here: this CPU's bf16 kernels
+    # do not depend on the batch shape of this small MLP; docs/smolvla.md measures SmolVLA's)
+    fp32 = tmp_path / "fp32"
+    assert main(["train", *FAST, "--iterations", "1", "--out", str(fp32)]) == 0
+    first = read_metrics(fp32 / "metrics.jsonl")[0]
+    assert first["ppo/first_minibatch_ratio_max_dev"] <= 1e-5 and first["ppo/old_logprob_relayout_shift"] == 0.0
+    # autocast reached the networks: the same seed's first log-probs differ from float32's
+    assert abs(first["logprob/old_mean"] - rows[0]["logprob/old_mean"]) > 1e-4
+    assert not torch.are_deterministic_algorithms_enabled()                   # the process's settings are back
+    refused(["train", "--out", str(out), "--resume", "--iterations", "3", "--precision", "fp32", "--no-progress"],
+            "precision='fp32' but the run")

@@ -113,3 +113,24 @@ def test_bad_input_exits_2_with_one_line_naming_the_file(tmp_path, capsys, setup
     code, out, err = doctor(capsys, path)
     assert code == 2 and out == ""
     assert needle in err and err.count("\n") == 1 and str(tmp_path) in err
+
+
+@pytest.mark.parametrize("dev,severity", [(3e-2, "error"), (4e-6, "warning"), (2e-7, None)])
+def test_first_minibatch_ratio_off_before_any_update_is_diagnosed(tmp_path, capsys, dev, severity):
+    """A run (e.g. bf16 on a GPU) whose first minibatch, at the update's shape, disagrees with the rollout's
+    log-probs before any step, while the rollout-shape check reads 0: the doctor names the cause and the fix."""
+    rows = [{"iteration": i, "logprob/num_dims": 300, "ppo/clip_fraction": 0.15, "ppo/ratio_min": 0.9,
+             "ppo/ratio_max": 1.1, "ppo/pre_update_ratio_max_dev": 0.0,
+             "ppo/first_minibatch_ratio_max_dev": dev if i >= 2 else 0.0, "rollout/reward_mean": -60.0 + i}
+            for i in range(8)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = doctor(capsys, tmp_path, "--json")
+    found = {f["code"]: f for f in json.loads(out)["findings"]}
+    assert code == 0 and "PRE_UPDATE_RATIO" not in found
+    if severity is None:
+        assert "FIRST_MINIBATCH_RATIO" not in found
+        return
+    f = found["FIRST_MINIBATCH_RATIO"]
+    assert f["severity"] == severity and f["evidence"]["max_abs_ratio_minus_1"] == dev
+    assert f["evidence"]["first_iteration"] == 2 and f["evidence"]["iterations_over"] == 6
+    assert "kernel/precision nondeterminism" in f["explanation"] and "--old-logprob update" in f["suggestion"]

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from reinflow.flow.scaling import predicted_clip_fraction, scale_for_dimension
 from reinflow.rl import health_sac
+from reinflow.rl.health_numerics import _first_minibatch_ratio  # noqa: F401 (CHECKS finds it by name)
 from reinflow.rl.health_sac import SAC_CODES
 from reinflow.rl.health_types import (CLIP_FINE_BELOW, CLIP_SATURATED_AT, CODES, CRITIC_NORM_ABS, CRITIC_NORM_FACTOR, GRAD_CLIPPED_AT,
                                 KNOWN_KEYS, LOG_SQRT_2PI, MIN_TREND_POINTS, PRE_UPDATE_TOL, SMOLVLA_MAX_ACTION_DIM,

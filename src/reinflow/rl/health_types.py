@@ -12,10 +12,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from reinflow.constants import LOG_SQRT_2PI, PRE_UPDATE_TOL  # noqa: F401 (the checks read them here)
+from reinflow.constants import FIRST_MINIBATCH_WARN, LOG_SQRT_2PI, PRE_UPDATE_TOL  # noqa: F401 (the checks read them here)
 from reinflow.flow.scaling import ScaleReference
 
-CODES = ("PRE_UPDATE_RATIO", "MASK_MISMATCH", "LOGPROB_ABOVE_BOUND", "DIMENSION_NOT_SCALED", "NOISE_COLLAPSE",
+CODES = ("PRE_UPDATE_RATIO", "FIRST_MINIBATCH_RATIO", "MASK_MISMATCH", "LOGPROB_ABOVE_BOUND", "DIMENSION_NOT_SCALED", "NOISE_COLLAPSE",
          "LOGPROB_CLAMPED", "CLIP_SATURATED", "RATIO_SPREAD", "GRAD_CLIP_SATURATED", "CRITIC_DIVERGING", "NON_FINITE",
          "REWARD_DECLINING", "HEALTHY")
 SMOLVLA_MAX_ACTION_DIM = 32                    # padded-dim guess when a run does not say
@@ -32,7 +32,8 @@ KNOWN_KEYS = (
     "logprob/new_mean", "logprob/old_mean", "logprob/per_dimension", "logprob/per_dimension_new",
     "logprob/per_dimension_max", "logprob/per_dimension_bound", "logprob/num_dims", "logprob/clamped_fraction",
     "ppo/clip_fraction",
-    "ppo/ratio_min", "ppo/ratio_max", "ppo/pre_update_ratio_max_dev", "gradients/policy_norm",
+    "ppo/ratio_min", "ppo/ratio_max", "ppo/pre_update_ratio_max_dev", "ppo/first_minibatch_ratio_max_dev",
+    "gradients/policy_norm",
     "gradients/critic_norm", "gradients/policy_clipped", "gradients/critic_clipped", "ppo/approx_kl",
     "ppo/post_update_kl", "ppo/explained_variance", "ppo/epochs_run", "ppo/entropy",
     "ppo/policy_loss", "ppo/value_loss", "noise/sigma_mean", "noise/sigma_lo", "noise/sigma_hi",

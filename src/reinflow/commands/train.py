@@ -21,6 +21,11 @@ def run(argv: list[str]) -> int:
         base, source, argv = _resume_defaults(argv)
     cfg = parse_with_defaults(TrainConfig, argv, "reinflow train", preset_overrides, base, source)
     if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        if cfg.device != "cpu":  # one GPU per rank, checked before any process starts
+            import torch
+
+            from reinflow.rl.dist import rank_device
+            rank_device(cfg.device, cfg.nproc - 1, cfg.nproc, torch.cuda.device_count())
         return _launch_torchrun(cfg.nproc, given)
     res = train(cfg)
     if os.environ.get("RANK", "0") != "0":

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import torch
@@ -34,17 +35,51 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed() -> DistInfo:
-    """Join the process group torchrun set up (RANK/WORLD_SIZE/LOCAL_RANK in the environment)."""
+def backend_for(device: str, cuda_available: bool) -> str:
+    """The collective backend of ``--device`` (not of CUDA merely existing: a CPU model with nccl would
+    copy every collective to a GPU): nccl for a CUDA device (or auto on a machine with one), else gloo."""
+    if device == "auto":
+        return "nccl" if cuda_available else "gloo"
+    return "nccl" if _parse(device).type == "cuda" else "gloo"
+
+
+def rank_device(device: str, local_rank: int, local_world: int, gpu_count: int) -> str:
+    """This rank's device: one GPU per local rank (a bare ``cuda``, or ``auto`` with GPUs, is
+    ``cuda:LOCAL_RANK``), checked against the GPU count; ConfigError names the fix."""
+    dev = _parse(device) if device != "auto" else torch.device("cuda" if gpu_count else "cpu")
+    if dev.type != "cuda":
+        return str(dev)
+    if dev.index is not None and local_world > 1:
+        raise ConfigError(f"device={device!r}: with nproc={local_world} every rank would run on GPU {dev.index}; "
+                          "give --device cuda (each rank takes the GPU of its LOCAL_RANK)")
+    index = dev.index if dev.index is not None else local_rank
+    if local_world > gpu_count or index >= gpu_count:
+        raise ConfigError(f"nproc={local_world}: this machine has {gpu_count} CUDA GPU(s) and each rank needs its own "
+                          f"(rank {local_rank} would take cuda:{index}); use --nproc {max(gpu_count, 1)} or fewer, "
+                          "or --device cpu")
+    return f"cuda:{index}"
+
+
+def _parse(device: str) -> torch.device:
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise ConfigError(f"device={device!r}: not a torch device; use cpu, cuda, cuda:N or auto") from None
+
+
+def init_distributed(device: str = "cpu", timeout_min: float = 60.0) -> DistInfo:
+    """Join the process group torchrun set up (RANK/WORLD_SIZE/LOCAL_RANK in the environment), with the
+    backend of ``device`` and a collective timeout of ``timeout_min`` (the other ranks wait in one while
+    rank 0 evaluates and checkpoints; NCCL's watchdog default, 10 min, kills a long evaluation)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend)
+    backend = backend_for(device, torch.cuda.is_available())
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    if backend == "nccl":
-        torch.cuda.set_device(local)
+    if backend == "nccl":  # before the group: NCCL binds each rank to the current device
+        torch.cuda.set_device(torch.device(resolve_device(device, local)))
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, timeout=timedelta(minutes=timeout_min))
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local, backend=backend)
 
 
@@ -143,17 +178,16 @@ def reduce_metrics(metrics: dict, info: DistInfo) -> dict:
 
 
 def resolve_device(name: str, local_rank: int = 0) -> Any:
-    """The torch device of ``--device`` (auto: this rank's GPU if there is one), checked to exist here."""
+    """The torch device of ``--device`` (auto or a bare cuda: this rank's GPU), checked to exist here."""
     if name == "auto":
-        return torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"device={name!r}: not a torch device; use cpu, cuda, cuda:N or auto") from None
+        return torch.device(rank_device(name, local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+                                        torch.cuda.device_count() if torch.cuda.is_available() else 0))
+    dev = _parse(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={name!r}: CUDA is not available on this machine (torch {torch.__version__}, "
                           f"{'built with CUDA ' + torch.version.cuda if torch.version.cuda else 'a CPU-only build'}); "
                           "use --device cpu or auto")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise ConfigError(f"device={name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "cuda":
+        return torch.device(rank_device(name, local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+                                        torch.cuda.device_count()))
     return dev

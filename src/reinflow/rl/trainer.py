@@ -82,7 +82,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Run (or resume) a training; under torchrun, one data-parallel rank of it."""
     check_out(cfg.out, cfg.resume, cfg.overwrite, cfg.policy_path)  # every rank, before any rank can write
     cfg = _resolved(cfg)
-    info = init_distributed()
+    info = init_distributed(cfg.device, cfg.dist_timeout_min)
     clean = False
     try:
         with RunFolder(cfg.out, lock=info.is_main) as folder, \

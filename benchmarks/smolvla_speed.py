@@ -11,6 +11,14 @@ same log-probs (the pre-update max |ratio - 1| of both paths) and prints markdow
     python benchmarks/smolvla_speed.py --device cuda --batch 10 --rollout-steps 8 --minibatch 40 \
         --epochs 5 --presets heads expert all                                              # GPU (seed setting)
     python benchmarks/smolvla_speed.py --tiny                                              # smoke test, seconds
+    python benchmarks/smolvla_speed.py --tiny --ratio-table --rollout-steps 4             # invariant 1 by shape
+
+``--ratio-table`` (issue 30): PPO's ratio before any optimizer step at rollout batch ``--batch`` against
+update minibatches of 1, ``--batch`` and the whole rollout, in fp32 and bf16 (autocast), as the old
+log-probs come from the rollout ("rollout") and recomputed in the update's layout ("update",
+``--old-logprob update``); summed log-prob over the executed chunk (D = 300 at chunk 50 x 6), the
+prefix kept from the rollout as the trainer does for a frozen encoder. Also the speed of a rollout
+chunk and of one update in each precision, and what the recomputation costs.
 
 Needs the smolvla extra (see docs/smolvla.md). CPU peak memory is the process RSS sampled every
 5 ms during a phase, minus the RSS before it; on CUDA it is torch's peak allocated memory.
@@ -174,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--tiny", action="store_true", help="the tiny offline backbone instead of the real sizes (smoke test)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
+    ap.add_argument("--ratio-table", action="store_true", help="max |ratio - 1| before any step by shape and precision")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -193,6 +202,8 @@ def main(argv: list[str] | None = None) -> dict:
     agent = Agent(policy, SamplerConfig(act_steps=args.act_steps, reduction="mean", logprob_clamp=1.0,
                                         mask_executed=True, sigma_lo=0.08, sigma_hi=0.16,
                                         constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0)).to(args.device)
+    if args.ratio_table:
+        return ratio_table(policy, args)
     obs, acts, roll_rows = rollout(agent, args)  # the rollout's cost does not depend on the preset
     upd_rows = []
     for preset in presets:
@@ -203,6 +214,72 @@ def main(argv: list[str] | None = None) -> dict:
             upd_rows.append((preset, reuse, policy.num_parameters(), one_update(agent, obs, acts, args, reuse)))
     report(args, roll_rows, upd_rows)
     return {"rollout": roll_rows, "updates": upd_rows}
+
+
+def ratio_table(policy, args) -> dict:
+    """Per precision: a rollout at batch ``--batch``, then max |ratio - 1| over every minibatch of the first
+    epoch, before any optimizer step, computed as PPO computes it (grad enabled, the update's shape)."""
+    from reinflow.rl.agent import Agent, SamplerConfig
+    from reinflow.rl.algorithms.ppo import Batch, cat_obs, index_obs, relayout_old_logp
+    from reinflow.rl.context import cat_contexts, index_context
+    from reinflow.rl.precision import autocast
+
+    agent = Agent(policy, SamplerConfig(act_steps=args.act_steps, reduction="sum", logprob_clamp=None, mask_executed=True,
+                                        sigma_lo=0.08, sigma_hi=0.16, constant_sigma=False, noise_basis=0,
+                                        initial_noise="sample", initial_noise_seed=0)).to(args.device)
+    n = args.batch * args.rollout_steps
+    sizes = sorted({1, args.batch, n})
+    out: dict = {"sizes": sizes, "rows": []}
+    first_logp = {}
+    for precision in ("fp32", "bf16"):
+        with autocast(precision, args.device):
+            obs, acts, roll = rollout(agent, args)
+            first_logp[precision] = acts[0].logp.double()
+            for old, prefix in (("rollout", "kept"), ("update", "kept"), ("rollout", "re-encoded"), ("update", "re-encoded")):
+                for mb in sizes:
+                    batch = Batch(obs=cat_obs(obs), chains=torch.cat([a.chain for a in acts]),
+                                  logp=torch.cat([a.logp for a in acts]), advantages=torch.zeros(n),
+                                  returns=torch.zeros(n), values=torch.zeros(n), weights=torch.ones(n),
+                                  context=cat_contexts([a.context for a in acts]) if prefix == "kept" else None)
+                    perm = torch.randperm(n, generator=torch.Generator().manual_seed(0)).to(batch.chains.device)
+                    with Timer(args.device) as t_re:
+                        shift = relayout_old_logp(agent, batch, perm, mb) if old == "update" else 0.0
+                    dev = 0.0
+                    with Timer(args.device) as t_up:
+                        for start in range(0, n, mb):   # as ppo_update: grad on, the minibatch's shape
+                            idx = perm[start:start + mb]
+                            ctx = None if batch.context is None else index_context(batch.context, idx)
+                            lp, v = agent.evaluate(index_obs(batch.obs, idx), batch.chains[idx], ctx)
+                            dev = max(dev, float((torch.exp(lp.logp.detach() - batch.logp[idx]) - 1).abs().max()))
+                            (lp.logp.sum() + v.sum()).backward()   # an epoch's forward + backward, for the cost
+                    agent.zero_grad(set_to_none=True)
+                    out["rows"].append({"precision": precision, "old_logprob": old, "prefix": prefix, "minibatch": mb,
+                                        "max_dev": dev,
+                                        "shift": shift, "relayout_s": t_re.wall, "epoch_s": t_up.wall,
+                                        "rollout_chunk_s": float(np.mean([r[0] for r in roll]))})
+    print(f"**Machine**: {machine()}; device {args.device}\n")
+    print(f"SmolVLA {'tiny random backbone' if args.tiny else 'real architecture, random weights'}, preset "
+          f"{policy.settings.trainable} (prefix kept from the rollout), rollout {args.rollout_steps} x batch {args.batch} "
+          f"= {n} chains, summed log-prob over D = {agent.num_dims}; max |ratio - 1| over the first epoch's "
+          "minibatches before any optimizer step.\n")
+    print("| precision | prefix in the update | old log-probs | " + " | ".join(f"minibatch {m}" for m in sizes)
+          + " | recomputed − rollout, max nats |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in sizes) + " | --- |")
+    for key in sorted({(r["precision"], r["prefix"], r["old_logprob"]) for r in out["rows"]}, key=lambda k: (k[0] == "bf16", k[1] != "kept", k[2])):
+        rs = [r for r in out["rows"] if (r["precision"], r["prefix"], r["old_logprob"]) == key]
+        shift = f"{max(r['shift'] for r in rs):.2g}" if key[2] == "update" else ""
+        print(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(f"{r['max_dev']:.2g}" for r in rs) + f" | {shift} |")
+    diff = float((first_logp["bf16"] - first_logp["fp32"]).abs().max())
+    out["bf16_vs_fp32_logp"] = diff
+    print(f"\nbf16 reached the model: the first rollout chunk's log-probs differ from fp32's by up to {diff:.3g} nats "
+          "(same noise).")
+    print("\n| precision | rollout chunk s (batch %d) | epoch fwd+bwd s (minibatch %d) | recompute s (no grad) |" % (args.batch, n))
+    print("| --- | --- | --- | --- |")
+    for precision in ("fp32", "bf16"):
+        r = [r for r in out["rows"] if r["precision"] == precision and r["old_logprob"] == "update" and r["minibatch"] == n
+             and r["prefix"] == "kept"][0]
+        print(f"| {precision} | {r['rollout_chunk_s']:.2f} | {r['epoch_s']:.2f} | {r['relayout_s']:.2f} |")
+    return out
 
 
 def report(args, roll_rows: list, upd_rows: list) -> None:

@@ -64,7 +64,8 @@ def test_bf16_is_recorded_relayouts_by_default_and_is_frozen_on_resume(tmp_path,
     assert main(["train", *FAST, "--iterations", "2", "--precision", "bf16", "--out", str(out)]) == 0
     num = json.loads((out / "config.json").read_text())["derived"]["numerics"]
     assert num == {"precision": "bf16", "device_type": "cpu", "autocast_dtype": "bfloat16", "tf32": False,
-                   "cudnn_benchmark": False, "deterministic_algorithms": True, "logprob_dtype": "float64"}
+                   "cudnn_benchmark": False, "deterministic_algorithms": True, "logprob_dtype": "float64",
+                   "weights": {"dtype": ["float32"], "checkpoint_dtype": ["float32"]}}
     rows = read_metrics(out / "metrics.jsonl")
     assert all(r["ppo/first_minibatch_ratio_max_dev"] == 0.0 for r in rows)    # auto: recomputed in bf16
     assert all(r["ppo/old_logprob_relayout_shift"] >= 0 for r in rows)        # (0 here: this CPU's bf16 kernels

@@ -57,3 +57,12 @@ def autocast(precision: str, device: Any) -> contextlib.AbstractContextManager:
     if precision != "bf16":
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
+
+
+def weights_record(agent: torch.nn.Module) -> dict[str, Any]:
+    """The dtypes of the agent's weights now and, where the policy says (SmolVLA), in the checkpoint it
+    was built from: a conversion is recorded in config.json, never silent."""
+    now = sorted({str(p.dtype).removeprefix("torch.") for p in agent.parameters()})
+    source = getattr(getattr(agent, "policy", None), "source_dtypes", None)
+    base = getattr(getattr(getattr(agent, "policy", None), "base", None), "source_dtypes", None)
+    return {"dtype": now, "checkpoint_dtype": source or base or now}

@@ -29,7 +29,7 @@ from reinflow.rl.dist import (DistInfo, all_reduce, broadcast_module, init_distr
                               reduce_metrics, resolve_device, shutdown)
 from reinflow.rl.gae import TRUNCATION_MODES
 from reinflow.rl.keep_best import Evaluator
-from reinflow.rl.precision import autocast, numerics, use_numerics
+from reinflow.rl.precision import autocast, numerics, use_numerics, weights_record
 from reinflow.rl.runfolder import RunFolder, check_out, resume_changes, resume_point, write_json_atomic
 from reinflow.rl.seeding import env_generators, seeded_reset
 from reinflow.rl.trainer_state import read_trainer_state
@@ -209,7 +209,8 @@ class _Run:
                        "padded_action_dim": agent.policy.padded_action_dim, "chunk_size": agent.policy.chunk_size,
                        "denoise_steps": agent.policy.denoise_steps, "act_steps": agent.sampler.act_steps,
                        "num_dims": agent.num_dims, "world_size": info.world_size, "auto_scale": scale_info,
-                       "numerics": numerics(cfg.precision, device), "device": str(device)}
+                       "numerics": {**numerics(cfg.precision, device), "weights": weights_record(agent)},
+                       "device": str(device)}
             # each resume is recorded with what it changed (fields that may change: iterations, lr, logging ...)
             resumes = list(saved.get("resumes") or []) + ([{"at_iteration": self.start_it, "changed": changes}]
                                                           if cfg.resume else [])
@@ -228,6 +229,11 @@ class _Run:
                                                  "sync", kw, max_restarts=cfg.env_max_restarts, nonfinite=cfg.nonfinite)
                 self.evaluator = Evaluator(out, cfg, self.eval_envs, self.run_config, device)
             self.raw_obs = seeded_reset(self.envs, cfg.seed, self.start_it, self.first)
+            w = derived["numerics"]["weights"]
+            if self.main and w["checkpoint_dtype"] != w["dtype"]:
+                tqdm.write(f"[reinflow] weights: {'/'.join(w['checkpoint_dtype'])} in the checkpoint, converted to "
+                           f"{'/'.join(w['dtype'])} (master weights); --precision {cfg.precision} computes in "
+                           f"{'bfloat16' if cfg.precision == 'bf16' else 'float32'}")
             for warning in agent.policy.check_obs_frame(self.raw_obs) if self.main else []:
                 tqdm.write(f"[reinflow] warning: {warning}")
         except BaseException:

@@ -88,6 +88,10 @@ class SmolVLAFlowPolicy(FlowPolicy):
                  settings: SmolVLASettings):
         super().__init__()
         self.settings = settings
+        # The checkpoint's dtype (LeRobot loads a pretrained VLM in bfloat16) is converted explicitly to
+        # float32 master weights: AdamW and the float64 chain log-density want them; --precision bf16
+        # computes in bfloat16 through autocast (reinflow.rl.precision). The run records both dtypes.
+        self.source_dtypes = sorted({str(p.dtype).removeprefix("torch.") for p in lerobot_policy.parameters()})
         self.lerobot = lerobot_policy.to(device=settings.device, dtype=torch.float32)
         self.preprocessor, self.postprocessor = preprocessor, postprocessor
         cfg = self.lerobot.config

@@ -115,7 +115,7 @@ def test_bad_input_exits_2_with_one_line_naming_the_file(tmp_path, capsys, setup
     assert needle in err and err.count("\n") == 1 and str(tmp_path) in err
 
 
-@pytest.mark.parametrize("dev,severity", [(3e-2, "error"), (4e-6, "warning"), (2e-7, None)])
+@pytest.mark.parametrize("dev,severity", [(3e-2, "error"), (7e-6, "warning"), (1.3e-6, None)])
 def test_first_minibatch_ratio_off_before_any_update_is_diagnosed(tmp_path, capsys, dev, severity):
     """A run (e.g. bf16 on a GPU) whose first minibatch, at the update's shape, disagrees with the rollout's
     log-probs before any step, while the rollout-shape check reads 0: the doctor names the cause and the fix."""

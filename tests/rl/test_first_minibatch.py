@@ -44,14 +44,19 @@ def test_a_shift_at_the_update_shape_stops_with_cause_and_fix(tmp_path):
     with pytest.raises(InvariantError, match="kernel/precision nondeterminism") as exc:
         _update_with_shifted_old_logp(tmp_path, 1e-3, "rollout")
     assert "first_minibatch_ratio_max_dev = 0.001" in str(exc.value) and "--old-logprob update" in str(exc.value)
-    out = _update_with_shifted_old_logp(tmp_path, 0.0, "rollout")
+    out = _update_with_shifted_old_logp(tmp_path, 0.0, "auto")
     assert out["ppo/first_minibatch_ratio_max_dev"] <= 1e-5 and out["ppo/old_logprob_relayout_shift"] == 0.0
+    assert out["ppo/old_logprob_recomputed"] == 0.0                  # CPU fp32 without a shift: no extra pass
 
 
-def test_old_logprob_update_recomputes_in_the_update_layout(tmp_path):
-    out = _update_with_shifted_old_logp(tmp_path, 1e-3, "update")
+@pytest.mark.parametrize("old_logprob", ["update", "auto"])
+def test_old_logprob_update_recomputes_in_the_update_layout(tmp_path, old_logprob, capsys):
+    out = _update_with_shifted_old_logp(tmp_path, 1e-3, old_logprob)
     assert out["ppo/first_minibatch_ratio_max_dev"] == 0.0          # the same computation, the same answer
     assert out["ppo/old_logprob_relayout_shift"] == pytest.approx(1e-3, rel=1e-3)
+    assert out["ppo/old_logprob_recomputed"] == 1.0
+    # auto (CPU, fp32) starts without it and switches on, before any optimizer step, when the shift shows
+    assert ("--old-logprob auto recomputes" in capsys.readouterr().err) == (old_logprob == "auto")
 
 
 FAST = ["--env", "Pendulum-v1", "--chunk-size", "8", "--act-steps", "4", "--rollout-steps", "4", "--parallel-envs",

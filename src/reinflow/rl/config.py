@@ -155,7 +155,7 @@ class TrainConfig:
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
     """numerics (reinflow.rl.precision): fp32; tf32 matmuls/convs on CUDA; bf16 autocast of the networks (log-densities stay float64)"""
     old_logprob: Literal["auto", "rollout", "update"] = "auto"
-    """PPO's old log-probs: as sampled (rollout) or recomputed in the update's own minibatches before its first step (update); auto: update on a GPU or below fp32"""
+    """PPO's old log-probs: as sampled (rollout) or recomputed in the update's own minibatches before its first step (update); auto: update on a GPU, below fp32, or once a first minibatch shows a shift"""
     dist_timeout_min: float = 60.0
     """torchrun: minutes a rank waits in a collective (rank 0 evaluates and checkpoints while the others wait)"""
     tensorboard: bool = True

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,6 +96,10 @@ def relayout_old_logp(agent: Agent, batch: Batch, perm: torch.Tensor, minibatch:
     return shift
 
 
+class LayoutShiftError(InvariantError):
+    """The first minibatch's ratio was off before any optimizer step (nothing was changed yet)."""
+
+
 def first_minibatch_check(ratio: torch.Tensor, rows: int, relayout: bool) -> float:
     """Invariant 1 at the update's own shape and precision: the ratio [M, S] of the first minibatch,
     exactly as PPO computed it, before any optimizer step. Returns max |ratio - 1|; raises past the bound."""
@@ -104,7 +109,7 @@ def first_minibatch_check(ratio: torch.Tensor, rows: int, relayout: bool) -> flo
                "computation gave two answers: nondeterministic kernels; try --precision fp32") if relayout else \
             ("recompute the old log-probs in the update's own minibatches before the first step: --old-logprob "
              "update (or --precision fp32 with --minibatch-size equal to --parallel-envs)")
-        raise InvariantError(
+        raise LayoutShiftError(
             f"ppo/first_minibatch_ratio_max_dev = {dev:.3g} > {PRE_UPDATE_TOL:g} on the first minibatch ({rows} rows) "
             "before any optimizer step: kernel/precision nondeterminism, the old log-probs were computed at another "
             "batch shape or precision (BLAS/cuBLAS kernels are chosen by shape; bf16/TF32 round differently); "
@@ -270,7 +275,8 @@ class ChainPPO(Algorithm):
         # the W2 regulariser's anchor: the starting policy, frozen
         self.ref = copy.deepcopy(agent).eval().requires_grad_(False) if cfg.bc_coef > 0 else None
         self.sigma_lo = agent.sampler.sigma_lo
-        # reduced precision or a GPU's shape-chosen kernels: the rollout's log-probs are not the update's
+        # reduced precision or a GPU's shape-chosen kernels: the rollout's log-probs are not the update's;
+        # auto also switches on for good the first time a first minibatch shows a shift (update())
         self.relayout = cfg.old_logprob == "update" or (cfg.old_logprob == "auto" and (
             torch.device(device).type != "cpu" or cfg.precision != "fp32"))
 
@@ -308,15 +314,30 @@ class ChainPPO(Algorithm):
                       values=roll.values.flatten(), weights=roll.valid.flatten().float(),
                       context=cat_contexts(ctxs) if ctxs else None)
         roll.contexts = exp.data = None  # the batch holds the one copy
-        gen = torch.Generator().manual_seed(stream_seed(cfg.seed, it, self.info.rank, 2))  # minibatch order
         actor_on = it >= cfg.critic_warmup_iters
         del ctxs  # the batch holds the one copy of the kept contexts (not twice the budget through the update)
-        upd = ppo_update(agent, self.actor_opt, self.critic_opt, batch, cfg, actor_on, gen, self.ref, self.info,
-                         self.relayout)
+        upd = self._update_checked(batch, actor_on, it)
         check_per_dim_bound(upd["logprob/per_dimension_max"], roll.bound, self.sigma_lo, "update")
         return {**upd, "ppo/pre_update_ratio_max_dev": pre_dev, "ppo/context_reused": float(batch.context is not None),
                 "ppo/explained_variance": explained_variance(batch.values, batch.returns),
                 "ppo/actor_updated": float(actor_on)}
+
+    def _update_checked(self, batch: Batch, actor_on: bool, it: int) -> dict[str, float]:
+        """ppo_update; under --old-logprob auto a first-minibatch shift (raised before any optimizer step,
+        so nothing changed) switches the recomputation on for the rest of the run and redoes the update."""
+        def run() -> dict[str, float]:
+            gen = torch.Generator().manual_seed(stream_seed(self.cfg.seed, it, self.info.rank, 2))  # minibatch order
+            return ppo_update(self.agent, self.actor_opt, self.critic_opt, batch, self.cfg, actor_on, gen, self.ref,
+                              self.info, self.relayout)
+        try:
+            return {**run(), "ppo/old_logprob_recomputed": float(self.relayout)}
+        except LayoutShiftError as exc:
+            if self.relayout or self.cfg.old_logprob != "auto" or self.info.enabled:
+                raise  # (under torchrun the ranks must agree: --old-logprob update there)
+            self.relayout = True
+            print(f"[reinflow] iteration {it}: {str(exc).split(': kernel')[0]}; --old-logprob auto recomputes the old "
+                  "log-probs in the update's own minibatches from now on", file=sys.stderr, flush=True)
+            return {**run(), "ppo/old_logprob_recomputed": 1.0}
 
     def state_dict(self) -> dict:
         return {"actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),

@@ -273,11 +273,11 @@ def ratio_table(policy, args) -> dict:
     out["bf16_vs_fp32_logp"] = diff
     print(f"\nbf16 reached the model: the first rollout chunk's log-probs differ from fp32's by up to {diff:.3g} nats "
           "(same noise).")
-    print("\n| precision | rollout chunk s (batch %d) | epoch fwd+bwd s (minibatch %d) | recompute s (no grad) |" % (args.batch, n))
+    print(f"\n| precision | rollout chunk s (batch {args.batch}) | epoch fwd+bwd s (minibatch {n}) | recompute s (no grad) |")
     print("| --- | --- | --- | --- |")
     for precision in ("fp32", "bf16"):
-        r = [r for r in out["rows"] if r["precision"] == precision and r["old_logprob"] == "update" and r["minibatch"] == n
-             and r["prefix"] == "kept"][0]
+        r = next(r for r in out["rows"] if r["precision"] == precision and r["old_logprob"] == "update"
+                 and r["minibatch"] == n and r["prefix"] == "kept")
         print(f"| {precision} | {r['rollout_chunk_s']:.2f} | {r['epoch_s']:.2f} | {r['relayout_s']:.2f} |")
     return out
 

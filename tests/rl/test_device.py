@@ -18,9 +18,9 @@ from reinflow.rl.dist import DistInfo
 from reinflow.rl.evaluate import run_episodes
 from reinflow.rl.seeding import env_generators, seeded_reset
 
-SMALL = dict(env="Pendulum-v1", chunk_size=8, act_steps=4, rollout_steps=4, parallel_envs=2, hidden=[16, 16],
-             minibatch_size=4, update_epochs=1, dsrl_warmup=4, dsrl_batch_size=4, dsrl_hidden=[16],
-             dsrl_components=2, progress=False, tensorboard=False)
+SMALL = {"env": "Pendulum-v1", "chunk_size": 8, "act_steps": 4, "rollout_steps": 4, "parallel_envs": 2, "hidden": [16, 16],
+             "minibatch_size": 4, "update_epochs": 1, "dsrl_warmup": 4, "dsrl_batch_size": 4, "dsrl_hidden": [16],
+             "dsrl_components": 2, "progress": False, "tensorboard": False}
 
 
 def _one_iteration(algorithm: str, tmp_path, forced=lambda: torch.device("meta")) -> dict:

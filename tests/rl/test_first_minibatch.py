@@ -18,8 +18,8 @@ from reinflow.rl.config import TrainConfig
 from reinflow.rl.dist import DistInfo
 from reinflow.rl.seeding import env_generators, seeded_reset
 
-SMALL = dict(env="Pendulum-v1", chunk_size=8, act_steps=4, rollout_steps=4, parallel_envs=2, hidden=[16, 16],
-             minibatch_size=8, update_epochs=2, progress=False, tensorboard=False)
+SMALL = {"env": "Pendulum-v1", "chunk_size": 8, "act_steps": 4, "rollout_steps": 4, "parallel_envs": 2, "hidden": [16, 16],
+             "minibatch_size": 8, "update_epochs": 2, "progress": False, "tensorboard": False}
 
 
 def _update_with_shifted_old_logp(tmp_path, shift: float, old_logprob: str) -> dict:

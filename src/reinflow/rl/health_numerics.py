@@ -3,7 +3,13 @@ apart from ``health_checks`` to keep that file small. Torch-free, like every che
 
 from __future__ import annotations
 
-from reinflow.rl.health_types import FIRST_MINIBATCH_WARN, PRE_UPDATE_TOL, Finding, RunContext, _Hist
+from reinflow.rl.health_types import (
+    FIRST_MINIBATCH_WARN,
+    PRE_UPDATE_TOL,
+    Finding,
+    RunContext,
+    _Hist,
+)
 
 
 def _first_minibatch_ratio(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:

@@ -4,10 +4,17 @@ onto ``meta``. A tensor that does not follow the agent's device (or say ``device
 purpose) then meets the agent's tensors and raises, the same class of error a CUDA run would hit
 at its first update. This machine has no GPU; ``meta`` stands in for "any other device"."""
 
+import os
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
+from torch.utils._device import _device_constructors
+
+import reinflow
 
 from reinflow.envs.factory import env_spaces, make_vector_env
 from reinflow.flow.chain import randn
@@ -23,8 +30,11 @@ SMALL = {"env": "Pendulum-v1", "chunk_size": 8, "act_steps": 4, "rollout_steps":
              "dsrl_components": 2, "progress": False, "tensorboard": False}
 
 
-def _one_iteration(algorithm: str, tmp_path, forced=lambda: torch.device("meta")) -> dict:
-    cfg = TrainConfig(out=str(tmp_path / algorithm), algorithm=algorithm, **SMALL).resolved()
+SRC = str(Path(reinflow.__file__).parent)
+
+
+def _one_iteration(algorithm: str, tmp_path, forced=lambda: torch.device("meta"), small=None, iterations=2) -> dict:
+    cfg = TrainConfig(out=str(tmp_path / algorithm), algorithm=algorithm, **(small or SMALL)).resolved()
     kw = env_kwargs(cfg)
     agent = build_agent(cfg, *env_spaces(cfg.env, kw))
     # residual-ppo and dsrl only check that a pretrained policy was named; this one's BC weights
@@ -36,7 +46,7 @@ def _one_iteration(algorithm: str, tmp_path, forced=lambda: torch.device("meta")
         raw = seeded_reset(envs, cfg.seed, 0, 0)
         with forced():
             out = {}
-            for it in range(2):  # dsrl: warm-up collection, then SAC updates
+            for it in range(iterations):  # dsrl: warm-up collection, then SAC updates
                 algo.begin_iteration(it)
                 exp, raw = algo.collect(envs, raw, it, env_generators(cfg.seed, it, 0, cfg.parallel_envs))
                 out = algo.update(exp, it)
@@ -65,3 +75,28 @@ def test_randn_takes_any_generator_device_pair():
     z = randn((3, 2), torch.Generator().manual_seed(0), torch.device("meta"))
     assert z.device.type == "meta"
     assert torch.equal(x, torch.randn((3, 2), generator=torch.Generator().manual_seed(0)))
+
+
+class ReinflowTensorsElsewhere(TorchFunctionMode):
+    """Every tensor that reinflow's own code creates without naming a device goes to ``meta`` (LeRobot's
+    internals keep their defaults: its device processor step, not a default device, places them)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in _device_constructors() and kwargs.get("device") is None:
+            frame = sys._getframe(1)
+            while frame is not None and f"{os.sep}torch{os.sep}" in frame.f_code.co_filename:
+                frame = frame.f_back
+            if frame is not None and frame.f_code.co_filename.startswith(SRC):
+                kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def test_smolvla_iteration_never_mixes_devices(tmp_path):
+    pytest.importorskip("lerobot")
+    from reinflow.policies.smolvla.tiny import write_tiny_vlm
+    vlm = write_tiny_vlm(tmp_path / "vlm")
+    small = {**{k: v for k, v in SMALL.items() if k != "hidden"}, "env": "reinflow/ArmReach-v0", "policy": "smolvla",
+             "vlm_path": str(vlm), "chunk_size": None, "act_steps": 10, "rollout_steps": 2, "minibatch_size": 2}
+    out = _one_iteration("chain-ppo", tmp_path, ReinflowTensorsElsewhere, small, iterations=1)
+    assert out["episodes"] == 2 and out["ppo/context_reused"] == 1.0

@@ -171,12 +171,14 @@ class SmolVLAFlowPolicy(FlowPolicy):
         if not isinstance(raw_obs, dict) or "state" not in raw_obs:
             raise ConfigError("smolvla needs image observations: use the env's pixels mode "
                               "(Dict obs with 'state' and camera images)")
-        state = torch.as_tensor(np.asarray(raw_obs["state"]), dtype=torch.float32)
+        # observations stay on the host (LeRobot's preprocessor runs there; the rollout batch of images
+        # is not held on the GPU): encode() moves each batch to the model's device
+        state = torch.as_tensor(np.asarray(raw_obs["state"]), dtype=torch.float32, device="cpu")
         if self.settings.state_dims is not None:
             state = state[..., : self.settings.state_dims]
         batch: dict[str, Any] = {OBS_STATE: state}
         for cam in self.settings.cameras:
-            img = torch.as_tensor(np.asarray(raw_obs[cam]))
+            img = torch.as_tensor(np.asarray(raw_obs[cam]), device="cpu")
             batch[self.policy_camera(cam)] = img.permute(0, 3, 1, 2).contiguous()  # [B,3,H,W] uint8
         tasks = raw_obs.get("task")
         n = state.shape[0]
@@ -275,8 +277,8 @@ class SmolVLAFlowPolicy(FlowPolicy):
         postprocessor unnormalises with the policy's stats, then the env's bounds rescale. For a
         fresh policy whose action stats come from the env's bounds this is the identity."""
         out = self.postprocessor(action.detach())
-        lo = torch.tensor(self.settings.action_low, dtype=out.dtype)
-        hi = torch.tensor(self.settings.action_high, dtype=out.dtype)
+        lo = torch.tensor(self.settings.action_low, dtype=out.dtype, device="cpu")  # the env's bounds, on the host
+        hi = torch.tensor(self.settings.action_high, dtype=out.dtype, device="cpu")
         finite = torch.isfinite(lo) & torch.isfinite(hi)
         mid = torch.where(finite, (hi + lo) / 2, torch.zeros_like(lo))
         half = torch.where(finite, (hi - lo) / 2, torch.ones_like(lo))

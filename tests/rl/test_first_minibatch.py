@@ -84,3 +84,5 @@ def test_bf16_is_recorded_relayouts_by_default_and_is_frozen_on_resume(tmp_path,
     assert not torch.are_deterministic_algorithms_enabled()                   # the process's settings are back
     refused(["train", "--out", str(out), "--resume", "--iterations", "3", "--precision", "fp32", "--no-progress"],
             "precision='fp32' but the run")
+    assert main(["eval", str(out), "--episodes", "2", "--json-out", str(tmp_path / "e.json")]) == 0
+    assert json.loads((tmp_path / "e.json").read_text())["precision"] == "bf16"   # evaluated as it was trained

@@ -59,11 +59,18 @@ def run(argv: list[str]) -> int:
         check_env_id(env_id, allow_import=False, source=str(ck / "config.json"))
     kw = resolve_env_kwargs(train_cfg.get("env_kwargs"), env_id, base_policy_config(ck_cfg["policy"]).get("type", "mlp"))
     envs = make_vector_env(env_id, min(cfg.parallel_envs, cfg.episodes), agent.sampler.act_steps, "sync", kw)
+    from reinflow.rl.precision import PRECISIONS, autocast
+    precision = train_cfg.get("precision", "fp32")  # the numerics it was trained (and kept best) with: invariant 4
+    if precision not in PRECISIONS:
+        envs.close()
+        raise ConfigError(f"checkpoint {ck}: precision={precision!r}: allowed {', '.join(PRECISIONS)}")
     try:
-        res = run_episodes(agent, envs, cfg.episodes, cfg.seed, deterministic=not cfg.stochastic)
+        with autocast(precision, "cpu"):
+            res = run_episodes(agent, envs, cfg.episodes, cfg.seed, deterministic=not cfg.stochastic)
     finally:
         envs.close()
-    res.update(checkpoint=str(ck), env=env_id, mode="stochastic" if cfg.stochastic else "deterministic")
+    res.update(checkpoint=str(ck), env=env_id, mode="stochastic" if cfg.stochastic else "deterministic",
+               precision=precision)
     print(json.dumps(res, indent=2))
     if cfg.json_out:
         write_json_out(cfg.json_out, res)

@@ -22,9 +22,10 @@ from reinflow.policies.dsrl import NoiseActor
 from reinflow.policies.mlp import mlp
 
 
-def _grad_norm(params: list[nn.Parameter]) -> float:
+def _grad_norm(params: list[nn.Parameter]) -> torch.Tensor:
+    """Total gradient norm, a 0-dim tensor where the gradients are (read once per step with the rest)."""
     grads = [p.grad for p in params if p.grad is not None]
-    return float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))) if grads else 0.0
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))) if grads else torch.zeros(())
 
 
 class TwinQ(nn.Module):
@@ -84,8 +85,9 @@ class SAC:
     def update(self, b: dict[str, torch.Tensor], generator: torch.Generator | None = None,
                actor_step: bool = True) -> dict[str, float]:
         """One gradient step of the critics (and, with ``actor_step``, of actor and temperature) on a
-        replay batch {feat, latent, reward, next_feat, done}; returns the step's numbers."""
-        alpha = self.alpha
+        replay batch {feat, latent, reward, next_feat, done}; returns the step's numbers. They are
+        gathered as tensors and read in one transfer: on a GPU each float() would wait for the device."""
+        alpha = self.log_alpha.detach().exp()
         with torch.no_grad():
             c_next, logp_next = self.actor.sample(b["next_feat"], generator=generator)
             q1_t, q2_t = self.q_target(b["next_feat"], c_next)
@@ -96,17 +98,18 @@ class SAC:
         q_loss.backward()
         q_grad = _grad_norm(self._q_params)
         self.critic_opt.step()
-        out = {"q_loss": q_loss.item(), "q_mean": q1.mean().item(), "q_target_mean": float(y.mean()),
+        out = {"q_loss": q_loss.detach(), "q_mean": q1.detach().mean(), "q_target_mean": y.mean(),
                "critic_grad_norm": q_grad}
         if actor_step:
-            out.update(self._actor_step(b["feat"], generator))
+            out.update(self._actor_step(b["feat"], generator, alpha))
         self._polyak()
-        return out
+        return dict(zip(out, torch.stack([v.to(q_loss.device, torch.float32) for v in out.values()]).tolist()))
 
-    def _actor_step(self, feats: torch.Tensor, generator: torch.Generator | None) -> dict[str, float]:
+    def _actor_step(self, feats: torch.Tensor, generator: torch.Generator | None,
+                    alpha: torch.Tensor) -> dict[str, torch.Tensor]:
         c, logp = self.actor.sample(feats, generator=generator)
         q1, q2 = self.q(feats, c)
-        actor_loss = (self.alpha * logp - torch.minimum(q1, q2)).mean()
+        actor_loss = (alpha * logp - torch.minimum(q1, q2)).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         a_grad = _grad_norm(self._actor_params)
@@ -117,9 +120,9 @@ class SAC:
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
         self.alpha_opt.step()
-        return {"actor_loss": actor_loss.item(), "alpha_loss": alpha_loss.item(),
-                "entropy": -logp.mean().item(), "actor_grad_norm": a_grad,
-                "latent_abs_mean": c.abs().mean().item() / self.actor.bound}
+        return {"actor_loss": actor_loss.detach(), "alpha_loss": alpha_loss.detach(),
+                "entropy": -logp.detach().mean(), "actor_grad_norm": a_grad,
+                "latent_abs_mean": c.detach().abs().mean() / self.actor.bound}
 
     @torch.no_grad()
     def _polyak(self) -> None:

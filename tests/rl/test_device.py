@@ -15,7 +15,6 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._device import _device_constructors
 
 import reinflow
-
 from reinflow.envs.factory import env_spaces, make_vector_env
 from reinflow.flow.chain import randn
 from reinflow.rl.algorithms import algorithm_class

@@ -11,8 +11,7 @@ import math
 from dataclasses import replace
 
 from reinflow.flow.scaling import predicted_clip_fraction, scale_for_dimension
-from reinflow.rl import health_sac
-from reinflow.rl.health_numerics import _first_minibatch_ratio  # noqa: F401 (CHECKS finds it by name)
+from reinflow.rl import health_numerics, health_sac
 from reinflow.rl.health_sac import SAC_CODES
 from reinflow.rl.health_types import (CLIP_FINE_BELOW, CLIP_SATURATED_AT, CODES, CRITIC_NORM_ABS, CRITIC_NORM_FACTOR, GRAD_CLIPPED_AT,
                                 KNOWN_KEYS, LOG_SQRT_2PI, MIN_TREND_POINTS, PRE_UPDATE_TOL, SMOLVLA_MAX_ACTION_DIM,
@@ -395,7 +394,7 @@ def _reward_declining(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | 
                    f"(reward {best:.4g}) once the cause is fixed.")
 
 
-CHECKS = {c: globals()["_" + c.lower()] for c in CODES[:-1]}
+CHECKS = {c: {**vars(health_numerics), **globals()}["_" + c.lower()] for c in CODES[:-1]}
 CHECKS.update({c: getattr(health_sac, "_" + c.lower()) for c in SAC_CODES})
 # which checks judge which algorithm's metrics (``Algorithm.health``), in causal order; SAC has no
 # ratio, clip fraction or chain log-prob, so none of the PPO checks is run on it

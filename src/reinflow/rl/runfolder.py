@@ -71,6 +71,39 @@ def made_by_reinflow(p: Path) -> bool:
             or _json_says(p / "summary.json", lambda d: "success_before" in d and "run_folder" in d))
 
 
+# folders reinflow reads as a whole and never writes into (a run is written only into its own folder)
+NOT_WRITABLE = ("checkpoint", "demo set", "LeRobot dataset")
+
+
+def folder_kind(p: Path) -> str | None:
+    """Which reinflow folder ``p`` is: 'checkpoint', 'demo set', 'LeRobot dataset', 'quickstart report',
+    'run', or None (empty, unknown, or not there). Read-only; files are read with the bounds of
+    ``reinflow.untrusted``."""
+    if not p.is_dir():
+        return None
+    if (p / "model.safetensors").exists() or _json_says(p / "config.json", lambda d: "policy" in d or "format_version" in d):
+        return "checkpoint"
+    if (p / "demos.npz").exists() or _json_says(p / "meta.json", lambda d: d.get("format") == "reinflow-demos"):
+        return "demo set"
+    if (p / "meta" / "info.json").exists():
+        return "LeRobot dataset"
+    if _json_says(p / "summary.json", lambda d: "success_before" in d and "run_folder" in d):
+        return "quickstart report"
+    if (p / "checkpoints").is_dir() or _json_says(p / "config.json", lambda d: isinstance(d.get("train"), dict)):
+        return "run"
+    return None
+
+
+def _check_not_inside(p: Path, out: str | Path) -> None:
+    """Refuse an output folder inside a checkpoint, demo set or dataset (the folder itself is judged by
+    ``--resume``, and a non-empty one is never written into without ``--overwrite``, which moves it aside)."""
+    for q in p.absolute().parents:
+        kind = folder_kind(q)
+        if kind in NOT_WRITABLE:
+            raise ConfigError(f"out={out}: lies inside {q}, which is a {kind}, not a run folder; reinflow never "
+                              "writes into one (nothing was written): choose a new --out")
+
+
 def _json_says(path: Path, test: Any) -> bool:
     from reinflow.untrusted import read_json
     try:
@@ -105,12 +138,14 @@ def check_out(out: str | Path, resume: bool = False, overwrite: bool = False, po
     if p.is_dir():
         _probe_lock(p, out)
     if resume:
+        _check_not_inside(p, out)
         return
     if policy_path:
         a, b = p.resolve(), Path(policy_path).resolve()
         if a == b or a in b.parents or b in a.parents:
             raise ConfigError(f"out={out}: overlaps --policy-path {policy_path}; a run never writes into the "
                               "checkpoint it starts from: choose another --out")
+    _check_not_inside(p, out)
     if _non_empty(p):
         if not overwrite:
             _refuse_non_empty(p, out)
@@ -227,6 +262,12 @@ def resume_point(out: str | Path) -> tuple[Path | None, dict]:
     p = Path(out)
     if not p.is_dir():
         raise ConfigError(f"--resume: {out} not found; is --out the folder of an earlier run?")
+    kind = folder_kind(p)
+    if kind not in (None, "run"):
+        fix = {"checkpoint": f"start a new run from it with --policy-path {out} --out NEW_FOLDER",
+               "demo set": f"pretrain on it with reinflow pretrain --demos {out}",
+               "LeRobot dataset": f"pretrain on it with reinflow pretrain --demos {out}"}.get(kind, "choose the run folder")
+        raise ConfigError(f"--resume: {out} is a {kind}, not a run folder of reinflow train; nothing was written: {fix}")
     check_tree(p, "run", skip=("wandb",))
     ckdir, config = p / "checkpoints", p / "config.json"
     started = ckdir.is_dir() and any(e.name == "latest" or e.name.startswith("iter_") for e in os.scandir(ckdir))

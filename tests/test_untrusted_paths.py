@@ -59,3 +59,52 @@ def test_no_checkpoint_or_dataset_is_taken_over(assets, tmp_path, refused, name,
     before = snapshot(tmp_path)
     refused(build(tmp_path, target), needle)
     assert snapshot(tmp_path) == before
+
+
+# --- 2. env kwargs that name files: refused from files, checked from the command line -----------------
+
+def set_env_kwargs(run, value):
+    for cfg in [run / "config.json", *run.glob("checkpoints/iter_*/config.json")]:
+        data = json.loads(cfg.read_text())
+        data["train"]["env_kwargs"] = json.dumps(value)
+        cfg.write_text(json.dumps(data))
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    path = tmp_path / "fifo"
+    os.mkfifo(path)
+    return path
+
+
+@pytest.mark.parametrize("target", ["fifo", "/etc/passwd", "/dev/zero"])
+def test_env_kwargs_from_a_run_never_name_a_file(assets, tmp_path, refused, fifo, target):
+    run = copy(assets / "run", tmp_path, "run")
+    set_env_kwargs(run, {"xml_file": str(fifo) if target == "fifo" else target})
+    before = snapshot(run)
+    refused(["eval", str(run), "--episodes", "1"], "never opens a path named by a run folder")
+    refused(["train", "--out", str(run), "--resume"], "names a file, and it was read from --resume")
+    (tmp_path / "c.json").write_text(json.dumps({"env_kwargs": json.dumps({"model": "../x/scene.xml"})}))
+    refused([*TRAIN, "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "new")], "--config")
+    assert snapshot(run) == before
+
+
+def test_env_kwargs_files_on_the_command_line_are_checked_without_hanging(tmp_path, fifo):
+    import subprocess
+    import sys
+    for target, needle in ((fifo, "is a FIFO"), ("/dev/zero", "is a character device")):
+        argv = [*TRAIN, "--env", "Hopper-v5", "--env-kwargs", json.dumps({"xml_file": str(target)}),
+                "--out", str(tmp_path / "r")]
+        p = subprocess.run([sys.executable, "-m", "reinflow", *argv], capture_output=True, text=True, timeout=120)
+        assert p.returncode == 2 and p.stderr.strip().splitlines() == [p.stderr.strip()], p.stderr
+        assert p.stderr.startswith("error: env_kwargs xml_file=") and needle in p.stderr, p.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_real_model_file_on_the_command_line_still_works(tmp_path):
+    from reinflow.untrusted import check_env_kwargs_files, file_kwargs
+    xml = tmp_path / "hopper.xml"
+    xml.write_text("<mujoco/>")
+    check_env_kwargs_files({"xml_file": str(xml), "env_name": "pick-place-v3", "obs_mode": "state"})
+    found = file_kwargs({"xml_file": "a.xml", "env_name": "pick-place-v3", "cams": ["x/y.png"], "n": 3})
+    assert sorted(found) == [("cams", "x/y.png"), ("xml_file", "a.xml")]

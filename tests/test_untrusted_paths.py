@@ -108,3 +108,138 @@ def test_a_real_model_file_on_the_command_line_still_works(tmp_path):
     check_env_kwargs_files({"xml_file": str(xml), "env_name": "pick-place-v3", "obs_mode": "state"})
     found = file_kwargs({"xml_file": "a.xml", "env_name": "pick-place-v3", "cams": ["x/y.png"], "n": 3})
     assert sorted(found) == [("cams", "x/y.png"), ("xml_file", "a.xml")]
+
+
+# --- 3. datasets: read from their own folder, offline, checked before training -------------------------
+
+@pytest.fixture(scope="module")
+def lerobot_ds(tmp_path_factory):
+    pytest.importorskip("lerobot")
+    root = tmp_path_factory.mktemp("lerobot") / "ds"
+    assert main(["demos", "--env", "reinflow/ArmReach-v0", "--episodes", "2", "--format", "lerobot", "--out", str(root),
+                 "--no-progress"]) == 0
+    return root
+
+
+def edit_info(root, **changes):
+    info = json.loads((root / "meta" / "info.json").read_text())
+    info.update(changes)
+    (root / "meta" / "info.json").write_text(json.dumps(info))
+
+
+def edit_table(path, fn):
+    import pyarrow.parquet as pq
+    pq.write_table(fn(pq.read_table(path)), path)
+
+
+def data_file(root):
+    return next((root / "data").glob("*/*.parquet"))
+
+
+def nan_action(table):
+    import pyarrow as pa
+    rows = table.column("action").to_pylist()
+    rows[3][0] = float("nan")
+    return table.set_column(table.schema.get_field_index("action"), "action", pa.array(rows, table.schema.field("action").type))
+
+
+def link_data_file(root, target):
+    f = data_file(root)
+    f.unlink()
+    f.symlink_to(target)
+
+
+def link_data_folder(root, tmp):
+    shutil.move(root / "data", tmp / "elsewhere")
+    (root / "data").symlink_to(tmp / "elsewhere")
+
+
+DATASETS = [
+    ("episodes-count", lambda r, t: edit_info(r, total_episodes=5), "total_episodes=5 but meta/episodes/ holds 2 rows"),
+    ("frames-count", lambda r, t: edit_info(r, total_frames=7), "total_frames=7 but data/ holds"),
+    ("episode-table-short", lambda r, t: edit_table(next((r / "meta" / "episodes").glob("*/*.parquet")),
+                                                    lambda tb: tb.slice(0, 1)), "total_episodes=2 but meta/episodes/ holds 1"),
+    ("data-file-to-dev-zero", lambda r, t: link_data_file(r, "/dev/zero"), "is a symlink"),
+    ("data-file-to-fifo", lambda r, t: os.mkfifo(t / "fifo") or link_data_file(r, t / "fifo"), "is a symlink"),
+    ("data-folder-link", link_data_folder, "data is a symlink"),
+    ("data-fifo", lambda r, t: os.mkfifo(r / "data" / "extra"), "is a FIFO"),
+    ("nan-action", lambda r, t: edit_table(data_file(r), nan_action), "column 'action' holds NaN or inf (frame 3"),
+    ("no-state-column", lambda r, t: edit_table(data_file(r), lambda tb: tb.drop(["observation.state"])),
+     "no 'observation.state' column"),
+]
+
+
+@pytest.mark.parametrize("name,damage,needle", DATASETS, ids=[c[0] for c in DATASETS])
+def test_damaged_lerobot_dataset_is_refused_offline(lerobot_ds, tmp_path, refused, name, damage, needle):
+    ds = copy(lerobot_ds, tmp_path, "ds")
+    damage(ds, tmp_path)
+    refused(["pretrain", "--demos", str(ds), "--steps", "1", "--hidden", "16", "--out", str(tmp_path / "bc")], needle)
+    assert not (tmp_path / "bc").exists()
+
+
+def test_a_damaged_dataset_never_contacts_the_hub(lerobot_ds, tmp_path):
+    """The exact repro: counts that disagree with the files once sent LeRobot to the Hub (a fake one here,
+    recording every request), with the dataset's own repo id."""
+    import http.server
+    import subprocess
+    import sys
+    import threading
+    requests = []
+
+    class Hub(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            self.send_response(404)
+            self.end_headers()
+        do_HEAD = do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}", "HF_HUB_OFFLINE": "0"}
+    env.pop("HF_DATASETS_OFFLINE", None)
+    # LeRobot's own fallback for a folder it cannot read, as reinflow calls it and as LeRobot would by itself
+    probe = ("import contextlib, sys; from reinflow.bc.lerobot_data import _hub_offline, lerobot_dataset_class as c, "
+             "OFFLINE_REPO_ID as R, OFFLINE_REVISION as V; c()\n"
+             "from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata as M\n"
+             "guard = sys.argv[1] == 'guarded'\n"
+             "try:\n    with _hub_offline() if guard else contextlib.nullcontext():\n"
+             "        M(R if guard else 'lerobot/pusht', root=sys.argv[2], revision=V if guard else None)\n"
+             "except Exception as e: print(type(e).__name__)\n")
+    try:
+        for total in ({"total_episodes": 5},):
+            ds = copy(lerobot_ds, tmp_path, f"ds{len(total)}{sorted(total)[0]}")
+            edit_info(ds, repo_id="lerobot/pusht", **total)
+            p = subprocess.run([sys.executable, "-m", "reinflow", "pretrain", "--demos", str(ds), "--steps", "1",
+                                "--out", str(tmp_path / "bc")], env=env, capture_output=True, text=True, timeout=300)
+            assert p.returncode == 2 and "error: " in p.stderr, p.stderr[-2000:]
+        (tmp_path / "empty").mkdir()
+        subprocess.run([sys.executable, "-c", probe, "guarded", str(tmp_path / "empty")], env=env, timeout=300, check=True)
+        assert requests == []
+        subprocess.run([sys.executable, "-c", probe, "bare", str(tmp_path / "empty")], env=env, timeout=300, check=True)
+        assert requests, "the fake Hub saw no request from LeRobot unguarded: the test could not fail"
+    finally:
+        server.shutdown()
+
+
+def test_symlinked_demos_npz_is_refused(assets, tmp_path, refused):
+    demos = copy(assets / "demos", tmp_path, "demos")
+    (tmp_path / "real.npz").write_bytes((demos / "demos.npz").read_bytes())
+    (demos / "demos.npz").unlink()
+    (demos / "demos.npz").symlink_to(tmp_path / "real.npz")
+    refused(["pretrain", "--demos", str(demos), "--steps", "1", "--out", str(tmp_path / "bc")], "demos.npz is a symlink")
+
+
+def test_a_nan_never_reaches_a_checkpoint(assets, tmp_path):
+    import torch
+
+    from reinflow.rl.checkpoint import CheckpointWriteError, load_agent, save_agent
+    agent = load_agent(assets / "bc")[0]
+    save_agent(tmp_path / "ok", agent)                       # finite weights: written
+    with torch.no_grad():
+        next(agent.policy.parameters())[0].fill_(float("nan"))
+    with pytest.raises(CheckpointWriteError, match="holds NaN or inf"):
+        save_agent(tmp_path / "ok", agent)
+    assert torch.isfinite(next(iter(load_agent(tmp_path / "ok")[0].policy.parameters()))).all()

@@ -294,8 +294,10 @@ def load_demos(path: str | os.PathLike) -> Demos:
     """Load and validate demos from a directory (or its ``demos.npz``); see module docs. Every
     shape is checked from the archive's headers before an array is read."""
     from reinflow import ReinflowError
-    from reinflow.untrusted import check_regular_file, read_json
+    from reinflow.untrusted import check_regular_file, check_tree, read_json
     p = Path(path)
+    if p.is_dir():
+        check_tree(p, "demo set")  # a symlinked demos.npz or meta.json would be read from outside the folder
     npz_path = p / DEMOS_FILE if p.is_dir() else p
     meta_path = npz_path.parent / META_FILE
     if not npz_path.is_file():

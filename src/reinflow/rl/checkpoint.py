@@ -69,13 +69,18 @@ def save_agent(directory: str | Path, agent: Agent, extra_config: dict | None = 
                trainer_state: dict | None = None) -> Path:
     """Write a complete checkpoint folder atomically (tmp folder + rename). Returns its path."""
     final = Path(directory)
+    state, tied = _dedupe(agent.state_dict())
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:  # a NaN written once would be trained on, evaluated and resumed from
+        raise CheckpointWriteError(f"cannot write checkpoint {final}: weight {bad} holds NaN or inf (training diverged, "
+                                   "or the data held non-finite values); nothing was written, an earlier checkpoint "
+                                   "is unchanged: check the data, or lower the learning rate")
     final.parent.mkdir(parents=True, exist_ok=True)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     except OSError as exc:
         raise CheckpointWriteError(f"cannot write checkpoint in {final.parent}: {exc.strerror}") from None
     try:
-        state, tied = _dedupe(agent.state_dict())
         save_file(state, str(tmp / "model.safetensors"))
         config = {"format_version": FORMAT_VERSION, "reinflow_version": __version__,
                   "policy": agent.policy.policy_config(), "sampler": agent.sampler_dict(),

@@ -200,28 +200,39 @@ def test_a_damaged_dataset_never_contacts_the_hub(lerobot_ds, tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}", "HF_HUB_OFFLINE": "0"}
     env.pop("HF_DATASETS_OFFLINE", None)
-    # LeRobot's own fallback for a folder it cannot read, as reinflow calls it and as LeRobot would by itself
-    probe = ("import contextlib, sys; from reinflow.bc.lerobot_data import _hub_offline, lerobot_dataset_class as c, "
-             "OFFLINE_REPO_ID as R, OFFLINE_REVISION as V; c()\n"
-             "from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata as M\n"
-             "guard = sys.argv[1] == 'guarded'\n"
-             "try:\n    with _hub_offline() if guard else contextlib.nullcontext():\n"
-             "        M(R if guard else 'lerobot/pusht', root=sys.argv[2], revision=V if guard else None)\n"
-             "except Exception as e: print(type(e).__name__)\n")
+    ds = copy(lerobot_ds, tmp_path, "ds")
+    edit_info(ds, repo_id="lerobot/pusht", total_episodes=5)
+    (tmp_path / "empty").mkdir()
+    # one interpreter (LeRobot's import is the slow part): the repro through the CLI, then LeRobot's own
+    # fallback for a folder it cannot read, as reinflow calls it (guarded) and as LeRobot would alone (bare)
+    script = f"""
+import contextlib, sys, urllib.request
+from reinflow.cli import main
+from reinflow.bc.lerobot_data import _hub_offline, lerobot_dataset_class, OFFLINE_REPO_ID, OFFLINE_REVISION
+hub = "{env['HF_ENDPOINT']}/checkpoint/"
+assert main(["pretrain", "--demos", "{ds}", "--steps", "1", "--out", "{tmp_path / 'bc'}"]) == 2
+lerobot_dataset_class()
+from lerobot.datasets.lerobot_dataset import LeRobotDatasetMetadata
+for guard in (True, False):
     try:
-        for total in ({"total_episodes": 5},):
-            ds = copy(lerobot_ds, tmp_path, f"ds{len(total)}{sorted(total)[0]}")
-            edit_info(ds, repo_id="lerobot/pusht", **total)
-            p = subprocess.run([sys.executable, "-m", "reinflow", "pretrain", "--demos", str(ds), "--steps", "1",
-                                "--out", str(tmp_path / "bc")], env=env, capture_output=True, text=True, timeout=300)
-            assert p.returncode == 2 and "error: " in p.stderr, p.stderr[-2000:]
-        (tmp_path / "empty").mkdir()
-        subprocess.run([sys.executable, "-c", probe, "guarded", str(tmp_path / "empty")], env=env, timeout=300, check=True)
-        assert requests == []
-        subprocess.run([sys.executable, "-c", probe, "bare", str(tmp_path / "empty")], env=env, timeout=300, check=True)
-        assert requests, "the fake Hub saw no request from LeRobot unguarded: the test could not fail"
+        with _hub_offline() if guard else contextlib.nullcontext():
+            LeRobotDatasetMetadata(OFFLINE_REPO_ID if guard else "lerobot/pusht", root="{tmp_path / 'empty'}",
+                                   revision=OFFLINE_REVISION if guard else None)
+    except Exception:
+        pass
+    try:
+        urllib.request.urlopen(hub + ("guarded" if guard else "bare"))
+    except Exception:
+        pass
+"""
+    try:
+        subprocess.run([sys.executable, "-c", script], env=env, timeout=300, check=True, capture_output=True)
     finally:
         server.shutdown()
+    guarded = requests.index("/checkpoint/guarded")
+    assert guarded == 0, requests[:guarded]                   # nothing before the marker: no request at all
+    assert len(requests) > guarded + 2, "unguarded, LeRobot asked the fake Hub nothing: the test could not fail"
+    assert not (tmp_path / "bc").exists()
 
 
 def test_symlinked_demos_npz_is_refused(assets, tmp_path, refused):

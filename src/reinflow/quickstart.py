@@ -60,6 +60,10 @@ class QuickstartConfig:
     """held-out evaluation episodes, before and after fine-tuning (same seeds)"""
     demo_episodes: int | None = None
     """expert demos recorded (default per env and policy)"""
+    demo_noise: float = 0.03
+    """std of Gaussian noise on the actions executed while recording demos, in [-1, 1] units (clean ones are recorded)"""
+    demo_only_success: bool = True
+    """keep only the expert's successful demo episodes (--no-demo-only-success keeps failures too)"""
     bc_episodes: int | None = None
     """demo episodes BC trains on (fewer = a weaker starting policy; default: all recorded)"""
     bc_steps: int | None = None
@@ -255,7 +259,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
 
     _stage(f"1/6 recording {plan.demo_episodes} scripted-expert demos ({kind.demo_dir}/)", t0)
     demos = kind.record_demos(plan.env_id, plan.demo_episodes, out / kind.demo_dir, plan.env_kwargs, seed=cfg.seed,
-                              progress=cfg.progress, expert=cfg.expert)
+                              progress=cfg.progress, expert=cfg.expert, action_noise=cfg.demo_noise,
+                              only_success=cfg.demo_only_success)
     _stage(f"    {demos['episodes']} demos, {demos['steps']} steps, expert success {demos['success_rate']:.2f}", t0)
 
     n_bc = min(plan.bc_episodes, demos["episodes"])

@@ -25,6 +25,7 @@ def run(argv: list[str]) -> int:
             from reinflow.bc.lerobot_data import record_lerobot_demos as record
         try:
             summary = record(cfg.env, cfg.episodes, cfg.out, seed=cfg.seed, only_success=cfg.only_success,
+                             action_noise=cfg.action_noise,
                              progress=cfg.progress, obs_mode=obs_mode, image_size=tuple(cfg.image_size),
                              expert=cfg.expert, **kwargs)
         except ValueError as exc:

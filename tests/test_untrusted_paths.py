@@ -254,3 +254,84 @@ def test_a_nan_never_reaches_a_checkpoint(assets, tmp_path):
     with pytest.raises(CheckpointWriteError, match="holds NaN or inf"):
         save_agent(tmp_path / "ok", agent)
     assert torch.isfinite(next(iter(load_agent(tmp_path / "ok")[0].policy.parameters()))).all()
+
+
+# --- 4. one action mapping for demos, evaluation and training; experts' errors are theirs -------------
+
+ASYM = '''
+import gymnasium as gym
+import numpy as np
+
+SENT = []
+
+
+class Asym(gym.Env):
+    """Asymmetric, non-unit bounds: what the expert asks for must reach step() unchanged."""
+    action_space = gym.spaces.Box(np.array([-3.0, 0.0], np.float32), np.array([1.0, 5.0], np.float32))
+    observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        SENT.append(np.asarray(action, np.float64).copy())
+        np.save(__file__ + ".sent.npy", np.asarray(SENT))
+        self.t += 1
+        return np.zeros(2, np.float32), 0.0, self.t >= 4, False, {"success": self.t >= 4}
+
+
+def expert(obs):
+    return [-1.54, 4.2]
+
+
+def raising(obs):
+    raise RuntimeError("my expert broke")
+
+
+gym.register("asym_env/Asym-v0", entry_point=Asym)
+'''
+
+
+@pytest.fixture
+def asym(tmp_path, monkeypatch):
+    import sys
+    (tmp_path / "asym_env.py").write_text(ASYM)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path / "asym_env.py.sent.npy"
+    sys.modules.pop("asym_env", None)
+
+
+@pytest.mark.parametrize("noise", ["0", "0.2"])
+def test_demos_send_the_env_the_experts_action_in_its_own_units(asym, tmp_path, noise):
+    from reinflow.envs.chunk import action_affine, to_env_action
+    from reinflow.envs.demos import load_demos
+    assert main(["demos", "--env", "asym_env:asym_env/Asym-v0", "--expert", "asym_env:expert", "--episodes", "1",
+                 "--action-noise", noise, "--out", str(tmp_path / "d"), "--no-progress"]) == 0
+    sent = np.load(asym)
+    arrays = np.load(tmp_path / "d" / "demos.npz")
+    recorded = arrays["executed_actions" if noise != "0" else "actions"]
+    import gymnasium as gym
+    space = gym.spaces.Box(np.array([-3.0, 0.0], np.float32), np.array([1.0, 5.0], np.float32))
+    np.testing.assert_allclose(to_env_action(recorded, *action_affine(space), space), sent, atol=1e-6)
+    if noise == "0":
+        np.testing.assert_allclose(sent, [[-1.54, 4.2]] * 4, atol=1e-6)   # exactly what the expert asked for
+    assert load_demos(tmp_path / "d").num_episodes == 1
+
+
+@pytest.mark.parametrize("spec,needle", [("asym_env:raising", "expert asym_env:raising: raised RuntimeError (my expert broke)"),
+                                         ("os:system", "expert os:system: raised TypeError")])
+def test_a_user_expert_that_fails_is_one_error_line_naming_it(asym, tmp_path, refused, spec, needle):
+    line = refused(["demos", "--env", "asym_env:asym_env/Asym-v0", "--expert", spec, "--episodes", "1",
+                    "--out", str(tmp_path / "d"), "--no-progress"], needle)
+    assert "bug in reinflow" not in line
+
+
+@pytest.mark.parametrize("value,success", [(True, True), (False, False), (1, True), (0.0, False), (np.bool_(True), True),
+                                           (np.array([1.0]), True), ("yes", False), ("no", False), (None, False),
+                                           (float("nan"), False), ([1], False)])
+def test_only_bools_and_numbers_report_success(value, success):
+    from reinflow.envs.chunk import info_success
+    assert info_success({"success": value}) is success
+    assert info_success({}) is None

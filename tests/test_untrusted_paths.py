@@ -335,3 +335,64 @@ def test_only_bools_and_numbers_report_success(value, success):
     from reinflow.envs.chunk import info_success
     assert info_success({"success": value}) is success
     assert info_success({}) is None
+
+
+# --- 5. every network built from flags or files has a total size bound; checkpoint fields their flag's range
+
+@pytest.fixture(scope="module")
+def dsrl_run(assets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("dsrl") / "run"
+    assert main(["train", "--env", "reinflow/ArmReach-v0", "--algorithm", "dsrl", "--policy-path", str(assets / "bc"),
+                 "--out", str(out), "--iterations", "1", "--parallel-envs", "1", "--rollout-steps", "2",
+                 "--dsrl-warmup", "0", "--dsrl-batch-size", "2", "--dsrl-hidden", "16", "--eval-episodes", "1",
+                 "--eval-every", "0", "--no-progress", "--no-tensorboard"]) == 0
+    return out
+
+
+def edit_policy(ck, fn):
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["policy"] = fn(cfg["policy"])
+    (ck / "config.json").write_text(json.dumps(cfg))
+    return ck
+
+
+def set_done(run, value):
+    from safetensors.torch import load_file, save_file
+    for f in run.glob("checkpoints/iter_*/trainer_state.safetensors"):
+        state = load_file(f)
+        key = next(k for k in state if k.endswith("done"))
+        state[key] = state[key].clone().fill_(value)
+        save_file(state, f)
+
+
+def test_dsrl_hidden_flag_has_a_total_bound(tmp_path, refused):
+    refused([*TRAIN, "--algorithm", "dsrl", "--dsrl-hidden", "65536", "65536", "65536", "--out", str(tmp_path / "r")],
+            "dsrl_hidden=[65536, 65536, 65536]: the DSRL actor and twin critics of 2.58e+10 weights; at most 2.68e+08")
+    assert not (tmp_path / "r").exists()
+
+
+CRAFTED = [
+    ("dsrl-hidden", lambda ck: edit_policy(ck, lambda p: {**p, "hidden": [30000, 30000]}), "dsrl_hidden=[30000, 30000]"),
+    ("dsrl-bound", lambda ck: edit_policy(ck, lambda p: {**p, "bound": 1e12}), "dsrl_bound=1000000000000.0: allowed range [0.001, 10]"),
+    ("residual-hidden", lambda ck: edit_policy(ck, lambda p: {"type": "residual", "hidden": [30000, 30000], "base": p["base"]}),
+     "the residual offset net of"),
+]
+
+
+@pytest.mark.parametrize("name,craft,needle", CRAFTED, ids=[c[0] for c in CRAFTED])
+def test_crafted_network_sizes_are_refused_before_building_naming_the_file(dsrl_run, tmp_path, refused, name, craft, needle):
+    import resource
+    ck = craft(copy(dsrl_run / "checkpoints" / "iter_000000", tmp_path, "ck"))
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    line = refused(["eval", str(ck), "--episodes", "1"], needle)
+    assert f"checkpoint {ck / 'config.json'}" in line
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 500_000   # KiB: nothing of 3.6 GB was built
+
+
+def test_replay_done_must_be_0_or_1(dsrl_run, tmp_path, refused):
+    run = copy(dsrl_run, tmp_path, "run")
+    set_done(run, 5.0)
+    before = snapshot(run)
+    line = refused(["train", "--out", str(run), "--resume", "--iterations", "2"], "field done holds [5.0]; expected 0 or 1")
+    assert f"checkpoint {run}" in line
+    assert snapshot(run) == before

@@ -184,7 +184,10 @@ def load_agent(path: str | Path, sampler_overrides: dict | None = None,
     """(agent with loaded weights, its config.json, resolved checkpoint folder)."""
     ck = resolve_checkpoint(path)
     cfg = read_checkpoint_config(ck)
-    policy = build_policy_from_config({**cfg["policy"], **(policy_overrides or {})})
+    try:
+        policy = build_policy_from_config({**cfg["policy"], **(policy_overrides or {})})
+    except ConfigError as exc:  # a field out of its flag's range: name the file it came from
+        raise ConfigError(str(exc) if str(ck) in str(exc) else f"checkpoint {ck / 'config.json'}: {exc}") from None
     sampler = SamplerConfig.from_dict({**cfg["sampler"], **(sampler_overrides or {})}, f"checkpoint {ck / 'config.json'}")
     agent = Agent(policy, sampler, critic_shares_features=cfg.get("critic_shares_features") is True)
     try:

@@ -260,6 +260,8 @@ class TrainConfig:
         for name, (lo, hi) in ranges.items():
             if not lo <= getattr(self, name) <= hi:
                 raise ConfigError(f"{name}={getattr(self, name)}: allowed range [{lo:g}, {hi:g}]")
+        from reinflow.policies.mlp import check_net_size  # the widths alone: the env's sizes add to it later
+        check_net_size([[1, *self.dsrl_hidden, 1]] * 3, "the DSRL actor and twin critics", f"dsrl_hidden={self.dsrl_hidden}")
         ok, allowed = NAMED["hidden"]
         if not ok(self.dsrl_hidden):
             raise ConfigError(f"dsrl_hidden={self.dsrl_hidden}: {allowed}")

@@ -197,7 +197,10 @@ class _Run:
             self.algo = algo_cls(cfg, agent, info, device, truncation)
             self.start_it, self.env_steps = 0, 0
             if state is not None:
-                self.algo.load_state_dict(state["algorithm"])
+                try:
+                    self.algo.load_state_dict(state["algorithm"])
+                except ConfigError as exc:  # name the file a crafted or damaged state came from
+                    raise ConfigError(f"checkpoint {ck}: {exc}") from None
                 torch.set_rng_state(state["torch_rng"])
                 self.start_it, self.env_steps = state["iteration"] + 1, state["env_steps"]
             derived = {"truncation": truncation, "action_dim": agent.policy.action_dim,

@@ -44,13 +44,43 @@ def run(argv: list[str]) -> int:
 
 
 def _launch_torchrun(nproc: int, argv: list[str]) -> int:
-    """``--nproc N``: rerun this command under PyTorch's own launcher on this machine."""
-    import subprocess
+    """``--nproc N``: rerun this command under PyTorch's own launcher on this machine (run in this
+    process, so its failure report is ours). Each rank leaves its ``error:`` line in a file (``cli.main``,
+    RANK_ERRORS) instead of printing it; the first one written, the cause, is printed once here, with
+    the ranks' exit code, instead of one line per rank and torchrun's ChildFailedError traceback."""
+    import logging
+    import tempfile
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    from reinflow.cli import RANK_ERRORS
     _, rest = pop_flag(argv, "--nproc")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "reinflow", "train", *rest]
-    print("launching: " + " ".join(cmd[2:]), flush=True)
-    return subprocess.call(cmd)
+    args = ["--standalone", f"--nproc_per_node={nproc}", "-m", "reinflow", "train", *rest]
+    print("launching: torch.distributed.run " + " ".join(args), flush=True)
+    quiet = logging.getLogger("torch.distributed.elastic")
+    level = quiet.level
+    with tempfile.TemporaryDirectory(prefix="reinflow-ranks-") as tmp:
+        os.environ[RANK_ERRORS] = str(Path(tmp) / "error")  # the ranks inherit it
+        quiet.setLevel(logging.CRITICAL)                       # its own per-rank failure log is ours to give
+        try:
+            run(parse_args(args))
+            return 0
+        except ChildFailedError as exc:
+            codes = sorted({f.exitcode for f in exc.failures.values()})
+            written = sorted(Path(tmp).glob("error.*"), key=lambda f: f.stat().st_mtime_ns)
+            if written:
+                print(f"error: {written[0].read_text().strip()}", file=sys.stderr)
+                return 2
+            if 1 in codes:  # a bug: the rank printed its traceback and how to report it
+                return 1
+            print(f"error: reinflow train --nproc {nproc}: ranks {sorted(exc.failures)} ended with exit codes {codes} "
+                  "(negative: killed by that signal) before reporting why; run it with --nproc 1 to see the error",
+                  file=sys.stderr)
+            return 2
+        finally:
+            os.environ.pop(RANK_ERRORS, None)
+            quiet.setLevel(level)
 
 
 def _resume_defaults(argv: list[str]) -> tuple[dict, str, list[str]]:

@@ -126,11 +126,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         _report(f"error: {msg}")
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if debug:
             raise
-        _report(f"error: reinflow {cmd}: interrupted (Ctrl-C) before the run could stop cleanly; a run folder "
-                "keeps its last complete checkpoint (continue with --resume)")
+        how = exc.args[0] if exc.args and isinstance(exc.args[0], str) else "Ctrl-C"  # the trainer names its signal
+        way_on = ("a run folder keeps its last complete checkpoint (continue with reinflow train --out RUN --resume)"
+                  if cmd in ("train", "quickstart") else "run it again (--overwrite moves a partial --out aside)")
+        _report(f"error: reinflow {cmd}: interrupted ({how}) before the run could stop cleanly; {way_on}")
         return 2
 
 

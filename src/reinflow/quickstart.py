@@ -242,7 +242,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     budget_s = plan.minutes * 60.0
     out = Path(cfg.out or ("runs/quickstart" if kind.name == "mlp" else f"runs/quickstart_{kind.name}"))
     # Like train: an earlier report folder is never deleted; refused, or moved aside with --overwrite.
-    check_out(out, overwrite=cfg.overwrite)
+    check_out(out, overwrite=cfg.overwrite, can_resume=False)
     held = claim_out(out, cfg.overwrite)  # locked: one process per report folder, until the report is written
     eval_seed = heldout_seed(cfg.seed)  # never the episodes training's evaluations pick the kept policy on
     tcfg = train_config(cfg, kind, plan, out, {})
@@ -290,7 +290,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     _stage(f"4/6 fine-tuning ({tcfg.algorithm}): {tcfg.iterations} iterations (cut at {left_min:.1f} min) of "
            f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, {recipe(tcfg, plan.act_steps, plan.action_dim)}", t0)
     res = train(tcfg)
-    cut = f" (--minutes cut the run at {res.iterations} of {tcfg.iterations})" if res.iterations < tcfg.iterations else ""
+    why = "a signal (Ctrl-C / SIGTERM) stopped" if res.stopped_by == "signal" else "--minutes cut"
+    cut = f" ({why} the run at {res.iterations} of {tcfg.iterations})" if res.iterations < tcfg.iterations else ""
     _stage(f"    {res.iterations} iterations{cut}, {res.env_steps} env steps", t0)
 
     kept = kept_policy(out / "train", res)

@@ -18,7 +18,7 @@ def run(argv: list[str]) -> int:
     check_env_id(cfg.env)
     kwargs = resolve_env_kwargs(cfg.env_kwargs, cfg.env, "mlp")
     obs_mode = kwargs.pop("obs_mode", cfg.obs_mode)
-    check_out(cfg.out, overwrite=cfg.overwrite)
+    check_out(cfg.out, overwrite=cfg.overwrite, can_resume=False)
     with claim_out(cfg.out, cfg.overwrite):  # locked: one process per output folder
         record = record_demos
         if cfg.format == "lerobot":

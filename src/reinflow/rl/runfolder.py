@@ -123,8 +123,10 @@ def _check_overwrite(p: Path, out: str | Path) -> None:
                           "quickstart report), and this one is not: nothing was moved; choose a new --out")
 
 
-def check_out(out: str | Path, resume: bool = False, overwrite: bool = False, policy_path: str | None = None) -> None:
-    """Refuse an output folder that would lose or overwrite something; writes nothing."""
+def check_out(out: str | Path, resume: bool = False, overwrite: bool = False, policy_path: str | None = None,
+              can_resume: bool = True) -> None:
+    """Refuse an output folder that would lose or overwrite something; writes nothing. ``can_resume``:
+    the command has ``--resume`` (only ``train``), so a refusal may name it."""
     p = Path(out)
     if not str(out).strip():
         raise ConfigError("out='': needs a folder path")
@@ -148,13 +150,13 @@ def check_out(out: str | Path, resume: bool = False, overwrite: bool = False, po
     _check_not_inside(p, out)
     if _non_empty(p):
         if not overwrite:
-            _refuse_non_empty(p, out)
+            _refuse_non_empty(p, out, can_resume)
         _check_overwrite(p, out)
 
 
-def _refuse_non_empty(p: Path, out: str | Path) -> None:
+def _refuse_non_empty(p: Path, out: str | Path, can_resume: bool = True) -> None:
     raise ConfigError(f"out={out}: the folder exists and is not empty (an earlier run?); nothing was written. "
-                      "Continue it with --resume, move it aside with --overwrite "
+                      + ("Continue it with --resume, move" if can_resume else "Move") + " it aside with --overwrite "
                       f"(-> {_aside(p.absolute()).name}), or choose a new --out")
 
 
@@ -203,7 +205,7 @@ class RunFolder:
         if lock and self.path.is_dir():
             self._fd = _lock_fd(self.path, out)
 
-    def claim(self, overwrite: bool = False) -> Path | None:
+    def claim(self, overwrite: bool = False, can_resume: bool = True) -> Path | None:
         """Create the folder (moving a non-empty one aside with ``overwrite``), locked; returns where
         the earlier contents went (None if nothing was moved)."""
         p, old = self.path, None
@@ -212,7 +214,7 @@ class RunFolder:
                 self._fd = _lock_fd(p, self.out)
             if _non_empty(p):                         # re-checked under the lock: check_out ran before it
                 if not overwrite:
-                    _refuse_non_empty(p, self.out)
+                    _refuse_non_empty(p, self.out, can_resume)
                 _check_overwrite(p, self.out)
                 self.moved = _aside(p.absolute())
                 p.rename(self.moved)                  # the lock moves with it until the new folder is locked
@@ -245,11 +247,11 @@ class RunFolder:
         self.close()
 
 
-def claim_out(out: str | Path, overwrite: bool = False) -> RunFolder:
+def claim_out(out: str | Path, overwrite: bool = False, can_resume: bool = False) -> RunFolder:
     """``RunFolder(out)`` claimed: keep the returned object while writing the folder (its ``moved``:
     where ``overwrite`` put the earlier contents)."""
     folder = RunFolder(out)
-    folder.claim(overwrite)
+    folder.claim(overwrite, can_resume)
     return folder
 
 

@@ -48,6 +48,8 @@ class TrainResult:
     stopped_early: bool
     best: dict | None = None
     """the kept policy (``<out>/best``): iteration, selection success_rate, heldout evaluation"""
+    stopped_by: str | None = None
+    """why it stopped before its last iteration: 'signal' (SIGINT/SIGTERM) or 'time' (--time-limit-min)"""
 
 
 class _StopFlag:
@@ -66,10 +68,11 @@ class _StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
         if self.hit:  # a second signal stops now, whatever the loop is doing (the last checkpoint stays valid)
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(name)  # cli.main names it: a SIGTERM is not a Ctrl-C
         self.hit = True
-        print("[reinflow] stopping after this iteration (checkpoint follows); signal again to stop now",
+        print(f"[reinflow] {name}: stopping after this iteration (checkpoint follows); signal again to stop now",
               file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: Any) -> None:
@@ -123,7 +126,7 @@ def _train(cfg: TrainConfig, info: DistInfo, folder: RunFolder) -> TrainResult:
                 bar.update(1)
                 bar.set_postfix(steps=run.env_steps, reward=f"{metrics.get('rollout/reward_mean', float('nan')):.3g}")
                 if (stop_now or out_of_time) and it < cfg.iterations - 1:
-                    stopped = True
+                    stopped = "signal" if stop_now else "time"
                     if run.main:
                         bar.write((f"stopped by signal after iteration {it}; resume with: reinflow train --out {run.out} "
                                    "--resume") if stop_now else
@@ -140,8 +143,8 @@ def _train(cfg: TrainConfig, info: DistInfo, folder: RunFolder) -> TrainResult:
         print(run.monitor.summary())
     ev = run.evaluator
     return TrainResult(out=run.out, iterations=it + 1, env_steps=run.env_steps, wall_s=time.time() - run.t_start,
-                       last_metrics=metrics, final_eval=ev.last if ev else None, stopped_early=stopped,
-                       best=ev.best if ev else None)
+                       last_metrics=metrics, final_eval=ev.last if ev else None, stopped_early=bool(stopped),
+                       best=ev.best if ev else None, stopped_by=stopped or None)
 
 
 def _progress(run: "_Run") -> Any:

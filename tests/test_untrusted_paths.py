@@ -396,3 +396,91 @@ def test_replay_done_must_be_0_or_1(dsrl_run, tmp_path, refused):
     line = refused(["train", "--out", str(run), "--resume", "--iterations", "2"], "field done holds [5.0]; expected 0 or 1")
     assert f"checkpoint {run}" in line
     assert snapshot(run) == before
+
+
+# --- 6. errors: one line, once, naming a fix that exists -----------------------------------------------
+
+@pytest.mark.slow  # two ranks under torchrun: ~18 s on the shared 2-core machine
+def test_an_error_under_nproc_is_one_line_from_the_launcher(tmp_path):
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "reinflow", *TRAIN, "--nproc", "2", "--env-kwargs", '{"nope": 1}',
+                        "--out", str(tmp_path / "r")], capture_output=True, text=True, timeout=300)
+    lines = [ln for ln in p.stderr.strip().splitlines() if ln.strip()]
+    assert p.returncode == 2, p.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: env='Pendulum-v1': gymnasium could not build it"), p.stderr
+    assert "Traceback" not in p.stderr and "ChildFailedError" not in p.stderr
+
+
+@pytest.mark.parametrize("cmd", [["quickstart"], ["demos", "--episodes", "1"], ["pretrain", "--steps", "1"]])
+def test_commands_without_resume_never_suggest_it(assets, tmp_path, refused, cmd):
+    argv = [*cmd, "--out", str(assets / "run")] + (["--demos", str(assets / "demos")] if cmd[0] == "pretrain" else [])
+    line = refused(argv, "the folder exists and is not empty")
+    assert "--resume" not in line and "--overwrite" in line
+
+
+DSRL_PPO_ONLY = [(["--initial-noise", "zero"], "initial_noise='zero': a PPO setting"),
+                 (["--bc-coef", "0.1"], "bc_coef=0.1: a PPO setting"),
+                 (["--preset", "reinflow-paper"], "preset='reinflow-paper': a PPO recipe")]
+
+
+@pytest.mark.parametrize("flags,needle", DSRL_PPO_ONLY, ids=[f[0][0] for f in DSRL_PPO_ONLY])
+def test_dsrl_refuses_ppo_only_flags(tmp_path, refused, flags, needle):
+    refused([*TRAIN, "--algorithm", "dsrl", *flags, "--out", str(tmp_path / "r")], needle)
+
+
+def test_smolvla_tiny_help_without_lerobot(monkeypatch, capsys):
+    import sys
+    for name in ("lerobot", "reinflow.policies.smolvla.tiny"):
+        monkeypatch.setitem(sys.modules, name, None)      # `import` of either now raises ImportError
+    assert main(["smolvla-tiny", "--help"]) == 0
+    assert "usage: reinflow smolvla-tiny" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM"])  # SIGINT: tests/test_untrusted.py::test_a_second_signal_stops_at_once
+def test_a_second_signal_is_named(tmp_path, sig):
+    """A run stuck in a slow env step: the second signal stops it at once and the error names it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "r"
+    kw = json.dumps({"base": "Pendulum-v1", "sleep_s": 0.05})
+    proc = subprocess.Popen([sys.executable, "-m", "reinflow", *TRAIN, "--env", "reinflow/Faulty-v0", "--env-kwargs",
+                             kw, "--iterations", "1000", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()):
+        time.sleep(0.01)
+    for _ in range(2):
+        proc.send_signal(getattr(signal, sig))
+        time.sleep(0.3)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 2, err
+    assert f"[reinflow] {sig}: stopping after this iteration" in err
+    lines = [ln for ln in err.strip().splitlines() if not ln.startswith("[reinflow")]
+    assert len(lines) == 1 and f"interrupted ({sig})" in lines[0], err
+
+
+@pytest.mark.slow  # a whole (tiny) quickstart: ~17 s on the shared 2-core machine
+def test_a_signal_during_quickstart_fine_tuning_is_not_minutes(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "q"
+    proc = subprocess.Popen([sys.executable, "-m", "reinflow", "quickstart", "--task", "reach", "--out", str(out),
+                             "--demo-episodes", "2", "--bc-steps", "2", "--eval-episodes", "1", "--train-eval-episodes", "1",
+                             "--iterations", "1000", "--parallel-envs", "1", "--rollout-steps", "2", "--chunk-size", "4",
+                             "--no-progress", "--demo-noise", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    metrics = out / "train" / "metrics.jsonl"
+    while time.time() < deadline and not (metrics.exists() and metrics.read_text()):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    stdout, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stopped_by_signal"] and not summary["stopped_by_minutes"]
+    md = (out / "summary.md").read_text()
+    assert "a signal stopped the run" in md and "--minutes cut" not in md + stdout

@@ -1,6 +1,7 @@
 """Shared test setup: one BLAS thread (3-6x faster and steadier on 2 cores), headless GL."""
 
 import os
+import sys
 
 import pytest
 
@@ -48,3 +49,19 @@ def assets(tmp_path_factory):
                  "--hidden", "16", "--no-progress"]) == 0
     assert main([*TINY_TRAIN, "--out", str(root / "run")]) == 0
     return root
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    """``user_module(name, source)``: an importable module ``name`` (a user's env, expert, or a file a
+    stored id names) in ``tmp_path``, forgotten from ``sys.modules`` afterwards; returns its path."""
+    names = []
+
+    def write(name: str, source: str):
+        (tmp_path / f"{name}.py").write_text(source)
+        monkeypatch.syspath_prepend(str(tmp_path))
+        names.append(name)
+        return tmp_path / f"{name}.py"
+    yield write
+    for name in names:
+        sys.modules.pop(name, None)

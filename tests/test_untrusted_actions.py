@@ -58,12 +58,9 @@ gym.register("asym_env/Asym-v0", entry_point=Asym)
 
 
 @pytest.fixture
-def asym(tmp_path, monkeypatch):
-    import sys
-    (tmp_path / "asym_env.py").write_text(ASYM)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path / "asym_env.py.sent.npy"
-    sys.modules.pop("asym_env", None)
+def asym(user_module):
+    """The module's path + ``.sent.npy``: every action its env received."""
+    return user_module("asym_env", ASYM).with_name("asym_env.py.sent.npy")
 
 
 @pytest.mark.parametrize("noise", ["0", "0.2"])

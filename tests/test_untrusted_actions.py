@@ -10,6 +10,8 @@ import pytest
 
 from reinflow.cli import main
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*Overriding environment asym_env")  # each test writes its own module
+
 TRAIN = ["train", "--env", "Pendulum-v1", "--chunk-size", "4", "--parallel-envs", "1", "--rollout-steps", "2",
          "--hidden", "16", "--no-progress", "--no-tensorboard", "--eval-episodes", "1", "--eval-every", "0",
          "--iterations", "1"]

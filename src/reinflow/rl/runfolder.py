@@ -81,9 +81,12 @@ def folder_kind(p: Path) -> str | None:
     ``reinflow.untrusted``."""
     if not p.is_dir():
         return None
-    if (p / "model.safetensors").exists() or _json_says(p / "config.json", lambda d: "policy" in d or "format_version" in d):
+    # a stray file alone (a demos.npz in a project folder) does not make one: the pair of files does
+    if ((p / "model.safetensors").exists() and (p / "config.json").exists()) or \
+            _json_says(p / "config.json", lambda d: "policy" in d or "format_version" in d):
         return "checkpoint"
-    if (p / "demos.npz").exists() or _json_says(p / "meta.json", lambda d: d.get("format") == "reinflow-demos"):
+    if ((p / "demos.npz").exists() and (p / "meta.json").exists()) or \
+            _json_says(p / "meta.json", lambda d: d.get("format") == "reinflow-demos"):
         return "demo set"
     if (p / "meta" / "info.json").exists():
         return "LeRobot dataset"

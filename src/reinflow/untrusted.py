@@ -212,7 +212,7 @@ def check_tree(root: str | os.PathLike, what: str, skip: tuple[str, ...] = ()) -
             mode = entry.stat(follow_symlinks=False).st_mode
             if stat.S_ISLNK(mode):
                 raise ConfigError(f"{what} {top}: {Path(entry.path).relative_to(top)} is a symlink; reinflow never "
-                                  "follows links inside a run folder or checkpoint (a write would land outside it): "
+                                  f"follows links inside a {what} (a read or write would reach outside it): "
                                   "replace it with the real file or folder")
             if stat.S_ISDIR(mode):
                 stack.append(Path(entry.path))

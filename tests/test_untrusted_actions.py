@@ -3,6 +3,7 @@ sizes from flags and checkpoints, and errors that name a fix which exists. Each 
 ``error:`` line, exit 2, nothing already written changes."""
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -247,3 +248,23 @@ def test_a_signal_during_quickstart_fine_tuning_is_not_minutes(tmp_path):
     assert summary["stopped_by_signal"] and not summary["stopped_by_minutes"]
     md = (out / "summary.md").read_text()
     assert "a signal stopped the run" in md and "--minutes cut" not in md + stdout
+
+
+@pytest.mark.slow  # two ranks under torchrun, stopped and resumed: ~30 s on the shared 2-core machine
+def test_ctrl_c_under_nproc_stops_like_one_process(tmp_path):
+    """Ctrl-C reaches the launcher and the ranks (one process group): the ranks finish their iteration and
+    checkpoint, the launcher says so once, exit 0; no traceback."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    out = tmp_path / "r"
+    argv = [sys.executable, "-m", "reinflow", *TRAIN[:-2], "--iterations", "1000", "--nproc", "2", "--out", str(out)]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not ((out / "metrics.jsonl").exists() and (out / "metrics.jsonl").read_text()):
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    err = proc.communicate(timeout=120)[1]
+    assert proc.returncode == 0 and "Traceback" not in err and "error:" not in err, err
+    assert "--nproc 2: stopped by SIGINT" in err and (out / "checkpoints" / "latest").is_file()

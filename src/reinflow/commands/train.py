@@ -4,6 +4,7 @@ relaunches itself under torchrun."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -51,6 +52,7 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
     import logging
     import tempfile
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -58,20 +60,27 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
     _, rest = pop_flag(argv, "--nproc")
     args = ["--standalone", f"--nproc_per_node={nproc}", "-m", "reinflow", "train", *rest]
     print("launching: torch.distributed.run " + " ".join(args), flush=True)
-    quiet = logging.getLogger("torch.distributed.elastic")
-    level = quiet.level
+    quiet = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+             if name.startswith("torch.distributed.elastic")] + [logging.getLogger("torch.distributed.elastic")]
+    levels = [q.level for q in quiet]
     with tempfile.TemporaryDirectory(prefix="reinflow-ranks-") as tmp:
         os.environ[RANK_ERRORS] = str(Path(tmp) / "error")  # the ranks inherit it
-        quiet.setLevel(logging.CRITICAL)                       # its own per-rank failure log is ours to give
+        for q in quiet:                                        # its own per-rank failure log is ours to give
+            q.setLevel(logging.CRITICAL)
         try:
             run(parse_args(args))
             return 0
-        except ChildFailedError as exc:
-            codes = sorted({f.exitcode for f in exc.failures.values()})
+        except (ChildFailedError, SignalException) as exc:
+            # SignalException: Ctrl-C / SIGTERM reached the launcher, which passed it on to the ranks
+            codes = sorted({f.exitcode for f in exc.failures.values()}) if isinstance(exc, ChildFailedError) else []
             written = sorted(Path(tmp).glob("error.*"), key=lambda f: f.stat().st_mtime_ns)
             if written:
                 print(f"error: {written[0].read_text().strip()}", file=sys.stderr)
                 return 2
+            if isinstance(exc, SignalException):  # the ranks stopped after their iteration, as one process does
+                print(f"[reinflow] --nproc {nproc}: stopped by {signal.Signals(exc.sigval).name}; the run folder keeps "
+                      "its last complete checkpoint (continue with reinflow train --out RUN --resume)", file=sys.stderr)
+                return 0
             if 1 in codes:  # a bug: the rank printed its traceback and how to report it
                 return 1
             print(f"error: reinflow train --nproc {nproc}: ranks {sorted(exc.failures)} ended with exit codes {codes} "
@@ -80,7 +89,8 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
             return 2
         finally:
             os.environ.pop(RANK_ERRORS, None)
-            quiet.setLevel(level)
+            for q, level in zip(quiet, levels):
+                q.setLevel(level)
 
 
 def _resume_defaults(argv: list[str]) -> tuple[dict, str, list[str]]:

@@ -13,7 +13,10 @@ never changes what a run is.
   (nothing is deleted), then the folder is created with a ``.reinflow`` marker.
 * ``resume_point``: what ``--resume`` continues: the run's newest complete checkpoint, or, for a run
   killed before its first checkpoint, nothing (it starts over from iteration 0 with its saved
-  config). Symlinks anywhere in the run folder are refused first: a write would follow them.
+  config). Symlinks anywhere in the run folder are refused first: a write would follow them; so is a
+  folder that is a checkpoint, demo set, dataset or report (``folder_kind``): a pretrain checkpoint's
+  config.json has a ``train`` section too, and was once "resumed" into. No writer's ``--out`` may lie
+  inside a checkpoint, demo set or dataset either.
 * ``resume_changes``: a resumed run may change how it trains (iterations, lr, logging ...) but not
   the model, the chain or the env it trains on; the changes are returned to be recorded.
 Every command that writes a folder (train, quickstart, demos, pretrain) uses these.

@@ -150,6 +150,12 @@ CASES = [
     ("resume-config", lambda r, t: ["train", "--resume", "--out", str(copy_run(r, t)), "--config", "x.yaml"], "cannot be combined"),
     ("resume-legacy-pickle", lambda r, t: ["train", "--resume", "--out", str(legacy_state(copy_run(r, t)))], "pickle format"),
     ("resume-damaged-state", lambda r, t: ["train", "--resume", "--out", str(damage_state(copy_run(r, t)))], "trainer state unreadable"),
+    ("resume-checkpoint", lambda r, t: ["train", "--resume", "--out", str(ck(r))], "is a checkpoint, not a run folder"),
+    ("out-inside-checkpoint", lambda r, t: [*TRAIN, "--out", str(ck(r) / "x")], "which is a checkpoint, not a run folder"),
+    ("dsrl-hidden-total", lambda r, t: [*TRAIN, "--algorithm", "dsrl", "--dsrl-hidden", "30000", "30000"], "dsrl_hidden=[30000, 30000]"),
+    ("dsrl-ppo-flag", lambda r, t: [*TRAIN, "--algorithm", "dsrl", "--bc-coef", "0.5"], "bc_coef=0.5: a PPO setting"),
+    ("demos-action-noise", lambda r, t: ["demos", "--action-noise", "-1"], "action_noise=-1.0"),
+    ("quickstart-demo-noise", lambda r, t: ["quickstart", "--demo-noise", "2"], "demo_noise=2.0"),
     ("resume-no-checkpoint", lambda r, t: t.joinpath("r", "checkpoints").mkdir(parents=True) or ["train", "--resume", "--out", str(t / "r")], "no complete checkpoint"),
     # --- numbers: typed, finite, in range, at parse time --------------------------------------
     ("sigma-max-inf", lambda r, t: [*TRAIN, "--sigma-max", "inf"], "sigma_max=inf: must be a finite number"),

@@ -33,12 +33,9 @@ def run(tmp_path_factory):
 
 
 @pytest.fixture
-def evil(tmp_path, monkeypatch):
+def evil(user_module):
     """An importable module whose import leaves a file: a stored id naming it must never run it."""
-    (tmp_path / "evilmod.py").write_text(EVIL)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield tmp_path / "pwned"
-    sys.modules.pop("evilmod", None)
+    return user_module("evilmod", EVIL).with_name("pwned")
 
 
 def copy(run, tmp_path, name="run"):

@@ -10,6 +10,7 @@ reinflow shows a traceback, followed by a line saying how to report it (exit cod
 from __future__ import annotations
 
 import errno
+import os
 import sys
 import traceback
 from typing import Callable
@@ -36,6 +37,24 @@ def _lazy(module: str) -> Callable[[list[str]], int]:
         import importlib
         return importlib.import_module(f"reinflow.commands.{module}").run(argv)
     return run
+
+
+# Set by ``train --nproc N`` for its ranks: each rank writes its error line to ``<path>.<rank>`` and the
+# launching process prints the first one (commands/train.py), so it is printed once, not once per rank.
+RANK_ERRORS = "REINFLOW_RANK_ERRORS"
+
+
+def _report(line: str) -> None:
+    """``line`` (one ``error: ...``) on stderr, or, in a rank of ``--nproc``, to its launcher's file."""
+    path = os.environ.get(RANK_ERRORS)
+    if path and "RANK" in os.environ:
+        try:
+            with open(f"{path}.{os.environ['RANK']}", "w") as f:
+                f.write(line.removeprefix("error: ") + "\n")
+            return
+        except OSError:
+            pass
+    print(line, file=sys.stderr)
 
 
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
@@ -105,13 +124,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"reinflow {__version__}: this is a bug in reinflow, not a problem with your input. Please report it "
                   "with the command line and the traceback above (docs: README.md, 'Faults').", file=sys.stderr)
             return 1
-        print(f"error: {msg}", file=sys.stderr)
+        _report(f"error: {msg}")
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if debug:
             raise
-        print(f"error: reinflow {cmd}: interrupted (Ctrl-C) before the run could stop cleanly; a run folder "
-              "keeps its last complete checkpoint (continue with --resume)", file=sys.stderr)
+        how = exc.args[0] if exc.args and isinstance(exc.args[0], str) else "Ctrl-C"  # the trainer names its signal
+        way_on = ("a run folder keeps its last complete checkpoint (continue with reinflow train --out RUN --resume)"
+                  if cmd in ("train", "quickstart") else "run it again (--overwrite moves a partial --out aside)")
+        _report(f"error: reinflow {cmd}: interrupted ({how}) before the run could stop cleanly; {way_on}")
         return 2
 
 

@@ -109,6 +109,8 @@ def parse_with_defaults(cls: type, argv: list[str], prog: str, presets: Callable
     if isinstance(file_values.get("env"), str) and pop_flag(argv, "--env")[0] is None:
         from reinflow.envs.factory import check_env_id
         check_env_id(file_values["env"], allow_import=False, source=source)  # an id read from a file is data
+    if file_values.get("env_kwargs") and pop_flag(argv, "--env-kwargs")[0] is None:
+        _check_file_env_kwargs(file_values["env_kwargs"], source)  # nor is a path it names opened
     values: dict = {}
     # a config file's preset applies; a resumed run's recorded one does not (its values are all explicit, and
     # it may name a recipe this version no longer ships)
@@ -125,6 +127,16 @@ def parse_with_defaults(cls: type, argv: list[str], prog: str, presets: Callable
     except TypeError as exc:
         raise ConfigError(f"{prog}: {exc}") from None
     return tyro_cli(cls, argv, prog, default=default)
+
+
+def _check_file_env_kwargs(value: object, source: str) -> None:
+    from reinflow.untrusted import check_env_kwargs_files, parse_json
+    if isinstance(value, str):
+        try:
+            value = parse_json(value, f"{source}: env_kwargs")
+        except ConfigError:
+            return  # not JSON: refused with its reason when the env is built
+    check_env_kwargs_files(value, source)
 
 
 def _all_defaults(cls: type) -> bool:

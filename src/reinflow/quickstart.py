@@ -60,6 +60,10 @@ class QuickstartConfig:
     """held-out evaluation episodes, before and after fine-tuning (same seeds)"""
     demo_episodes: int | None = None
     """expert demos recorded (default per env and policy)"""
+    demo_noise: float = 0.03
+    """std of Gaussian noise on the actions executed while recording demos, in [-1, 1] units (clean ones are recorded)"""
+    demo_only_success: bool = True
+    """keep only the expert's successful demo episodes (--no-demo-only-success keeps failures too)"""
     bc_episodes: int | None = None
     """demo episodes BC trains on (fewer = a weaker starting policy; default: all recorded)"""
     bc_steps: int | None = None
@@ -238,7 +242,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     budget_s = plan.minutes * 60.0
     out = Path(cfg.out or ("runs/quickstart" if kind.name == "mlp" else f"runs/quickstart_{kind.name}"))
     # Like train: an earlier report folder is never deleted; refused, or moved aside with --overwrite.
-    check_out(out, overwrite=cfg.overwrite)
+    check_out(out, overwrite=cfg.overwrite, can_resume=False)
     held = claim_out(out, cfg.overwrite)  # locked: one process per report folder, until the report is written
     eval_seed = heldout_seed(cfg.seed)  # never the episodes training's evaluations pick the kept policy on
     tcfg = train_config(cfg, kind, plan, out, {})
@@ -255,7 +259,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
 
     _stage(f"1/6 recording {plan.demo_episodes} scripted-expert demos ({kind.demo_dir}/)", t0)
     demos = kind.record_demos(plan.env_id, plan.demo_episodes, out / kind.demo_dir, plan.env_kwargs, seed=cfg.seed,
-                              progress=cfg.progress, expert=cfg.expert)
+                              progress=cfg.progress, expert=cfg.expert, action_noise=cfg.demo_noise,
+                              only_success=cfg.demo_only_success)
     _stage(f"    {demos['episodes']} demos, {demos['steps']} steps, expert success {demos['success_rate']:.2f}", t0)
 
     n_bc = min(plan.bc_episodes, demos["episodes"])
@@ -285,7 +290,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     _stage(f"4/6 fine-tuning ({tcfg.algorithm}): {tcfg.iterations} iterations (cut at {left_min:.1f} min) of "
            f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, {recipe(tcfg, plan.act_steps, plan.action_dim)}", t0)
     res = train(tcfg)
-    cut = f" (--minutes cut the run at {res.iterations} of {tcfg.iterations})" if res.iterations < tcfg.iterations else ""
+    why = "a signal (Ctrl-C / SIGTERM) stopped" if res.stopped_by == "signal" else "--minutes cut"
+    cut = f" ({why} the run at {res.iterations} of {tcfg.iterations})" if res.iterations < tcfg.iterations else ""
     _stage(f"    {res.iterations} iterations{cut}, {res.env_steps} env steps", t0)
 
     kept = kept_policy(out / "train", res)

@@ -29,7 +29,8 @@ def summarize(cfg: Any, kind: Any, plan: Any, tcfg: Any, res: Any, kept: dict, b
         "eval_seed": eval_seed, "eval_mode": "deterministic (ODE, no injected noise)",
         "eval_before": before, "eval_after": after,
         "env_steps": res.env_steps, "iterations": res.iterations, "iterations_planned": tcfg.iterations,
-        "stopped_by_minutes": res.iterations < tcfg.iterations,
+        "stopped_by_minutes": res.iterations < tcfg.iterations and res.stopped_by != "signal",
+        "stopped_by_signal": res.stopped_by == "signal",
         "policy_evaluated": kept["what"], "kept_iteration": kept["iteration"],
         "last_policy_selection_success": (res.final_eval or {}).get("success_rate"),
         "wall_time_s": wall, "budget_s": budget_s, "train_wall_s": res.wall_s,
@@ -69,7 +70,8 @@ def write_report(s: dict, kind: Any, tcfg: Any, out: Path) -> None:
 def markdown(s: dict, tcfg: Any, title: str = "reinflow quickstart") -> str:
     def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{100 * x:.1f}%"
-    cut = " (**--minutes cut the run**)" if s["stopped_by_minutes"] else ""
+    cut = " (**--minutes cut the run**)" if s["stopped_by_minutes"] else \
+        " (**a signal stopped the run**)" if s.get("stopped_by_signal") else ""
     lines = [
         f"# {title}: {s['task']} ({s['env']})", "",
         f"| | before (BC) | after (fine-tuned, {tcfg.algorithm}) |", "| --- | --- | --- |",

@@ -212,10 +212,56 @@ def check_tree(root: str | os.PathLike, what: str, skip: tuple[str, ...] = ()) -
             mode = entry.stat(follow_symlinks=False).st_mode
             if stat.S_ISLNK(mode):
                 raise ConfigError(f"{what} {top}: {Path(entry.path).relative_to(top)} is a symlink; reinflow never "
-                                  "follows links inside a run folder or checkpoint (a write would land outside it): "
+                                  f"follows links inside a {what} (a read or write would reach outside it): "
                                   "replace it with the real file or folder")
             if stat.S_ISDIR(mode):
                 stack.append(Path(entry.path))
             elif not stat.S_ISREG(mode):
                 raise ConfigError(f"{what} {top}: {Path(entry.path).relative_to(top)} is {_kind(mode)}; expected "
                                   "regular files and folders only")
+
+
+# --- env kwargs that name files -----------------------------------------------------------------------
+ENV_FILE_MAX_BYTES = 64 * MiB                     # a model/asset file an env kwarg names (MuJoCo XML, mesh ...)
+_FILE_KEYS = ("file", "path", "dir", "xml", "urdf", "mjcf", "asset", "mesh")
+_FILE_EXTS = (".xml", ".urdf", ".mjcf", ".mjb", ".stl", ".obj", ".msh", ".png", ".jpg", ".npz", ".npy", ".json",
+              ".yaml", ".yml", ".pkl", ".pt", ".pth", ".safetensors", ".h5", ".txt", ".csv")
+
+
+def _names_a_file(key: str, value: str) -> bool:
+    k, v = key.lower(), value.strip()
+    return (any(k.endswith(s) for s in _FILE_KEYS) or "/" in v or "\\" in v or v.startswith("~")
+            or v.lower().endswith(_FILE_EXTS))
+
+
+def file_kwargs(obj: Any, key: str = "") -> list[tuple[str, str]]:
+    """(key, value) of every string in env kwargs ``obj`` (nested lists/dicts too) that names a file:
+    its key says so (``xml_file``, ``model_path`` ...), or its value looks like a path or a file name."""
+    found, stack = [], [(key, obj)]
+    while stack:
+        k, v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend((str(kk), vv) for kk, vv in v.items())
+        elif isinstance(v, (list, tuple)):
+            stack.extend((k, vv) for vv in v)
+        elif isinstance(v, str) and v and _names_a_file(k, v):
+            found.append((k, v))
+    return found
+
+
+def check_env_kwargs_files(kw: Any, source: str | None = None) -> None:
+    """Env kwargs that name files: refused when read from a file (``source``: a run's config.json, a
+    checkpoint, a ``--config`` file: it would make reinflow open a path outside it); typed on the
+    command line (``source`` None), each existing one must be a regular file of at most
+    ENV_FILE_MAX_BYTES (a FIFO would hang the env's ``open()``, ``/dev/zero`` never ends)."""
+    for key, value in file_kwargs(kw):
+        if source is not None:
+            raise ConfigError(f"env_kwargs {key}={value!r}: names a file, and it was read from {source}; reinflow "
+                              "never opens a path named by a run folder, checkpoint or config file: pass it on the "
+                              f"command line instead (--env-kwargs '{{\"{key}\": ...}}')")
+        path = os.path.expanduser(value)
+        if os.path.lexists(path):
+            try:
+                check_regular_file(path, ENV_FILE_MAX_BYTES)
+            except ConfigError as exc:
+                raise ConfigError(f"env_kwargs {key}={value!r}: {str(exc).partition(': ')[2]}") from None

@@ -56,6 +56,7 @@ RANGES: dict[str, tuple[int | float, int | float]] = {
     "obs_dim": (1, 2**20), "state_dim": (0, 2**20), "state_dims": (1, 2**20), "action_dim": (1, 1024),
     "pad_action_dim": (0, 1024), "padded_action_dim": (1, 2048),
     "obs_embed_dim": (1, WIDTH_MAX), "time_embed_dim": (1, WIDTH_MAX),
+    "action_noise": (0, 1), "demo_noise": (0, 1),
     "scale_ref_dim": (1, 10_000_000), "ref_dim": (1, 10_000_000), "env_max_restarts": (0, 10_000),
 }
 

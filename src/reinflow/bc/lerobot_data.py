@@ -22,6 +22,7 @@ is asked for.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -61,6 +62,8 @@ def lerobot_dataset_class():
             raise ConfigError(f"{self.root}: the LeRobot dataset's files are incomplete (LeRobot wanted to download "
                               "the rest); reinflow reads a dataset from its folder only: copy the whole dataset there")
 
+        pull_from_repo = download
+
     return LocalLeRobotDataset
 
 
@@ -69,7 +72,9 @@ def read_lerobot_info(root: str | os.PathLike) -> dict:
     depth, the format version this LeRobot reads, counts and feature shapes in range, and the files
     LeRobot would otherwise download. ConfigError naming the file and the field."""
     from reinflow.untrusted import read_json
+    from reinflow.untrusted import check_tree
     root = Path(root)
+    check_tree(root, "LeRobot dataset")  # a symlinked data file or data/ folder would be read from outside it
     where = root / "meta" / "info.json"
     info = read_json(where)
     if not isinstance(info, dict) or not isinstance(info.get("features"), dict):
@@ -100,7 +105,30 @@ def read_lerobot_info(root: str | os.PathLike) -> dict:
     if missing:
         raise ConfigError(f"{root}: LeRobot dataset without {', '.join(missing)}; reinflow reads a dataset from its "
                           "folder, offline, and never downloads: copy the whole dataset there")
+    for key, rel, cols in (("total_episodes", "meta/episodes", ()), ("total_frames", "data", (STATE, ACTION))):
+        rows = _parquet_rows(root / rel, cols)
+        if rows != info.get(key):  # LeRobot would take the difference for files still to download
+            raise ConfigError(f"{where}: {key}={info.get(key)} but {rel}/ holds {rows} rows; the dataset is incomplete "
+                              "or was edited: record it again (reinflow demos --format lerobot) or repair it")
     return info
+
+
+def _parquet_rows(folder: Path, columns: tuple[str, ...]) -> int:
+    """Rows of the parquet files under ``folder`` from their footers (no data is read); each must hold
+    ``columns`` (a missing one would be read as all-null, then NaN)."""
+    import pyarrow.parquet as pq
+    total = 0
+    for f in sorted(folder.glob("*/*.parquet")):
+        try:
+            pf = pq.ParquetFile(f)
+            total, names = total + pf.metadata.num_rows, pf.schema_arrow.names
+        except Exception as exc:  # noqa: BLE001 - pyarrow reports a damaged footer with several types
+            raise ConfigError(f"{f}: not a readable parquet file ({type(exc).__name__})") from None
+        for col in columns:
+            if col not in names:
+                raise ConfigError(f"{f}: has no '{col}' column (meta/info.json lists it); reinflow trains on "
+                                  f"'{STATE}' and '{ACTION}': record the dataset again or repair it")
+    return total
 
 
 def _codebase_version() -> str:
@@ -109,19 +137,68 @@ def _codebase_version() -> str:
     return CODEBASE_VERSION
 
 
-def open_lerobot_dataset(root: str | os.PathLike, repo_id: str | None = None, **kwargs):
-    """``LeRobotDataset`` over a local folder (checked by ``read_lerobot_info`` first); whatever LeRobot
-    raises on a damaged dataset is one ConfigError naming the folder."""
+# What LeRobot is handed instead of a dataset's own repo id and revision: the Hub refuses this id before
+# any request ("--" is not allowed in a repo id) and "local" is no codebase version, so LeRobot's
+# fallbacks for a damaged folder (look up the version tags, download the metadata) cannot go online.
+OFFLINE_REPO_ID, OFFLINE_REVISION = "reinflow-local/offline--dataset", "local"
+
+
+@contextlib.contextmanager
+def _hub_offline():
+    """The Hugging Face Hub and ``datasets`` in offline mode while a dataset is opened (the env variables
+    for code that reads them late, huggingface_hub's constant for code that already imported it)."""
+    import huggingface_hub.constants as hub
+    names = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    saved_env, saved_const = {k: os.environ.get(k) for k in names}, hub.HF_HUB_OFFLINE
+    os.environ.update({k: "1" for k in names})
+    hub.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        hub.HF_HUB_OFFLINE = saved_const
+        for k, v in saved_env.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+def open_lerobot_dataset(root: str | os.PathLike, **kwargs):
+    """``LeRobotDataset`` over a local folder (checked by ``read_lerobot_info`` first), offline; whatever
+    LeRobot raises on a damaged dataset is one ConfigError naming the folder."""
     root = Path(root)
     info = read_lerobot_info(root)
-    repo_id = repo_id or (info.get("repo_id") if isinstance(info.get("repo_id"), str) else "local/dataset")
     try:
-        return lerobot_dataset_class()(repo_id, root=root, **kwargs)
+        with _hub_offline():
+            ds = lerobot_dataset_class()(OFFLINE_REPO_ID, root=root, revision=OFFLINE_REVISION, **kwargs)
+        check_contents(ds, info, root, whole=kwargs.get("episodes") is None)
+        return ds
     except ConfigError:
         raise
     except Exception as exc:  # noqa: BLE001 - LeRobot's reader fails on damaged files with any error type
         raise ConfigError(f"{root}: LeRobot could not read the dataset ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+
+
+def check_contents(ds, info: dict, root: Path, whole: bool = True) -> None:
+    """What LeRobot read agrees with ``meta/info.json`` (episode table rows, frames when ``whole``), has
+    the columns reinflow trains on, and holds finite numbers in them; ConfigError naming what differs."""
+    fix = "the dataset is incomplete or was edited: record it again (reinflow demos --format lerobot) or repair it"
+    rows = len(ds.meta.episodes) if ds.meta.episodes is not None else 0
+    if rows != info.get("total_episodes"):
+        raise ConfigError(f"{root}: meta/info.json says total_episodes={info.get('total_episodes')} but the episode "
+                          f"table (meta/episodes/) has {rows} rows; {fix}")
+    cols = ds.hf_dataset.column_names
+    for key in (STATE, ACTION):
+        if key not in cols:
+            raise ConfigError(f"{root}: the data files have no '{key}' column (meta/info.json lists it); {fix}")
+    if whole and ds.hf_dataset.num_rows != info.get("total_frames"):
+        raise ConfigError(f"{root}: meta/info.json says total_frames={info.get('total_frames')} but the data files "
+                          f"hold {ds.hf_dataset.num_rows} frames; {fix}")
+    table = ds.hf_dataset.with_format("numpy")
+    for key in (STATE, ACTION):
+        values = np.asarray(table[key], dtype=np.float64).reshape(ds.hf_dataset.num_rows, -1)
+        bad = np.nonzero(~np.isfinite(values).all(axis=1))[0]
+        if len(bad):
+            raise ConfigError(f"{root}: column '{key}' holds NaN or inf (frame {int(bad[0])}, {len(bad)} frames in all); "
+                              "reinflow trains only on finite data: fix or drop those frames")
 
 
 def _fresh_root(root: str | os.PathLike) -> Path:
@@ -174,7 +251,7 @@ def write_lerobot_dataset(demos, root: str | os.PathLike, fps: int, repo_id: str
     return root
 
 
-def load_lerobot_demos(root: str | os.PathLike, repo_id: str | None = None):
+def load_lerobot_demos(root: str | os.PathLike):
     """Any LeRobot dataset folder -> ``Demos`` (state, action, images per camera, episode splits).
     Images come back uint8 [T, H, W, 3]; the instruction is the first frame's task."""
     from reinflow.envs.demos import Demos
@@ -188,7 +265,7 @@ def load_lerobot_demos(root: str | os.PathLike, repo_id: str | None = None):
     if video:
         raise ConfigError(f"{root}: video features {', '.join(video)} need LeRobot's video decoder (torchcodec), "
                           "which this install lacks; re-record with images (use_videos=False)")
-    ds = open_lerobot_dataset(root, repo_id)
+    ds = open_lerobot_dataset(root)
     cams = [k for k, f in feats.items() if f.get("dtype") == "image"]
     cols = {k: [] for k in (STATE, ACTION, "episode_index", *cams)}
     tasks = []

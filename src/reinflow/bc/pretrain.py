@@ -47,6 +47,8 @@ class DemosConfig:
     """camera image size (H, W) for pixels_state"""
     only_success: bool = True
     """keep only successful episodes"""
+    action_noise: float = 0.03
+    """std of Gaussian noise on the executed action, in [-1, 1] units (the clean expert action is recorded; 0: none)"""
     progress: bool = True
     """show a progress bar"""
     overwrite: bool = False

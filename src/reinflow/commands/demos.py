@@ -18,13 +18,14 @@ def run(argv: list[str]) -> int:
     check_env_id(cfg.env)
     kwargs = resolve_env_kwargs(cfg.env_kwargs, cfg.env, "mlp")
     obs_mode = kwargs.pop("obs_mode", cfg.obs_mode)
-    check_out(cfg.out, overwrite=cfg.overwrite)
+    check_out(cfg.out, overwrite=cfg.overwrite, can_resume=False)
     with claim_out(cfg.out, cfg.overwrite):  # locked: one process per output folder
         record = record_demos
         if cfg.format == "lerobot":
             from reinflow.bc.lerobot_data import record_lerobot_demos as record
         try:
             summary = record(cfg.env, cfg.episodes, cfg.out, seed=cfg.seed, only_success=cfg.only_success,
+                             action_noise=cfg.action_noise,
                              progress=cfg.progress, obs_mode=obs_mode, image_size=tuple(cfg.image_size),
                              expert=cfg.expert, **kwargs)
         except ValueError as exc:

@@ -21,6 +21,8 @@ class EvalConfig:
     """checkpoint folder, or a run folder (its latest checkpoint)"""
     env: str | None = None
     """env id (default: the one the checkpoint was trained on)"""
+    env_kwargs: str | None = None
+    """env kwargs as a JSON object (default: the checkpoint's; files they name are read only from here)"""
     episodes: int = 20
     """evaluation episodes"""
     parallel_envs: int = 10
@@ -57,7 +59,9 @@ def run(argv: list[str]) -> int:
         raise ConfigError(f"checkpoint {ck} does not name its env: pass --env")
     if not cfg.env:  # an id read from the checkpoint is data: nothing is imported for it
         check_env_id(env_id, allow_import=False, source=str(ck / "config.json"))
-    kw = resolve_env_kwargs(train_cfg.get("env_kwargs"), env_id, base_policy_config(ck_cfg["policy"]).get("type", "mlp"))
+    given = cfg.env_kwargs is not None  # typed now; else the checkpoint's, which may name no file
+    kw = resolve_env_kwargs(cfg.env_kwargs if given else train_cfg.get("env_kwargs"), env_id,
+                            base_policy_config(ck_cfg["policy"]).get("type", "mlp"), None if given else str(ck / "config.json"))
     envs = make_vector_env(env_id, min(cfg.parallel_envs, cfg.episodes), agent.sampler.act_steps, "sync", kw)
     from reinflow.rl.precision import PRECISIONS, autocast
     precision = train_cfg.get("precision", "fp32")  # the numerics it was trained (and kept best) with: invariant 4

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from reinflow.cli_args import parse_argparse
-from reinflow.policies.smolvla.tiny import write_tiny_vlm  # needs LeRobot: without it, one error line naming the extra
 
 
 def run(argv: list[str]) -> int:
@@ -15,6 +14,7 @@ def run(argv: list[str]) -> int:
     ap.add_argument("dir", help="output folder")
     ap.add_argument("--text", action="append", default=[], help="extra text to add to the tokenizer vocabulary")
     args = parse_argparse(ap, argv)
+    from reinflow.policies.smolvla.tiny import write_tiny_vlm  # needs LeRobot (after --help, which does not)
     out = write_tiny_vlm(args.dir, tuple(args.text))
     print(f"wrote tiny SmolVLM backbone to {out}")
     return 0

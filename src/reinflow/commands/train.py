@@ -4,6 +4,7 @@ relaunches itself under torchrun."""
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -49,13 +50,52 @@ def run(argv: list[str]) -> int:
 
 
 def _launch_torchrun(nproc: int, argv: list[str]) -> int:
-    """``--nproc N``: rerun this command under PyTorch's own launcher on this machine."""
-    import subprocess
+    """``--nproc N``: rerun this command under PyTorch's own launcher on this machine (run in this
+    process, so its failure report is ours). Each rank leaves its ``error:`` line in a file (``cli.main``,
+    RANK_ERRORS) instead of printing it; the first one written, the cause, is printed once here, with
+    the ranks' exit code, instead of one line per rank and torchrun's ChildFailedError traceback."""
+    import logging
+    import tempfile
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    from reinflow.cli import RANK_ERRORS
     _, rest = pop_flag(argv, "--nproc")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-           "-m", "reinflow", "train", *rest]
-    print("launching: " + " ".join(cmd[2:]), flush=True)
-    return subprocess.call(cmd)
+    args = ["--standalone", f"--nproc_per_node={nproc}", "-m", "reinflow", "train", *rest]
+    print("launching: torch.distributed.run " + " ".join(args), flush=True)
+    quiet = [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)
+             if name.startswith("torch.distributed.elastic")] + [logging.getLogger("torch.distributed.elastic")]
+    levels = [q.level for q in quiet]
+    with tempfile.TemporaryDirectory(prefix="reinflow-ranks-") as tmp:
+        os.environ[RANK_ERRORS] = str(Path(tmp) / "error")  # the ranks inherit it
+        for q in quiet:                                        # its own per-rank failure log is ours to give
+            q.setLevel(logging.CRITICAL)
+        try:
+            run(parse_args(args))
+            return 0
+        except (ChildFailedError, SignalException) as exc:
+            # SignalException: Ctrl-C / SIGTERM reached the launcher, which passed it on to the ranks
+            codes = sorted({f.exitcode for f in exc.failures.values()}) if isinstance(exc, ChildFailedError) else []
+            written = sorted(Path(tmp).glob("error.*"), key=lambda f: f.stat().st_mtime_ns)
+            if written:
+                print(f"error: {written[0].read_text().strip()}", file=sys.stderr)
+                return 2
+            if isinstance(exc, SignalException):  # the ranks stopped after their iteration, as one process does
+                print(f"[reinflow] --nproc {nproc}: stopped by {signal.Signals(exc.sigval).name}; the run folder keeps "
+                      "its last complete checkpoint (continue with reinflow train --out RUN --resume)", file=sys.stderr)
+                return 0
+            if 1 in codes:  # a bug: the rank printed its traceback and how to report it
+                return 1
+            print(f"error: reinflow train --nproc {nproc}: ranks {sorted(exc.failures)} ended with exit codes {codes} "
+                  "(negative: killed by that signal) before reporting why; run it with --nproc 1 to see the error",
+                  file=sys.stderr)
+            return 2
+        finally:
+            os.environ.pop(RANK_ERRORS, None)
+            for q, level in zip(quiet, levels):
+                q.setLevel(level)
 
 
 def _resume_defaults(argv: list[str]) -> tuple[dict, str, list[str]]:

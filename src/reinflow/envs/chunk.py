@@ -40,6 +40,12 @@ def action_affine(space: gym.spaces.Box) -> tuple[np.ndarray, np.ndarray]:
     return np.where(finite, (high - low) / 2.0, 1.0), np.where(finite, (high + low) / 2.0, 0.0)
 
 
+def to_env_action(action: np.ndarray, scale: np.ndarray, offset: np.ndarray, space: gym.spaces.Box) -> np.ndarray:
+    """Normalised actions ``[..., A]`` in [-1, 1] -> the env's own units (``action_affine``), in its dtype:
+    the one mapping training, evaluation and ``reinflow demos`` step every env through."""
+    return (np.clip(action, -1.0, 1.0) * scale + offset).astype(space.dtype)
+
+
 # Where envs report success: "success" (the arm, MetaWorld), "succeed" (lerobot-env-so101, gym-hil),
 # "is_success" (gymnasium-robotics, Stable-Baselines3's convention). The first one present counts.
 SUCCESS_KEYS = ("success", "succeed", "is_success")
@@ -49,8 +55,21 @@ def info_success(info: dict) -> bool | None:
     """The step's success flag from ``info`` (``SUCCESS_KEYS``), or None when the env reports none."""
     for key in SUCCESS_KEYS:
         if key in info:
-            return bool(info[key])
+            return _truth(info[key])
     return None
+
+
+def _truth(value: object) -> bool:
+    """A success flag: a bool or a finite number (a one-element array of one) is true when non-zero;
+    anything else (``"yes"``, ``"no"``, None, a list) is not a success: ``bool("no")`` would be True."""
+    arr = np.asarray(value) if isinstance(value, np.ndarray) else None
+    if arr is not None and arr.size == 1 and arr.dtype.kind in "biuf":
+        value = arr.reshape(()).item()
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return bool(np.isfinite(value) and value != 0)
+    return False
 
 
 class ChunkWrapper(gym.Wrapper):
@@ -157,7 +176,7 @@ class ChunkWrapper(gym.Wrapper):
         executed = 0
         inner = self.env.action_space
         # Map the whole executed part of the chunk at once (one numpy call instead of one per step).
-        actions = (np.clip(action[: self.act_steps], -1.0, 1.0) * self.scale + self.offset).astype(inner.dtype)
+        actions = to_env_action(action[: self.act_steps], self.scale, self.offset, inner)
         for a in actions:
             try:
                 obs, r, term, trunc, info = self.env.step(a.reshape(inner.shape))

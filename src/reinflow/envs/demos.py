@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from reinflow import ConfigError
-from reinflow.envs.chunk import info_success
+from reinflow.envs.chunk import action_affine, info_success, to_env_action
 
 FORMAT = "reinflow-demos"
 FORMAT_VERSION = 1
@@ -132,6 +132,8 @@ def record_demos(
     env = build_env(env_id, kwargs)
     _check_demo_obs(env_id, env.observation_space, obs_mode)
     teacher = make_expert(env_id, env, kwargs, expert)
+    space = env.action_space
+    scale, offset = action_affine(space)  # the expert's normalised action -> what the env is sent, as in training
     max_attempts = max_attempts or 2 * episodes + 10
     t0 = time.time()
     buf: dict[str, list] = {k: [] for k in ("obs", "act", "exe", "rew", "suc", "top", "wrist")}
@@ -167,7 +169,8 @@ def record_demos(
             if action_noise > 0:
                 noise = noise_rng.normal(0.0, action_noise, action.shape)
                 executed = np.clip(action + noise, -1.0, 1.0).astype(np.float32)
-            obs, reward, terminated, truncated, info = env.step(executed)
+            sent = to_env_action(executed, scale, offset, space).reshape(space.shape)
+            obs, reward, terminated, truncated, info = env.step(sent)
             ep["act"].append(action)
             ep["exe"].append(executed)
             ep["rew"].append(reward)
@@ -294,8 +297,10 @@ def load_demos(path: str | os.PathLike) -> Demos:
     """Load and validate demos from a directory (or its ``demos.npz``); see module docs. Every
     shape is checked from the archive's headers before an array is read."""
     from reinflow import ReinflowError
-    from reinflow.untrusted import check_regular_file, read_json
+    from reinflow.untrusted import check_regular_file, check_tree, read_json
     p = Path(path)
+    if p.is_dir():
+        check_tree(p, "demo set")  # a symlinked demos.npz or meta.json would be read from outside the folder
     npz_path = p / DEMOS_FILE if p.is_dir() else p
     meta_path = npz_path.parent / META_FILE
     if not npz_path.is_file():

@@ -38,18 +38,30 @@ class CallableExpert:
 
     def reset(self) -> None:
         if self._reset is not None:
-            self._reset()
+            _guarded(self.name, "reset()", self._reset)
 
     def act(self, obs: Any) -> np.ndarray:
-        if self.takes_env:
-            raw = self.fn(self.env)
-        else:
-            raw = self.fn(obs["state"] if isinstance(obs, dict) and "state" in obs else obs)
-        a = np.asarray(raw, dtype=np.float64).ravel()
+        arg = self.env if self.takes_env else obs["state"] if isinstance(obs, dict) and "state" in obs else obs
+        raw = _guarded(self.name, "env" if self.takes_env else "obs", self.fn, arg)
+        try:
+            a = np.asarray(raw, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise ConfigError(f"expert {self.name}: returned {type(raw).__name__}, not numbers; the env needs "
+                              f"{self.scale.size} finite action values") from None
         if a.size != self.scale.size or not np.isfinite(a).all():
             raise ConfigError(f"expert {self.name}: returned {a.size} action values (finite: "
                               f"{bool(np.isfinite(a).all())}); the env needs {self.scale.size} finite values")
         return np.clip((a - self.offset) / self.scale, -1.0, 1.0).astype(np.float32)
+
+
+def _guarded(name: str, what: str, fn: Callable, *args: Any) -> Any:
+    """``fn(*args)`` of a user's expert; whatever it raises is its own error, one line naming it."""
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - any error of the user's code, reported as theirs
+        text = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise ConfigError(f"expert {name}: raised {type(exc).__name__} ({text}) when called with {what}; the error is in "
+                          "the expert, not reinflow: fix it, or give --expert a callable obs -> action") from None
 
 
 def _first_param(fn: Callable) -> str | None:
@@ -80,7 +92,8 @@ def load_expert(spec: str, env: gym.Env) -> CallableExpert:
                            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         except (TypeError, ValueError):
             init_params = []
-        return wrap_instance(obj(env) if init_params else obj(), env, spec)
+        return wrap_instance(_guarded(spec, "the env" if init_params else "no arguments", obj,
+                                      *([env] if init_params else [])), env, spec)
     if not callable(obj):
         raise ConfigError(f"expert={spec!r}: {attr!r} is a {type(obj).__name__}, not a callable")
     return CallableExpert(obj, env, _first_param(obj) == "env", None, spec)

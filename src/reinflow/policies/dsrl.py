@@ -33,11 +33,12 @@ from torch.nn import functional as F
 from reinflow import ConfigError
 from reinflow.flow.chain import dct_basis, randn
 from reinflow.policies.base import FlowPolicy
-from reinflow.policies.mlp import mlp
+from reinflow.policies.mlp import check_net_size, mlp
 from reinflow.policies.wrapped import FrozenBasePolicy
 from reinflow.validate import WIDTH_MAX
 
 DSRL_HIDDEN = [256, 256]
+BOUND_RANGE = (1e-3, 10.0)      # --dsrl-bound's range (rl/config.py), for a checkpoint's bound too
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -89,8 +90,8 @@ class DSRLFlowPolicy(FrozenBasePolicy):
         super().__init__(base)
         self.hidden, self.components, self.latent_steps, self.bound = list(hidden or DSRL_HIDDEN), int(components), \
             int(latent_steps), float(bound)
-        if not 0 < self.bound < math.inf:   # a checkpoint's config.json may come from anywhere
-            raise ConfigError(f"dsrl_bound={bound}: must be a finite number > 0")
+        if not BOUND_RANGE[0] <= self.bound <= BOUND_RANGE[1]:   # a checkpoint's config.json may come from anywhere
+            raise ConfigError(f"dsrl_bound={bound}: allowed range [{BOUND_RANGE[0]:g}, {BOUND_RANGE[1]:g}]")
         if not all(isinstance(w, int) and 1 <= w <= WIDTH_MAX for w in self.hidden):
             raise ConfigError(f"dsrl_hidden={self.hidden}: each width in [1, {WIDTH_MAX}]")
         if not 1 <= self.latent_steps <= base.chunk_size:
@@ -102,6 +103,9 @@ class DSRLFlowPolicy(FrozenBasePolicy):
         self.register_buffer("basis", basis, persistent=False)  # derived from the config, like the chain's
         rows = self.components or base.chunk_size
         self.latent_dim = rows * base.action_dim
+        feat = base.value_feature_dim     # the actor and SAC's twin critics (rl/sac.py), before either is built
+        check_net_size([[feat, *self.hidden, 2 * self.latent_dim]] + 2 * [[feat + self.latent_dim, *self.hidden, 1]],
+                       "the DSRL actor and twin critics", f"dsrl_hidden={self.hidden}")
         self.actor = NoiseActor(base.value_feature_dim, self.latent_dim, self.hidden, self.bound)
 
     def latent_to_x0(self, c: torch.Tensor) -> torch.Tensor:

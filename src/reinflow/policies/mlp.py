@@ -26,6 +26,16 @@ OBS_CLIP = 10.0
 MAX_PARAMS = 2**28          # 1 GiB of float32 weights; the default recipe's policy has ~0.3 M
 
 
+def check_net_size(widths: list[int], what: str, given: str) -> int:
+    """The weights of MLP(s) with these layer ``widths`` (a list of lists: several nets counted together),
+    refused above MAX_PARAMS before anything is allocated; ``given``: the flags or fields that set them."""
+    nets = widths if widths and isinstance(widths[0], (list, tuple)) else [widths]
+    params = sum(int(a) * int(b) + int(b) for net in nets for a, b in zip(net, net[1:]))
+    if params > MAX_PARAMS:
+        raise ConfigError(f"{given}: {what} of {params:.3g} weights; at most {MAX_PARAMS:.3g} (narrower or fewer layers)")
+    return params
+
+
 @dataclass
 class MLPPolicyConfig:
     """Architecture of the MLP flow policy."""

@@ -16,9 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from reinflow import ConfigError
 from reinflow.policies.base import FlowPolicy, VelocityOut
-from reinflow.policies.mlp import mlp
+from reinflow.policies.mlp import check_net_size, mlp
 from reinflow.policies.wrapped import FrozenBasePolicy
+from reinflow.validate import WIDTH_MAX
 
 RESIDUAL_HIDDEN = [256, 256]
 
@@ -29,6 +31,10 @@ class ResidualFlowPolicy(FrozenBasePolicy):
     def __init__(self, base: FlowPolicy, hidden: list[int] | None = None):
         super().__init__(base)
         self.hidden = list(hidden or RESIDUAL_HIDDEN)
+        if not all(isinstance(w, int) and not isinstance(w, bool) and 1 <= w <= WIDTH_MAX for w in self.hidden):
+            raise ConfigError(f"residual hidden={self.hidden}: each width in [1, {WIDTH_MAX}]")
+        check_net_size([base.value_feature_dim, *self.hidden, base.chunk_size * base.padded_action_dim],
+                       "the residual offset net", f"residual hidden={self.hidden}")
         self.residual = mlp([base.value_feature_dim, *self.hidden, base.chunk_size * base.padded_action_dim])
         nn.init.zeros_(self.residual[-1].weight)  # start exactly at the base policy
         nn.init.zeros_(self.residual[-1].bias)

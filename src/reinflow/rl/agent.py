@@ -18,7 +18,7 @@ from reinflow.flow.chain import (ChainSample, LogProb, build_mask, chain_log_pro
                                  sample_chain)
 from reinflow.flow.noise import NoiseHead
 from reinflow.policies.base import FlowPolicy
-from reinflow.policies.mlp import mlp
+from reinflow.policies.mlp import check_net_size, mlp
 from reinflow.validate import check_fields
 
 
@@ -112,6 +112,7 @@ class Agent(nn.Module):
         self.noise_head = NoiseHead(policy.noise_feature_dim, policy.chunk_size, policy.padded_action_dim,
                                     per_step=policy.noise_features_per_step, sigma_lo=sampler.sigma_lo,
                                     sigma_hi=sampler.sigma_hi, constant=sampler.constant_sigma)
+        check_net_size([policy.value_feature_dim, critic_hidden, critic_hidden, 1], "the critic", "critic")
         self.critic = mlp([policy.value_feature_dim, critic_hidden, critic_hidden, 1])
         self.register_buffer("mask", build_mask(policy, sampler.act_steps, sampler.mask_executed))
         # Derived from the sampler config (not saved): the basis must follow an act_steps override.

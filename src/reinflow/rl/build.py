@@ -19,15 +19,17 @@ from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
 from reinflow.rl.agent import Agent, SamplerConfig
 from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint
 from reinflow.rl.config import TrainConfig
+from reinflow.untrusted import check_env_kwargs_files
 
 
 def env_kwargs(cfg: TrainConfig) -> dict:
     return resolve_env_kwargs(cfg.env_kwargs, cfg.env, cfg.policy)
 
 
-def resolve_env_kwargs(text: str | None, env_id: str, policy_type: str) -> dict:
+def resolve_env_kwargs(text: str | None, env_id: str, policy_type: str, source: str | None = None) -> dict:
     """The JSON ``env_kwargs`` string over the env family's recommended kwargs, plus what a camera
-    policy needs from the family (``envs/families.py``)."""
+    policy needs from the family (``envs/families.py``). ``source``: the file the text was read from
+    (then no kwarg may name a file); None: typed on the command line (files it names are checked)."""
     kw = {}
     if text:
         from reinflow.untrusted import parse_json  # bounded depth and numbers: the text may come from a file
@@ -37,6 +39,7 @@ def resolve_env_kwargs(text: str | None, env_id: str, policy_type: str) -> dict:
             raise ConfigError(f"env_kwargs={text[:60]!r}: not valid JSON ({str(exc).partition(': ')[2]})") from None
         if not isinstance(kw, dict):
             raise ConfigError(f"env_kwargs={text!r}: must be a JSON object")
+    check_env_kwargs_files(kw, source)
     kw = with_defaults(env_id, kw)
     if policy_type == "smolvla":
         for key, val in family_of(env_id).camera_kwargs(env_id).items():

@@ -69,13 +69,18 @@ def save_agent(directory: str | Path, agent: Agent, extra_config: dict | None = 
                trainer_state: dict | None = None) -> Path:
     """Write a complete checkpoint folder atomically (tmp folder + rename). Returns its path."""
     final = Path(directory)
+    state, tied = _dedupe(agent.state_dict())
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())), None)
+    if bad is not None:  # a NaN written once would be trained on, evaluated and resumed from
+        raise CheckpointWriteError(f"cannot write checkpoint {final}: weight {bad} holds NaN or inf (training diverged, "
+                                   "or the data held non-finite values); nothing was written, an earlier checkpoint "
+                                   "is unchanged: check the data, or lower the learning rate")
     final.parent.mkdir(parents=True, exist_ok=True)
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
     except OSError as exc:
         raise CheckpointWriteError(f"cannot write checkpoint in {final.parent}: {exc.strerror}") from None
     try:
-        state, tied = _dedupe(agent.state_dict())
         save_file(state, str(tmp / "model.safetensors"))
         config = {"format_version": FORMAT_VERSION, "reinflow_version": __version__,
                   "policy": agent.policy.policy_config(), "sampler": agent.sampler_dict(),
@@ -179,7 +184,10 @@ def load_agent(path: str | Path, sampler_overrides: dict | None = None,
     """(agent with loaded weights, its config.json, resolved checkpoint folder)."""
     ck = resolve_checkpoint(path)
     cfg = read_checkpoint_config(ck)
-    policy = build_policy_from_config({**cfg["policy"], **(policy_overrides or {})})
+    try:
+        policy = build_policy_from_config({**cfg["policy"], **(policy_overrides or {})})
+    except ConfigError as exc:  # a field out of its flag's range: name the file it came from
+        raise ConfigError(str(exc) if str(ck) in str(exc) else f"checkpoint {ck / 'config.json'}: {exc}") from None
     sampler = SamplerConfig.from_dict({**cfg["sampler"], **(sampler_overrides or {})}, f"checkpoint {ck / 'config.json'}")
     agent = Agent(policy, sampler, critic_shares_features=cfg.get("critic_shares_features") is True)
     try:

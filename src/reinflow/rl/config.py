@@ -268,6 +268,17 @@ class TrainConfig:
         for name, (lo, hi) in ranges.items():
             if not lo <= getattr(self, name) <= hi:
                 raise ConfigError(f"{name}={getattr(self, name)}: allowed range [{lo:g}, {hi:g}]")
+        if self.algorithm == "dsrl":  # PPO's knobs would be silently ignored: refuse them, naming the way out
+            ppo_only = {"initial_noise": ("sample", "--initial-noise"), "bc_coef": (0.0, "--bc-coef")}
+            for name, (default, flag) in ppo_only.items():
+                if getattr(self, name) != default:
+                    raise ConfigError(f"{name}={getattr(self, name)!r}: a PPO setting (chain-ppo, residual-ppo); "
+                                      f"--algorithm dsrl has no use for it: drop {flag}")
+            if self.preset not in (None, "default"):
+                raise ConfigError(f"preset={self.preset!r}: a PPO recipe; --algorithm dsrl takes its own --dsrl-* flags "
+                                  "(drop --preset, or use --preset default)")
+        from reinflow.policies.mlp import check_net_size  # the widths alone: the env's sizes add to it later
+        check_net_size([[1, *self.dsrl_hidden, 1]] * 3, "the DSRL actor and twin critics", f"dsrl_hidden={self.dsrl_hidden}")
         ok, allowed = NAMED["hidden"]
         if not ok(self.dsrl_hidden):
             raise ConfigError(f"dsrl_hidden={self.dsrl_hidden}: {allowed}")

@@ -84,6 +84,10 @@ class ReplayBuffer:
                     or not bool(torch.isfinite(v).all()):
                 got = tuple(v.shape) if isinstance(v, torch.Tensor) else type(v).__name__
                 raise ConfigError(f"replay buffer state: field {k} is {got}, expected finite {(size, *self.fields[k])}")
+        done = data.get("done")
+        if isinstance(done, torch.Tensor) and not bool(((done == 0) | (done == 1)).all()):
+            raise ConfigError(f"replay buffer state: field done holds {done[(done != 0) & (done != 1)][:1].tolist()}; "
+                              "expected 0 or 1 (an episode ended or not)")
         for k, v in data.items():
             self.data[k].zero_()
             self.data[k][:size] = v.to(self.data[k].device, torch.float32)

@@ -13,7 +13,10 @@ never changes what a run is.
   (nothing is deleted), then the folder is created with a ``.reinflow`` marker.
 * ``resume_point``: what ``--resume`` continues: the run's newest complete checkpoint, or, for a run
   killed before its first checkpoint, nothing (it starts over from iteration 0 with its saved
-  config). Symlinks anywhere in the run folder are refused first: a write would follow them.
+  config). Symlinks anywhere in the run folder are refused first: a write would follow them; so is a
+  folder that is a checkpoint, demo set, dataset or report (``folder_kind``): a pretrain checkpoint's
+  config.json has a ``train`` section too, and was once "resumed" into. No writer's ``--out`` may lie
+  inside a checkpoint, demo set or dataset either.
 * ``resume_changes``: a resumed run may change how it trains (iterations, lr, logging ...) but not
   the model, the chain or the env it trains on; the changes are returned to be recorded.
 Every command that writes a folder (train, quickstart, demos, pretrain) uses these.
@@ -72,6 +75,42 @@ def made_by_reinflow(p: Path) -> bool:
             or _json_says(p / "summary.json", lambda d: "success_before" in d and "run_folder" in d))
 
 
+# folders reinflow reads as a whole and never writes into (a run is written only into its own folder)
+NOT_WRITABLE = ("checkpoint", "demo set", "LeRobot dataset")
+
+
+def folder_kind(p: Path) -> str | None:
+    """Which reinflow folder ``p`` is: 'checkpoint', 'demo set', 'LeRobot dataset', 'quickstart report',
+    'run', or None (empty, unknown, or not there). Read-only; files are read with the bounds of
+    ``reinflow.untrusted``."""
+    if not p.is_dir():
+        return None
+    # a stray file alone (a demos.npz in a project folder) does not make one: the pair of files does
+    if ((p / "model.safetensors").exists() and (p / "config.json").exists()) or \
+            _json_says(p / "config.json", lambda d: "policy" in d or "format_version" in d):
+        return "checkpoint"
+    if ((p / "demos.npz").exists() and (p / "meta.json").exists()) or \
+            _json_says(p / "meta.json", lambda d: d.get("format") == "reinflow-demos"):
+        return "demo set"
+    if (p / "meta" / "info.json").exists():
+        return "LeRobot dataset"
+    if _json_says(p / "summary.json", lambda d: "success_before" in d and "run_folder" in d):
+        return "quickstart report"
+    if (p / "checkpoints").is_dir() or _json_says(p / "config.json", lambda d: isinstance(d.get("train"), dict)):
+        return "run"
+    return None
+
+
+def _check_not_inside(p: Path, out: str | Path) -> None:
+    """Refuse an output folder inside a checkpoint, demo set or dataset (the folder itself is judged by
+    ``--resume``, and a non-empty one is never written into without ``--overwrite``, which moves it aside)."""
+    for q in p.absolute().parents:
+        kind = folder_kind(q)
+        if kind in NOT_WRITABLE:
+            raise ConfigError(f"out={out}: lies inside {q}, which is a {kind}, not a run folder; reinflow never "
+                              "writes into one (nothing was written): choose a new --out")
+
+
 def _json_says(path: Path, test: Any) -> bool:
     from reinflow.untrusted import read_json
     try:
@@ -91,8 +130,10 @@ def _check_overwrite(p: Path, out: str | Path) -> None:
                           "quickstart report), and this one is not: nothing was moved; choose a new --out")
 
 
-def check_out(out: str | Path, resume: bool = False, overwrite: bool = False, policy_path: str | None = None) -> None:
-    """Refuse an output folder that would lose or overwrite something; writes nothing."""
+def check_out(out: str | Path, resume: bool = False, overwrite: bool = False, policy_path: str | None = None,
+              can_resume: bool = True) -> None:
+    """Refuse an output folder that would lose or overwrite something; writes nothing. ``can_resume``:
+    the command has ``--resume`` (only ``train``), so a refusal may name it."""
     p = Path(out)
     if not str(out).strip():
         raise ConfigError("out='': needs a folder path")
@@ -106,21 +147,23 @@ def check_out(out: str | Path, resume: bool = False, overwrite: bool = False, po
     if p.is_dir():
         _probe_lock(p, out)
     if resume:
+        _check_not_inside(p, out)
         return
     if policy_path:
         a, b = p.resolve(), Path(policy_path).resolve()
         if a == b or a in b.parents or b in a.parents:
             raise ConfigError(f"out={out}: overlaps --policy-path {policy_path}; a run never writes into the "
                               "checkpoint it starts from: choose another --out")
+    _check_not_inside(p, out)
     if _non_empty(p):
         if not overwrite:
-            _refuse_non_empty(p, out)
+            _refuse_non_empty(p, out, can_resume)
         _check_overwrite(p, out)
 
 
-def _refuse_non_empty(p: Path, out: str | Path) -> None:
+def _refuse_non_empty(p: Path, out: str | Path, can_resume: bool = True) -> None:
     raise ConfigError(f"out={out}: the folder exists and is not empty (an earlier run?); nothing was written. "
-                      "Continue it with --resume, move it aside with --overwrite "
+                      + ("Continue it with --resume, move" if can_resume else "Move") + " it aside with --overwrite "
                       f"(-> {_aside(p.absolute()).name}), or choose a new --out")
 
 
@@ -169,7 +212,7 @@ class RunFolder:
         if lock and self.path.is_dir():
             self._fd = _lock_fd(self.path, out)
 
-    def claim(self, overwrite: bool = False) -> Path | None:
+    def claim(self, overwrite: bool = False, can_resume: bool = True) -> Path | None:
         """Create the folder (moving a non-empty one aside with ``overwrite``), locked; returns where
         the earlier contents went (None if nothing was moved)."""
         p, old = self.path, None
@@ -178,7 +221,7 @@ class RunFolder:
                 self._fd = _lock_fd(p, self.out)
             if _non_empty(p):                         # re-checked under the lock: check_out ran before it
                 if not overwrite:
-                    _refuse_non_empty(p, self.out)
+                    _refuse_non_empty(p, self.out, can_resume)
                 _check_overwrite(p, self.out)
                 self.moved = _aside(p.absolute())
                 p.rename(self.moved)                  # the lock moves with it until the new folder is locked
@@ -211,11 +254,11 @@ class RunFolder:
         self.close()
 
 
-def claim_out(out: str | Path, overwrite: bool = False) -> RunFolder:
+def claim_out(out: str | Path, overwrite: bool = False, can_resume: bool = False) -> RunFolder:
     """``RunFolder(out)`` claimed: keep the returned object while writing the folder (its ``moved``:
     where ``overwrite`` put the earlier contents)."""
     folder = RunFolder(out)
-    folder.claim(overwrite)
+    folder.claim(overwrite, can_resume)
     return folder
 
 
@@ -228,6 +271,12 @@ def resume_point(out: str | Path) -> tuple[Path | None, dict]:
     p = Path(out)
     if not p.is_dir():
         raise ConfigError(f"--resume: {out} not found; is --out the folder of an earlier run?")
+    kind = folder_kind(p)
+    if kind not in (None, "run"):
+        fix = {"checkpoint": f"start a new run from it with --policy-path {out} --out NEW_FOLDER",
+               "demo set": f"pretrain on it with reinflow pretrain --demos {out}",
+               "LeRobot dataset": f"pretrain on it with reinflow pretrain --demos {out}"}.get(kind, "choose the run folder")
+        raise ConfigError(f"--resume: {out} is a {kind}, not a run folder of reinflow train; nothing was written: {fix}")
     check_tree(p, "run", skip=("wandb",))
     ckdir, config = p / "checkpoints", p / "config.json"
     started = ckdir.is_dir() and any(e.name == "latest" or e.name.startswith("iter_") for e in os.scandir(ckdir))

@@ -49,6 +49,8 @@ class TrainResult:
     stopped_early: bool
     best: dict | None = None
     """the kept policy (``<out>/best``): iteration, selection success_rate, heldout evaluation"""
+    stopped_by: str | None = None
+    """why it stopped before its last iteration: 'signal' (SIGINT/SIGTERM) or 'time' (--time-limit-min)"""
 
 
 class _StopFlag:
@@ -67,10 +69,11 @@ class _StopFlag:
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
+        name = signal.Signals(signum).name
         if self.hit:  # a second signal stops now, whatever the loop is doing (the last checkpoint stays valid)
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(name)  # cli.main names it: a SIGTERM is not a Ctrl-C
         self.hit = True
-        print("[reinflow] stopping after this iteration (checkpoint follows); signal again to stop now",
+        print(f"[reinflow] {name}: stopping after this iteration (checkpoint follows); signal again to stop now",
               file=sys.stderr, flush=True)
 
     def __exit__(self, *exc: Any) -> None:
@@ -127,7 +130,7 @@ def _train(cfg: TrainConfig, info: DistInfo, folder: RunFolder) -> TrainResult:
                 bar.update(1)
                 bar.set_postfix(steps=run.env_steps, reward=f"{metrics.get('rollout/reward_mean', float('nan')):.3g}")
                 if (stop_now or out_of_time) and it < cfg.iterations - 1:
-                    stopped = True
+                    stopped = "signal" if stop_now else "time"
                     if run.main:
                         bar.write((f"stopped by signal after iteration {it}; resume with: reinflow train --out {run.out} "
                                    "--resume") if stop_now else
@@ -144,8 +147,8 @@ def _train(cfg: TrainConfig, info: DistInfo, folder: RunFolder) -> TrainResult:
         print(run.monitor.summary())
     ev = run.evaluator
     return TrainResult(out=run.out, iterations=it + 1, env_steps=run.env_steps, wall_s=time.time() - run.t_start,
-                       last_metrics=metrics, final_eval=ev.last if ev else None, stopped_early=stopped,
-                       best=ev.best if ev else None)
+                       last_metrics=metrics, final_eval=ev.last if ev else None, stopped_early=bool(stopped),
+                       best=ev.best if ev else None, stopped_by=stopped or None)
 
 
 def _progress(run: "_Run") -> Any:
@@ -202,7 +205,10 @@ class _Run:
             self.algo = algo_cls(cfg, agent, info, device, truncation)
             self.start_it, self.env_steps = 0, 0
             if state is not None:
-                self.algo.load_state_dict(state["algorithm"])
+                try:
+                    self.algo.load_state_dict(state["algorithm"])
+                except ConfigError as exc:  # name the file a crafted or damaged state came from
+                    raise ConfigError(f"checkpoint {ck}: {exc}") from None
                 torch.set_rng_state(state["torch_rng"])
                 self.start_it, self.env_steps = state["iteration"] + 1, state["env_steps"]
             derived = {"truncation": truncation, "action_dim": agent.policy.action_dim,

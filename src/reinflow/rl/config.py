@@ -209,6 +209,8 @@ class TrainConfig:
     """dsrl initial entropy temperature (auto-tuned from there)"""
     dsrl_reward_scale: float = 1.0
     """dsrl factor on each decision's reward (the sum over its executed steps)"""
+    dsrl_init: Literal["auto", "zero", "fixed"] = "auto"
+    """dsrl: the x_0 the untrained actor plays (c = 0): zero, or fixed (the --initial-noise-seed draw, where a fixed-noise BC was measured); auto: fixed with --initial-noise fixed"""
 
     def __post_init__(self) -> None:
         for name, value in upgrade_legacy({k: getattr(self, k) for k in LEGACY_VALUES}).items():

@@ -253,6 +253,11 @@ class TrainConfig:
             raise ConfigError(f"logprob_clamp={self.logprob_clamp}: must be > 0")
         self._check_dsrl()
 
+    def dsrl_x0_seed(self) -> int | None:
+        """The seed of the x_0 a new dsrl actor's latent is centred at (``dsrl_init``), None: x_0 = 0."""
+        fixed = self.dsrl_init == "fixed" or (self.dsrl_init == "auto" and self.initial_noise == "fixed")
+        return self.initial_noise_seed if fixed else None
+
     def _check_dsrl(self) -> None:
         """The dsrl block's ranges (checked whatever the algorithm: a config file is valid or not)."""
         ranges = {"dsrl_components": (0, 1024), "dsrl_bound": (1e-3, 10.0), "dsrl_utd": (1e-3, 256.0),

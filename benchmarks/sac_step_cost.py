@@ -4,7 +4,8 @@ The pick-lift recipe's shapes (features 160, latent 8 x 6 = 48, twin critics and
 batch 256, UTD 2: 160 gradient steps per 80-decision iteration), random replay rows (the cost does
 not depend on their values). Prints milliseconds per gradient step and per part (critic step, actor
 and temperature step), and a checksum of the parameters after the steps so that a faster version can
-be checked to give the same numbers (same seed: identical checksum).
+be checked to give the same numbers (same seed: identical checksum). Times are CPU time of this
+process (time.process_time), so other processes sharing the cores inflate them less than wall time.
 
 python benchmarks/sac_step_cost.py --steps 200 --repeats 3
 """
@@ -46,16 +47,16 @@ def main() -> None:
     for _ in range(a.repeats):
         t_sample = t_critic = t_all = 0.0
         for _ in range(a.steps):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             b = buf.sample(a.batch, idx_gen)
-            t1 = time.perf_counter()
+            t1 = time.process_time()
             sac.update(b, noise_gen, actor_step=False)    # critics + Polyak only
-            t2 = time.perf_counter()
+            t2 = time.process_time()
             t_sample, t_critic = t_sample + t1 - t0, t_critic + t2 - t1
         for _ in range(a.steps):
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             sac.update(buf.sample(a.batch, idx_gen), noise_gen)
-            t_all += time.perf_counter() - t0
+            t_all += time.process_time() - t0
         row = {"sample_ms": 1e3 * t_sample / a.steps, "critic_step_ms": 1e3 * t_critic / a.steps,
                "full_step_ms": 1e3 * t_all / a.steps}
         best = {k: min(v, best.get(k, v)) for k, v in row.items()}

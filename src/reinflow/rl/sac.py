@@ -105,20 +105,14 @@ class SAC:
 
     def _actor_step(self, feats: torch.Tensor, generator: torch.Generator | None) -> dict[str, float]:
         c, logp = self.actor.sample(feats, generator=generator)
-        # the actor's loss reads the critics but must not train them: frozen for this backward, which then
-        # skips their weight gradients (about a sixth of a step's arithmetic; the actor's gradient is the same)
-        for p in self._q_params:
-            p.requires_grad_(False)
-        try:
-            q1, q2 = self.q(feats, c)
-            actor_loss = (self.alpha * logp - torch.minimum(q1, q2)).mean()
-            self.actor_opt.zero_grad(set_to_none=True)
-            actor_loss.backward()
-        finally:
-            for p in self._q_params:
-                p.requires_grad_(True)
+        q1, q2 = self.q(feats, c)
+        actor_loss = (self.alpha * logp - torch.minimum(q1, q2)).mean()
+        self.actor_opt.zero_grad(set_to_none=True)
+        actor_loss.backward()
         a_grad = _grad_norm(self._actor_params)
         self.actor_opt.step()
+        for p in self._q_params:  # the actor's backward reached the critics; drop it
+            p.grad = None
         alpha_loss = -(self.log_alpha * (logp.detach() + self.s.target_entropy)).mean()
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()

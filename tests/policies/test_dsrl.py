@@ -51,7 +51,7 @@ def test_a_seeded_centre_makes_the_untrained_actor_play_that_x0_exactly():
     assert torch.allclose(pol.latent_to_x0(c), plain.latent_to_x0(c) + centre, atol=1e-6)  # steering: deviations from it
     again = build_policy_from_config(pol.policy_config())
     assert again.x0_seed == 7 and torch.equal(again.x0_centre, centre)       # re-derived from the seed on load
-    for bad in (-1, 2**32, 1.5, "7"):
+    for bad in (-1, 2**32, 1.5, "7", True):
         with pytest.raises(ConfigError, match="x0_seed"):
             build_policy_from_config({**pol.policy_config(), "x0_seed": bad})
 

@@ -108,7 +108,7 @@ class DSRLFlowPolicy(FrozenBasePolicy):
         if not 0 <= self.components <= self.latent_steps:
             raise ConfigError(f"dsrl_components={components}: allowed range [0, act_steps={self.latent_steps}] "
                               "(0: the whole x_0)")
-        if x0_seed is not None and not (isinstance(x0_seed, int) and 0 <= x0_seed <= SEED_MAX):
+        if x0_seed is not None and not (type(x0_seed) is int and 0 <= x0_seed <= SEED_MAX):
             raise ConfigError(f"dsrl x0_seed={x0_seed!r}: an int in [0, {SEED_MAX}] or null")
         self.x0_seed = x0_seed
         # derived from the config (not saved), like the basis: the x_0 that c = 0 plays

@@ -57,7 +57,8 @@ def recipe(tcfg: Any, act_steps: int, action_dim: int) -> str:
         m = tcfg.dsrl_components
         return (f"SAC over x_0's {m or act_steps} x {action_dim} {'DCT coefficients' if m else 'entries'} (bound "
                 f"{tcfg.dsrl_bound:g}), UTD {tcfg.dsrl_utd:g}, batch {tcfg.dsrl_batch_size}, lr {tcfg.lr_actor:g}, "
-                f"target entropy {tcfg.dsrl_target_entropy:g}/dim, warm-up {tcfg.dsrl_warmup} decisions")
+                f"target entropy {tcfg.dsrl_target_entropy:g}/dim, warm-up {tcfg.dsrl_warmup} decisions, centred at "
+                f"{'x_0 = 0' if tcfg.dsrl_x0_seed() is None else f'the fixed x_0 (seed {tcfg.dsrl_x0_seed()})'}")
     return (f"noise basis {tcfg.noise_basis}, sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], lr {tcfg.lr_actor:g} "
             f"({tcfg.lr_schedule}), clip {tcfg.clip_epsilon}, x_0 {tcfg.initial_noise}")
 

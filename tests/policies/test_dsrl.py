@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from reinflow import ConfigError
-from reinflow.flow.chain import dct_basis
+from reinflow.flow.chain import dct_basis, seeded_x0
 from reinflow.policies import base_policy_config, build_policy_from_config
 from reinflow.policies.dsrl import DSRLFlowPolicy
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
@@ -39,6 +39,21 @@ def test_an_untrained_actor_starts_at_zero_and_samples_within_the_bound():
     assert feats.shape == (64, pol.value_feature_dim) and not feats.requires_grad
     assert [p for p in pol.trainable_parameters()] == list(pol.actor.parameters())
     assert all(not p.requires_grad for p in pol.base.parameters())
+
+
+def test_a_seeded_centre_makes_the_untrained_actor_play_that_x0_exactly():
+    pol = DSRLFlowPolicy(base_policy(pad=2), latent_steps=4, components=2, hidden=[16], x0_seed=7)
+    centre = seeded_x0(6, 5, 7)
+    ctx = pol.encode(pol.prepare_obs(torch.randn(9, 5).numpy()))
+    assert torch.equal(pol.initial_noise(ctx, 9, deterministic=True), centre.expand(9, -1, -1))  # c = 0: the BC's x_0
+    c = torch.randn(9, 6)
+    plain = DSRLFlowPolicy(base_policy(pad=2), latent_steps=4, components=2, hidden=[16])
+    assert torch.allclose(pol.latent_to_x0(c), plain.latent_to_x0(c) + centre, atol=1e-6)  # steering: deviations from it
+    again = build_policy_from_config(pol.policy_config())
+    assert again.x0_seed == 7 and torch.equal(again.x0_centre, centre)       # re-derived from the seed on load
+    for bad in (-1, 2**32, 1.5, "7", True):
+        with pytest.raises(ConfigError, match="x0_seed"):
+            build_policy_from_config({**pol.policy_config(), "x0_seed": bad})
 
 
 def test_config_round_trip_and_bad_configs():

@@ -66,6 +66,19 @@ def test_one_update_critic_loss_polyak_and_temperature_match_their_formulas():
     assert (m["entropy"] > 0.0) == (sac.alpha < 0.5)
 
 
+def test_the_actor_step_moves_only_the_actor_and_leaves_the_critics_trainable():
+    """The actor's loss reads the critics frozen (no weight gradients for them): they keep their values,
+    get no gradient, and train again in the next critic step."""
+    torch.manual_seed(0)
+    actor = NoiseActor(4, 3, [16], bound=1.5)
+    sac = SAC(actor, 4, settings())
+    q0, a0 = copy.deepcopy(sac.q), copy.deepcopy(actor)
+    sac._actor_step(batch()["feat"], torch.Generator().manual_seed(1))
+    assert all(torch.equal(p, p0) for p, p0 in zip(sac.q.parameters(), q0.parameters()))
+    assert all(p.requires_grad and p.grad is None for p in sac.q.parameters())
+    assert not all(torch.equal(p, p0) for p, p0 in zip(actor.parameters(), a0.parameters()))
+
+
 def test_the_temperature_follows_the_entropy_target():
     actor = NoiseActor(4, 3, [16], bound=1.0)
     hi, lo = SAC(actor, 4, settings(target_entropy=50.0)), SAC(copy.deepcopy(actor), 4, settings(target_entropy=-50.0))

@@ -96,6 +96,12 @@ def dct_basis(chunk_size: int, act_steps: int, components: int) -> torch.Tensor:
     return out
 
 
+def seeded_x0(chunk_size: int, padded_action_dim: int, seed: int) -> torch.Tensor:
+    """One N(0, I) draw x_0 [H, P] from ``seed``: ``--initial-noise fixed``'s x_0 for every chain, and
+    the x_0 a dsrl actor steers around (``dsrl_init``): one function so both are the same draw."""
+    return torch.randn((chunk_size, padded_action_dim), generator=torch.Generator().manual_seed(int(seed)))
+
+
 def gaussian_log_density(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     """Elementwise log N(x; mu, sigma^2) in float64."""
     x64, mu64, s64 = x.double(), mu.double(), sigma.double()

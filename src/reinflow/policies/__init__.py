@@ -57,7 +57,7 @@ def _dsrl(cfg: dict[str, Any]) -> FlowPolicy:
     """A frozen base + noise actor; size overrides are the base's."""
     from reinflow.policies.dsrl import DSRLFlowPolicy
     base = cfg.pop("base", None)
-    own = {k: cfg.pop(k) for k in ("hidden", "components", "latent_steps", "bound") if k in cfg}
+    own = {k: cfg.pop(k) for k in ("hidden", "components", "latent_steps", "bound", "x0_seed") if k in cfg}
     if not isinstance(base, dict) or "latent_steps" not in own:
         raise ConfigError("policy config: a dsrl policy needs a 'base' policy config and 'latent_steps'")
     if base.get("type") == "dsrl":  # steering a steered policy: never written by reinflow (and unbounded)

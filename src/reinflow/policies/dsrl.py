@@ -19,6 +19,15 @@ The bound: c = bound * tanh(u), u ~ N(mu(o), sigma(o)) (the paper's "action magn
 released configs; 2.5 reached higher on pick-lift). The actor's last layer starts at zero, so an
 untrained actor plays c = 0 in deterministic mode (the BC policy at x_0's in-span mean) and
 c = bound tanh(N(0, 1)) when sampling.
+
+Where the latent is centred (``x0_seed``, TrainConfig ``dsrl_init``): without it c = 0 is x_0 = 0; with
+it x_0 = x_c + map(c), x_c the seeded draw of ``--initial-noise fixed`` (``flow.chain.seeded_x0``), so
+the untrained actor plays exactly the x_0 a fixed-noise BC policy (SmolVLA's quickstart) was measured
+at, and SAC explores smooth deviations from it. Why not fit the actor's mean to that x_c instead: x_c
+lies mostly outside the latent's span (its H x P entries, padded dims and unexecuted steps included,
+against M x A coefficients), and the measured tiny-SmolVLA BC scores 0-6 % at x_0 = 0 against 16 %
+at x_c (docs/benchmarks.md §3.5), so a projection could lose what makes x_c good; the offset keeps it
+exactly and costs no env steps.
 """
 
 from __future__ import annotations
@@ -31,11 +40,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from reinflow import ConfigError
-from reinflow.flow.chain import dct_basis, randn
+from reinflow.flow.chain import dct_basis, randn, seeded_x0
 from reinflow.policies.base import FlowPolicy
 from reinflow.policies.mlp import check_net_size, mlp
 from reinflow.policies.wrapped import FrozenBasePolicy
-from reinflow.validate import WIDTH_MAX
+from reinflow.validate import SEED_MAX, WIDTH_MAX
 
 DSRL_HIDDEN = [256, 256]
 BOUND_RANGE = (1e-3, 10.0)      # --dsrl-bound's range (rl/config.py), for a checkpoint's bound too
@@ -81,12 +90,13 @@ class NoiseActor(nn.Module):
 
 class DSRLFlowPolicy(FrozenBasePolicy):
     """``base`` (frozen) + a noise actor choosing its x_0. ``components``: M DCT coefficients per action
-    dim over the first ``latent_steps`` chunk steps (0: the H x A real entries of x_0)."""
+    dim over the first ``latent_steps`` chunk steps (0: the H x A real entries of x_0). ``x0_seed``: x_0 =
+    seeded_x0(seed) + map(c) (None: x_0 = map(c))."""
 
     ode_chain = True  # the chain is the ODE given x_0: all of this policy's randomness is the actor's
 
     def __init__(self, base: FlowPolicy, latent_steps: int, components: int = 8, bound: float = 2.5,
-                 hidden: list[int] | None = None):
+                 hidden: list[int] | None = None, x0_seed: int | None = None):
         super().__init__(base)
         self.hidden, self.components, self.latent_steps, self.bound = list(hidden or DSRL_HIDDEN), int(components), \
             int(latent_steps), float(bound)
@@ -99,6 +109,12 @@ class DSRLFlowPolicy(FrozenBasePolicy):
         if not 0 <= self.components <= self.latent_steps:
             raise ConfigError(f"dsrl_components={components}: allowed range [0, act_steps={self.latent_steps}] "
                               "(0: the whole x_0)")
+        if x0_seed is not None and not (type(x0_seed) is int and 0 <= x0_seed <= SEED_MAX):
+            raise ConfigError(f"dsrl x0_seed={x0_seed!r}: an int in [0, {SEED_MAX}] or null")
+        self.x0_seed = x0_seed
+        # derived from the config (not saved), like the basis: the x_0 that c = 0 plays
+        centre = seeded_x0(base.chunk_size, base.padded_action_dim, x0_seed) if x0_seed is not None else None
+        self.register_buffer("x0_centre", centre, persistent=False)
         basis = dct_basis(base.chunk_size, self.latent_steps, self.components).float() if self.components else None
         self.register_buffer("basis", basis, persistent=False)  # derived from the config, like the chain's
         rows = self.components or base.chunk_size
@@ -113,7 +129,8 @@ class DSRLFlowPolicy(FrozenBasePolicy):
         b, a = c.shape[0], self.action_dim
         rows = c.reshape(b, -1, a)
         real = rows if self.basis is None else torch.einsum("hm,bma->bha", self.basis.to(c.dtype), rows)
-        return F.pad(real, (0, self.padded_action_dim - a))
+        x0 = F.pad(real, (0, self.padded_action_dim - a))
+        return x0 if self.x0_centre is None else x0 + self.x0_centre.to(x0.dtype)
 
     def sample_latent(self, ctx: Any, deterministic: bool = False,
                       generator: Any = None) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
@@ -131,4 +148,4 @@ class DSRLFlowPolicy(FrozenBasePolicy):
 
     def policy_config(self) -> dict:
         return {"type": "dsrl", "hidden": self.hidden, "components": self.components,
-                "latent_steps": self.latent_steps, "bound": self.bound, "base": self.base.policy_config()}
+                "latent_steps": self.latent_steps, "bound": self.bound, "x0_seed": self.x0_seed, "base": self.base.policy_config()}

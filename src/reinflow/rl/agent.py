@@ -15,7 +15,7 @@ from torch import nn
 from reinflow import ConfigError
 from reinflow.constants import REDUCTIONS
 from reinflow.flow.chain import (ChainSample, LogProb, build_mask, chain_log_prob, dct_basis,
-                                 sample_chain)
+                                 sample_chain, seeded_x0)
 from reinflow.flow.noise import NoiseHead
 from reinflow.policies.base import FlowPolicy
 from reinflow.policies.mlp import check_net_size, mlp
@@ -119,8 +119,7 @@ class Agent(nn.Module):
         basis = dct_basis(policy.chunk_size, sampler.act_steps, sampler.noise_basis) if sampler.noise_basis else None
         self.register_buffer("basis", None if basis is None else basis.float(), persistent=False)
         # Derived from the sampler config (not saved), like the basis: one x_0 for every chain.
-        fixed = torch.randn((policy.chunk_size, policy.padded_action_dim),
-                            generator=torch.Generator().manual_seed(sampler.initial_noise_seed)) \
+        fixed = seeded_x0(policy.chunk_size, policy.padded_action_dim, sampler.initial_noise_seed) \
             if sampler.initial_noise == "fixed" else None
         self.register_buffer("fixed_x0", fixed, persistent=False)
 

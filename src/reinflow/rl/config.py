@@ -215,6 +215,8 @@ class TrainConfig:
     """dsrl initial entropy temperature (auto-tuned from there)"""
     dsrl_reward_scale: float = 1.0
     """dsrl factor on each decision's reward (the sum over its executed steps)"""
+    dsrl_init: Literal["auto", "zero", "fixed"] = "auto"
+    """dsrl: the x_0 the untrained actor plays (c = 0): zero, or fixed (the --initial-noise-seed draw, where a fixed-noise BC was measured); auto: fixed with --initial-noise fixed"""
 
     def __post_init__(self) -> None:
         for name, value in upgrade_legacy({k: getattr(self, k) for k in LEGACY_VALUES}).items():
@@ -258,6 +260,11 @@ class TrainConfig:
         if self.logprob_clamp is not None and not self.logprob_clamp > 0:
             raise ConfigError(f"logprob_clamp={self.logprob_clamp}: must be > 0")
         self._check_dsrl()
+
+    def dsrl_x0_seed(self) -> int | None:
+        """The seed of the x_0 a new dsrl actor's latent is centred at (``dsrl_init``), None: x_0 = 0."""
+        fixed = self.dsrl_init == "fixed" or (self.dsrl_init == "auto" and self.initial_noise == "fixed")
+        return self.initial_noise_seed if fixed else None
 
     def _check_dsrl(self) -> None:
         """The dsrl block's ranges (checked whatever the algorithm: a config file is valid or not)."""

@@ -45,8 +45,9 @@ class DSRL(Algorithm):
             raise ConfigError(f"algorithm={cls.name} steers a pretrained policy's x_0: give --policy-path "
                               "(a BC checkpoint)")
         if not isinstance(agent.policy, DSRLFlowPolicy):  # a dsrl checkpoint continues with its own actor
+            # centred where the BC was measured: a fixed-noise BC (SmolVLA's quickstart) at its x_0
             agent.policy = DSRLFlowPolicy(agent.policy, agent.sampler.act_steps, cfg.dsrl_components,
-                                          cfg.dsrl_bound, cfg.dsrl_hidden)
+                                          cfg.dsrl_bound, cfg.dsrl_hidden, x0_seed=cfg.dsrl_x0_seed())
         return agent
 
     def __init__(self, cfg: Any, agent: Agent, info: DistInfo, device: torch.device, truncation: str):

@@ -73,7 +73,7 @@ def test_the_actor_step_moves_only_the_actor_and_leaves_the_critics_trainable():
     actor = NoiseActor(4, 3, [16], bound=1.5)
     sac = SAC(actor, 4, settings())
     q0, a0 = copy.deepcopy(sac.q), copy.deepcopy(actor)
-    sac._actor_step(batch()["feat"], torch.Generator().manual_seed(1))
+    sac._actor_step(batch()["feat"], torch.Generator().manual_seed(1), sac.log_alpha.detach().exp())
     assert all(torch.equal(p, p0) for p, p0 in zip(sac.q.parameters(), q0.parameters()))
     assert all(p.requires_grad and p.grad is None for p in sac.q.parameters())
     assert not all(torch.equal(p, p0) for p, p0 in zip(actor.parameters(), a0.parameters()))

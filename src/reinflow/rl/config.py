@@ -276,9 +276,10 @@ class TrainConfig:
             if not lo <= getattr(self, name) <= hi:
                 raise ConfigError(f"{name}={getattr(self, name)}: allowed range [{lo:g}, {hi:g}]")
         if self.algorithm == "dsrl":  # PPO's knobs would be silently ignored: refuse them, naming the way out
-            ppo_only = {"initial_noise": ("sample", "--initial-noise"), "bc_coef": (0.0, "--bc-coef")}
-            for name, (default, flag) in ppo_only.items():
-                if getattr(self, name) != default:
+            # --initial-noise fixed is dsrl's too: with --dsrl-init auto it centres the latent at that draw.
+            ppo_only = {"initial_noise": (("sample", "fixed"), "--initial-noise"), "bc_coef": ((0.0,), "--bc-coef")}
+            for name, (allowed, flag) in ppo_only.items():
+                if getattr(self, name) not in allowed:
                     raise ConfigError(f"{name}={getattr(self, name)!r}: a PPO setting (chain-ppo, residual-ppo); "
                                       f"--algorithm dsrl has no use for it: drop {flag}")
             if self.preset not in (None, "default"):

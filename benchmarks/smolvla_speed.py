@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> dict:
                                   device=args.device)
     agent = Agent(policy, SamplerConfig(act_steps=args.act_steps, reduction="mean", logprob_clamp=1.0,
                                         mask_executed=True, sigma_lo=0.08, sigma_hi=0.16,
-                                        constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0)).to(args.device)
+                                        constant_sigma=False, noise_basis=0, initial_noise="sample",
+                                        initial_noise_seed=0)).to(args.device)
     obs, acts, roll_rows = rollout(agent, args)  # the rollout's cost does not depend on the preset
     upd_rows = []
     for preset in presets:

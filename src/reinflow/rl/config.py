@@ -74,13 +74,13 @@ class TrainConfig:
     sigma_max: float = 0.32
     """upper noise bound (start value for the decay schedule)"""
     noise_schedule: Literal["learned", "decay", "constant"] = "learned"
-    """learned: the noise head's sigma in [sigma_min, sigma_max]; decay: sigma_max held, then cosine to sigma_max_final; constant: sigma = sigma_max"""
+    """learned: the noise head's sigma in [sigma_min, sigma_max]; decay: sigma_max, then cosine to sigma_max_final; constant"""
     sigma_max_final: float | None = None
     """final sigma_max of the decay schedule"""
     noise_hold_frac: float = 0.3
     """fraction of iterations sigma_max is held before decaying"""
     noise_basis: int = 4
-    """M > 0: M smooth (DCT) noise coefficients per action dim over the executed steps (D = M x A x K); 0: white noise per step (ReinFlow)"""
+    """M > 0: M smooth (DCT) noise coefficients per action dim over the executed steps (D = M x A x K); 0: white noise"""
     initial_noise: Literal["sample", "fixed", "zero"] = "sample"
     """chain start x_0: a fresh N(0, I) draw (ReinFlow), one fixed draw, or zero (only the learned noise explores)"""
     initial_noise_seed: int = 0

@@ -173,7 +173,8 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
         obs=obs_l, chains=torch.stack(chains), logp=torch.stack(logps), values=torch.stack(values).float(),
         rewards=torch.stack(rews), raw_rewards=torch.stack(raws), terminated=torch.stack(terms),
         truncated=torch.stack(truncs), final_values=torch.stack(finals), last_values=last_v,
-        env_steps=env_steps, per_dim=torch.stack(per_dims), valid=valid, dropped_episodes=dropped, sigma_mean=float(np.mean(sigmas)),
+        env_steps=env_steps, per_dim=torch.stack(per_dims), valid=valid, dropped_episodes=dropped,
+        sigma_mean=float(np.mean(sigmas)),
         num_dims=res.logprob.num_dims, bound=res.logprob.bound, success=float(np.mean(successes)),
         episodes=episodes, reward_components={k: v / steps for k, v in comps.items()}, contexts=contexts)
     return roll, raw_obs

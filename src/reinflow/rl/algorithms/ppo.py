@@ -189,7 +189,8 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
                     stop = post_kl > cfg.target_kl
             for key, val in (("ppo/policy_loss", pg_loss.item()), ("ppo/value_loss", v_loss.item()),
                              ("ppo/entropy", entropy.item()), ("ppo/approx_kl", losses.approx_kl),
-                             ("ppo/clip_fraction", losses.clip_fraction), ("ppo/logratio_std", lr_std), ("logprob/new_mean", lp.total.mean().item()),
+                             ("ppo/clip_fraction", losses.clip_fraction), ("ppo/logratio_std", lr_std),
+                             ("logprob/new_mean", lp.total.mean().item()),
                              ("logprob/per_dimension_new", lp.per_dim.mean().item()),
                              ("logprob/per_dimension_max", lp.per_dim.max().item()),
                              ("logprob/clamped_fraction", float(lp.clamped.double().mean())),

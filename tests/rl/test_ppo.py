@@ -15,7 +15,8 @@ from reinflow import InvariantError
 from reinflow.envs.factory import env_spaces, make_vector_env
 from reinflow.flow.chain import check_per_dim_bound, per_dim_bound
 from reinflow.rl.algorithms import algorithm_class
-from reinflow.rl.algorithms.ppo import Batch, advantage_stats, ppo_losses, ppo_update, pre_update_check
+from reinflow.rl.algorithms.ppo import (Batch, advantage_stats, cat_obs, explained_variance, index_obs, lr_factor,
+                                        ppo_losses, ppo_update, pre_update_check)
 from reinflow.rl.build import build_agent
 from reinflow.rl.config import TrainConfig
 from reinflow.rl.dist import DistInfo
@@ -192,3 +193,45 @@ def test_critic_only_iterations_leave_the_actor_unchanged():
     ppo_update(alg.agent, alg.actor_opt, alg.critic_opt, _batch(exp), cfg, False, torch.Generator().manual_seed(0))
     assert all(torch.equal(a, b) for a, b in zip(before, alg.agent.actor_parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(critic, alg.agent.critic_parameters()))
+
+
+# --- schedules and diagnostics ------------------------------------------------------------------------------
+
+def test_lr_factor_warmup_then_cosine_to_its_floor():
+    cos = TrainConfig(iterations=11, lr_warmup_iters=0, lr_schedule="cosine", lr_min_frac=0.1)
+    assert [round(lr_factor(cos, it), 6) for it in (0, 5, 10, 20)] == [1.0, 0.55, 0.1, 0.1]
+    warm = replace(cos, lr_warmup_iters=2)                  # (it + 1) / (warmup + 1), then the cosine from 1
+    assert [lr_factor(warm, it) for it in (0, 1, 2)] == [pytest.approx(1 / 3), pytest.approx(2 / 3), 1.0]
+    assert lr_factor(warm, 10) == pytest.approx(0.1)
+    assert lr_factor(replace(warm, lr_schedule="constant"), 7) == 1.0
+
+
+def test_explained_variance_by_hand():
+    target = T([1.0, 2.0, 3.0, 6.0])
+    assert explained_variance(target, target) == 1.0
+    assert explained_variance(torch.full((4,), 3.0), target) == pytest.approx(0.0)
+    assert explained_variance(target + 1.0, target) == pytest.approx(1.0)          # a constant offset is explained
+    pred = T([0.0, 0.0, 0.0, 3.0])      # residuals 1, 2, 3, 3: var 11/12; var(target) 14/3 (both unbiased)
+    assert explained_variance(pred, target) == pytest.approx(1 - (11 / 12) / (14 / 3))
+    assert math.isnan(explained_variance(target, torch.ones(4)))
+
+
+def test_begin_iteration_applies_the_schedules():
+    cfg = TrainConfig(env=ENV, chunk_size=4, act_steps=2, hidden=[16], iterations=11, out="unused", algorithm="chain-ppo",
+                      lr_actor=1e-3, lr_critic=2e-3, noise_schedule="decay", sigma_max_final=0.2, noise_hold_frac=0.0).resolved()
+    cls = algorithm_class("chain-ppo")
+    agent = cls.prepare_agent(cfg, build_agent(cfg, *env_spaces(ENV)))
+    alg = cls(cfg, agent, DistInfo(), torch.device("cpu"), "bootstrap")
+    m = alg.begin_iteration(5)
+    lo, hi = cfg.schedule().bounds_at(5, 11)
+    assert hi < 0.32 and (m["noise/sigma_lo"], m["noise/sigma_hi"]) == (lo, hi)
+    assert (agent.sampler.sigma_lo, agent.sampler.sigma_hi) == (lo, hi) and float(agent.noise_head.sigma_hi) == pytest.approx(hi)
+    assert m["lr/actor"] == pytest.approx(1e-3 * lr_factor(cfg, 5)) and m["lr/critic"] == pytest.approx(2e-3 * lr_factor(cfg, 5))
+
+
+def test_cat_and_index_observations_of_every_kind():
+    idx = torch.tensor([2, 0])
+    assert torch.equal(index_obs(cat_obs([T([[1.0], [2.0]]), T([[3.0]])]), idx), T([[3.0], [1.0]]))
+    d2 = cat_obs([{"a": T([1.0]), "b": ["x"]}, {"a": T([2.0, 3.0]), "b": ["y", "z"]}])
+    out = index_obs(d2, idx)
+    assert torch.equal(out["a"], T([3.0, 1.0])) and out["b"] == ["z", "x"]

@@ -20,6 +20,7 @@ import ast
 import copy
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -164,11 +165,14 @@ def main() -> int:
     ap.add_argument("--max-mutants", type=int, default=None, help="per module: an evenly spaced sample of this many")
     ap.add_argument("--timeout-factor", type=float, default=3.0, help="per-mutant timeout = factor x the clean run's time")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mutation.md"))
+    ap.add_argument("--append", action="store_true", help="add this run's section to --out instead of replacing it")
     args = ap.parse_args()
     unknown = [m for m in args.modules if m not in MAP]
     if unknown:
         print(f"error: modules={unknown}: allowed {', '.join(MAP)}", file=sys.stderr)
         return 2
+    # SIGTERM unwinds like Ctrl-C: subprocess.run kills the running pytest and the temporary copy is removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     rows, survivors, t_start = [], [], time.time()
     with tempfile.TemporaryDirectory(prefix="reinflow-mutation-") as tmp:
         src_root = Path(tmp) / "src"
@@ -197,10 +201,13 @@ def main() -> int:
     table.append(f"| all | {total_m} | {total_k} | {total_m - total_k} | {100 * total_k / max(total_m, 1):.0f} % |")
     print("\n".join(table))
     cmd = "python benchmarks/mutation.py " + " ".join(sys.argv[1:])
-    lines = ["# Mutation score of the engine's tests", "", f"`{cmd}` ({(time.time() - t_start) / 60:.0f} min; "
-             f"load average at the end {os.getloadavg()[0]:.1f})", "", *table, "", "## Survivors", ""]
+    lines = [f"## `{cmd}`", "", f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+             f"{(time.time() - t_start) / 60:.0f} min, load average at the end {os.getloadavg()[0]:.1f} "
+             f"({os.cpu_count()} CPUs)", "", *table, "", "Survivors:", ""]
     lines += [f"* `{mod}:{m.line}` {m.what}" for mod, m in survivors] or ["none"]
-    Path(args.out).write_text("\n".join(lines) + "\n")
+    out = Path(args.out)
+    head = out.read_text() if args.append and out.is_file() else "# Mutation score of the engine's tests\n"
+    out.write_text(head + "\n" + "\n".join(lines) + "\n")
     print(f"survivors: {args.out}")
     return 0
 

@@ -82,10 +82,10 @@ def test_per_step_ratios_share_the_chunks_advantage():
 
 
 def test_advantage_stats_weighted_mean_and_unbiased_std():
-    adv = T([1.0, 3.0, 5.0, 1000.0])
+    adv = T([1.0, 3.0, 8.0, 1000.0])
     mean, std = advantage_stats(adv, T([1.0, 1.0, 1.0, 0.0]), DistInfo())
-    assert mean == pytest.approx(3.0)
-    assert std == pytest.approx(float(np.std([1.0, 3.0, 5.0], ddof=1)))      # 2.0
+    assert mean == pytest.approx(4.0)
+    assert std == pytest.approx(float(np.std([1.0, 3.0, 8.0], ddof=1)))      # sqrt(13)
     assert advantage_stats(T([2.0]), T([1.0]), DistInfo()) == (pytest.approx(2.0), 0.0)
 
 
@@ -190,7 +190,8 @@ def test_critic_only_iterations_leave_the_actor_unchanged():
     cfg, alg, exp = setup()
     before = [p.detach().clone() for p in alg.agent.actor_parameters()]
     critic = [p.detach().clone() for p in alg.agent.critic_parameters()]
-    ppo_update(alg.agent, alg.actor_opt, alg.critic_opt, _batch(exp), cfg, False, torch.Generator().manual_seed(0))
+    m = ppo_update(alg.agent, alg.actor_opt, alg.critic_opt, _batch(exp), cfg, False, torch.Generator().manual_seed(0))
+    assert m["gradients/policy_norm"] == 0.0 and m["gradients/critic_norm"] > 0
     assert all(torch.equal(a, b) for a, b in zip(before, alg.agent.actor_parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(critic, alg.agent.critic_parameters()))
 
@@ -232,6 +233,45 @@ def test_begin_iteration_applies_the_schedules():
 def test_cat_and_index_observations_of_every_kind():
     idx = torch.tensor([2, 0])
     assert torch.equal(index_obs(cat_obs([T([[1.0], [2.0]]), T([[3.0]])]), idx), T([[3.0], [1.0]]))
+    assert torch.equal(cat_obs([T([[1.0]])]), T([[1.0]]))                          # one rollout step
     d2 = cat_obs([{"a": T([1.0]), "b": ["x"]}, {"a": T([2.0, 3.0]), "b": ["y", "z"]}])
     out = index_obs(d2, idx)
     assert torch.equal(out["a"], T([3.0, 1.0])) and out["b"] == ["z", "x"]
+
+
+def _updated_params(advantages, **kw):
+    cfg, alg, exp = setup(**kw)
+    batch = _batch(exp)
+    batch.advantages = advantages
+    ppo_update(alg.agent, alg.actor_opt, alg.critic_opt, batch, cfg, True, torch.Generator().manual_seed(0))
+    return alg
+
+
+def test_normalised_advantages_make_the_update_blind_to_their_scale_and_shift():
+    adv = torch.randn(8, generator=torch.Generator().manual_seed(3))
+    a = _updated_params(adv, target_kl=None)
+    b = _updated_params(10.0 * adv + 3.0, target_kl=None)
+    for p, q in zip(a.agent.actor_parameters(), b.agent.actor_parameters()):
+        assert torch.allclose(p, q, atol=1e-5)
+    c = _updated_params(10.0 * adv + 3.0, target_kl=None, norm_adv=False)     # without it the update differs
+    assert any(not torch.allclose(p, q, atol=1e-5) for p, q in zip(a.agent.actor_parameters(), c.agent.actor_parameters()))
+
+
+def test_the_w2_regulariser_pulls_the_policy_back_to_its_start():
+    """--bc-coef: with zero advantages only the W2 term moves the actor, towards the starting policy."""
+    def distance(alg, obs, x0):
+        cur = alg.agent.act(obs, deterministic=True, x0=x0).chain[:, -1]
+        ref = alg.ref.act(obs, deterministic=True, x0=x0).chain[:, -1]
+        return float((((cur - ref) ** 2) * alg.agent.mask).sum())           # the executed steps it covers
+    cfg, alg, exp = setup(bc_coef=0.5, target_kl=None, lr_actor=2e-3)
+    with torch.no_grad():
+        for p in alg.agent.policy.trainable_parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    batch = _batch(exp)
+    batch.advantages = torch.zeros_like(batch.advantages)
+    with torch.no_grad():
+        before = distance(alg, batch.obs, batch.chains[:, 0])
+    ppo_update(alg.agent, alg.actor_opt, alg.critic_opt, batch, cfg, True, torch.Generator().manual_seed(0), alg.ref)
+    with torch.no_grad():
+        after = distance(alg, batch.obs, batch.chains[:, 0])
+    assert before > 0 and after < 0.5 * before, (before, after)

@@ -176,6 +176,12 @@ def test_kl_early_stop_after_the_step_that_crosses_the_target():
     stopped = ppo_update(*args, replace(cfg, target_kl=1e-12), True, torch.Generator().manual_seed(0))
     assert stopped["ppo/kl_early_stop"] == 1.0 and stopped["ppo/epochs_run"] == 1.0
     assert stopped["ppo/post_update_kl"] > 1e-12
+    # it stopped after the first minibatch: its KL after that step, by hand, is the one reported
+    idx = torch.randperm(8, generator=torch.Generator().manual_seed(0))[:4]
+    with torch.no_grad():
+        lr = alg.agent.evaluate(batch.obs[idx], batch.chains[idx])[0].logp - batch.logp[idx]
+    assert stopped["ppo/post_update_kl"] == pytest.approx(float(((lr.exp() - 1) - lr).mean()), rel=1e-6)
+    assert stopped["ppo/ratio_max"] >= float(lr.exp().max()) and stopped["ppo/ratio_min"] <= float(lr.exp().min())
     _, alg2, exp2 = setup()
     full = ppo_update(alg2.agent, alg2.actor_opt, alg2.critic_opt, _batch(exp2), replace(cfg, target_kl=None), True,
                       torch.Generator().manual_seed(0))

@@ -182,6 +182,7 @@ def test_kl_early_stop_after_the_step_that_crosses_the_target():
         lr = alg.agent.evaluate(batch.obs[idx], batch.chains[idx])[0].logp - batch.logp[idx]
     assert stopped["ppo/post_update_kl"] == pytest.approx(float(((lr.exp() - 1) - lr).mean()), rel=1e-6)
     assert stopped["ppo/ratio_max"] >= float(lr.exp().max()) and stopped["ppo/ratio_min"] <= float(lr.exp().min())
+    assert stopped["ppo/post_update_clip_fraction"] == float(((lr.exp() - 1).abs() > cfg.clip_epsilon).double().mean())
     _, alg2, exp2 = setup()
     full = ppo_update(alg2.agent, alg2.actor_opt, alg2.critic_opt, _batch(exp2), replace(cfg, target_kl=None), True,
                       torch.Generator().manual_seed(0))

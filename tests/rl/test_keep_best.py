@@ -56,6 +56,7 @@ def test_offer_replaces_on_higher_success_or_equal_success_and_higher_return(run
     old = BestKeeper(tmp_path / "old", enabled=True)        # a best saved before returns were kept
     old.info = {"success_rate": 0.5}
     assert old.offer(agent, {"success_rate": 0.5, "return_mean": -1e9, "episodes": 10}, 7, 0, 0, {})
+    assert BestKeeper(tmp_path, enabled=False).info is None   # --no-keep-best never reads an earlier best
     off = BestKeeper(tmp_path / "off", enabled=False)
     assert not off.offer(agent, {"success_rate": 1.0, "episodes": 10}, 7, 0, 0, {})
     assert not (tmp_path / "off" / "best").exists()

@@ -99,7 +99,9 @@ def test_evaluator_evaluates_every_n_iterations_and_at_the_last(run, tmp_path, e
     envs = make_vector_env(cfg.env, 2, agent.sampler.act_steps)
     try:
         ev = Evaluator(tmp_path, cfg, envs, {}, "cpu")
-        seen = [ev.step(agent, it, it == 4, 0, None).get("eval/iteration") for it in range(5)]
+        outs = [ev.step(agent, it, it == 4, 0, 0.25) for it in range(5)]
     finally:
         envs.close()
-    assert seen == evaluated
+    assert [o.get("eval/iteration") for o in outs] == evaluated
+    for o in outs:  # the deterministic policy's success against the rollout's (0.25 here)
+        assert "eval/success_rate" not in o or o["rollout/success_gap"] == pytest.approx(o["eval/success_rate"] - 0.25)

@@ -64,7 +64,8 @@ for k in args.k:
     svs = []
     for i in range(4):
         o = obs[i : i + 1]
-        f = lambda x: agent.act(o, deterministic=True, x0=x.reshape(1, H, P)).action.reshape(-1)
+        def f(x, o=o):
+            return agent.act(o, deterministic=True, x0=x.reshape(1, H, P)).action.reshape(-1)
         J = torch.autograd.functional.jacobian(f, torch.zeros(H * P))
         svs.append(torch.linalg.svdvals(J))
     sv = torch.stack(svs).mean(0)

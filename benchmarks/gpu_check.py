@@ -45,8 +45,11 @@ def train_run(name: str, argv: list[str], device: str, root: Path) -> dict:
                  "--eval-every", "0", "--out", str(out)])
     wall = time.perf_counter() - t0
     rows = read_metrics(out / "metrics.jsonl") if (out / "metrics.jsonl").exists() else []
-    mx = lambda k: max((r[k] for r in rows if r.get(k) is not None), default=float("nan"))
-    mean = lambda k: sum(r[k] for r in rows) / len(rows) if rows else float("nan")
+    def mx(k: str) -> float:
+        return max((r[k] for r in rows if r.get(k) is not None), default=float("nan"))
+
+    def mean(k: str) -> float:
+        return sum(r[k] for r in rows) / len(rows) if rows else float("nan")
     res = {"name": name, "exit": code, "iterations": len(rows), "wall_s": wall,
            "rollout_s": mean("time/rollout_s"), "update_s": mean("time/update_s"),
            "env_steps_per_s": mean("time/env_steps_per_s"),

@@ -123,7 +123,8 @@ def main() -> None:
     p.add_argument("--rl-seeds", type=int, nargs="+", default=None, help="fine-tuning seeds (default: --seed)")
     p.add_argument("--env-kwargs", default="{}",
                    help='extra MetaWorld env kwargs (JSON), e.g. \'{"terminate_on_success": false}\' for 500-step episodes')
-    p.add_argument("--train-args", default="", help="extra reinflow train flags, e.g. '--algorithm chain-ppo' or '--algorithm dsrl'")
+    p.add_argument("--train-args", default="",
+                   help="extra reinflow train flags, e.g. '--algorithm chain-ppo' or '--algorithm dsrl'")
     p.add_argument("--out", default="runs/mt10", help="run folders")
     p.add_argument("--results", default="benchmarks/results/metaworld_mt10.jsonl", help="one JSON line per task")
     p.add_argument("--markdown", action="store_true", help="print the table from --results and exit")

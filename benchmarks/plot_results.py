@@ -207,7 +207,8 @@ def throughput(plt, out: Path) -> Path:
                                                               for r in t if r["obs"] != "state"]
                   for i, (c, t) in enumerate(cams)}
         palette = ["tab:blue", "0.6", "tab:orange", "tab:green"]
-        bars(axes[0][-1], groups, series, "camera rollout / state-mode rollout", "arm, two 64x64 cameras, sync (before / after frames-when-read)",
+        bars(axes[0][-1], groups, series, "camera rollout / state-mode rollout",
+             "arm, two 64x64 cameras, sync (before / after frames-when-read)",
              dict(zip(series, palette)))
         axes[0][-1].set_ylim(0, 1.1)
     return save(fig, out / "throughput.png")

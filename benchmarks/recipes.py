@@ -208,7 +208,8 @@ def plot(results: list[dict], path: Path) -> None:
                     ls="-" if main or "terminal" in preset else "--")
             if len(rs) > 1 and main:
                 ax.fill_between(xs, ys.mean(0) - ys.std(0), ys.mean(0) + ys.std(0), color="black", alpha=0.12)
-        ax.set(title=f"{task}: deterministic eval success (default ± std in black)", xlabel="env steps", ylabel="success rate", ylim=(0, 1))
+        ax.set(title=f"{task}: deterministic eval success (default ± std in black)", xlabel="env steps",
+               ylabel="success rate", ylim=(0, 1))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()

@@ -75,7 +75,8 @@ def build(variant: str, dim: int, obs_dim: int, hidden: list[int], seed: int) ->
     else:
         sampler = SamplerConfig(act_steps=h, reduction="mean" if variant == "d" else "sum",
                                 sigma_lo=sigma, sigma_hi=sigma,
-                                constant_sigma=True, mask_executed=True, logprob_clamp=None, noise_basis=0, initial_noise="sample", initial_noise_seed=0)
+                                constant_sigma=True, mask_executed=True, logprob_clamp=None, noise_basis=0,
+                                initial_noise="sample", initial_noise_seed=0)
     return Agent(policy, sampler), sigma
 
 

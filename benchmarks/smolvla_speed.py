@@ -201,7 +201,8 @@ def main(argv: list[str] | None = None) -> dict:
                                   device=args.device)
     agent = Agent(policy, SamplerConfig(act_steps=args.act_steps, reduction="mean", logprob_clamp=1.0,
                                         mask_executed=True, sigma_lo=0.08, sigma_hi=0.16,
-                                        constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0)).to(args.device)
+                                        constant_sigma=False, noise_basis=0, initial_noise="sample",
+                                        initial_noise_seed=0)).to(args.device)
     if args.ratio_table:
         return ratio_table(policy, args)
     obs, acts, roll_rows = rollout(agent, args)  # the rollout's cost does not depend on the preset
@@ -265,7 +266,8 @@ def ratio_table(policy, args) -> dict:
     print("| precision | prefix in the update | old log-probs | " + " | ".join(f"minibatch {m}" for m in sizes)
           + " | recomputed − rollout, max nats |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in sizes) + " | --- |")
-    for key in sorted({(r["precision"], r["prefix"], r["old_logprob"]) for r in out["rows"]}, key=lambda k: (k[0] == "bf16", k[1] != "kept", k[2])):
+    keys = {(r["precision"], r["prefix"], r["old_logprob"]) for r in out["rows"]}
+    for key in sorted(keys, key=lambda k: (k[0] == "bf16", k[1] != "kept", k[2])):
         rs = [r for r in out["rows"] if (r["precision"], r["prefix"], r["old_logprob"]) == key]
         shift = f"{max(r['shift'] for r in rs):.2g}" if key[2] == "update" else ""
         print(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(f"{r['max_dev']:.2g}" for r in rs) + f" | {shift} |")

@@ -45,7 +45,8 @@ def test_a_bug_shows_its_traceback_and_how_to_report_it(monkeypatch, capsys):
 
 
 def test_missing_optional_package_names_the_install_command(monkeypatch, capsys, tmp_path):
-    for name in [m for m in sys.modules if m == "lerobot" or m.startswith(("lerobot.", "reinflow.policies.smolvla", "reinflow.commands.smolvla_tiny"))]:
+    ours = ("lerobot.", "reinflow.policies.smolvla", "reinflow.commands.smolvla_tiny")
+    for name in [m for m in sys.modules if m == "lerobot" or m.startswith(ours)]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "lerobot", None)   # what `import lerobot` does when it is not installed
     assert main(["smolvla-tiny", str(tmp_path / "vlm")]) == 2   # (--help works without it)

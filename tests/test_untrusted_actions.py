@@ -136,7 +136,8 @@ def test_dsrl_hidden_flag_has_a_total_bound(tmp_path, refused):
 
 CRAFTED = [
     ("dsrl-hidden", lambda ck: edit_policy(ck, lambda p: {**p, "hidden": [30000, 30000]}), "dsrl_hidden=[30000, 30000]"),
-    ("dsrl-bound", lambda ck: edit_policy(ck, lambda p: {**p, "bound": 1e12}), "dsrl_bound=1000000000000.0: allowed range [0.001, 10]"),
+    ("dsrl-bound", lambda ck: edit_policy(ck, lambda p: {**p, "bound": 1e12}),
+     "dsrl_bound=1000000000000.0: allowed range [0.001, 10]"),
     ("residual-hidden", lambda ck: edit_policy(ck, lambda p: {"type": "residual", "hidden": [30000, 30000], "base": p["base"]}),
      "the residual offset net of"),
 ]

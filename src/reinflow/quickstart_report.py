@@ -83,7 +83,8 @@ def markdown(s: dict, tcfg: Any, title: str = "reinflow quickstart") -> str:
         "",
         f"* gain: **{s['success_gain_pp']:+.1f} percentage points**",
         f"* policy: {s['policy']}; evaluated after: {s['policy_evaluated']}",
-        f"* fine-tuning: {s['iterations']} of {s['iterations_planned']} planned {'SAC' if tcfg.algorithm == 'dsrl' else 'PPO'} iterations{cut}, "
+        f"* fine-tuning: {s['iterations']} of {s['iterations_planned']} planned "
+        f"{'SAC' if tcfg.algorithm == 'dsrl' else 'PPO'} iterations{cut}, "
         f"{s['env_steps']} env steps; whole command {s['wall_time_s'] / 60:.1f} min (cap {s['budget_s'] / 60:.1f} min)",
         f"* chain: chunk {s['chunk_size']} x {s['action_dim']} dims, {s['act_steps']} executed per decision, K = 1, "
         + ("the ODE from the actor's x_0 (no injected noise)" if tcfg.algorithm == "dsrl" else

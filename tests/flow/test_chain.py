@@ -152,3 +152,24 @@ def test_sample_chain_and_log_prob_share_head_bounds():
         s = sample_chain(agent.policy, head, ctx, 7, agent.mask)
         lp = chain_log_prob(agent.policy, head, ctx, s.chain, agent.mask)
     assert torch.equal(s.logprob.logp, lp.logp) and s.logprob.bound == pytest.approx(per_dim_bound(0.2))
+
+
+@pytest.mark.parametrize("m", [0, 2])
+def test_entropy_and_sigma_mean_are_the_gaussians(m):
+    """Entropy per dim = mean over the masked dims of log sigma + 1/2 + 1/2 log(2 pi); sigma_mean their sigma,
+    with white noise (m = 0) and with a noise basis (m = 2 coefficients)."""
+    agent = make_agent(k=2, chunk=5, act=3, pad=1, m=m)
+    obs = obs_batch(agent)
+    with torch.no_grad():
+        res = agent.act(obs, generator=torch.Generator().manual_seed(0))
+        ctx = agent.policy.encode(obs)
+        rows = m if m else 3                                  # coefficients, or executed steps
+        log_s, sig = [], []
+        for k in range(2):
+            _, sigma = transition(agent.policy, agent.noise_head, res.chain[:, k], k, ctx, agent.basis)
+            s = sigma[:, :rows, :3].double()                  # the real action dims
+            log_s.append(s.log().mean((-1, -2)))
+            sig.append(s.mean())
+    expected = torch.stack(log_s).mean(0) + 0.5 + 0.5 * math.log(2 * math.pi)
+    assert torch.allclose(res.logprob.entropy, expected)
+    assert float(res.logprob.sigma_mean) == pytest.approx(float(torch.stack(sig).mean()))

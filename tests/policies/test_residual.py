@@ -44,6 +44,8 @@ def test_zero_offset_is_the_base_policy_and_an_offset_shifts_the_mean_by_itself(
         res.policy.residual[-1].bias.fill_(0.25)
     shifted = res.act(obs, deterministic=True, x0=x0).action
     assert torch.allclose(shifted - a_base, torch.full_like(a_base, 0.25), atol=1e-5)
+    one = res.act(obs[:1], deterministic=True, x0=x0[:1]).action               # a batch of one (evaluation)
+    assert torch.allclose(one - a_base[:1], torch.full_like(one, 0.25), atol=1e-5)
     with torch.no_grad():
         s = res.act(obs, generator=torch.Generator().manual_seed(2))
         lp, _ = res.evaluate(obs, s.chain)

@@ -4,7 +4,11 @@ Broken: the seed failure rebuilt on Pusher-v5 (7 joints x chunk 40 = D 280, log-
 [0.08, 0.16], clip 0.05, Adam lr 1e-3 held constant, 4 epochs of 32 minibatches, no KL early stop). Its
 findings must be DIMENSION_NOT_SCALED (the cause) then CLIP_SATURATED / RATIO_SPREAD (the symptoms),
 with the run's own numbers, and nothing blamed on the chain (bound, mask, pre-update ratio).
-Healthy: small D with a sane lr, and the same D = 280 with per-step ratios: no error and no warning.
+Healthy (no error and no warning): small D with a sane lr; today's defaults on the same Pusher chunk (smooth
+noise, 4 DCT coefficients x 7 joints = D 28, summed log-prob, clip 0.2, sigma [0.16, 0.32], target KL 0.05,
+chain-ppo's lr 3e-5 with its cosine decay); ReinFlow as published (``--preset reinflow-paper``: white noise at
+D = 280, the per-dimension mean log-prob clamped to [-1, 1], clip 0.01, lr 1e-4); and the broken run's D = 280
+with one ratio per executed step.
 Each run takes 1-4 s on 2 loaded cores; runs are seeded (same machine, same numbers).
 """
 
@@ -35,17 +39,24 @@ HEALTHY = {
     "pendulum-sum-D4": ["--env", "Pendulum-v1", "--chunk-size", "8", "--act-steps", "4", "--parallel-envs", "4",
                         "--rollout-steps", "16", "--iterations", "8", "--lr-actor", "3e-5", "--lr-schedule",
                         "constant", "--reset-each-iteration", "--logprob-reduction", "sum", "--clip-epsilon", "0.1"],
-    # The shipped defaults (mean log-prob clamped to [-1, 1], clip 0.01, lr 1e-4) at the broken run's D = 280.
+    # What reinflow ships (TrainConfig's defaults, checked below): smooth noise, D = 4 coefficients x 7 joints
+    # = 28, summed log-prob, clip 0.2, sigma [0.16, 0.32], target KL 0.05, lr 3e-5 (chain-ppo from scratch).
     "pusher-default-D28": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
                            "8", "--iterations", "6"],
-    "pusher-white-noise-D280": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
-                                "8", "--iterations", "6", "--preset", "reinflow-paper"],
+    # ReinFlow as published (the default until 2026-11-29): white noise on the broken run's D = 280, the
+    # per-dimension mean log-prob clamped to [-1, 1], clip 0.01, lr 1e-4.
+    "pusher-reinflow-paper-D280": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2",
+                                   "--rollout-steps", "8", "--iterations", "6", "--preset", "reinflow-paper"],
     # The broken run's D = 280, but one ratio per executed step (7 entries each), standard clip 0.2.
     "pusher-per-step-D280": ["--env", "Pusher-v5", "--chunk-size", "40", "--parallel-envs", "2", "--rollout-steps",
                              "8", "--iterations", "6", "--logprob-reduction", "per_step", "--minibatch-size", "4",
                              "--lr-actor", "3e-5", "--lr-schedule", "constant", "--clip-epsilon", "0.2",
                              "--noise-basis", "0"],
 }
+
+
+SHIPPED = {"algorithm": "chain-ppo", "noise_basis": 4, "logprob_reduction": "sum", "clip_epsilon": 0.2,
+           "sigma_min": 0.16, "sigma_max": 0.32, "target_kl": 0.05, "lr_actor": 3e-5, "lr_schedule": "cosine"}
 
 
 def train(out, *argv) -> tuple[int, str, str]:
@@ -187,6 +198,9 @@ def test_healthy_run_gets_no_error_and_no_warning(tmp_path, name):
         assert r["ppo/clip_fraction"] < 0.5
     if name.startswith("pusher"):   # smooth noise: 4 coefficients x 7 joints; white: the broken run's D
         assert rows[0]["logprob/num_dims"] == (28 if "default" in name else 280)
+    if name == "pusher-default-D28":  # the comment above describes what ships
+        train_cfg = json.loads((out / "config.json").read_text())["train"]
+        assert {k: train_cfg[k] for k in SHIPPED} == SHIPPED
     data = doctor_json(out)
     sev = {f["code"]: f["severity"] for f in data["findings"]}
     # Allowed info: GRAD_CLIP_SATURATED (max_grad_norm 1 clips every policy step at norms ~3-9 here; with Adam

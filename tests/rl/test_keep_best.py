@@ -8,7 +8,9 @@ import pytest
 from reinflow.cli import main
 from reinflow.report.logger import read_metrics
 from reinflow.rl.checkpoint import load_agent
-from reinflow.rl.keep_best import BestKeeper, heldout_seed, selection_seed
+from reinflow.envs.factory import make_vector_env
+from reinflow.rl.config import TrainConfig
+from reinflow.rl.keep_best import BestKeeper, Evaluator, heldout_seed, selection_seed
 
 ARM = ["--env", "reinflow/ArmReach-v0", "--chunk-size", "10", "--parallel-envs", "2", "--rollout-steps", "10",
        "--eval-every", "1", "--eval-episodes", "4", "--hidden", "32", "32", "--no-progress", "--no-tensorboard"]
@@ -54,6 +56,7 @@ def test_offer_replaces_on_higher_success_or_equal_success_and_higher_return(run
     old = BestKeeper(tmp_path / "old", enabled=True)        # a best saved before returns were kept
     old.info = {"success_rate": 0.5}
     assert old.offer(agent, {"success_rate": 0.5, "return_mean": -1e9, "episodes": 10}, 7, 0, 0, {})
+    assert BestKeeper(tmp_path, enabled=False).info is None   # --no-keep-best never reads an earlier best
     off = BestKeeper(tmp_path / "off", enabled=False)
     assert not off.offer(agent, {"success_rate": 1.0, "episodes": 10}, 7, 0, 0, {})
     assert not (tmp_path / "off" / "best").exists()
@@ -73,3 +76,32 @@ def test_a_damaged_best_folder_is_replaced_not_trusted(run, tmp_path, text):
     keeper = BestKeeper(tmp_path, enabled=True)
     assert keeper.info is None
     assert keeper.offer(load_agent(run)[0], {"success_rate": 0.0, "episodes": 4}, 7, 0, 0, {})
+
+
+def test_episode_seeds_are_the_documented_ones():
+    """The module docstring, the docs and the published held-out numbers use 10_000 + seed (selection) and
+    20_000 + seed (held-out): disjoint episode sets for any run of fewer than 10_000 evaluation episodes."""
+    assert [selection_seed(s) for s in (0, 7)] == [10_000, 10_007]
+    assert [heldout_seed(s) for s in (0, 7)] == [20_000, 20_007]
+
+
+def test_each_iteration_evaluated_and_the_success_gap_logged(run):
+    rows = read_metrics(run / "metrics.jsonl")
+    assert [r["eval/iteration"] for r in rows] == [0, 1, 2]                       # --eval-every 1
+    for r in rows:
+        assert r["rollout/success_gap"] == pytest.approx(r["eval/success_rate"] - r["rollout/success_rate"])
+
+
+@pytest.mark.parametrize("every,evaluated", [(2, [0, 0, 2, 2, 4]), (0, [None, None, None, None, 4])])
+def test_evaluator_evaluates_every_n_iterations_and_at_the_last(run, tmp_path, every, evaluated):
+    agent = load_agent(run)[0]
+    cfg = TrainConfig(env="reinflow/ArmReach-v0", eval_every=every, eval_episodes=2, keep_best=False, out=str(tmp_path))
+    envs = make_vector_env(cfg.env, 2, agent.sampler.act_steps)
+    try:
+        ev = Evaluator(tmp_path, cfg, envs, {}, "cpu")
+        outs = [ev.step(agent, it, it == 4, 0, 0.25) for it in range(5)]
+    finally:
+        envs.close()
+    assert [o.get("eval/iteration") for o in outs] == evaluated
+    for o in outs:  # the deterministic policy's success against the rollout's (0.25 here)
+        assert "eval/success_rate" not in o or o["rollout/success_gap"] == pytest.approx(o["eval/success_rate"] - 0.25)

@@ -165,7 +165,8 @@ class CameraObservation(gym.ObservationWrapper, FrameSource):
         image = gym.spaces.Box(0, 255, (*self.image_size, 3), np.uint8)
         state = env.observation_space
         self.observation_space = gym.spaces.Dict(
-            {"state": gym.spaces.Box(state.low.astype(np.float32), state.high.astype(np.float32), state.shape, np.float32), **{c: image for c in cameras}})
+            {"state": gym.spaces.Box(state.low.astype(np.float32), state.high.astype(np.float32), state.shape, np.float32),
+             **{c: image for c in cameras}})
         self._renderer = None
 
     def reset(self, **kwargs: Any):

@@ -148,4 +148,5 @@ class DSRLFlowPolicy(FrozenBasePolicy):
 
     def policy_config(self) -> dict:
         return {"type": "dsrl", "hidden": self.hidden, "components": self.components,
-                "latent_steps": self.latent_steps, "bound": self.bound, "x0_seed": self.x0_seed, "base": self.base.policy_config()}
+                "latent_steps": self.latent_steps, "bound": self.bound, "x0_seed": self.x0_seed,
+                "base": self.base.policy_config()}

@@ -74,13 +74,13 @@ class TrainConfig:
     sigma_max: float = 0.32
     """upper noise bound (start value for the decay schedule)"""
     noise_schedule: Literal["learned", "decay", "constant"] = "learned"
-    """learned: the noise head's sigma in [sigma_min, sigma_max]; decay: sigma_max held, then cosine to sigma_max_final; constant: sigma = sigma_max"""
+    """learned: the noise head's sigma in [sigma_min, sigma_max]; decay: sigma_max, then cosine to sigma_max_final; constant"""
     sigma_max_final: float | None = None
     """final sigma_max of the decay schedule"""
     noise_hold_frac: float = 0.3
     """fraction of iterations sigma_max is held before decaying"""
     noise_basis: int = 4
-    """M > 0: M smooth (DCT) noise coefficients per action dim over the executed steps (D = M x A x K); 0: white noise per step (ReinFlow)"""
+    """M > 0: M smooth (DCT) noise coefficients per action dim over the executed steps (D = M x A x K); 0: white noise"""
     initial_noise: Literal["sample", "fixed", "zero"] = "sample"
     """chain start x_0: a fresh N(0, I) draw (ReinFlow), one fixed draw, or zero (only the learned noise explores)"""
     initial_noise_seed: int = 0
@@ -153,9 +153,9 @@ class TrainConfig:
     device: str = "cpu"
     """torch device (cpu, cuda, cuda:N, auto); under torchrun a bare cuda is each rank's LOCAL_RANK GPU"""
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
-    """numerics (reinflow.rl.precision): fp32; tf32 matmuls/convs on CUDA; bf16 autocast of the networks (log-densities stay float64)"""
+    """numerics (rl/precision.py): fp32; tf32 matmuls/convs on CUDA; bf16 autocast (log-densities stay float64)"""
     old_logprob: Literal["auto", "rollout", "update"] = "auto"
-    """PPO's old log-probs: as sampled (rollout) or recomputed in the update's own minibatches before its first step (update); auto: update on a GPU, below fp32, or once a first minibatch shows a shift"""
+    """PPO's old log-probs: as sampled (rollout) or recomputed in the update's minibatches (update); auto: on a GPU, below fp32, after a shift"""
     dist_timeout_min: float = 60.0
     """torchrun: minutes a rank waits in a collective (rank 0 evaluates and checkpoints while the others wait)"""
     tensorboard: bool = True
@@ -216,7 +216,7 @@ class TrainConfig:
     dsrl_reward_scale: float = 1.0
     """dsrl factor on each decision's reward (the sum over its executed steps)"""
     dsrl_init: Literal["auto", "zero", "fixed"] = "auto"
-    """dsrl: the x_0 the untrained actor plays (c = 0): zero, or fixed (the --initial-noise-seed draw, where a fixed-noise BC was measured); auto: fixed with --initial-noise fixed"""
+    """dsrl: the x_0 its untrained actor plays: zero, or fixed (the --initial-noise-seed draw); auto: as --initial-noise"""
 
     def __post_init__(self) -> None:
         for name, value in upgrade_legacy({k: getattr(self, k) for k in LEGACY_VALUES}).items():

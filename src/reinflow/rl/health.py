@@ -90,7 +90,8 @@ class HealthMonitor:
                 stop_on = f
         self.active = {c: f.severity for c, f in now.items() if f.severity != "info"}
         # info findings (e.g. DIMENSION_NOT_SCALED on a run that is fine anyway) are not problems: flag 0
-        flags = {f"health/{c}": float(c in now and (now[c].severity != "info" or c == "HEALTHY")) for c in (*CHECK_SETS[self.kind], "HEALTHY")}
+        flags = {f"health/{c}": float(c in now and (now[c].severity != "info" or c == "HEALTHY"))
+                 for c in (*CHECK_SETS[self.kind], "HEALTHY")}
         if stop_on is not None and self.on_unhealthy == "stop":
             exc = InvariantError(f"stopped at iteration {iteration} (--on-unhealthy stop): {format_finding(stop_on)}")
             exc.health_flags = flags            # so the caller can still log the iteration that stopped the run

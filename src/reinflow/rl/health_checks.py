@@ -13,9 +13,9 @@ from dataclasses import replace
 from reinflow.flow.scaling import predicted_clip_fraction, scale_for_dimension
 from reinflow.rl import health_numerics, health_sac
 from reinflow.rl.health_sac import SAC_CODES
-from reinflow.rl.health_types import (CLIP_FINE_BELOW, CLIP_SATURATED_AT, CODES, CRITIC_NORM_ABS, CRITIC_NORM_FACTOR, GRAD_CLIPPED_AT,
-                                KNOWN_KEYS, LOG_SQRT_2PI, MIN_TREND_POINTS, PRE_UPDATE_TOL, SMOLVLA_MAX_ACTION_DIM,
-                                Z_EXTREME, Finding, RunContext, _Hist, _slope, _streak_start)
+from reinflow.rl.health_types import (CLIP_FINE_BELOW, CLIP_SATURATED_AT, CODES, CRITIC_NORM_ABS, CRITIC_NORM_FACTOR,
+                                GRAD_CLIPPED_AT, KNOWN_KEYS, LOG_SQRT_2PI, MIN_TREND_POINTS, PRE_UPDATE_TOL,
+                                SMOLVLA_MAX_ACTION_DIM, Z_EXTREME, Finding, RunContext, _Hist, _slope, _streak_start)
 
 
 def _upstream(found: list[str], *codes: str) -> str:

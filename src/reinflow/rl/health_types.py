@@ -15,7 +15,8 @@ from typing import Any, Callable
 from reinflow.constants import FIRST_MINIBATCH_WARN, LOG_SQRT_2PI, PRE_UPDATE_TOL  # noqa: F401 (the checks read them here)
 from reinflow.flow.scaling import ScaleReference
 
-CODES = ("PRE_UPDATE_RATIO", "FIRST_MINIBATCH_RATIO", "MASK_MISMATCH", "LOGPROB_ABOVE_BOUND", "DIMENSION_NOT_SCALED", "NOISE_COLLAPSE",
+CODES = ("PRE_UPDATE_RATIO", "FIRST_MINIBATCH_RATIO", "MASK_MISMATCH", "LOGPROB_ABOVE_BOUND", "DIMENSION_NOT_SCALED",
+         "NOISE_COLLAPSE",
          "LOGPROB_CLAMPED", "CLIP_SATURATED", "RATIO_SPREAD", "GRAD_CLIP_SATURATED", "CRITIC_DIVERGING", "NON_FINITE",
          "REWARD_DECLINING", "HEALTHY")
 SMOLVLA_MAX_ACTION_DIM = 32                    # padded-dim guess when a run does not say

@@ -170,7 +170,9 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
         truncs.append(np.asarray(trunc, dtype=bool))
         finals.append(final_v)
     last_v = agent.value(policy.encode(policy.prepare_obs(raw_obs))).float()
-    on_dev = lambda xs: torch.as_tensor(np.stack(xs), device=dev)
+
+    def on_dev(xs: list) -> torch.Tensor:
+        return torch.as_tensor(np.stack(xs), device=dev)
     assert res is not None and res.logprob is not None
     roll = Rollout(
         obs=obs_l, chains=torch.stack(chains), logp=torch.stack(logps), values=torch.stack(values).float(),

@@ -44,7 +44,8 @@ MARKER = ".reinflow"          # written into every folder reinflow claims (and i
 # reward scaler's state is shaped by); a resume that changes one of them is refused.
 FROZEN_ON_RESUME = ("env", "algorithm", "env_kwargs", "policy", "policy_path", "vlm_path", "trainable", "chunk_size", "act_steps",
                     "denoise_steps", "hidden", "noise_basis", "sigma_min", "sigma_max", "noise_schedule", "sigma_max_final",
-                    "noise_hold_frac", "initial_noise", "initial_noise_seed", "logprob_reduction", "logprob_clamp", "mask_executed", "critic_shares_features",
+                    "noise_hold_frac", "initial_noise", "initial_noise_seed", "logprob_reduction", "logprob_clamp",
+                    "mask_executed", "critic_shares_features",
                     "parallel_envs", "nproc", "dsrl_components", "dsrl_bound", "dsrl_hidden", "dsrl_buffer_size",
                     "precision")
 # bookkeeping of the command itself (a run folder may be moved), never a change of the run

@@ -127,6 +127,39 @@ def advantage_stats(adv: torch.Tensor, w: torch.Tensor, info: DistInfo) -> tuple
     return mean, var**0.5
 
 
+@dataclass
+class PPOLosses:
+    """One minibatch's PPO terms. pg_loss, entropy (float64), value_loss: weighted means (scalars with
+    gradient); logratio, ratio [M, S]; approx_kl, clip_fraction: the diagnostics of these ratios."""
+
+    pg_loss: torch.Tensor
+    value_loss: torch.Tensor
+    entropy: torch.Tensor
+    logratio: torch.Tensor
+    ratio: torch.Tensor
+    approx_kl: float
+    clip_fraction: float
+
+
+def ppo_losses(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, value: torch.Tensor,
+               returns: torch.Tensor, entropy: torch.Tensor, w: torch.Tensor, clip_epsilon: float) -> PPOLosses:
+    """The clipped-ratio policy loss, the value loss and the entropy, each a mean weighted by ``w`` [M]
+    (0 for the decisions of dropped episodes). logp, old_logp [M, S] (S ratio terms share the chunk's
+    advantage); adv, value, returns, entropy [M] (adv already normalised if it is to be)."""
+    logratio = logp - old_logp                                      # [M, S], float64
+    ratio = logratio.exp()
+    a = adv.double()[:, None]                                       # one advantage per chunk
+    w = w.double()
+    wsum = w.sum().clamp(min=1.0)
+    pg = torch.max(-a * ratio, -a * ratio.clamp(1 - clip_epsilon, 1 + clip_epsilon)).mean(-1)
+    v_loss = 0.5 * (w.float() * (value - returns) ** 2).sum() / wsum.float()
+    with torch.no_grad():
+        approx_kl = float((w * ((ratio - 1) - logratio).mean(-1)).sum() / wsum)
+        clipfrac = float((w * ((ratio - 1).abs() > clip_epsilon).double().mean(-1)).sum() / wsum)
+    return PPOLosses(pg_loss=(w * pg).sum() / wsum, value_loss=v_loss, entropy=(w * entropy).sum() / wsum,
+                     logratio=logratio, ratio=ratio, approx_kl=approx_kl, clip_fraction=clipfrac)
+
+
 def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch.optim.Optimizer,
                batch: Batch, cfg: Any, update_actor: bool, generator: torch.Generator,
                ref_policy: torch.nn.Module | None = None, dist_info: DistInfo | None = None,
@@ -153,19 +186,15 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
             mb_obs, mb_chain = index_obs(batch.obs, idx), batch.chains[idx]
             mb_ctx = None if batch.context is None else index_context(batch.context, idx)
             lp, value = agent.evaluate(mb_obs, mb_chain, mb_ctx)
-            logratio = lp.logp - batch.logp[idx]                       # [M, S], float64
-            ratio = logratio.exp()
-            first_dev = first_minibatch_check(ratio, len(idx), relayout) if epoch == 0 and start == 0 else first_dev
             mb_adv = batch.advantages[idx]
             if cfg.norm_adv:
                 mb_adv = (mb_adv - adv_mean) / (adv_std + 1e-8)
-            adv = mb_adv.double()[:, None]                             # one advantage per chunk
-            w = batch.weights[idx].double()
-            wsum = w.sum().clamp(min=1.0)
-            pg = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip_epsilon, 1 + cfg.clip_epsilon)).mean(-1)
-            pg_loss = (w * pg).sum() / wsum
-            entropy = (w * lp.entropy).sum() / wsum
-            v_loss = 0.5 * (w.float() * (value - batch.returns[idx]) ** 2).sum() / wsum.float()
+            losses = ppo_losses(lp.logp, batch.logp[idx], mb_adv, value, batch.returns[idx], lp.entropy,
+                                batch.weights[idx], cfg.clip_epsilon)
+            pg_loss, v_loss, entropy = losses.pg_loss, losses.value_loss, losses.entropy
+            logratio, ratio = losses.logratio, losses.ratio
+            # invariant 1 at the update's own minibatch shape and precision, before any optimizer step
+            first_dev = first_minibatch_check(ratio, len(idx), relayout) if epoch == 0 and start == 0 else first_dev
             actor_loss = (pg_loss - cfg.ent_coef * entropy).float()
             if ref_policy is not None and cfg.bc_coef > 0:
                 actor_loss = actor_loss + cfg.bc_coef * _w2_to_reference(agent, ref_policy, mb_obs, mb_chain)
@@ -185,8 +214,6 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
                 actor_opt.step()
             critic_opt.step()
             with torch.no_grad():
-                approx_kl = float((w * ((ratio - 1) - logratio).mean(-1)).sum() / wsum)
-                clipfrac = float((w * ((ratio - 1).abs() > cfg.clip_epsilon).double().mean(-1)).sum() / wsum)
                 # approx_kl explodes once ratios are far from 1; the log-ratio spread stays readable.
                 lr_std = float(logratio.std()) if logratio.numel() > 1 else 0.0
                 ratio_min, ratio_max = min(ratio_min, float(ratio.min())), max(ratio_max, float(ratio.max()))
@@ -204,8 +231,9 @@ def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch
                     post_kl = float(all_reduce(kl, info)) / info.world_size
                     stop = post_kl > cfg.target_kl
             for key, val in (("ppo/policy_loss", pg_loss.item()), ("ppo/value_loss", v_loss.item()),
-                             ("ppo/entropy", entropy.item()), ("ppo/approx_kl", approx_kl),
-                             ("ppo/clip_fraction", clipfrac), ("ppo/logratio_std", lr_std), ("logprob/new_mean", lp.total.mean().item()),
+                             ("ppo/entropy", entropy.item()), ("ppo/approx_kl", losses.approx_kl),
+                             ("ppo/clip_fraction", losses.clip_fraction), ("ppo/logratio_std", lr_std),
+                             ("logprob/new_mean", lp.total.mean().item()),
                              ("logprob/per_dimension_new", lp.per_dim.mean().item()),
                              ("logprob/per_dimension_max", lp.per_dim.max().item()),
                              ("logprob/clamped_fraction", float(lp.clamped.double().mean())),

@@ -1,0 +1,83 @@
+"""``collect_rollout`` on a real vector env: the shapes it promises, the value of a time-limited episode's
+final observation where (and only where) it was cut, the chunk's env steps, and nothing crossing envs."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.spaces import Box
+
+from reinflow.envs.factory import env_spaces, make_vector_env
+from reinflow.rl.build import build_agent
+from reinflow.rl.config import TrainConfig
+from reinflow.rl.rollout import collect_rollout
+from reinflow.rl.seeding import env_generators, seeded_reset
+
+ENV_ID = "reinflow_tests/Tagged-v0"
+LIMIT = 4                 # env steps per episode (a time limit: truncated, never terminated)
+ACT, CHUNK, K, T, N = 2, 3, 2, 5, 3
+
+
+class Tagged(gym.Env):
+    """obs [tag, step]: the tag is drawn at reset, so each env's episode carries its own; reward = tag."""
+
+    observation_space = Box(-10.0, 10.0, (2,), np.float32)
+    action_space = Box(-1.0, 1.0, (2,), np.float32)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.tag, self.t = float(self.np_random.uniform(-5, 5)), 0
+        return np.array([self.tag, 0.0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.tag, self.t], np.float32), self.tag, False, False, {}
+
+
+if ENV_ID not in gym.registry:
+    gym.register(ENV_ID, entry_point=Tagged, max_episode_steps=LIMIT)
+
+
+def test_collect_rollout_shapes_bootstrap_and_envs_kept_apart():
+    cfg = TrainConfig(env=ENV_ID, chunk_size=CHUNK, act_steps=ACT, denoise_steps=K, hidden=[16], out="unused",
+                      noise_basis=0).resolved()
+    torch.manual_seed(0)
+    agent = build_agent(cfg, *env_spaces(ENV_ID))
+    envs = make_vector_env(ENV_ID, N, ACT)
+    raw = seeded_reset(envs, 0, 0, 0)
+    roll, last_raw = collect_rollout(envs, agent, raw, T, None, env_generators(0, 0, 0, N))
+    envs.close()
+    assert roll.chains.shape == (T, N, K + 1, CHUNK, 2) and roll.logp.shape == (T, N, 1)
+    for name in ("values", "rewards", "raw_rewards", "terminated", "truncated", "final_values", "valid", "per_dim"):
+        assert getattr(roll, name).shape == (T, N), name
+    assert roll.last_values.shape == (N,) and len(roll.obs) == T
+    assert roll.env_steps == T * N * ACT and roll.num_dims == K * ACT * 2
+
+    tags = torch.stack(roll.obs)[..., 0].numpy()                        # [T, N]: whose episode each row is
+    # a decision every 2 env steps, a limit of 4: each episode is 2 decisions, cut at rows 1 and 3
+    cut = torch.zeros(T, N, dtype=torch.bool)
+    cut[1] = cut[3] = True
+    assert torch.equal(roll.truncated, cut) and not roll.terminated.any()
+    with torch.no_grad():
+        for t in range(T):
+            for i in range(N):
+                # each row is env i's own: the reward is its episode's tag, summed over the chunk's 2 steps
+                assert roll.raw_rewards[t, i] == torch.tensor(2 * tags[t, i], dtype=torch.float32)
+                if cut[t, i]:   # V(final obs [tag, 4]) of that env's episode, not the next episode's first obs
+                    final = agent.policy.prepare_obs(np.array([[tags[t, i], LIMIT]], np.float32))
+                    expected = agent.value(agent.policy.encode(final))[0]
+                    assert torch.allclose(roll.final_values[t, i], expected), (t, i)
+                    assert tags[t + 1, i] != tags[t, i]                  # a new episode follows
+                else:
+                    assert roll.final_values[t, i] == 0.0
+                    if t + 1 < T:
+                        assert tags[t + 1, i] == tags[t, i]
+        # stored values and log-probs are the agent's on that row's own observation and chain
+        for t in range(T):
+            lp, v = agent.evaluate(roll.obs[t], roll.chains[t])
+            assert torch.allclose(v, roll.values[t]) and torch.equal(lp.logp, roll.logp[t])
+        last = agent.value(agent.policy.encode(agent.policy.prepare_obs(last_raw)))
+        assert torch.allclose(roll.last_values, last)
+    assert len({round(x, 4) for x in tags[0]}) == N                    # the envs' episodes differ
+    assert len(roll.episodes) == 2 * N and {e["length"] for e in roll.episodes} == {float(LIMIT)}

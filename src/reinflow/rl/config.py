@@ -155,7 +155,7 @@ class TrainConfig:
     precision: Literal["fp32", "tf32", "bf16"] = "fp32"
     """numerics (rl/precision.py): fp32; tf32 matmuls/convs on CUDA; bf16 autocast (log-densities stay float64)"""
     old_logprob: Literal["auto", "rollout", "update"] = "auto"
-    """PPO's old log-probs: as sampled (rollout) or recomputed in the update's minibatches (update); auto: on a GPU, below fp32, after a shift"""
+    """PPO old log-probs: as sampled (rollout) or redone in the update's minibatches (update); auto: GPU, below fp32, a shift"""
     dist_timeout_min: float = 60.0
     """torchrun: minutes a rank waits in a collective (rank 0 evaluates and checkpoints while the others wait)"""
     tensorboard: bool = True

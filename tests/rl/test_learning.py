@@ -81,8 +81,10 @@ def base_checkpoint(folder: Path) -> Path:
 def train(iterations: int, **kw) -> tuple[Agent, list[dict]]:
     """The trainer's loop, without its run folder: begin_iteration, collect, update; returns the agent
     and each iteration's update metrics."""
+    # x_0 = 0 for the PPO chain (dsrl's actor chooses x_0 itself and refuses --initial-noise zero)
+    noise = {} if kw.get("algorithm") == "dsrl" else {"initial_noise": "zero"}
     cfg = TrainConfig(**{**dict(env=ENV_ID, chunk_size=1, act_steps=1, denoise_steps=1, hidden=[32, 32],
-                                initial_noise="zero", parallel_envs=16, rollout_steps=4, minibatch_size=32,
+                                **noise, parallel_envs=16, rollout_steps=4, minibatch_size=32,
                                 iterations=iterations, truncation="bootstrap", out="unused"), **kw}).resolved()
     torch.manual_seed(cfg.seed)
     cls = algorithm_class(cfg.algorithm)

@@ -145,7 +145,7 @@ def test_invariant_2_fires_when_sigma_escapes_its_lower_bound():
     agent = cls.prepare_agent(cfg, build_agent(cfg, *env_spaces(ENV)))
     alg = cls(cfg, agent, DistInfo(), torch.device("cpu"), "bootstrap")
     alg.begin_iteration(0)
-    agent.noise_head.sigma_hi.fill_(0.01)
+    agent.noise_head.set_bounds(agent.noise_head.bounds[0], 0.01)   # hi below lo: sigma = 0.01 < sigma_lo
     envs = make_vector_env(ENV, 2, 2)
     with pytest.raises(InvariantError, match=r"logprob/per_dimension = .* \(rollout\) exceeds its bound"):
         alg.collect(envs, seeded_reset(envs, 0, 0, 0), 0, env_generators(0, 0, 0, 2))
@@ -276,6 +276,8 @@ def test_the_w2_regulariser_pulls_the_policy_back_to_its_start():
             p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
     batch = _batch(exp)
     batch.advantages = torch.zeros_like(batch.advantages)
+    with torch.no_grad():   # the moved policy's own log-probs: invariant 1 holds before the update
+        batch.logp = alg.agent.evaluate(batch.obs, batch.chains)[0].logp
     with torch.no_grad():
         before = distance(alg, batch.obs, batch.chains[:, 0])
     ppo_update(alg.agent, alg.actor_opt, alg.critic_opt, batch, cfg, True, torch.Generator().manual_seed(0), alg.ref)

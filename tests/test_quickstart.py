@@ -44,11 +44,12 @@ def test_quickstart_algorithm_flag_reaches_the_run(tmp_path):
     assert main(["quickstart", "--out", str(out), "--minutes", "2", "--demo-episodes", "2", "--bc-episodes", "2",
                  "--bc-steps", "5", "--eval-episodes", "2", "--train-eval-episodes", "1", "--chunk-size", "8",
                  "--parallel-envs", "2", "--rollout-steps", "1", "--iterations", "1", "--algorithm", "chain-ppo",
-                 "--no-progress"]) == 0
+                 "--precision", "bf16", "--no-progress"]) == 0
     train = json.loads((out / "summary.json").read_text())["config"]["train"]
-    assert (train["algorithm"], train["lr_actor"]) == ("chain-ppo", 3e-5)
+    assert (train["algorithm"], train["lr_actor"], train["precision"]) == ("chain-ppo", 3e-5, "bf16")
     cfg = json.loads((out / "train" / "config.json").read_text())["train"]
-    assert cfg["algorithm"] == "chain-ppo"
+    assert (cfg["algorithm"], cfg["precision"]) == ("chain-ppo", "bf16")
+    assert "precision bf16" in (out / "summary.md").read_text()
 
 
 def test_quickstart_dsrl_runs_sac_within_the_task_env_step_budget(tmp_path):

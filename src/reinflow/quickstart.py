@@ -88,6 +88,8 @@ class QuickstartConfig:
     """reinflow train --algorithm (auto: residual-ppo from the BC policy; dsrl: SAC over x_0, an env-step budget)"""
     preset: str = "default"
     """reinflow train --preset (src/reinflow/rl/presets.py); --algorithm and the quickstart's flags win"""
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    """reinflow train --precision of fine-tuning and of both held-out evaluations (BC stays fp32)"""
     trainable: Literal["heads", "expert"] | None = None
     """smolvla: parameters chain-ppo trains (default expert; both keep the prefix frozen and reuse it)"""
     iterations: int | None = None
@@ -223,6 +225,8 @@ def run_fields(cfg: QuickstartConfig, kind: PolicyKind, s: Settings, extra: dict
     flags = {k: v for k in ("parallel_envs", "rollout_steps") if (v := getattr(cfg, k)) is not None}
     if cfg.algorithm != "auto":
         flags["algorithm"] = cfg.algorithm
+    if cfg.precision != "fp32":
+        flags["precision"] = cfg.precision
     return s.train | kind.train_fields(cfg) | preset_overrides(cfg.preset) | (extra or {}) | flags
 
 
@@ -233,6 +237,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     from reinflow.quickstart_report import recipe, summarize, write_report
     from reinflow.rl.build import build_agent
     from reinflow.rl.checkpoint import load_agent
+    from reinflow.rl.dist import resolve_device
+    from reinflow.rl.precision import autocast
     from reinflow.rl.trainer import train
 
     t0 = time.time()
@@ -276,7 +282,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     # the agent training starts from (its sampler: act_steps, x_0 rule), before any fine-tuning
     _stage(f"3/6 evaluating the BC policy on {cfg.eval_episodes} held-out episodes", t0)
     start = build_agent(tcfg, *env_spaces(plan.env_id, plan.env_kwargs))
-    before = evaluate_agent(start, plan.env_id, plan.env_kwargs, cfg.eval_episodes, eval_seed, tcfg.vector)
+    with autocast(tcfg.precision, resolve_device(tcfg.device)):  # both evaluations in the numerics fine-tuning uses
+        before = evaluate_agent(start, plan.env_id, plan.env_kwargs, cfg.eval_episodes, eval_seed, tcfg.vector)
     del start
     _stage(f"    {_score(before)} ({before['episodes']} episodes, {before['seconds']:.0f}s)", t0)
 
@@ -297,7 +304,8 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     kept = kept_policy(out / "train", res)
     _stage(f"5/6 evaluating the fine-tuned policy ({kept['what']}) on the same {cfg.eval_episodes} episodes", t0)
     agent = load_agent(kept["path"], sampler_overrides={"act_steps": plan.act_steps})[0]
-    after = evaluate_agent(agent, plan.env_id, plan.env_kwargs, cfg.eval_episodes, eval_seed, tcfg.vector)
+    with autocast(tcfg.precision, resolve_device(tcfg.device)):
+        after = evaluate_agent(agent, plan.env_id, plan.env_kwargs, cfg.eval_episodes, eval_seed, tcfg.vector)
     _stage(f"    {_score(after)} ({after['episodes']} episodes)", t0)
 
     _stage("6/6 writing the report", t0)

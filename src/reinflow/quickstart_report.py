@@ -95,7 +95,8 @@ def markdown(s: dict, tcfg: Any, title: str = "reinflow quickstart") -> str:
         f"`{tcfg.logprob_reduction}`, sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], lr_actor {tcfg.lr_actor:g} "
         f"({tcfg.lr_schedule}), clip {tcfg.clip_epsilon}, target_kl {tcfg.target_kl}, x_0 {tcfg.initial_noise}, "
         f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, {tcfg.update_epochs} epochs, "
-        f"minibatch {tcfg.minibatch_size}, critic warm-up {tcfg.critic_warmup_iters} iterations",
+        f"minibatch {tcfg.minibatch_size}, critic warm-up {tcfg.critic_warmup_iters} iterations, "
+        f"precision {tcfg.precision}",
         f"* clip fraction: max {s['clip_fraction_max']:.3f}, median {s['clip_fraction_median']:.3f}; "
         f"PPO ratio range [{s['ratio_min']:.3f}, {s['ratio_max']:.3f}]" if s["clip_fraction_max"] is not None else "",
         "", "## Plots", "",

@@ -107,14 +107,7 @@ class QuickstartConfig:
             raise ConfigError(f"minutes={self.minutes}: must be > 0")
         if not self.bc_lr > 0:
             raise ConfigError(f"bc_lr={self.bc_lr}: must be > 0")
-        for name in ("eval_episodes", "train_eval_episodes", "demo_episodes", "bc_episodes", "bc_steps",
-                     "bc_batch_size", "chunk_size", "act_steps", "parallel_envs", "rollout_steps",
-                     "iterations"):
-            val = getattr(self, name)
-            if val is not None and val < 1:
-                raise ConfigError(f"{name}={val}: must be >= 1")
-        if self.act_steps is not None and self.chunk_size is not None and self.act_steps > self.chunk_size:
-            raise ConfigError(f"act_steps={self.act_steps}: must be <= chunk_size={self.chunk_size}")
+        # sizes have their ranges in validate.RANGES (checked above); act_steps <= chunk: make_plan
         if canonical(self.algorithm) not in ("auto", *ALGORITHMS):
             raise ConfigError(f"algorithm={self.algorithm!r}: allowed auto, {', '.join(ALGORITHMS)}")
         preset_overrides(self.preset)  # an unknown name ends here, before any demo is recorded

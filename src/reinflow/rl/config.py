@@ -224,18 +224,12 @@ class TrainConfig:
         check_fields(self)  # types, finite floats, seed range, hidden widths
         if self.algorithm not in ("auto", *ALGORITHMS):
             raise ConfigError(f"algorithm={self.algorithm!r}: allowed auto, {', '.join(ALGORITHMS)}")
-        positive = ["iterations", "parallel_envs", "nproc", "rollout_steps", "update_epochs", "minibatch_size",
-                    "eval_episodes", "checkpoint_every", "scale_ref_dim"]
-        for name in positive:
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 1")
+        # sizes (iterations, envs, chunk, act_steps, ...) have their ranges in validate.RANGES, checked above
+        if self.checkpoint_every < 1:
+            raise ConfigError(f"checkpoint_every={self.checkpoint_every}: must be >= 1")
         if self.parallel_envs * self.rollout_steps > DECISIONS_MAX:
             raise ConfigError(f"parallel_envs={self.parallel_envs} x rollout_steps={self.rollout_steps}: "
                               f"{self.parallel_envs * self.rollout_steps} decisions per iteration; at most {DECISIONS_MAX}")
-        for name in ("chunk_size", "act_steps", "denoise_steps"):
-            val = getattr(self, name)
-            if val is not None and val < 1:
-                raise ConfigError(f"{name}={val}: must be >= 1")
         if self.render:
             raise ConfigError("render=True: recording evaluation frames is not implemented; drop --render")
         if self.chunk_size and self.act_steps and self.act_steps > self.chunk_size:

@@ -42,7 +42,7 @@ class DemosConfig:
     seed: int = 0
     """first episode seed"""
     obs_mode: str = "state"
-    """state, or pixels_state (adds top and wrist camera images)"""
+    """state, or pixels_state (adds the env's camera images: the arm's top and wrist, the SO-101's front)"""
     image_size: tuple[int, int] = (64, 64)
     """camera image size (H, W) for pixels_state"""
     only_success: bool = True

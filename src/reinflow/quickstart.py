@@ -208,6 +208,7 @@ def train_config(cfg: QuickstartConfig, kind: PolicyKind, plan: Plan, out: Path,
     it = plan.iterations
     fields = dict(env=plan.env_id, env_kwargs=json.dumps(plan.env_kwargs) if plan.env_kwargs else "",
                   out=str(out / "train"), policy_path=str(out / kind.bc_dir), act_steps=plan.act_steps,
+                  chunk_size=plan.chunk_size,  # BC's: a LeRobot folder does not tell train its chunk
                   seed=cfg.seed, iterations=it, eval_every=max(1, it // 10), eval_episodes=cfg.train_eval_episodes,
                   progress=cfg.progress, checkpoint_every=max(1, it // 4))
     fields |= run_fields(cfg, kind, plan.settings, extra)

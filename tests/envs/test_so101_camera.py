@@ -134,3 +134,16 @@ def test_joint_demos_record_the_joint_targets_the_ik_chose(tmp_path):
 def test_bad_kwargs_are_one_line(refused, tmp_path, kwargs, needle):
     refused(["demos", "--env", ENV, "--env-kwargs", kwargs, "--episodes", "1", "--out", str(tmp_path / "d"),
              "--no-progress"], needle)
+
+
+def test_camera_demos_as_a_lerobot_dataset_read_by_lerobot(tmp_path):
+    pytest.importorskip("lerobot")
+    from reinflow.bc.lerobot_data import lerobot_dataset_class
+    out = tmp_path / "ds"
+    assert main(["demos", "--env", ENV, "--obs-mode", "pixels_state", "--format", "lerobot", "--episodes", "1",
+                 "--out", str(out), "--no-progress"]) == 0
+    ds = lerobot_dataset_class()("reinflow/SO101PickPlace-v0", root=out)  # LeRobotDataset, downloads refused
+    item = ds[0]
+    assert ds.num_episodes == 1 and ds.fps == 10
+    assert item["observation.images.front"].shape == (3, 64, 64) and item["observation.state"].shape == (17,)
+    assert item["action"].shape == (4,) and item["task"] == "pick up the cube and put it on the green disc"

@@ -72,7 +72,7 @@ MLP_TASKS = {
 # 49 -> 78 % and 59 -> 90 % in ~9 min (docs/metaworld.md).
 MLP_ANY_ENV = Settings(10, 10, 1000, 50, 250, source="docs/metaworld.md")
 
-SO101_SMOLVLA = Settings(50, 50, 1500, 16, 100, minutes=120.0, image_size=64, source="docs/so101.md",
+SO101_SMOLVLA = Settings(50, 50, 1500, 16, 100, minutes=180.0, image_size=64, source="docs/so101.md",
                          train={"vector": "async", "eval_every": 20})
 # SmolVLA (tiny offline backbone, 32x32 cameras): measured in docs/smolvla.md (3 seeds, commands there).
 SMOLVLA_TASKS = {

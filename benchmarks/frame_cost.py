@@ -22,6 +22,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 
 from reinflow.envs.factory import build_env  # noqa: E402
 from reinflow.envs.families import env_kwargs as with_defaults  # noqa: E402
+from reinflow.envs.frames import FrameSource  # noqa: E402
 
 from throughput import machine  # noqa: E402  (benchmarks/throughput.py)
 
@@ -42,11 +43,13 @@ def ms_per_observation(env_id: str, kw: dict, multisample: bool, calls: int) -> 
     env = build_env(env_id, with_defaults(env_id, kw))
     try:
         obs, _ = env.reset(seed=0)
-        state = {"state": obs["state"]}
-        env.add_frames(state)  # the GL context and first-frame caches
+        state, source = {"state": obs["state"]}, env
+        while not isinstance(source, FrameSource):  # the layer that renders, under gymnasium's wrappers
+            source = source.env
+        source.add_frames(state)  # the GL context and first-frame caches
         t0 = time.perf_counter()
         for _ in range(calls):
-            env.add_frames(state)
+            source.add_frames(state)
         return 1e3 * (time.perf_counter() - t0) / calls
     finally:
         env.close()

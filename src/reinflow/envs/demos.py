@@ -140,8 +140,7 @@ def record_demos(
     cams = [] if obs_mode == "state" else [k for k in env.observation_space.spaces if k != "state"]
     buf: dict[str, list] = {k: [] for k in ("obs", "act", "exe", "rew", "suc", *cams)}
     noise_rng = np.random.default_rng(seed)
-    # the expert's actions are normalised to [-1, 1]; the env steps in its own units (as ChunkWrapper maps them)
-    scale, offset = action_affine(env.action_space)
+    scale, offset = action_affine(env.action_space)  # the expert acts in [-1, 1], the env in its own units
     lengths, ep_success, ep_seeds = [], [], []
     has_success = False
     attempts = n_success = 0
@@ -249,7 +248,6 @@ def record_demos(
 def _check_demo_obs(env_id: str, space: Any, obs_mode: str) -> None:
     """Demos store a state vector per step: a Box, or a camera Dict's ``state`` (pixels_state)."""
     import gymnasium as gym
-
     from .flatten import is_image, not_a_vector
     if obs_mode == "state" and not isinstance(space, gym.spaces.Box):
         raise ConfigError(f"env={env_id!r}: its observations cannot be recorded as one state vector "

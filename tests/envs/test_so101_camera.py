@@ -98,13 +98,13 @@ def test_joint_control_sends_targets_to_the_actuators_and_states_joints():
     ids = [sim.model.actuator(n).id for n in JOINTS]
     assert env.action_space.shape == (6,)
     np.testing.assert_allclose(env.action_space.low, sim.model.actuator_ctrlrange[ids, 0].astype(np.float32))
-    assert env.observation_space.obs_layout == [["environment_state", 6], ["joints", 6]]
+    assert env.observation_space.obs_layout == [["joints", 6], ["environment_state", 6]]  # LeRobot's SO-101 first
     env.reset(seed=0)
     target = np.array([0.3, -0.2, 0.4, 0.5, -0.3, 0.6], np.float32)
     for _ in range(10):
         obs = env.step(target)[0]
     np.testing.assert_allclose(sim.data.ctrl[ids], target, atol=1e-6)
-    np.testing.assert_allclose(obs[6:], target, atol=0.08)  # the position servos reached the targets
+    np.testing.assert_allclose(obs[:6], target, atol=0.08)  # the position servos reached the targets
     env.close()
 
 
@@ -113,7 +113,7 @@ def test_joint_demos_record_the_joint_targets_the_ik_chose(tmp_path):
     assert main(["demos", "--env", ENV, "--env-kwargs", '{"control": "joint"}', "--obs-mode", "pixels_state",
                  "--episodes", "2", "--out", str(out), "--no-progress"]) == 0
     meta = json.loads((out / "meta.json").read_text())
-    assert meta["action_dim"] == 6 and meta["obs_layout"] == [["goal", 3], ["joints", 6]]
+    assert meta["action_dim"] == 6 and meta["obs_layout"] == [["joints", 6], ["goal", 3]]
     assert meta["episode_success"] == [True, True] and meta["action_noise"] == 0.005
     with np.load(out / "demos.npz") as z:
         assert z["images_front"].shape[1:] == (64, 64, 3)
@@ -122,7 +122,7 @@ def test_joint_demos_record_the_joint_targets_the_ik_chose(tmp_path):
     scale, offset = action_affine(build(control="joint").action_space)
     joints = acts * scale + offset
     # the executed targets lead the joints: a step later the arm is close to where the target was
-    assert np.abs(joints[:-1, :5] - obs[1:, 3:8]).mean() < 0.05
+    assert np.abs(joints[:-1, :5] - obs[1:, :5]).mean() < 0.05
 
 
 @pytest.mark.parametrize("kwargs, needle", [

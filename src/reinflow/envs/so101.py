@@ -34,6 +34,7 @@ import importlib.util
 import sys
 import types
 import warnings
+from collections import OrderedDict
 from typing import Any
 
 import gymnasium as gym
@@ -197,7 +198,9 @@ class SO101State(gym.ObservationWrapper):
             parts["environment_state"] = space["environment_state"]
         elif hasattr(env.unwrapped, "goal_pos"):
             parts["goal"] = box(3)
-        self.observation_space = gym.spaces.Dict(parts)
+        # the arm first, in this order (gymnasium would sort the keys): with joint control the state starts
+        # with LeRobot's SO-101 layout, the 6 joint positions, which a real checkpoint reads (state_dims=6)
+        self.observation_space = gym.spaces.Dict(OrderedDict(parts))
 
     def observation(self, obs: dict) -> dict:
         sim = self.env.unwrapped

@@ -52,7 +52,6 @@ PICK_CUBE = f"{MODULE}/SO101PickCube-v0"
 # make every episode the same scene, so held-out episodes would measure nothing new.
 DEFAULT_KWARGS = {"action_scale": 0.025, "random_block_position": True}
 OBS_MODES, CONTROLS = ("state", "pixels_state"), ("ee", "joint")
-OWN_KWARGS = ("obs_mode", "image_size", "control")
 # LeRobot's SO-101 follower order (its motors' names), also the MJCF's actuator names
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 INSTRUCTIONS = {PICK_PLACE: "pick up the cube and put it on the green disc", PICK_CUBE: "pick up the cube"}

@@ -64,3 +64,16 @@ def test_renderer_has_no_multisampling_unless_asked(monkeypatch):
     monkeypatch.setenv("REINFLOW_MULTISAMPLE", "1")
     CameraRenderer(model, 16, 16).close()
     assert model.vis.quality.offsamples == 8
+
+
+def test_demos_record_a_user_envs_cameras_at_their_size(tmp_path, monkeypatch):
+    from reinflow.cli import main
+    (tmp_path / "my_expert.py").write_text("import numpy as np\n\ndef policy(obs):\n    return np.zeros(2)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    src = Path(gym.envs.mujoco.__file__).parent / "assets" / "reacher.xml"
+    (tmp_path / "r.xml").write_text(src.read_text().replace("<worldbody>", '<worldbody><camera name="above" pos="0 0 0.8"/>', 1))
+    kw = f'{{"xml_file": "{tmp_path / "r.xml"}", "cameras": ["above"], "image_size": 24}}'
+    assert main(["demos", "--env", "Reacher-v5", "--env-kwargs", kw, "--obs-mode", "pixels_state", "--expert",
+                 "my_expert:policy", "--episodes", "1", "--out", str(tmp_path / "d"), "--no-progress"]) == 0
+    with np.load(tmp_path / "d" / "demos.npz") as z:
+        assert z["images_above"].shape == (50, 24, 24, 3) and z["observations"].shape == (50, 10)

@@ -130,7 +130,7 @@ def record_demos(
         raise ValueError(f"episodes must be a positive integer, got {episodes}")
     check_env_id(env_id)
     family = family_of(env_id)
-    kwargs = with_defaults(env_id, {**env_kwargs, **family.demo_kwargs(obs_mode, image_size)})
+    kwargs = with_defaults(env_id, {**env_kwargs, **family.demo_kwargs(obs_mode, image_size, env_kwargs)})
     env = build_env(env_id, kwargs)
     action_noise = family.demo_noise(kwargs) if action_noise is None else action_noise
     _check_demo_obs(env_id, env.observation_space, obs_mode)

@@ -16,7 +16,7 @@ What a family says (the contract; each is one method or attribute of ``EnvFamily
 * ``default_kwargs(env_id)``: recommended ``gymnasium.make`` kwargs; the user's own win
   (``env_kwargs`` below merges them).
 * ``camera_kwargs(env_id)``: kwargs a camera policy (SmolVLA) needs, added unless given.
-* ``demo_kwargs(obs_mode, image_size)``: kwargs ``reinflow demos --obs-mode`` adds.
+* ``demo_kwargs(obs_mode, image_size, given)``: kwargs ``reinflow demos --obs-mode`` adds to the ``given`` ones.
 * ``demo_noise(kwargs)``: the default DART action noise of its demos.
 * ``expert(env_id, env, kwargs)``: its built-in scripted expert, an object with ``reset()`` (called
   at every episode start: experts may keep state), ``act(obs)`` -> normalised action and ``name``,
@@ -86,10 +86,11 @@ class EnvFamily:
     def camera_kwargs(self, env_id: str) -> dict:
         return {}
 
-    def demo_kwargs(self, obs_mode: str, image_size: tuple[int, int]) -> dict:
-        # a plain MuJoCo env gets its cameras from env_kwargs ("cameras", envs/camera.py); record_demos
-        # checks that pixels_state then finds them
-        return {}
+    def demo_kwargs(self, obs_mode: str, image_size: tuple[int, int], given: dict | None = None) -> dict:
+        # a plain MuJoCo env gets its cameras from env_kwargs ("cameras", envs/camera.py), and their size
+        # then; record_demos checks that pixels_state finds them
+        cams = obs_mode != "state" and "cameras" in (given or {})
+        return {"image_size": list(image_size)} if cams else {}
 
     def demo_noise(self, kwargs: dict) -> float:
         """Default DART action noise of its demos (std in the normalised action, ``record_demos``)."""
@@ -125,7 +126,7 @@ class ArmFamily(EnvFamily):
     def camera_kwargs(self, env_id: str) -> dict:
         return {"obs_mode": "pixels_state"}
 
-    def demo_kwargs(self, obs_mode: str, image_size: tuple[int, int]) -> dict:
+    def demo_kwargs(self, obs_mode: str, image_size: tuple[int, int], given: dict | None = None) -> dict:
         # the arm's demos always record obs_mode, "state" included
         return {"obs_mode": obs_mode, **({"image_size": tuple(image_size)} if obs_mode != "state" else {})}
 
@@ -183,7 +184,7 @@ class SO101Family(EnvFamily):
     def camera_kwargs(self, env_id: str) -> dict:
         return {"obs_mode": "pixels_state"}
 
-    def demo_kwargs(self, obs_mode: str, image_size: tuple[int, int]) -> dict:
+    def demo_kwargs(self, obs_mode: str, image_size: tuple[int, int], given: dict | None = None) -> dict:
         if obs_mode not in so101.OBS_MODES:
             raise ValueError(f"obs_mode={obs_mode!r}: allowed {', '.join(so101.OBS_MODES)}")
         return {"obs_mode": obs_mode, "image_size": list(image_size)} if obs_mode != "state" else {}

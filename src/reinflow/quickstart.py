@@ -60,8 +60,8 @@ class QuickstartConfig:
     """held-out evaluation episodes, before and after fine-tuning (same seeds)"""
     demo_episodes: int | None = None
     """expert demos recorded (default per env and policy)"""
-    demo_noise: float = 0.03
-    """std of Gaussian noise on the actions executed while recording demos, in [-1, 1] units (clean ones are recorded)"""
+    demo_noise: float | None = None
+    """std of noise on the actions executed while recording demos, [-1, 1] units (clean ones recorded; default: the env's)"""
     demo_only_success: bool = True
     """keep only the expert's successful demo episodes (--no-demo-only-success keeps failures too)"""
     bc_episodes: int | None = None
@@ -207,6 +207,7 @@ def train_config(cfg: QuickstartConfig, kind: PolicyKind, plan: Plan, out: Path,
     it = plan.iterations
     fields = dict(env=plan.env_id, env_kwargs=json.dumps(plan.env_kwargs) if plan.env_kwargs else "",
                   out=str(out / "train"), policy_path=str(out / kind.bc_dir), act_steps=plan.act_steps,
+                  chunk_size=plan.chunk_size,  # BC's: a LeRobot folder does not tell train its chunk
                   seed=cfg.seed, iterations=it, eval_every=max(1, it // 10), eval_episodes=cfg.train_eval_episodes,
                   progress=cfg.progress, checkpoint_every=max(1, it // 4))
     fields |= run_fields(cfg, kind, plan.settings, extra)

@@ -72,11 +72,16 @@ MLP_TASKS = {
 # 49 -> 78 % and 59 -> 90 % in ~9 min (docs/metaworld.md).
 MLP_ANY_ENV = Settings(10, 10, 1000, 50, 250, source="docs/metaworld.md")
 
+SO101_SMOLVLA = Settings(50, 50, 1500, 16, 100, minutes=180.0, image_size=64, source="docs/so101.md",
+                         train={"vector": "async", "eval_every": 20})
 # SmolVLA (tiny offline backbone, 32x32 cameras): measured in docs/smolvla.md (3 seeds, commands there).
 SMOLVLA_TASKS = {
     "reinflow/ArmReach-v0": Settings(4, 4, 1000, 50, 250, minutes=30.0, source="docs/smolvla.md", dsrl_env_steps=100_000),
     "reinflow/ArmPush-v0": Settings(10, 10, 1000, 50, 200, minutes=30.0, source="not measured"),
     "reinflow/ArmPickLift-v0": Settings(10, 10, 1000, 50, 250, minutes=30.0, source="docs/smolvla.md"),
+    # SO-101 from its front camera (64x64: the cube is ~4 px at 32) with the end-effector control the
+    # state-MLP quickstart learns with; chunk 16 as there; 10 async envs (docs/so101.md, issue 27)
+    "lerobot_env_so101/SO101PickPlace-v0": SO101_SMOLVLA,
 }
 
 

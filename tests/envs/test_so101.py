@@ -42,8 +42,8 @@ def test_demos_use_the_packages_controller_with_its_recommended_kwargs(tmp_path)
 @needs_so101
 @pytest.mark.parametrize("argv, needle", [
     (["demos", "--env", "lerobot_env_so101/SO101PickCube-v0"], "never lifts the cube"),
-    (["demos", "--env", ENV, "--env-kwargs", '{"image_obs": true}'], "'pixels/front' is an image"),
-    (["train", "--env", ENV, "--env-kwargs", '{"image_obs": true}', "--iterations", "1"], "use --policy smolvla"),
+    (["demos", "--env", ENV, "--env-kwargs", '{"image_obs": true}'], '{"obs_mode": "pixels_state"} instead'),
+    (["train", "--env", ENV, "--env-kwargs", '{"obs_mode": "pixels_state"}', "--iterations", "1"], "use --policy smolvla"),
     (["train", "--env", "lerobot_env_so101/SO101Pick-v0", "--iterations", "1"], "did you mean: lerobot_env_so101/"),
     (["train", "--env", ENV, "--env-kwargs", '{"action_scale": -1}', "--iterations", "1"], "action_scale must be positive"),
     (["demos", "--env", ENV, "--env-kwargs", '{"max_episode_steps": 20}', "--episodes", "1"], "--no-only-success"),

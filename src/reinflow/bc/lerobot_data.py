@@ -311,12 +311,10 @@ def load_any_demos(path: str | os.PathLike):
 
 
 def env_fps(env_id: str, env_kwargs: dict) -> int:
-    """The env's control rate (its ``render_fps``), the dataset's fps."""
-    import gymnasium as gym
-
-    from reinflow.envs.arm import register_envs
-    register_envs()
-    env = gym.make(env_id, **env_kwargs)
+    """The env's control rate (its ``render_fps``), the dataset's fps; built as reinflow builds it (an env
+    family's own kwargs, e.g. the SO-101's obs_mode, never reach gymnasium.make)."""
+    from reinflow.envs.factory import build_env
+    env = build_env(env_id, env_kwargs)
     try:
         return int(env.metadata.get("render_fps") or 10)
     finally:

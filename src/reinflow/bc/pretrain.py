@@ -42,13 +42,13 @@ class DemosConfig:
     seed: int = 0
     """first episode seed"""
     obs_mode: str = "state"
-    """state, or pixels_state (adds top and wrist camera images)"""
+    """state, or pixels_state (adds the env's camera images: the arm's top and wrist, the SO-101's front)"""
     image_size: tuple[int, int] = (64, 64)
     """camera image size (H, W) for pixels_state"""
     only_success: bool = True
     """keep only successful episodes"""
-    action_noise: float = 0.03
-    """std of Gaussian noise on the executed action, in [-1, 1] units (the clean expert action is recorded; 0: none)"""
+    action_noise: float | None = None
+    """std of noise on the executed action in [-1, 1] units (clean one recorded; 0: none; default: the env's, 0.03)"""
     progress: bool = True
     """show a progress bar"""
     overwrite: bool = False

@@ -11,8 +11,8 @@ On-disk format (``FORMAT_VERSION = 1``), one directory::
         episode_lengths  int64   [E]         sum == N; episode e is rows
                                              [sum(len[:e]), sum(len[:e+1]))
         executed_actions float32 [N, 6]      only with action_noise > 0: what the env executed
-        images_top       uint8   [N, H, W, 3]   only when recorded with obs_mode="pixels_state"
-        images_wrist     uint8   [N, H, W, 3]   (idem)
+        images_<camera>  uint8   [N, H, W, 3]   only when recorded with obs_mode="pixels_state": one per
+                                                camera of the Dict observation (the arm: top, wrist)
     <out_dir>/meta.json   {"format": "reinflow-demos", "format_version": 1, "env_id",
                            "env_kwargs", "obs_mode", "obs_layout": [[name, size], ...],
                            "obs_keys": [name, ...] of a flattened Dict observation or null,
@@ -45,7 +45,7 @@ FORMAT_VERSION = 1
 DEMOS_FILE = "demos.npz"
 META_FILE = "meta.json"
 REQUIRED = ("observations", "actions", "rewards", "successes", "episode_lengths")
-IMAGE_KEYS = ("images_top", "images_wrist")
+IMAGE_PREFIX = "images_"
 
 
 @dataclass
@@ -99,7 +99,7 @@ def record_demos(
     obs_mode: str = "state",
     image_size: tuple[int, int] = (64, 64),
     max_attempts: int | None = None,
-    action_noise: float = 0.03,
+    action_noise: float | None = None,
     expert: str | None = None,
     **env_kwargs,
 ) -> dict:
@@ -112,7 +112,9 @@ def record_demos(
     mistakes, which makes behaviour cloning markedly more robust); the executed actions are
     stored as ``executed_actions``. Measured with a plain MLP chunk policy (H=4, 100 demos,
     30 eval seeds): success 73% -> 100% (pick-lift), 73% -> 93% (push), 97% -> 97% (reach)
-    going from 0 to the default 0.03; 0.1 was worse (70% pick-lift). Use 0 for pure demos.
+    going from 0 to 0.03; 0.1 was worse (70% pick-lift). Use 0 for pure demos. Default (None): the
+    family's ``demo_noise`` (0.03; 0.005 for the SO-101 under joint control, whose joint ranges make
+    0.03 a 3 degree error at the shoulder: 1 of 8 expert episodes succeeded).
     ``expert``: ``module:callable`` (``envs/experts.py``); default: the built-in expert of the
     arm and MetaWorld ids. Envs that report no ``info["success"]`` keep every episode.
     Returns ``{"path", "env_id", "episodes", "steps", "attempts", "success_rate",
@@ -128,15 +130,17 @@ def record_demos(
         raise ValueError(f"episodes must be a positive integer, got {episodes}")
     check_env_id(env_id)
     family = family_of(env_id)
-    kwargs = with_defaults(env_id, {**env_kwargs, **family.demo_kwargs(obs_mode, image_size)})
+    kwargs = with_defaults(env_id, {**env_kwargs, **family.demo_kwargs(obs_mode, image_size, env_kwargs)})
     env = build_env(env_id, kwargs)
+    action_noise = family.demo_noise(kwargs) if action_noise is None else action_noise
     _check_demo_obs(env_id, env.observation_space, obs_mode)
     teacher = make_expert(env_id, env, kwargs, expert)
     space = env.action_space
     scale, offset = action_affine(space)  # the expert's normalised action -> what the env is sent, as in training
     max_attempts = max_attempts or 2 * episodes + 10
     t0 = time.time()
-    buf: dict[str, list] = {k: [] for k in ("obs", "act", "exe", "rew", "suc", "top", "wrist")}
+    cams = [] if obs_mode == "state" else [k for k in env.observation_space.spaces if k != "state"]
+    buf: dict[str, list] = {k: [] for k in ("obs", "act", "exe", "rew", "suc", *cams)}
     noise_rng = np.random.default_rng(seed)
     lengths, ep_success, ep_seeds = [], [], []
     has_success = False
@@ -162,9 +166,8 @@ def record_demos(
             action = teacher.act(obs)
             state = obs if obs_mode == "state" else obs["state"]
             ep["obs"].append(np.asarray(state, dtype=np.float32).ravel())
-            if obs_mode != "state":
-                ep["top"].append(obs["top"])
-                ep["wrist"].append(obs["wrist"])
+            for cam in cams:
+                ep[cam].append(obs[cam])
             executed = action
             if action_noise > 0:
                 noise = noise_rng.normal(0.0, action_noise, action.shape)
@@ -201,9 +204,8 @@ def record_demos(
     }
     if action_noise > 0:
         arrays["executed_actions"] = np.asarray(buf["exe"], dtype=np.float32)
-    if obs_mode != "state":
-        arrays["images_top"] = np.asarray(buf["top"], dtype=np.uint8)
-        arrays["images_wrist"] = np.asarray(buf["wrist"], dtype=np.uint8)
+    for cam in cams:
+        arrays[IMAGE_PREFIX + cam] = np.asarray(buf[cam], dtype=np.uint8)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -247,11 +249,16 @@ def record_demos(
 def _check_demo_obs(env_id: str, space: Any, obs_mode: str) -> None:
     """Demos store a state vector per step: a Box, or a camera Dict's ``state`` (pixels_state)."""
     import gymnasium as gym
-
-    from .flatten import not_a_vector
+    from .flatten import is_image, not_a_vector
     if obs_mode == "state" and not isinstance(space, gym.spaces.Box):
         raise ConfigError(f"env={env_id!r}: its observations cannot be recorded as one state vector "
-                          f"({not_a_vector(space)})")
+                          f"({not_a_vector(space)}; or record them with --obs-mode pixels_state)")
+    if obs_mode != "state" and not (isinstance(space, gym.spaces.Dict) and "state" in space.spaces and len(space.spaces) > 1
+                                    and all(is_image(s) for k, s in space.spaces.items() if k != "state")):
+        raise ConfigError(f"obs_mode={obs_mode!r}: env={env_id!r} gives no camera images ({type(space).__name__} "
+                          "observations); a MuJoCo env gets them from --env-kwargs "
+                          '\'{"cameras": ["<camera of its model>"], "image_size": 64}\' (docs/so101.md), '
+                          "or record --obs-mode state")
 
 
 def _fail(path: Path, fld: str, expected: str, got: str) -> ValueError:
@@ -361,7 +368,7 @@ def load_demos(path: str | os.PathLike) -> Demos:
         actions=np.split(actions, split),
         rewards=np.split(data["rewards"].astype(np.float32, copy=False), split),
         successes=np.split(data["successes"].astype(bool, copy=False), split),
-        images={k[len("images_"):]: np.split(data[k], split) for k in IMAGE_KEYS if k in data},
+        images={k[len(IMAGE_PREFIX):]: np.split(data[k], split) for k in data if k.startswith(IMAGE_PREFIX)},
         meta=meta,
     )
 
@@ -383,11 +390,13 @@ def _check_shapes(npz_path: Path, headers: dict, n: int, o_dim: int, a_dim: int)
         if headers[key][0] != shape:
             raise _fail(npz_path, key, f"shape {list(shape)} (N = sum(episode_lengths))",
                         f"shape {list(headers[key][0])}")
-    for key in IMAGE_KEYS:
-        if key in headers:
-            got, dtype = headers[key]
-            if len(got) != 4 or got[0] != n or got[-1] != 3 or dtype != np.uint8:
-                raise _fail(npz_path, key, f"uint8 [{n}, H, W, 3]", f"{dtype} {list(got)}")
+    for key in [k for k in headers if k.startswith(IMAGE_PREFIX)]:
+        got, dtype = headers[key]
+        if not key[len(IMAGE_PREFIX):].replace("_", "a").isalnum() or not key.isascii():
+            # a camera name becomes a LeRobot feature and a folder name: letters, digits and _ only
+            raise _fail(npz_path, key[:60], "images_<camera> with a camera name of letters, digits, _", repr(key[:60]))
+        if len(got) != 4 or got[0] != n or got[-1] != 3 or dtype != np.uint8:
+            raise _fail(npz_path, key, f"uint8 [{n}, H, W, 3]", f"{dtype} {list(got)}")
 
 
 def _episode_of(row: int, lengths: np.ndarray) -> int:

@@ -16,7 +16,8 @@ What a family says (the contract; each is one method or attribute of ``EnvFamily
 * ``default_kwargs(env_id)``: recommended ``gymnasium.make`` kwargs; the user's own win
   (``env_kwargs`` below merges them).
 * ``camera_kwargs(env_id)``: kwargs a camera policy (SmolVLA) needs, added unless given.
-* ``demo_kwargs(obs_mode, image_size)``: kwargs ``reinflow demos --obs-mode`` adds.
+* ``demo_kwargs(obs_mode, image_size, given)``: kwargs ``reinflow demos --obs-mode`` adds to the ``given`` ones.
+* ``demo_noise(kwargs)``: the default DART action noise of its demos.
 * ``expert(env_id, env, kwargs)``: its built-in scripted expert, an object with ``reset()`` (called
   at every episode start: experts may keep state), ``act(obs)`` -> normalised action and ``name``,
   or ``ConfigError`` when it has none. An expert class that acts in the env's own units and may
@@ -68,10 +69,16 @@ class EnvFamily:
                 _import(namespace, f"env={env_id!r}: importing its namespace module {namespace!r} failed")
 
     def make(self, env_id: str, kwargs: dict) -> gym.Env:
+        """``gymnasium.make``; ``cameras`` (+ ``image_size``) in kwargs: camera observations rendered on
+        read from the env's MuJoCo model (``envs/camera.py``)."""
+        from reinflow.envs.camera import CAMERA_KWARGS, with_cameras
+        own = {k: kwargs[k] for k in CAMERA_KWARGS if k in kwargs} if "cameras" in kwargs else {}
+        kwargs = {k: v for k, v in kwargs.items() if k not in own}  # without cameras, image_size is the env's
         try:
-            return gym.make(env_id, **kwargs)
+            env = gym.make(env_id, **kwargs)
         except (gym.error.Error, TypeError, ValueError) as exc:  # envs reject bad kwarg values with ValueError
             raise ConfigError(f"env={env_id!r}: gymnasium could not build it with env_kwargs={kwargs}: {exc}") from None
+        return with_cameras(env, env_id, own["cameras"], own.get("image_size", 64)) if own else env
 
     def default_kwargs(self, env_id: str) -> dict:
         return {}
@@ -79,19 +86,26 @@ class EnvFamily:
     def camera_kwargs(self, env_id: str) -> dict:
         return {}
 
-    def demo_kwargs(self, obs_mode: str, image_size: tuple[int, int]) -> dict:
-        if obs_mode != "state":
-            raise ValueError(f"obs_mode={obs_mode!r}: only the built-in arm records camera images in demos; "
-                             "allowed here: state")
-        return {}
+    def demo_kwargs(self, obs_mode: str, image_size: tuple[int, int], given: dict | None = None) -> dict:
+        # a plain MuJoCo env gets its cameras from env_kwargs ("cameras", envs/camera.py), and their size
+        # then; record_demos checks that pixels_state finds them
+        cams = obs_mode != "state" and "cameras" in (given or {})
+        return {"image_size": list(image_size)} if cams else {}
+
+    def demo_noise(self, kwargs: dict) -> float:
+        """Default DART action noise of its demos (std in the normalised action, ``record_demos``)."""
+        return 0.03
 
     def expert(self, env_id: str, env: gym.Env, kwargs: dict) -> Any:
         raise ConfigError(f"env={env_id!r}: no built-in expert for it (built-in: {BUILTIN_EXPERTS}); "
                           "pass --expert module:callable, a function obs -> action (or env -> action)")
 
     def obs_layout(self, env: gym.Env) -> list[list]:
-        layout = getattr(env.observation_space, "obs_layout", None)  # a flattened Dict (envs/flatten.py)
-        return [list(p) for p in layout] if layout else [["obs", int(env.observation_space.shape[0])]]
+        space = env.observation_space
+        if isinstance(space, gym.spaces.Dict) and "state" in space.spaces:  # a camera Dict (envs/camera.py)
+            space = space["state"]
+        layout = getattr(space, "obs_layout", None)  # a flattened Dict (envs/flatten.py)
+        return [list(p) for p in layout] if layout else [["obs", int(space.shape[0])]]
 
 
 def _import(module: str, what: str) -> None:
@@ -112,7 +126,7 @@ class ArmFamily(EnvFamily):
     def camera_kwargs(self, env_id: str) -> dict:
         return {"obs_mode": "pixels_state"}
 
-    def demo_kwargs(self, obs_mode: str, image_size: tuple[int, int]) -> dict:
+    def demo_kwargs(self, obs_mode: str, image_size: tuple[int, int], given: dict | None = None) -> dict:
         # the arm's demos always record obs_mode, "state" included
         return {"obs_mode": obs_mode, **({"image_size": tuple(image_size)} if obs_mode != "state" else {})}
 
@@ -162,10 +176,21 @@ class SO101Family(EnvFamily):
         so101.require_so101()  # its own package only: safe for an id read from a file
 
     def make(self, env_id: str, kwargs: dict) -> gym.Env:
-        return super().make(strip_module(env_id), kwargs)
+        return so101.make_so101(strip_module(env_id), kwargs)
 
     def default_kwargs(self, env_id: str) -> dict:
         return dict(so101.DEFAULT_KWARGS)
+
+    def camera_kwargs(self, env_id: str) -> dict:
+        return {"obs_mode": "pixels_state"}
+
+    def demo_kwargs(self, obs_mode: str, image_size: tuple[int, int], given: dict | None = None) -> dict:
+        if obs_mode not in so101.OBS_MODES:
+            raise ValueError(f"obs_mode={obs_mode!r}: allowed {', '.join(so101.OBS_MODES)}")
+        return {"obs_mode": obs_mode, "image_size": list(image_size)} if obs_mode != "state" else {}
+
+    def demo_noise(self, kwargs: dict) -> float:
+        return 0.005 if kwargs.get("control") == "joint" else 0.03  # see record_demos
 
     def expert(self, env_id: str, env: gym.Env, kwargs: dict) -> Any:
         if strip_module(env_id) != so101.PICK_PLACE:

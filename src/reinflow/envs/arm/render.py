@@ -13,6 +13,8 @@ import importlib
 import os
 import sys
 
+import numpy as np
+
 
 def ensure_gl_backend() -> str:
     """Pick a headless GL backend for mujoco.Renderer (idempotent); return its name.
@@ -46,15 +48,27 @@ def ensure_gl_backend() -> str:
 
 
 class CameraRenderer:
-    """One mujoco.Renderer of a fixed size, shadows/reflections off, reused across frames."""
+    """One mujoco.Renderer of a fixed size, reused across frames: no shadows, reflections, skybox
+    or haze, and no multisampling unless ``multisample`` (a scene's ``offsamples`` of 8 made an
+    SO-101 frame 116 ms against 44 ms without, issue 27; at 64 px the edges it smooths are a pixel).
 
-    def __init__(self, model, height: int, width: int):
+    ``offsamples`` and the offscreen size are read from ``model`` when the GL context is made, so
+    they are set on ``model`` here: pass a render-only copy (``envs/camera.py``) to keep a user's
+    model as it was. ``REINFLOW_MULTISAMPLE=1`` keeps the model's multisampling (the "before" rows of
+    ``benchmarks/throughput.py --multisample``). ``sites``: the site groups drawn (the arm's target marker is group 0)."""
+
+    def __init__(self, model, height: int, width: int, multisample: bool | None = None,
+                 sites: tuple[int, ...] = (0,)):
         ensure_gl_backend()
         import mujoco
 
+        if multisample is None:  # asked for by the environment (it reaches spawned env workers too)
+            multisample = os.environ.get("REINFLOW_MULTISAMPLE", "") == "1"
         vis = model.vis.global_
         vis.offwidth = max(int(vis.offwidth), int(width))
         vis.offheight = max(int(vis.offheight), int(height))
+        if not multisample:
+            model.vis.quality.offsamples = 0
         try:
             self._renderer = mujoco.Renderer(model, height=int(height), width=int(width))
         except Exception as exc:  # pragma: no cover - depends on the machine
@@ -65,15 +79,25 @@ class CameraRenderer:
                 "and set MUJOCO_GL=egl or MUJOCO_GL=osmesa."
             ) from exc
         flags = self._renderer.scene.flags
-        flags[mujoco.mjtRndFlag.mjRND_SHADOW] = 0
-        flags[mujoco.mjtRndFlag.mjRND_REFLECTION] = 0
-        flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
+        for flag in ("mjRND_SHADOW", "mjRND_REFLECTION", "mjRND_SKYBOX", "mjRND_HAZE"):
+            flags[getattr(mujoco.mjtRndFlag, flag)] = 0
         self._option = mujoco.MjvOption()
         self._option.sitegroup[:] = 0
-        self._option.sitegroup[0] = 1  # target marker only
+        for group in sites:
+            self._option.sitegroup[group] = 1
 
-    def render(self, data, camera: str):
+    def render(self, data, camera: str, extra: tuple = ()):
+        """uint8 [H, W, 3] from ``camera``; ``extra``: (mjtGeom type, size [3], pos [3], rgba [4]) geoms
+        drawn into the scene (markers the model has no geom for, e.g. a goal)."""
+        import mujoco
         self._renderer.update_scene(data, camera=camera, scene_option=self._option)
+        scene = self._renderer.scene
+        for kind, size, pos, rgba in extra:
+            if scene.ngeom >= scene.maxgeom:
+                break
+            mujoco.mjv_initGeom(scene.geoms[scene.ngeom], kind, np.asarray(size, np.float64),
+                                np.asarray(pos, np.float64), np.eye(3).ravel(), np.asarray(rgba, np.float32))
+            scene.ngeom += 1
         return self._renderer.render()  # fresh uint8 array [H, W, 3]
 
     def close(self) -> None:

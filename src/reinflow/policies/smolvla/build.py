@@ -31,7 +31,8 @@ def _spaces(observation_space: Any, action_space: Any) -> tuple[int, dict[str, l
 
     if not isinstance(observation_space, gym.spaces.Dict) or "state" not in observation_space.spaces:
         raise ConfigError("policy=smolvla needs image observations: a Dict observation space with 'state' and "
-                          "camera images (the arm env's obs_mode='pixels_state')")
+                          "camera images: --env-kwargs '{\"obs_mode\": \"pixels_state\"}' (the arm, MetaWorld, "
+                          "the SO-101) or '{\"cameras\": [\"<camera of the model>\"]}' (any MuJoCo env, docs/so101.md)")
     cams = {k: [int(s.shape[0]), int(s.shape[1])] for k, s in observation_space.spaces.items()
             if k != "state" and len(s.shape) == 3 and s.shape[-1] == 3}
     if not cams:

@@ -86,3 +86,31 @@ def test_bf16_is_recorded_relayouts_by_default_and_is_frozen_on_resume(tmp_path,
             "precision='fp32' but the run")
     assert main(["eval", str(out), "--episodes", "2", "--json-out", str(tmp_path / "e.json")]) == 0
     assert json.loads((tmp_path / "e.json").read_text())["precision"] == "bf16"   # evaluated as it was trained
+
+
+def test_bf16_updates_reach_the_residual_policys_log_prob(tmp_path):
+    """Under --precision bf16 the residual offset, sigma and the chain's mean stay float32, so one update
+    moves PPO's ratio. Computed in bf16 the offset rounded away next to the base's velocity and the ratio
+    read exactly 1 through every epoch of every iteration (the SmolVLA bf16 quickstart, docs/smolvla.md)."""
+    from reinflow.rl.checkpoint import save_agent
+    from reinflow.rl.precision import autocast
+    small = {k: v for k, v in SMALL.items() if k not in ("progress", "tensorboard")}
+    base_cfg = TrainConfig(out=str(tmp_path / "unused"), algorithm="chain-ppo", **small).resolved()
+    torch.manual_seed(0)
+    base = save_agent(tmp_path / "base", build_agent(base_cfg, *env_spaces(base_cfg.env)))
+    cfg = TrainConfig(out=str(tmp_path / "run"), algorithm="residual-ppo", policy_path=str(base), precision="bf16",
+                      old_logprob="rollout", **small).resolved()
+    cls = algorithm_class(cfg.algorithm)
+    agent = cls.prepare_agent(cfg, build_agent(cfg, *env_spaces(cfg.env)))
+    envs = make_vector_env(cfg.env, cfg.parallel_envs, cfg.act_steps)
+    try:
+        algo = cls(cfg, agent, DistInfo(), torch.device("cpu"), "bootstrap")
+        with autocast("bf16", "cpu"):
+            for it in range(2):   # the offset starts at exactly 0: the second update starts from a non-zero one
+                algo.begin_iteration(it)
+                exp, _ = algo.collect(envs, seeded_reset(envs, 0, it, 0), it, env_generators(0, it, 0, cfg.parallel_envs))
+                m = algo.update(exp, it)
+    finally:
+        envs.close()
+    assert m["ppo/first_minibatch_ratio_max_dev"] == 0.0
+    assert max(m["ppo/ratio_max"] - 1.0, 1.0 - m["ppo/ratio_min"]) > 1e-4, m

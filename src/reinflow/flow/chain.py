@@ -115,10 +115,14 @@ def transition(policy: FlowPolicy, head: NoiseHead, x: torch.Tensor, k: int, ctx
     ts, dts = policy.time_grid()
     t = torch.full((x.shape[0],), ts[k], dtype=x.dtype, device=x.device)
     out = policy.velocity(x, t, ctx)
-    sigma = head(out.noise_features)
+    # Reduced precision (--precision bf16) stops at the policy's networks: the noise head, sigma and the
+    # step's mean are float32, else an update below bf16's resolution (1/256 of |v|) never reaches the
+    # log-prob and PPO's ratio reads exactly 1 through every epoch (measured: docs/smolvla.md).
+    with torch.autocast(x.device.type, enabled=False):
+        sigma = head(out.noise_features.float())
     if basis is not None:
         sigma = sigma[:, : basis.shape[1]]
-    return x + dts[k] * out.velocity, sigma
+    return x + dts[k] * out.velocity.float(), sigma
 
 
 def _noise(sigma: torch.Tensor, eps: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:

@@ -42,7 +42,10 @@ class ResidualFlowPolicy(FrozenBasePolicy):
     def offset(self, ctx: Any) -> torch.Tensor:
         """r(o) [B, H, P] from the base's observation features (frozen, so nothing flows into them)."""
         feats = self.base.value_features(ctx)
-        return self.residual(feats).reshape(feats.shape[0], self.chunk_size, self.padded_action_dim)
+        # float32 even under --precision bf16: the offset is small next to the base's velocity, and in
+        # bf16 both it and its updates would round away (rl/precision.py)
+        with torch.autocast(feats.device.type, enabled=False):
+            return self.residual(feats.float()).reshape(feats.shape[0], self.chunk_size, self.padded_action_dim)
 
     def velocity(self, x: torch.Tensor, t: torch.Tensor, ctx: Any) -> VelocityOut:
         out = self.base.velocity(x, t, ctx)
@@ -52,7 +55,7 @@ class ResidualFlowPolicy(FrozenBasePolicy):
         ts, dts = self.time_grid()
         if abs(float(t[0]) - ts[-1]) > 1e-6:
             return out
-        return VelocityOut(velocity=out.velocity + self.offset(ctx) / dts[-1], noise_features=out.noise_features)
+        return VelocityOut(velocity=out.velocity.float() + self.offset(ctx) / dts[-1], noise_features=out.noise_features)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.residual.parameters())

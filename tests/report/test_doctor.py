@@ -134,3 +134,19 @@ def test_first_minibatch_ratio_off_before_any_update_is_diagnosed(tmp_path, caps
     assert f["severity"] == severity and f["evidence"]["max_abs_ratio_minus_1"] == dev
     assert f["evidence"]["first_iteration"] == 2 and f["evidence"]["iterations_over"] == 6
     assert "kernel/precision nondeterminism" in f["explanation"] and "--old-logprob update" in f["suggestion"]
+
+
+@pytest.mark.parametrize("ratio_max,frozen", [(1.0, True), (1.0 + 1e-9, False)])
+def test_a_ratio_that_never_moves_while_the_actor_learns_is_diagnosed(tmp_path, capsys, ratio_max, frozen):
+    """The SmolVLA bf16 quickstart before its fix: ratio exactly 1 after every step of 250 iterations with a
+    policy gradient of 5-15 (bf16 rounded the residual away). Critic-only iterations (norm 0) do not count."""
+    rows = [{"iteration": i, "ppo/clip_fraction": 0.0, "ppo/ratio_min": 1.0, "ppo/ratio_max": ratio_max,
+             "gradients/policy_norm": 0.0 if i < 2 else 5.0, "rollout/reward_mean": -60.0} for i in range(12)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, out, _ = doctor(capsys, tmp_path, "--json")
+    found = {f["code"]: f for f in json.loads(out)["findings"]}
+    assert code == 0 and ("RATIO_FROZEN" in found) == frozen
+    if frozen:
+        f = found["RATIO_FROZEN"]
+        assert f["evidence"]["iterations"] == 10 and f["evidence"]["first_iteration"] == 2
+        assert "bf16" in f["explanation"] and "--precision fp32" in f["suggestion"]

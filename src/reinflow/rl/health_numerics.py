@@ -1,5 +1,6 @@
-"""The health check of invariant 1 at the update's own shape and precision (``FIRST_MINIBATCH_RATIO``),
-apart from ``health_checks`` to keep that file small. Torch-free, like every check."""
+"""The numerics checks: invariant 1 at the update's own shape and precision (``FIRST_MINIBATCH_RATIO``) and
+an update that never reaches the log-prob (``RATIO_FROZEN``), apart from ``health_checks`` to keep that
+file small. Torch-free, like every check."""
 
 from __future__ import annotations
 
@@ -31,3 +32,25 @@ def _first_minibatch_ratio(h: _Hist, ctx: RunContext, found: list[str]) -> Findi
                    "other log-probs (a public SmolVLA PPO attempt saw ~1 nat and ratios up to e^52 this way).",
                    "Recompute the old log-probs in the update's own minibatches before the first step: "
                    "reinflow train --old-logprob update (the default on a GPU or below fp32), or --precision fp32.")
+
+
+FROZEN_ITERS = 5  # actor updates in a row is chance; this many with the ratio exactly 1 is a cause
+
+
+def _ratio_frozen(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+    lo, hi, grad = h.pts("ppo/ratio_min"), dict(h.pts("ppo/ratio_max")), dict(h.pts("gradients/policy_norm"))
+    if not lo or not hi or not grad:
+        return "ppo/ratio_min, ppo/ratio_max or gradients/policy_norm not logged"
+    # exactly 1 through every epoch while the actor got a gradient (critic-only iterations log norm 0)
+    frozen = [i for i, v in lo if v == 1.0 and hi.get(i) == 1.0 and grad.get(i, 0.0) > 0.0]
+    if len(frozen) < FROZEN_ITERS:
+        return None
+    return Finding("RATIO_FROZEN", "warning",
+                   {"iterations": float(len(frozen)), "of_iterations": float(len(lo)), "first_iteration": frozen[0]},
+                   f"In {len(frozen)} of {len(lo)} iterations PPO's ratio was exactly 1 after every optimizer step "
+                   "although the actor's gradient was not zero: the update never reached the chain's log-prob, so "
+                   "clipping and the KL stop saw nothing. Likely: reduced precision rounding the step away (a bf16 "
+                   "output moves in steps of 1/256 of its size), or trainable parameters that do not feed the chain.",
+                   "Run with --precision fp32 (or tf32) to confirm; keep trainable heads and the chain's mean in "
+                   "float32 under bf16 (reinflow does since 2026-12-07: a run made earlier with --precision bf16 is "
+                   "affected); check that --trainable names parameters the velocity or noise head uses.")

@@ -18,7 +18,7 @@ from reinflow.flow.scaling import ScaleReference
 CODES = ("PRE_UPDATE_RATIO", "FIRST_MINIBATCH_RATIO", "MASK_MISMATCH", "LOGPROB_ABOVE_BOUND", "DIMENSION_NOT_SCALED",
          "NOISE_COLLAPSE",
          "LOGPROB_CLAMPED", "CLIP_SATURATED", "RATIO_SPREAD", "GRAD_CLIP_SATURATED", "CRITIC_DIVERGING", "NON_FINITE",
-         "REWARD_DECLINING", "HEALTHY")
+         "RATIO_FROZEN", "REWARD_DECLINING", "HEALTHY")
 SMOLVLA_MAX_ACTION_DIM = 32                    # padded-dim guess when a run does not say
 CLIP_SATURATED_AT = 0.9
 CLIP_FINE_BELOW = 0.3                          # a measured clip fraction under this: the step size is fine

@@ -81,3 +81,20 @@ def test_collect_rollout_shapes_bootstrap_and_envs_kept_apart():
         assert torch.allclose(roll.last_values, last)
     assert len({round(x, 4) for x in tags[0]}) == N                    # the envs' episodes differ
     assert len(roll.episodes) == 2 * N and {e["length"] for e in roll.episodes} == {float(LIMIT)}
+
+
+def test_reward_scaler_divides_by_the_std_of_the_discounted_returns_by_hand():
+    """Per env: ret <- gamma * ret + r, reset to 0 where done; the std is over every return seen so far
+    with a pseudo-count of 1e-4 at 0 (Welford from count 1e-4), each step's reward divided by it."""
+    from reinflow.rl.rollout import RewardScaler
+    gamma, rewards = 0.9, np.array([[1.0, -2.0], [0.5, 3.0], [2.0, -1.0]])
+    dones = np.array([[False, True], [False, False], [True, False]])
+    scaler, ret, seen = RewardScaler(2, gamma), np.zeros(2), []
+    for r, d in zip(rewards, dones):
+        ret = gamma * ret + r
+        seen += list(ret)
+        ret = np.where(d, 0.0, ret)
+        x = np.array(seen)
+        mean = x.sum() / (1e-4 + len(x))
+        var = (((x - mean) ** 2).sum() + 1e-4 * mean**2) / (1e-4 + len(x))
+        assert np.allclose(scaler(r.copy(), d), r / np.sqrt(var), rtol=1e-12, atol=0)

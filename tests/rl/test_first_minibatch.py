@@ -114,3 +114,11 @@ def test_bf16_updates_reach_the_residual_policys_log_prob(tmp_path):
         envs.close()
     assert m["ppo/first_minibatch_ratio_max_dev"] == 0.0
     assert max(m["ppo/ratio_max"] - 1.0, 1.0 - m["ppo/ratio_min"]) > 1e-4, m
+    from reinflow.flow.chain import transition
+    obs = agent.policy.prepare_obs(torch.zeros(2, 3).numpy())
+    with torch.no_grad(), autocast("bf16", "cpu"):
+        ctx = agent.policy.encode(obs)
+        mu, sigma = transition(agent.policy, agent.noise_head, torch.zeros(2, cfg.chunk_size, 1), 0, ctx)
+    assert (mu.dtype, sigma.dtype) == (torch.float32, torch.float32)
+    with torch.no_grad(), autocast("bf16", "cpu"):   # the offset: float32, not rounded next to a bf16 velocity
+        assert agent.policy.offset(ctx).dtype == torch.float32

@@ -115,14 +115,15 @@ def transition(policy: FlowPolicy, head: NoiseHead, x: torch.Tensor, k: int, ctx
     ts, dts = policy.time_grid()
     t = torch.full((x.shape[0],), ts[k], dtype=x.dtype, device=x.device)
     out = policy.velocity(x, t, ctx)
-    # Reduced precision (--precision bf16) stops at the policy's networks: the noise head, sigma and the
-    # step's mean are float32, else an update below bf16's resolution (1/256 of |v|) never reaches the
-    # log-prob and PPO's ratio reads exactly 1 through every epoch (measured: docs/smolvla.md).
+    # Reduced precision (--precision bf16) stops at the policy's networks: the noise head and sigma are
+    # float32, and so is the step's mean (x is float32: type promotion). A trainable part whose output is
+    # small next to v must be float32 itself (policies/residual.py): in bf16 it rounds away (1/256 of |v|)
+    # and PPO's ratio reads exactly 1 through every epoch (measured: docs/smolvla.md).
     with torch.autocast(x.device.type, enabled=False):
         sigma = head(out.noise_features.float())
     if basis is not None:
         sigma = sigma[:, : basis.shape[1]]
-    return x + dts[k] * out.velocity.float(), sigma
+    return x + dts[k] * out.velocity, sigma
 
 
 def _noise(sigma: torch.Tensor, eps: torch.Tensor, basis: torch.Tensor | None) -> torch.Tensor:

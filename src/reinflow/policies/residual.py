@@ -42,8 +42,8 @@ class ResidualFlowPolicy(FrozenBasePolicy):
     def offset(self, ctx: Any) -> torch.Tensor:
         """r(o) [B, H, P] from the base's observation features (frozen, so nothing flows into them)."""
         feats = self.base.value_features(ctx)
-        # float32 even under --precision bf16: the offset is small next to the base's velocity, and in
-        # bf16 both it and its updates would round away (rl/precision.py)
+        # float32 even under --precision bf16 (the sum with a bf16 base velocity then promotes to float32):
+        # the offset is small next to the velocity, and in bf16 it and its updates would round away
         with torch.autocast(feats.device.type, enabled=False):
             return self.residual(feats.float()).reshape(feats.shape[0], self.chunk_size, self.padded_action_dim)
 
@@ -55,7 +55,7 @@ class ResidualFlowPolicy(FrozenBasePolicy):
         ts, dts = self.time_grid()
         if abs(float(t[0]) - ts[-1]) > 1e-6:
             return out
-        return VelocityOut(velocity=out.velocity.float() + self.offset(ctx) / dts[-1], noise_features=out.noise_features)
+        return VelocityOut(velocity=out.velocity + self.offset(ctx) / dts[-1], noise_features=out.noise_features)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.residual.parameters())

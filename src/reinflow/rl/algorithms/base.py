@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from reinflow.rl.agent import Agent
+from reinflow.rl.agent import BaseAgent
 from reinflow.rl.dist import DistInfo
 
 
@@ -45,11 +45,11 @@ class Algorithm:
     health: ClassVar[str] = "ppo"
     """which health checks apply to its metrics (``reinflow.rl.health``)"""
 
-    def __init__(self, cfg: Any, agent: Agent, info: DistInfo, device: torch.device, truncation: str):
+    def __init__(self, cfg: Any, agent: BaseAgent, info: DistInfo, device: torch.device, truncation: str):
         self.cfg, self.agent, self.info, self.device, self.truncation = cfg, agent, info, device, truncation
 
     @classmethod
-    def prepare_agent(cls, cfg: Any, agent: Agent) -> Agent:
+    def prepare_agent(cls, cfg: Any, agent: BaseAgent) -> BaseAgent:
         """The agent this algorithm trains, from the one ``rl.build`` made (e.g. a wrapped policy)."""
         return agent
 

@@ -21,7 +21,7 @@ import torch
 from reinflow import ConfigError, InvariantError, NonFiniteError
 from reinflow.constants import PRE_UPDATE_TOL
 from reinflow.flow.chain import check_per_dim_bound
-from reinflow.rl.agent import Agent
+from reinflow.rl.agent import Agent, BaseAgent
 from reinflow.rl.algorithms.base import Algorithm, Experience
 from reinflow.rl.context import cat_contexts, context_budget_bytes, index_context
 from reinflow.rl.dist import DistInfo, all_reduce, average_gradients
@@ -288,8 +288,8 @@ class ChainPPO(Algorithm):
     health = "ppo"
 
     @classmethod
-    def prepare_agent(cls, cfg: Any, agent: Agent) -> Agent:
-        if agent.policy.ode_chain:  # PPO's ratio is the chain's likelihood: a chain without noise has none
+    def prepare_agent(cls, cfg: Any, agent: BaseAgent) -> Agent:
+        if not isinstance(agent, Agent):  # PPO's ratio is the chain's likelihood: a dsrl chain injects no noise
             raise ConfigError(f"algorithm={cls.name}: --policy-path holds a dsrl policy (a noise actor over a frozen "
                               "base), whose chain injects no noise; continue it with --algorithm dsrl, or start PPO "
                               "from the BC checkpoint it was trained from")

@@ -10,7 +10,7 @@ from typing import Any
 
 from reinflow import ConfigError
 from reinflow.policies.residual import ResidualFlowPolicy
-from reinflow.rl.agent import Agent
+from reinflow.rl.agent import Agent, BaseAgent
 from reinflow.rl.algorithms.ppo import ChainPPO
 
 
@@ -18,7 +18,7 @@ class ResidualPPO(ChainPPO):
     name = "residual-ppo"
 
     @classmethod
-    def prepare_agent(cls, cfg: Any, agent: Agent) -> Agent:
+    def prepare_agent(cls, cfg: Any, agent: BaseAgent) -> Agent:
         if not (cfg.policy_path or cfg.vlm_path):
             raise ConfigError(f"algorithm={cls.name} corrects a pretrained policy: give --policy-path (a BC checkpoint)")
         agent = super().prepare_agent(cfg, agent)

@@ -156,14 +156,19 @@ class Agent(BaseAgent):
     behind ``act`` and ``evaluate``."""
 
     def __init__(self, policy: FlowPolicy, sampler: SamplerConfig, critic_hidden: int = 256,
-                 critic_shares_features: bool = False):
+                 critic_shares_features: bool = False, noise_head: NoiseHead | None = None,
+                 critic: nn.Module | None = None):
+        """``noise_head``, ``critic``: parts to take over (``around``), else new ones for ``policy``'s sizes."""
         super().__init__(policy, sampler)
         self.critic_shares_features = critic_shares_features
-        self.noise_head = NoiseHead(policy.noise_feature_dim, policy.chunk_size, policy.padded_action_dim,
-                                    per_step=policy.noise_features_per_step, sigma_lo=sampler.sigma_lo,
-                                    sigma_hi=sampler.sigma_hi, constant=sampler.constant_sigma)
-        check_net_size([policy.value_feature_dim, critic_hidden, critic_hidden, 1], "the critic", "critic")
-        self.critic = mlp([policy.value_feature_dim, critic_hidden, critic_hidden, 1])
+        if noise_head is None:
+            noise_head = NoiseHead(policy.noise_feature_dim, policy.chunk_size, policy.padded_action_dim,
+                                   per_step=policy.noise_features_per_step, sigma_lo=sampler.sigma_lo,
+                                   sigma_hi=sampler.sigma_hi, constant=sampler.constant_sigma)
+        if critic is None:
+            check_net_size([policy.value_feature_dim, critic_hidden, critic_hidden, 1], "the critic", "critic")
+            critic = mlp([policy.value_feature_dim, critic_hidden, critic_hidden, 1])
+        self.noise_head, self.critic = noise_head, critic
         # Derived from the sampler config (not saved): the basis must follow an act_steps override.
         basis = dct_basis(policy.chunk_size, sampler.act_steps, sampler.noise_basis) if sampler.noise_basis else None
         self.register_buffer("basis", None if basis is None else basis.float(), persistent=False)
@@ -171,6 +176,16 @@ class Agent(BaseAgent):
         fixed = seeded_x0(policy.chunk_size, policy.padded_action_dim, sampler.initial_noise_seed) \
             if sampler.initial_noise == "fixed" else None
         self.register_buffer("fixed_x0", fixed, persistent=False)
+
+    def around(self, policy: FlowPolicy) -> "Agent":
+        """A new agent built around ``policy``, a wrapper of this agent's policy with its sizes (a residual
+        offset over it), taking over this agent's sampler, noise head and critic (as built or loaded): the
+        mask and basis are the wrapper's own, and no part is drawn again (the run's random stream stays)."""
+        sizes = ("chunk_size", "padded_action_dim", "noise_feature_dim", "noise_features_per_step", "value_feature_dim")
+        if any(getattr(policy, k) != getattr(self.policy, k) for k in sizes):
+            raise ConfigError(f"{type(policy).__name__}: not the sizes of the policy it wraps ({', '.join(sizes)})")
+        return Agent(policy, self.sampler, critic_shares_features=self.critic_shares_features,
+                     noise_head=self.noise_head, critic=self.critic)
 
     # --- parameters -------------------------------------------------------------------------
     def actor_parameters(self) -> list[nn.Parameter]:

@@ -22,6 +22,7 @@ class ResidualPPO(ChainPPO):
         if not (cfg.policy_path or cfg.vlm_path):
             raise ConfigError(f"algorithm={cls.name} corrects a pretrained policy: give --policy-path (a BC checkpoint)")
         agent = super().prepare_agent(cfg, agent)
-        if not isinstance(agent.policy, ResidualFlowPolicy):  # a resumed or residual checkpoint already is one
-            agent.policy = ResidualFlowPolicy(agent.policy)     # same dims: mask, basis and heads stay valid
-        return agent
+        if isinstance(agent.policy, ResidualFlowPolicy):  # a resumed or residual checkpoint already is one
+            return agent
+        # the BC checkpoint's noise head and critic carry over to the agent around the wrapped policy
+        return agent.around(ResidualFlowPolicy(agent.policy))

@@ -10,7 +10,7 @@ division: the loop never branches on the algorithm, so a new one is a file, not 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 
@@ -18,21 +18,25 @@ from reinflow.rl.agent import BaseAgent
 from reinflow.rl.dist import DistInfo
 
 
+D = TypeVar("D")
+"""what one algorithm's ``collect`` hands its ``update``: PPO's ``rl.rollout.Rollout``, DSRL's ``Added``"""
+
+
 @dataclass
-class Experience:
-    """What ``Algorithm.collect`` returns. ``env_steps``: env steps this rank took; ``episodes``:
-    the episodes that finished, each ``{"return", "length", "success"}`` (success NaN when the env
-    reports none); ``metrics``: what collection measured (``rollout/*``, ``logprob/*`` ...);
-    ``data``: the payload ``update`` reads (a PPO batch, transitions for a replay buffer)."""
+class Experience(Generic[D]):
+    """What ``Algorithm.collect`` returns. ``env_steps``: env steps this rank took; ``data``: the payload
+    ``update`` reads, one type per algorithm (``Algorithm[D]``); ``episodes``: the episodes that finished,
+    each ``{"return", "length", "success"}`` (success NaN when the env reports none); ``metrics``: what
+    collection measured (``rollout/*``, ``logprob/*`` ...)."""
 
     env_steps: int
+    data: D
     episodes: list[dict] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
-    data: Any = None
 
 
-class Algorithm:
-    """One learning algorithm over the shared agent, sampler and envs.
+class Algorithm(Generic[D]):
+    """One learning algorithm over the shared agent, sampler and envs; ``D``: its ``Experience.data``.
 
     ``self.agent`` is what the trainer evaluates, keeps in ``best/`` and checkpoints
     (``model.safetensors``): everything needed to *act* lives in it. What only training needs
@@ -57,12 +61,12 @@ class Algorithm:
         """Apply the schedules of iteration ``it`` (learning rates, noise bounds); returns their metrics."""
         return {}
 
-    def collect(self, envs: Any, raw_obs: Any, it: int, generators: list[torch.Generator]) -> tuple[Experience, Any]:
+    def collect(self, envs: Any, raw_obs: Any, it: int, generators: list[torch.Generator]) -> tuple[Experience[D], Any]:
         """Step the envs from ``raw_obs``; returns (experience, the raw observation to continue from).
         ``generators``: one per env, seeded by (seed, iteration, global env index)."""
         raise NotImplementedError
 
-    def update(self, exp: Experience, it: int) -> dict[str, float]:
+    def update(self, exp: Experience[D], it: int) -> dict[str, float]:
         """Learn from ``exp``; returns the update's metrics."""
         raise NotImplementedError
 

@@ -18,6 +18,7 @@ Resume: the replay buffer, critics, targets, temperature and optimizers are the 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -68,7 +69,15 @@ class DSRLAgent(BaseAgent):
                          latent=latent)
 
 
-class DSRL(Algorithm):
+@dataclass
+class Added:
+    """DSRL's ``Experience.data``: what one collection put in the replay buffer (the transitions are there)."""
+
+    transitions: int
+    """decisions added (one per env and decision, those of fault-dropped episodes left out)"""
+
+
+class DSRL(Algorithm[Added]):
     name = "dsrl"
     health = "sac"
 
@@ -106,7 +115,7 @@ class DSRL(Algorithm):
 
     # --- collection ------------------------------------------------------------------------------
     @torch.no_grad()
-    def collect(self, envs: Any, raw_obs: Any, it: int, generators: list[torch.Generator]) -> tuple[Experience, Any]:
+    def collect(self, envs: Any, raw_obs: Any, it: int, generators: list[torch.Generator]) -> tuple[Experience[Added], Any]:
         """``rollout_steps`` decisions of the env loop; each kept one is a replay transition (features of o,
         the latent c that chose x_0, the chunk's reward, features of the next o, done)."""
         cfg, pol, agent, buf = self.cfg, self.policy, self.agent, self.buffer
@@ -142,17 +151,17 @@ class DSRL(Algorithm):
             agent.from_prior = False  # evaluation and checkpoints never see the warm-up switch
         metrics = {"rollout/reward_mean": float(np.mean(rewards)) if rewards else None,
                    "rollout/episodes_dropped": dropped, "sac/warmup_fraction": warm / max(n * cfg.rollout_steps, 1)}
-        return Experience(env_steps=env_steps, episodes=episodes, metrics=metrics, data=added), raw_obs
+        return Experience(env_steps=env_steps, episodes=episodes, metrics=metrics, data=Added(added)), raw_obs
 
     # --- learning --------------------------------------------------------------------------------
-    def update(self, exp: Experience, it: int) -> dict[str, float]:
+    def update(self, exp: Experience[Added], it: int) -> dict[str, float]:
         cfg, buf = self.cfg, self.buffer
         out = {"sac/buffer_size": len(buf), "sac/buffer_capacity": buf.capacity, "sac/batch_size": cfg.dsrl_batch_size,
                "sac/alpha": self.sac.alpha, "sac/entropy_target_per_dim": cfg.dsrl_target_entropy,
                "sac/latent_dim": self.policy.latent_dim, "sac/gamma": cfg.gamma}
         if buf.added < cfg.dsrl_warmup:  # still collecting with the BC policy's noise
             return {**out, "sac/updates": 0, "sac/grad_steps": self.grad_steps}
-        self.owed += cfg.dsrl_utd * int(exp.data)
+        self.owed += cfg.dsrl_utd * exp.data.transitions
         steps, self.owed = int(self.owed), self.owed - int(self.owed)
         idx_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, it, 0, UPDATE_TAG))
         noise_gen = torch.Generator(device=self.device).manual_seed(stream_seed(cfg.seed, it, 1, UPDATE_TAG))

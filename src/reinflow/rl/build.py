@@ -57,7 +57,7 @@ def _env_instruction(env_id: str, kw: dict) -> str:
 
 def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> Agent:
     """A new or loaded agent whose chunk/action dims are checked against the env (the algorithm
-    may then wrap its policy: ``Algorithm.prepare_agent``)."""
+    then builds its own agent around a wrapper of its policy: ``Algorithm.prepare_agent``)."""
     return _build_agent(cfg.resolved(), obs_space, act_space)
 
 

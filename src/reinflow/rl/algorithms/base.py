@@ -54,7 +54,9 @@ class Algorithm(Generic[D]):
 
     @classmethod
     def prepare_agent(cls, cfg: Any, agent: BaseAgent) -> BaseAgent:
-        """The agent this algorithm trains, from the one ``rl.build`` made (e.g. a wrapped policy)."""
+        """The agent this algorithm trains, from the one ``rl.build`` made or loaded: a new agent built around
+        the algorithm's own policy (a wrapper of that agent's policy), holding only the parts it uses (the
+        loaded ones carried over), never an agent whose policy is swapped after its parts were built."""
         return agent
 
     def begin_iteration(self, it: int) -> dict[str, float]:

@@ -89,8 +89,10 @@ class DSRL(Algorithm[Added]):
         if isinstance(agent, DSRLAgent):  # a dsrl checkpoint continues with its own actor
             return agent
         # centred where the BC was measured: a fixed-noise BC (SmolVLA's quickstart) at its x_0
-        return DSRLAgent(DSRLFlowPolicy(agent.policy, agent.sampler.act_steps, cfg.dsrl_components, cfg.dsrl_bound,
-                                        cfg.dsrl_hidden, x0_seed=cfg.dsrl_x0_seed()), agent.sampler)
+        steered = DSRLAgent(DSRLFlowPolicy(agent.policy, agent.sampler.act_steps, cfg.dsrl_components, cfg.dsrl_bound,
+                                           cfg.dsrl_hidden, x0_seed=cfg.dsrl_x0_seed()), agent.sampler)
+        steered.critic_shares_features = agent.critic_shares_features  # the checkpoint's config.json keeps the flag
+        return steered
 
     def __init__(self, cfg: Any, agent: BaseAgent, info: DistInfo, device: torch.device, truncation: str):
         super().__init__(cfg, agent, info, device, truncation)

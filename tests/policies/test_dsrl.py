@@ -32,7 +32,7 @@ def test_the_latent_is_the_in_span_part_of_x0_and_padded_dims_stay_zero():
 def test_an_untrained_actor_starts_at_zero_and_samples_within_the_bound():
     pol = DSRLFlowPolicy(base_policy(), latent_steps=6, components=3, bound=1.5, hidden=[16])
     ctx = pol.encode(pol.prepare_obs(torch.randn(64, 5).numpy()))
-    assert torch.equal(pol.initial_noise(ctx, 64, deterministic=True), torch.zeros(64, 6, 3))
+    assert torch.equal(pol.latent_to_x0(pol.sample_latent(ctx, deterministic=True)[0]), torch.zeros(64, 6, 3))
     c, logp, feats = pol.sample_latent(ctx, generator=torch.Generator().manual_seed(0))
     c = c.detach()
     assert c.abs().max() < 1.5 and 0.7 < float(c.std()) < 1.2 and logp.shape == (64,)
@@ -45,7 +45,8 @@ def test_a_seeded_centre_makes_the_untrained_actor_play_that_x0_exactly():
     pol = DSRLFlowPolicy(base_policy(pad=2), latent_steps=4, components=2, hidden=[16], x0_seed=7)
     centre = seeded_x0(6, 5, 7)
     ctx = pol.encode(pol.prepare_obs(torch.randn(9, 5).numpy()))
-    assert torch.equal(pol.initial_noise(ctx, 9, deterministic=True), centre.expand(9, -1, -1))  # c = 0: the BC's x_0
+    x0 = pol.latent_to_x0(pol.sample_latent(ctx, deterministic=True)[0])
+    assert torch.equal(x0, centre.expand(9, -1, -1))  # c = 0: the BC's x_0
     c = torch.randn(9, 6)
     plain = DSRLFlowPolicy(base_policy(pad=2), latent_steps=4, components=2, hidden=[16])
     assert torch.allclose(pol.latent_to_x0(c), plain.latent_to_x0(c) + centre, atol=1e-6)  # steering: deviations from it

@@ -108,13 +108,16 @@ def gaussian_log_density(x: torch.Tensor, mu: torch.Tensor, sigma: torch.Tensor)
     return -0.5 * ((x64 - mu64) / s64) ** 2 - torch.log(s64) - LOG_SQRT_2PI
 
 
-def transition(policy: FlowPolicy, head: NoiseHead, x: torch.Tensor, k: int, ctx: Any,
-               basis: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def transition(policy: FlowPolicy, head: NoiseHead | None, x: torch.Tensor, k: int, ctx: Any,
+               basis: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """(mu_k [B, H, P], sigma_k) on the policy's own time grid; sigma_k is [B, H, P], or with a
-    noise basis [B, M, P] (the head's first M rows: one sigma per coefficient)."""
+    noise basis [B, M, P] (the head's first M rows: one sigma per coefficient); None without a head
+    (an agent that only ever runs the ODE: dsrl)."""
     ts, dts = policy.time_grid()
     t = torch.full((x.shape[0],), ts[k], dtype=x.dtype, device=x.device)
     out = policy.velocity(x, t, ctx)
+    if head is None:
+        return x + dts[k] * out.velocity, None
     # Reduced precision (--precision bf16) stops at the policy's networks: the noise head and sigma are
     # float32, and so is the step's mean (x is float32: type promotion). A trainable part whose output is
     # small next to v must be float32 itself (policies/residual.py): in bf16 it rounds away (1/256 of |v|)
@@ -147,12 +150,15 @@ def randn(shape: tuple[int, ...], generator: Any, device: torch.device) -> torch
     return torch.randn(shape, generator=generator, device=generator.device).to(device)
 
 
-def sample_chain(policy: FlowPolicy, head: NoiseHead, ctx: Any, batch: int, mask: torch.Tensor,
+def sample_chain(policy: FlowPolicy, head: NoiseHead | None, ctx: Any, batch: int, mask: torch.Tensor,
                  reduction: Reduction = "sum", deterministic: bool = False,
                  generator: Any = None, x0: torch.Tensor | None = None,
                  logprob_clamp: float | None = None, basis: torch.Tensor | None = None) -> ChainSample:
     """Run the K-step chain. Deterministic mode injects no noise (the ODE) and returns no log-prob.
-    ``generator``: None, a torch.Generator, or a list of one generator per batch row."""
+    ``generator``: None, a torch.Generator, or a list of one generator per batch row. ``head``: None
+    only in deterministic mode (an agent without a noise head)."""
+    if head is None and not deterministic:
+        raise ValueError("sample_chain: a stochastic chain needs a noise head")
     dev = mask.device
     shape = (batch, policy.chunk_size, policy.padded_action_dim)
     x = randn(shape, generator, dev) if x0 is None else x0

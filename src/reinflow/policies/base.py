@@ -52,9 +52,6 @@ class FlowPolicy(nn.Module):
     # True when ``encode`` has no trainable parameter and is deterministic (e.g. SmolVLA's frozen
     # prefix): the trainer may then reuse the rollout's contexts in the update (reinflow.rl.context).
     frozen_encoder: bool = False
-    # True when the chain injects no noise whatever the mode: the policy's randomness is its x_0 alone
-    # (DSRL's noise actor); ``Agent.act`` then runs the ODE and returns no log-prob.
-    ode_chain: bool = False
 
     def prepare_obs(self, raw_obs: Any) -> Any:
         """Batched raw observation from a vector env (numpy / dict of numpy) -> model input.
@@ -90,12 +87,6 @@ class FlowPolicy(nn.Module):
     def policy_config(self) -> dict:
         """JSON-serialisable config from which ``reinflow.policies.load_policy`` rebuilds it."""
         raise NotImplementedError
-
-    def initial_noise(self, ctx: Any, batch: int, deterministic: bool, generator: Any = None) -> torch.Tensor | None:
-        """x_0 [B, H, P] of the chain when the policy chooses it (a noise-space actor, DSRL), else
-        None: the sampler's ``initial_noise`` rule applies. Called by ``Agent.act`` in rollouts and
-        evaluation alike, so a trained x_0 actor is what ``reinflow eval`` runs. Default: None."""
-        return None
 
     def postprocess_action(self, action: torch.Tensor) -> torch.Tensor:
         """Chain action [B, H', A] -> the env's normalised [-1, 1] frame (e.g. undo a VLA's own

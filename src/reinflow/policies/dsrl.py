@@ -93,8 +93,6 @@ class DSRLFlowPolicy(FrozenBasePolicy):
     dim over the first ``latent_steps`` chunk steps (0: the H x A real entries of x_0). ``x0_seed``: x_0 =
     seeded_x0(seed) + map(c) (None: x_0 = map(c))."""
 
-    ode_chain = True  # the chain is the ODE given x_0: all of this policy's randomness is the actor's
-
     def __init__(self, base: FlowPolicy, latent_steps: int, components: int = 8, bound: float = 2.5,
                  hidden: list[int] | None = None, x0_seed: int | None = None):
         super().__init__(base)
@@ -139,9 +137,9 @@ class DSRLFlowPolicy(FrozenBasePolicy):
         c, logp = self.actor.sample(feats, deterministic, generator)
         return c, logp, feats
 
-    def initial_noise(self, ctx: Any, batch: int, deterministic: bool, generator: Any = None) -> torch.Tensor:
-        """x_0 [B, H, P] from the trained actor: what eval, keep-best and ``reinflow eval`` start from."""
-        return self.latent_to_x0(self.sample_latent(ctx, deterministic, generator)[0])
+    def prior_latent(self, batch: int, generator: Any, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """c [B, L] ~ N(0, I) clipped to the bound: the BC policy's own in-span noise (SAC's warm-up)."""
+        return randn((batch, self.latent_dim), generator, device).to(dtype).clamp(-self.bound, self.bound)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return list(self.actor.parameters())

@@ -43,9 +43,6 @@ class FrozenBasePolicy(FlowPolicy):
     def time_grid(self) -> tuple[list[float], list[float]]:
         return self.base.time_grid()
 
-    def initial_noise(self, ctx: Any, batch: int, deterministic: bool, generator: Any = None) -> torch.Tensor | None:
-        return self.base.initial_noise(ctx, batch, deterministic, generator)  # a steered base keeps steering
-
     def postprocess_action(self, action: torch.Tensor) -> torch.Tensor:
         return self.base.postprocess_action(action)
 

@@ -1,7 +1,8 @@
-"""Agent = flow policy + bounded noise head + critic, behind one ``act`` and one ``evaluate``.
+"""The agents: a flow policy and its sampler behind one ``act`` (and, for PPO, one ``evaluate``).
 
-Rollouts, PPO updates and evaluation all go through these two methods, so the sampler used
-for evaluation is the one PPO trained (docs/design.md §5, invariant 4).
+Rollouts, updates and evaluation all go through these methods, so the sampler used for evaluation
+is the one the algorithm trained (docs/design.md §5, invariant 4). ``Agent`` is PPO's (noise head +
+critic); an algorithm that trains something else subclasses ``BaseAgent`` in its own file.
 """
 
 from __future__ import annotations
@@ -90,31 +91,84 @@ class SamplerConfig:
 
 @dataclass
 class ActResult:
-    """action [B, H, A] (unclipped real dims of x_K); chain [B, K+1, H, P]; logp [B, S];
-    value [B]; logprob: full LogProb (None when deterministic); context: what ``encode`` returned."""
+    """action [B, H, A] (unclipped real dims of x_K); chain [B, K+1, H, P]; logp [B, S]; value [B];
+    logprob: full LogProb (logp, logprob None when deterministic or for an agent whose chain has no
+    likelihood); value None for an agent without a critic; context: what ``encode`` returned;
+    latent [B, L]: what chose x_0 when the agent steers it (dsrl's actor), else None."""
 
     action: torch.Tensor
     chain: torch.Tensor
     logp: torch.Tensor | None
-    value: torch.Tensor
+    value: torch.Tensor | None
     logprob: LogProb | None
     context: Any = None
+    latent: torch.Tensor | None = None
 
 
-class Agent(nn.Module):
-    def __init__(self, policy: FlowPolicy, sampler: SamplerConfig, critic_hidden: int = 256,
-                 critic_shares_features: bool = False):
+class BaseAgent(nn.Module):
+    """What acting, evaluation, keep-best and checkpoints need from any algorithm's agent: a flow
+    policy, its sampler config, the executed-steps mask, and ``act``. Subclasses add what their
+    algorithm trains (``Agent``: PPO's noise head and critic; ``rl.algorithms.dsrl.DSRLAgent``: an x_0
+    actor) and nothing else, so a checkpoint holds exactly what the run used."""
+
+    critic_shares_features: bool = False
+    legacy_keys: tuple[str, ...] = ()
+    """weight-name prefixes that checkpoints written by an earlier reinflow hold for this agent and that it
+    no longer has; ``rl.checkpoint.load_agent`` drops them (nothing else may be missing or extra)"""
+
+    def __init__(self, policy: FlowPolicy, sampler: SamplerConfig):
         super().__init__()
         if sampler.act_steps > policy.chunk_size:
             raise ConfigError(f"act_steps={sampler.act_steps}: must be <= chunk_size={policy.chunk_size}")
         self.policy, self.sampler = policy, sampler
-        self.critic_shares_features = critic_shares_features
-        self.noise_head = NoiseHead(policy.noise_feature_dim, policy.chunk_size, policy.padded_action_dim,
-                                    per_step=policy.noise_features_per_step, sigma_lo=sampler.sigma_lo,
-                                    sigma_hi=sampler.sigma_hi, constant=sampler.constant_sigma)
-        check_net_size([policy.value_feature_dim, critic_hidden, critic_hidden, 1], "the critic", "critic")
-        self.critic = mlp([policy.value_feature_dim, critic_hidden, critic_hidden, 1])
         self.register_buffer("mask", build_mask(policy, sampler.act_steps, sampler.mask_executed))
+
+    @property
+    def num_dims(self) -> int:
+        """Gaussian dims one chain's log-prob sums over (masked entries, or coefficients, x K)."""
+        per_transition = int(self.mask.any(0).sum()) * self.sampler.noise_basis if self.sampler.noise_basis \
+            else int(self.mask.sum())
+        return per_transition * self.policy.denoise_steps
+
+    def set_sigma_bounds(self, lo: float, hi: float) -> None:
+        self.sampler.sigma_lo, self.sampler.sigma_hi = lo, hi
+
+    def train(self, mode: bool = True) -> "BaseAgent":
+        # The base policy never leaves eval mode (dropout would break ratio = 1); only the
+        # trained heads follow ``mode``.
+        super().train(mode)
+        self.policy.set_train_mode()
+        return self
+
+    def act(self, obs: Any, deterministic: bool = False, generator: Any = None,
+            x0: torch.Tensor | None = None, context: Any = None) -> ActResult:
+        """``obs``: output of ``policy.prepare_obs`` [B, ...]; ``generator``: None, one, or one per row;
+        ``x0`` [B, H, P]: start the chain there (else the agent's rule); ``context``: ``encode(obs)`` when
+        the caller already has it (the env loop encodes each observation once)."""
+        raise NotImplementedError
+
+    def sampler_dict(self) -> dict:
+        return asdict(self.sampler)
+
+
+class Agent(BaseAgent):
+    """PPO's agent (chain-ppo, residual-ppo, BC checkpoints): flow policy + bounded noise head + critic,
+    behind ``act`` and ``evaluate``."""
+
+    def __init__(self, policy: FlowPolicy, sampler: SamplerConfig, critic_hidden: int = 256,
+                 critic_shares_features: bool = False, noise_head: NoiseHead | None = None,
+                 critic: nn.Module | None = None):
+        """``noise_head``, ``critic``: parts to take over (``around``), else new ones for ``policy``'s sizes."""
+        super().__init__(policy, sampler)
+        self.critic_shares_features = critic_shares_features
+        if noise_head is None:
+            noise_head = NoiseHead(policy.noise_feature_dim, policy.chunk_size, policy.padded_action_dim,
+                                   per_step=policy.noise_features_per_step, sigma_lo=sampler.sigma_lo,
+                                   sigma_hi=sampler.sigma_hi, constant=sampler.constant_sigma)
+        if critic is None:
+            check_net_size([policy.value_feature_dim, critic_hidden, critic_hidden, 1], "the critic", "critic")
+            critic = mlp([policy.value_feature_dim, critic_hidden, critic_hidden, 1])
+        self.noise_head, self.critic = noise_head, critic
         # Derived from the sampler config (not saved): the basis must follow an act_steps override.
         basis = dct_basis(policy.chunk_size, sampler.act_steps, sampler.noise_basis) if sampler.noise_basis else None
         self.register_buffer("basis", None if basis is None else basis.float(), persistent=False)
@@ -123,12 +177,15 @@ class Agent(nn.Module):
             if sampler.initial_noise == "fixed" else None
         self.register_buffer("fixed_x0", fixed, persistent=False)
 
-    @property
-    def num_dims(self) -> int:
-        """Gaussian dims one chain's log-prob sums over (masked entries, or coefficients, x K)."""
-        per_transition = int(self.mask.any(0).sum()) * self.sampler.noise_basis if self.sampler.noise_basis \
-            else int(self.mask.sum())
-        return per_transition * self.policy.denoise_steps
+    def around(self, policy: FlowPolicy) -> "Agent":
+        """A new agent built around ``policy``, a wrapper of this agent's policy with its sizes (a residual
+        offset over it), taking over this agent's sampler, noise head and critic (as built or loaded): the
+        mask and basis are the wrapper's own, and no part is drawn again (the run's random stream stays)."""
+        sizes = ("chunk_size", "padded_action_dim", "noise_feature_dim", "noise_features_per_step", "value_feature_dim")
+        if any(getattr(policy, k) != getattr(self.policy, k) for k in sizes):
+            raise ConfigError(f"{type(policy).__name__}: not the sizes of the policy it wraps ({', '.join(sizes)})")
+        return Agent(policy, self.sampler, critic_shares_features=self.critic_shares_features,
+                     noise_head=self.noise_head, critic=self.critic)
 
     # --- parameters -------------------------------------------------------------------------
     def actor_parameters(self) -> list[nn.Parameter]:
@@ -139,14 +196,7 @@ class Agent(nn.Module):
 
     def set_sigma_bounds(self, lo: float, hi: float) -> None:
         self.noise_head.set_bounds(lo, hi)
-        self.sampler.sigma_lo, self.sampler.sigma_hi = lo, hi
-
-    def train(self, mode: bool = True) -> "Agent":
-        # The base policy never leaves eval mode (dropout would break ratio = 1); only the
-        # reinflow heads follow ``mode``.
-        super().train(mode)
-        self.policy.set_train_mode()
-        return self
+        super().set_sigma_bounds(lo, hi)
 
     # --- the two entry points -----------------------------------------------------------------
     def value(self, ctx: Any) -> torch.Tensor:
@@ -155,19 +205,20 @@ class Agent(nn.Module):
             feats = feats.detach()  # critic gradients must not move the actor's features
         return self.critic(feats).squeeze(-1)
 
+    def initial_noise(self, batch: int) -> torch.Tensor | None:
+        """x_0 [B, H, P] by the sampler's ``initial_noise`` rule; None: ``sample_chain`` draws N(0, I)."""
+        if self.sampler.initial_noise == "zero":
+            return torch.zeros((batch, self.policy.chunk_size, self.policy.padded_action_dim), device=self.mask.device)
+        if self.sampler.initial_noise == "fixed":
+            return self.fixed_x0.expand(batch, -1, -1).clone()
+        return None
+
     def act(self, obs: Any, deterministic: bool = False, generator: Any = None,
-            x0: torch.Tensor | None = None) -> ActResult:
-        """``obs``: output of ``policy.prepare_obs``."""
-        ctx = self.policy.encode(obs)
-        batch = _batch_size(obs)
-        if x0 is None:  # a policy that steers its own x_0 (DSRL) decides first
-            x0 = self.policy.initial_noise(ctx, batch, deterministic, generator)
-        if x0 is None and self.sampler.initial_noise == "zero":
-            x0 = torch.zeros((batch, self.policy.chunk_size, self.policy.padded_action_dim), device=self.mask.device)
-        elif x0 is None and self.sampler.initial_noise == "fixed":
-            x0 = self.fixed_x0.expand(batch, -1, -1).clone()
-        s: ChainSample = sample_chain(self.policy, self.noise_head, ctx, batch, self.mask,
-                                      self.sampler.reduction, deterministic or self.policy.ode_chain, generator, x0,
+            x0: torch.Tensor | None = None, context: Any = None) -> ActResult:
+        ctx = self.policy.encode(obs) if context is None else context
+        batch = batch_size(obs)
+        s: ChainSample = sample_chain(self.policy, self.noise_head, ctx, batch, self.mask, self.sampler.reduction,
+                                      deterministic, generator, self.initial_noise(batch) if x0 is None else x0,
                                       self.sampler.logprob_clamp, self.basis)
         return ActResult(action=s.action, chain=s.chain, logp=None if s.logprob is None else s.logprob.logp,
                          value=self.value(ctx), logprob=s.logprob, context=ctx)
@@ -180,13 +231,11 @@ class Agent(nn.Module):
                             self.sampler.reduction, self.sampler.logprob_clamp, self.basis)
         return lp, self.value(ctx)
 
-    def sampler_dict(self) -> dict:
-        return asdict(self.sampler)
 
-
-def _batch_size(obs: Any) -> int:
+def batch_size(obs: Any) -> int:
+    """B of a prepared observation (a tensor [B, ...], a dict of them, or a list of B items)."""
     if isinstance(obs, torch.Tensor):
         return obs.shape[0]
     if isinstance(obs, dict):
-        return _batch_size(next(iter(obs.values())))
+        return batch_size(next(iter(obs.values())))
     return len(obs)

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from reinflow.rl.agent import Agent
+from reinflow.rl.agent import BaseAgent
 
 
-def apply_auto_scale(cfg: Any, agent: Agent, verbose: bool = True) -> tuple[Any, dict | None]:
+def apply_auto_scale(cfg: Any, agent: BaseAgent, verbose: bool = True) -> tuple[Any, dict | None]:
     """--auto-scale: read the given sigma/lr/KL/clip as settings valid at D_ref and rescale them
     to this run's D (reinflow.flow.scaling). The saved config holds the applied values with
     auto_scale off, so a resumed run does not scale twice."""

@@ -16,7 +16,7 @@ from reinflow.envs.families import family_of
 from reinflow.envs.flatten import not_a_vector
 from reinflow.policies import base_policy_config
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
-from reinflow.rl.agent import Agent, SamplerConfig
+from reinflow.rl.agent import Agent, BaseAgent, SamplerConfig
 from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint
 from reinflow.rl.config import TrainConfig
 from reinflow.untrusted import check_env_kwargs_files
@@ -55,13 +55,13 @@ def _env_instruction(env_id: str, kw: dict) -> str:
         env.close()
 
 
-def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> Agent:
+def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> BaseAgent:
     """A new or loaded agent whose chunk/action dims are checked against the env (the algorithm
-    may then wrap its policy: ``Algorithm.prepare_agent``)."""
+    then builds its own agent around a wrapper of its policy: ``Algorithm.prepare_agent``)."""
     return _build_agent(cfg.resolved(), obs_space, act_space)
 
 
-def _build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> Agent:
+def _build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> BaseAgent:
     if not isinstance(act_space, gym.spaces.Box):
         raise ConfigError(f"env={cfg.env!r}: action space {type(act_space).__name__} is not a Box")
     action_dim = int(np.prod(act_space.shape))

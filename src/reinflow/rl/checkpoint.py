@@ -23,7 +23,8 @@ from safetensors.torch import load_file, save_file
 
 from reinflow import ConfigError, ReinflowError, __version__
 from reinflow.policies import build_policy_from_config
-from reinflow.rl.agent import Agent, SamplerConfig
+from reinflow.rl.agent import BaseAgent, SamplerConfig
+from reinflow.rl.algorithms import agent_class
 from reinflow.rl.trainer_state import LEGACY, STRUCTURE, TENSORS, write_trainer_state
 from reinflow.untrusted import check_tree, parse_json, read_bytes, read_text
 
@@ -65,7 +66,7 @@ def _dedupe(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], di
     return out, tied
 
 
-def save_agent(directory: str | Path, agent: Agent, extra_config: dict | None = None,
+def save_agent(directory: str | Path, agent: BaseAgent, extra_config: dict | None = None,
                trainer_state: dict | None = None) -> Path:
     """Write a complete checkpoint folder atomically (tmp folder + rename). Returns its path."""
     final = Path(directory)
@@ -103,7 +104,7 @@ def save_agent(directory: str | Path, agent: Agent, extra_config: dict | None = 
     return final
 
 
-def save_run_checkpoint(run_dir: str | Path, iteration: int, agent: Agent, extra_config: dict,
+def save_run_checkpoint(run_dir: str | Path, iteration: int, agent: BaseAgent, extra_config: dict,
                         trainer_state: dict) -> Path:
     """Checkpoint into ``run_dir/checkpoints/iter_XXXXXX`` and move the ``latest`` pointer."""
     ckdir = Path(run_dir) / "checkpoints"
@@ -180,7 +181,7 @@ def read_checkpoint_config(path: Path, require: bool = True) -> dict:
 
 
 def load_agent(path: str | Path, sampler_overrides: dict | None = None,
-               policy_overrides: dict | None = None) -> tuple[Agent, dict, Path]:
+               policy_overrides: dict | None = None) -> tuple[BaseAgent, dict, Path]:
     """(agent with loaded weights, its config.json, resolved checkpoint folder)."""
     ck = resolve_checkpoint(path)
     cfg = read_checkpoint_config(ck)
@@ -189,7 +190,8 @@ def load_agent(path: str | Path, sampler_overrides: dict | None = None,
     except ConfigError as exc:  # a field out of its flag's range: name the file it came from
         raise ConfigError(str(exc) if str(ck) in str(exc) else f"checkpoint {ck / 'config.json'}: {exc}") from None
     sampler = SamplerConfig.from_dict({**cfg["sampler"], **(sampler_overrides or {})}, f"checkpoint {ck / 'config.json'}")
-    agent = Agent(policy, sampler, critic_shares_features=cfg.get("critic_shares_features") is True)
+    agent = agent_class(cfg["policy"].get("type"))(policy, sampler)  # PPO's Agent, or the one its policy needs
+    agent.critic_shares_features = cfg.get("critic_shares_features") is True
     try:
         state = load_file(str(ck / "model.safetensors"))
     except (SafetensorError, OSError, ValueError) as exc:
@@ -201,6 +203,8 @@ def load_agent(path: str | Path, sampler_overrides: dict | None = None,
         if name in state:
             state[alias] = state[name]
     state.pop("mask", None)  # derived from the (possibly overridden) sampler config
+    for key in [k for k in state if k.startswith(agent.legacy_keys)]:
+        del state[key]  # parts an earlier reinflow built for this agent and it no longer has
     try:
         missing, unexpected = agent.load_state_dict(state, strict=False)
     except RuntimeError as exc:  # shape mismatch

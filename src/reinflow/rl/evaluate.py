@@ -1,5 +1,6 @@
-"""Evaluation with the sampler PPO trained (docs/design.md §5, invariant 4): ``Agent.act`` in deterministic
-(ODE, no injected noise) or stochastic mode, on fixed seeds so before/after compare like for like.
+"""Evaluation with the sampler the algorithm trained (docs/design.md §5, invariant 4): the env loop's
+``step_envs`` (``agent.act``) in deterministic (ODE, no injected noise) or stochastic mode, on fixed
+seeds so before/after compare like for like.
 
 Episode ``k`` of an evaluation is the same whatever the batch layout: it starts from
 ``reset(seed=seed + k)`` and draws its chain noise (x_0, and the injected noise when stochastic) from
@@ -16,8 +17,8 @@ import numpy as np
 import torch
 
 from reinflow import ConfigError
-from reinflow.rl.agent import Agent
-from reinflow.rl.rollout import info_field
+from reinflow.rl.agent import BaseAgent
+from reinflow.rl.envloop import step_envs
 
 RESULT_KEYS = ("success_rate", "return_mean", "episodes", "checkpoint", "mode")
 
@@ -29,7 +30,7 @@ def episode_generator(seed: int, episode: int) -> torch.Generator:
 
 
 @torch.no_grad()
-def run_episodes(agent: Agent, envs: Any, episodes: int, seed: int, deterministic: bool = True,
+def run_episodes(agent: BaseAgent, envs: Any, episodes: int, seed: int, deterministic: bool = True,
                  progress: Any = None) -> dict[str, float]:
     """Play episodes 0 .. episodes-1 on the N envs (each env takes the next episode when its current
     one ends; envs with nothing left play unscored episodes until the last scored one ends).
@@ -43,17 +44,14 @@ def run_episodes(agent: Agent, envs: Any, episodes: int, seed: int, deterministi
     was_training = agent.training
     agent.eval()
     while len(results) < episodes:
-        obs = agent.policy.prepare_obs(raw_obs)
-        act = agent.act(obs, deterministic=deterministic, generator=gens).action
-        act = agent.policy.postprocess_action(act[:, : agent.sampler.act_steps])
-        raw_obs, _, term, trunc, infos = envs.step(act.cpu().numpy())
+        step = step_envs(envs, agent, agent.policy.prepare_obs(raw_obs), deterministic, gens)
+        raw_obs = step.raw_obs
         reset = np.zeros(n, dtype=bool)
         seeds: list[int | None] = [None] * n
-        for i in np.nonzero(term | trunc)[0]:
+        for i in np.nonzero(step.done)[0]:
             k = playing[i]
             if k is not None:
-                results[k] = tuple(float(info_field(infos, f"episode_{key}", n, np.nan)[i])
-                                   for key in ("return", "length", "success"))
+                results[k] = tuple(step.episode(i).values())
                 if progress is not None:
                     progress.update(1)
             playing[i] = None

@@ -14,9 +14,36 @@ from collections import deque
 from typing import Any, Callable
 
 from reinflow import InvariantError
-from reinflow.rl.health_checks import CHECK_SETS, CHECKS
+from reinflow.rl import health_checks as ppo, health_numerics, health_sac
+from reinflow.rl.health_checks import CHECK_SETS
+from reinflow.rl.health_sac import SAC_CODES
 from reinflow.rl.health_types import (CODES, KNOWN_KEYS, LOG_SQRT_2PI, Diagnosis, Finding, RunContext,  # noqa: F401
                                       _Hist, format_finding, normalize_keys)
+
+
+Check = Callable[[_Hist, RunContext, list[str]], Finding | None | str]
+# Every check, by the code it reports, named here so each one's caller is found by search; PPO's in causal order.
+CHECKS: dict[str, Check] = {
+    "PRE_UPDATE_RATIO": ppo.pre_update_ratio,
+    "FIRST_MINIBATCH_RATIO": health_numerics.first_minibatch_ratio,
+    "MASK_MISMATCH": ppo.mask_mismatch,
+    "LOGPROB_ABOVE_BOUND": ppo.logprob_above_bound,
+    "DIMENSION_NOT_SCALED": ppo.dimension_not_scaled,
+    "NOISE_COLLAPSE": ppo.noise_collapse,
+    "LOGPROB_CLAMPED": ppo.logprob_clamped,
+    "CLIP_SATURATED": ppo.clip_saturated,
+    "RATIO_SPREAD": ppo.ratio_spread,
+    "GRAD_CLIP_SATURATED": ppo.grad_clip_saturated,
+    "CRITIC_DIVERGING": ppo.critic_diverging,
+    "NON_FINITE": ppo.non_finite,
+    "RATIO_FROZEN": health_numerics.ratio_frozen,
+    "REWARD_DECLINING": ppo.reward_declining,
+    "BUFFER_TOO_SMALL": health_sac.buffer_too_small,
+    "Q_DIVERGING": health_sac.q_diverging,
+    "ENTROPY_COLLAPSE": health_sac.entropy_collapse,
+}
+if tuple(CHECKS) != (*CODES[:-1], *SAC_CODES):  # a code without its check (or one twice) fails at import, not mid-run
+    raise RuntimeError(f"health CHECKS {tuple(CHECKS)} do not match the codes {(*CODES[:-1], *SAC_CODES)}")
 
 
 def diagnose(history: list[dict[str, Any]], ctx: RunContext, kind: str = "ppo") -> Diagnosis:

@@ -1,8 +1,8 @@
 """The checks behind ``reinflow.rl.health.diagnose``, one per code, in causal order.
 
-Each ``_<code>(h, ctx, found)`` returns a Finding, None (judged: fine) or a str (why it could not
-be judged). ``found`` holds the codes already found upstream, so a downstream suggestion can
-point at its likely cause instead of treating the symptom.
+Each check ``<code>(h, ctx, found)`` (registered by its code in ``reinflow.rl.health.CHECKS``) returns
+a Finding, None (judged: fine) or a str (why it could not be judged). ``found`` holds the codes already
+found upstream, so a downstream suggestion can point at its likely cause instead of treating the symptom.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import math
 from dataclasses import replace
 
 from reinflow.flow.scaling import predicted_clip_fraction, scale_for_dimension
-from reinflow.rl import health_numerics, health_sac
 from reinflow.rl.health_sac import SAC_CODES
 from reinflow.rl.health_types import (CLIP_FINE_BELOW, CLIP_SATURATED_AT, CODES, CRITIC_NORM_ABS, CRITIC_NORM_FACTOR,
                                 GRAD_CLIPPED_AT, KNOWN_KEYS, LOG_SQRT_2PI, MIN_TREND_POINTS, PRE_UPDATE_TOL,
@@ -23,7 +22,7 @@ def _upstream(found: list[str], *codes: str) -> str:
     return f"Fix {' and '.join(hit)} (above) first: this is most likely its consequence. " if hit else ""
 
 
-def _pre_update_ratio(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def pre_update_ratio(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     pts = h.pts("ppo/pre_update_ratio_max_dev", finite=False)
     if not pts:
         return "ppo/pre_update_ratio_max_dev not logged"
@@ -41,7 +40,7 @@ def _pre_update_ratio(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | 
                    "and dt as the sampler (SmolVLA integrates t 1->0 with dt=-1/K), float64 log-density, same inputs.")
 
 
-def _mask_mismatch(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def mask_mismatch(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     logged = h.last("logprob/num_dims")
     k, a, pad = ctx.denoise_steps, ctx.action_dim, ctx.padded_action_dim or SMOLVLA_MAX_ACTION_DIM
     steps = {s for s in (ctx.act_steps, ctx.chunk_size) if s}       # executed-only or whole-chunk mask
@@ -77,7 +76,7 @@ def _per_dim_points(h: _Hist, ctx: RunContext) -> tuple[list[tuple[float, float]
     return [(i, v / d) for i, v in h.pts(key)], f" (derived: {key} / D = {d:g}, no per-dimension log-prob logged)"
 
 
-def _logprob_above_bound(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def logprob_above_bound(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     pts, derived = _per_dim_points(h, ctx)
     lo = ctx.sigma_min or h.last("noise/sigma_lo")
     bound = -LOG_SQRT_2PI - math.log(lo) if lo else h.last("logprob/per_dimension_bound")
@@ -123,7 +122,7 @@ def _reduction(h: _Hist, ctx: RunContext) -> tuple[str | None, str]:
     return None, ""
 
 
-def _dimension_not_scaled(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def dimension_not_scaled(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     red, how = _reduction(h, ctx)
     if red is None:
         return "log-prob reduction unknown (pass --reduction)"
@@ -173,7 +172,7 @@ def _dimension_not_scaled(h: _Hist, ctx: RunContext, found: list[str]) -> Findin
                    "exploration noise: check the task still succeeds.")
 
 
-def _noise_collapse(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def noise_collapse(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     sig = h.last("noise/sigma_mean")
     lo, hi = h.last("noise/sigma_lo") or ctx.sigma_min, h.last("noise/sigma_hi") or ctx.sigma_max
     if sig is None or not lo or not hi:
@@ -195,7 +194,7 @@ def _noise_collapse(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | No
                    "an entropy bonus (ent_coef) also keeps the head off the floor.")
 
 
-def _logprob_clamped(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def logprob_clamped(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     pts = h.pts("logprob/clamped_fraction")
     if not pts:
         return "logprob/clamped_fraction not logged (only the 'mean' reduction with a clamp has one)"
@@ -213,7 +212,7 @@ def _logprob_clamped(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | N
                    "a clamp of 1), raise logprob_clamp, or drop the clamp.")
 
 
-def _clip_saturated(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def clip_saturated(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     pts = h.pts("ppo/clip_fraction")
     if not pts:
         return "ppo/clip_fraction not logged"
@@ -246,7 +245,7 @@ def _clip_saturated(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | No
                    f"is ~0.1-0.3{fix}; raising eps only hides it.")
 
 
-def _ratio_spread(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def ratio_spread(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     rmin, rmax, eps = h.last("ppo/ratio_min"), h.last("ppo/ratio_max"), ctx.clip_epsilon
     if rmin is None or rmax is None or not eps:
         return "needs ppo/ratio_min, ppo/ratio_max and clip_epsilon"
@@ -277,7 +276,7 @@ def _ratio_spread(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None
                    f"x{s_ok / s_est:.3g} (lr x{s_ok / s_est:.3g}, or sigma x{s_est / s_ok:.3g}).")
 
 
-def _grad_clip_saturated(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def grad_clip_saturated(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     pc, cc = h.last("gradients/policy_clipped"), h.last("gradients/critic_clipped")
     if pc is None and cc is None:
         return "gradients/policy_clipped and gradients/critic_clipped not logged"
@@ -321,7 +320,7 @@ def _grad_clip_saturated(h: _Hist, ctx: RunContext, found: list[str]) -> Finding
                    _upstream(found, "CLIP_SATURATED", "RATIO_SPREAD", "DIMENSION_NOT_SCALED") + "; ".join(fix) + ".")
 
 
-def _critic_diverging(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def critic_diverging(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     norm, vl, ev_pts = h.pts("gradients/critic_norm"), h.pts("ppo/value_loss"), h.pts("ppo/explained_variance")
     if not (norm or vl or ev_pts):
         return "no critic metrics (gradients/critic_norm, ppo/value_loss, ppo/explained_variance)"
@@ -361,7 +360,7 @@ def _critic_diverging(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | 
                    "and keep the critic on detached features (invariant 6).")
 
 
-def _non_finite(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def non_finite(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     if not h.rows:
         return "no metrics"
     bad = {k: v for k, v in h.rows[-1].items() if k in KNOWN_KEYS and not math.isfinite(v)}
@@ -373,7 +372,7 @@ def _non_finite(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None |
                    _upstream(found, "CRITIC_DIVERGING", "RATIO_SPREAD") + "Resume from the last finite checkpoint.")
 
 
-def _reward_declining(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def reward_declining(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     key = "rollout/reward_mean" if h.pts("rollout/reward_mean") else "rollout/episode_return"
     every = h.pts(key)
     pts = every[-30:]                          # the recent trend: a run may rise, then fall
@@ -394,8 +393,6 @@ def _reward_declining(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | 
                    f"(reward {best:.4g}) once the cause is fixed.")
 
 
-CHECKS = {c: {**vars(health_numerics), **globals()}["_" + c.lower()] for c in CODES[:-1]}
-CHECKS.update({c: getattr(health_sac, "_" + c.lower()) for c in SAC_CODES})
 # which checks judge which algorithm's metrics (``Algorithm.health``), in causal order; SAC has no
 # ratio, clip fraction or chain log-prob, so none of the PPO checks is run on it
 CHECK_SETS = {"ppo": CODES[:-1], "sac": (*SAC_CODES, "NON_FINITE", "REWARD_DECLINING")}

@@ -13,7 +13,7 @@ from reinflow.rl.health_types import (
 )
 
 
-def _first_minibatch_ratio(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def first_minibatch_ratio(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     pts = h.pts("ppo/first_minibatch_ratio_max_dev", finite=False)
     if not pts:
         return "ppo/first_minibatch_ratio_max_dev not logged (runs before reinflow checked the update's shape)"
@@ -37,7 +37,7 @@ def _first_minibatch_ratio(h: _Hist, ctx: RunContext, found: list[str]) -> Findi
 FROZEN_ITERS = 5  # actor updates in a row is chance; this many with the ratio exactly 1 is a cause
 
 
-def _ratio_frozen(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def ratio_frozen(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     lo, hi, grad = h.pts("ppo/ratio_min"), dict(h.pts("ppo/ratio_max")), dict(h.pts("gradients/policy_norm"))
     if not lo or not hi or not grad:
         return "ppo/ratio_min, ppo/ratio_max or gradients/policy_norm not logged"

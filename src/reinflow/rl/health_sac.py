@@ -1,7 +1,7 @@
 """Health checks of an off-policy SAC run (``--algorithm dsrl``), in causal order: a replay buffer too
 small to hold a representative sample, then Q values beyond what the rewards allow, then an actor
 whose entropy has collapsed far below its target. Same contract as ``reinflow.rl.health_checks``:
-``_<code>(h, ctx, found)`` returns a Finding, None (judged: fine) or a str (why not judged).
+``<code>(h, ctx, found)`` returns a Finding, None (judged: fine) or a str (why not judged).
 The PPO checks (clip fraction, ratios, log-prob bound ...) read metrics SAC does not have and are
 not run on it (``CHECK_SETS["sac"]``).
 """
@@ -24,7 +24,7 @@ def _updated(h: _Hist, key: str) -> list[tuple[float, float]]:
     return [(it, v) for it, v in h.pts(key) if it in ran] if ran else []
 
 
-def _buffer_too_small(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def buffer_too_small(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     size, cap, batch = h.last("sac/buffer_size"), h.last("sac/buffer_capacity"), h.last("sac/batch_size")
     if size is None or cap is None or not batch:
         return "needs sac/buffer_size, sac/buffer_capacity and sac/batch_size"
@@ -48,7 +48,7 @@ def _buffer_too_small(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | 
     return None
 
 
-def _q_diverging(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def q_diverging(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     q = _updated(h, "sac/q_mean")
     r, gamma = h.last("sac/reward_abs_max"), h.last("sac/gamma")
     if not q or r is None or gamma is None:
@@ -79,7 +79,7 @@ def _q_diverging(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None 
     return None
 
 
-def _entropy_collapse(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
+def entropy_collapse(h: _Hist, ctx: RunContext, found: list[str]) -> Finding | None | str:
     ent, target = _updated(h, "sac/entropy_per_dim"), h.last("sac/entropy_target_per_dim")
     if len(ent) < ENTROPY_STREAK or target is None:
         return f"needs >= {ENTROPY_STREAK} updated iterations of sac/entropy_per_dim and sac/entropy_target_per_dim"

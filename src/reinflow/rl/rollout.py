@@ -1,4 +1,4 @@
-"""Rollout collection: chunks in, [T, N] tensors out.
+"""PPO's rollout: the env loop's decisions (``rl.envloop.decisions``) in, [T, N] tensors out.
 
 Each decision samples one chain per env, executes ``act_steps`` actions of the chunk
 (ChunkWrapper), and stores the *chain* (not the clipped action) with its log-prob, so the
@@ -16,6 +16,7 @@ import torch
 from reinflow.rl.agent import Agent
 from reinflow.rl.context import context_nbytes
 from reinflow.rl.dist import DistInfo, all_gather_1d
+from reinflow.rl.envloop import decisions, info_field, stack_obs
 
 
 @dataclass
@@ -77,24 +78,6 @@ class RewardScaler:
         self.count, self.mean, self.m2 = s["count"], s["mean"], s["m2"]
 
 
-def stack_obs(items: list[Any]) -> Any:
-    """List of single-env observations -> batched (arrays stacked, dicts per key)."""
-    if isinstance(items[0], dict):
-        return {k: stack_obs([it[k] for it in items]) for k in items[0]}
-    return np.stack([np.asarray(it) for it in items])
-
-
-def info_field(infos: dict, key: str, n: int, default: float = 0.0) -> np.ndarray:
-    """Per-env value of ``key``, taken from ``final_info`` for envs whose episode just ended
-    (same-step autoreset moves the finishing step's info there)."""
-    out = np.full(n, default, dtype=np.float64)
-    for src in (infos, infos.get("final_info", {})):
-        if key in src:
-            mask = src.get(f"_{key}", np.ones(n, dtype=bool))
-            out[mask] = np.asarray(src[key], dtype=np.float64)[mask]
-    return out
-
-
 def _scale(scaler: RewardScaler, reward: np.ndarray, done: np.ndarray, info: DistInfo) -> np.ndarray:
     """Every rank updates the same scaler with all ranks' rewards, then scales its own slice."""
     if not info.enabled:
@@ -123,22 +106,19 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
     valid = np.ones((steps, n), dtype=bool)
     ep_start = np.zeros(n, dtype=int)  # row where each env's current episode began in this rollout
     dropped = 0
-    res = None
+    res, step = None, None
     contexts: list[Any] | None = [] if keep_context_bytes > 0 else None
     kept_bytes = 0
-    for t in range(steps):
-        obs = policy.prepare_obs(raw_obs)
-        res = agent.act(obs, generator=generator)
-        act = policy.postprocess_action(res.action[:, : agent.sampler.act_steps]).cpu().numpy()
-        raw_obs, reward, term, trunc, infos = envs.step(act)
-        done = term | trunc
+    for t, step in enumerate(decisions(envs, agent, raw_obs, steps, generator)):
+        res, infos, reward, term, trunc, done = step.act, step.infos, step.reward, step.terminated, step.truncated, \
+            step.done
         final_v = torch.zeros(n, device=dev)
         if trunc.any() and "final_obs" in infos:
             idx = np.nonzero(trunc & ~term)[0]
             if len(idx):
                 fobs = policy.prepare_obs(stack_obs([infos["final_obs"][i] for i in idx]))
                 final_v[torch.as_tensor(idx, device=dev)] = agent.value(policy.encode(fobs)).float()
-        env_steps += int(info_field(infos, "chunk_len", n, 1).sum())
+        env_steps += step.env_steps
         successes.append(info_field(infos, "success", n))
         drop = info_field(infos, "episode_dropped", n) > 0
         for i in np.nonzero(done)[0]:
@@ -146,8 +126,7 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
                 valid[ep_start[i]:t + 1, i] = False
                 dropped += 1
             else:
-                episodes.append({k: float(info_field(infos, f"episode_{k}", n, np.nan)[i])
-                                 for k in ("return", "length", "success")})
+                episodes.append(step.episode(i))
             ep_start[i] = t + 1
         for key, val in (infos.get("reward_components") or {}).items():
             if not key.startswith("_"):
@@ -157,7 +136,7 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
             kept_bytes += context_nbytes(res.context)
             # Over the budget the update re-encodes every observation (all steps or none: one path).
             contexts = contexts + [res.context] if kept_bytes <= keep_context_bytes else None
-        obs_l.append(obs)
+        obs_l.append(step.obs)
         chains.append(res.chain)
         logps.append(res.logp)
         values.append(res.value)
@@ -169,11 +148,12 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
         terms.append(np.asarray(term, dtype=bool))
         truncs.append(np.asarray(trunc, dtype=bool))
         finals.append(final_v)
-    last_v = agent.value(policy.encode(policy.prepare_obs(raw_obs))).float()
+    assert step is not None and res is not None and res.logprob is not None
+    raw_obs = step.raw_obs
+    last_v = agent.value(step.next_context).float()  # the next decision's context: encoded once, in the loop
 
     def on_dev(xs: list) -> torch.Tensor:
         return torch.as_tensor(np.stack(xs), device=dev)
-    assert res is not None and res.logprob is not None
     roll = Rollout(
         obs=obs_l, chains=torch.stack(chains), logp=torch.stack(logps), values=torch.stack(values).float(),
         rewards=on_dev(rews), raw_rewards=on_dev(raws), terminated=on_dev(terms),

@@ -18,6 +18,11 @@ ALIASES = {"reinflow": "chain-ppo", "residual": "residual-ppo"}
 """the names of reinflow <= 0.1 (run folders and scripts written before the seam keep working)"""
 
 
+AGENTS = {"dsrl": "reinflow.rl.algorithms.dsrl:DSRLAgent"}
+"""policy type (``FlowPolicy.policy_config()["type"]``) -> the agent class that acts with it, where that is
+not PPO's ``rl.agent.Agent`` (what a checkpoint of that policy is loaded as)"""
+
+
 def canonical(name: str) -> str:
     """The registry name of ``name`` (an alias is translated); unknown names are returned as they are."""
     return ALIASES.get(name, name)
@@ -25,4 +30,13 @@ def canonical(name: str) -> str:
 
 def algorithm_class(name: str) -> type:
     module, _, attr = ALGORITHMS[canonical(name)].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def agent_class(policy_type: str) -> type:
+    """The agent class for a policy of type ``policy_type`` (``rl.agent.Agent`` unless ``AGENTS`` names one)."""
+    if policy_type not in AGENTS:
+        from reinflow.rl.agent import Agent
+        return Agent
+    module, _, attr = AGENTS[policy_type].partition(":")
     return getattr(importlib.import_module(module), attr)

@@ -10,29 +10,33 @@ division: the loop never branches on the algorithm, so a new one is a file, not 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import torch
 
-from reinflow.rl.agent import Agent
+from reinflow.rl.agent import BaseAgent
 from reinflow.rl.dist import DistInfo
 
 
+D = TypeVar("D")
+"""what one algorithm's ``collect`` hands its ``update``: PPO's ``rl.rollout.Rollout``, DSRL's ``Added``"""
+
+
 @dataclass
-class Experience:
-    """What ``Algorithm.collect`` returns. ``env_steps``: env steps this rank took; ``episodes``:
-    the episodes that finished, each ``{"return", "length", "success"}`` (success NaN when the env
-    reports none); ``metrics``: what collection measured (``rollout/*``, ``logprob/*`` ...);
-    ``data``: the payload ``update`` reads (a PPO batch, transitions for a replay buffer)."""
+class Experience(Generic[D]):
+    """What ``Algorithm.collect`` returns. ``env_steps``: env steps this rank took; ``data``: the payload
+    ``update`` reads, one type per algorithm (``Algorithm[D]``); ``episodes``: the episodes that finished,
+    each ``{"return", "length", "success"}`` (success NaN when the env reports none); ``metrics``: what
+    collection measured (``rollout/*``, ``logprob/*`` ...)."""
 
     env_steps: int
+    data: D
     episodes: list[dict] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
-    data: Any = None
 
 
-class Algorithm:
-    """One learning algorithm over the shared agent, sampler and envs.
+class Algorithm(Generic[D]):
+    """One learning algorithm over the shared agent, sampler and envs; ``D``: its ``Experience.data``.
 
     ``self.agent`` is what the trainer evaluates, keeps in ``best/`` and checkpoints
     (``model.safetensors``): everything needed to *act* lives in it. What only training needs
@@ -45,24 +49,26 @@ class Algorithm:
     health: ClassVar[str] = "ppo"
     """which health checks apply to its metrics (``reinflow.rl.health``)"""
 
-    def __init__(self, cfg: Any, agent: Agent, info: DistInfo, device: torch.device, truncation: str):
+    def __init__(self, cfg: Any, agent: BaseAgent, info: DistInfo, device: torch.device, truncation: str):
         self.cfg, self.agent, self.info, self.device, self.truncation = cfg, agent, info, device, truncation
 
     @classmethod
-    def prepare_agent(cls, cfg: Any, agent: Agent) -> Agent:
-        """The agent this algorithm trains, from the one ``rl.build`` made (e.g. a wrapped policy)."""
+    def prepare_agent(cls, cfg: Any, agent: BaseAgent) -> BaseAgent:
+        """The agent this algorithm trains, from the one ``rl.build`` made or loaded: a new agent built around
+        the algorithm's own policy (a wrapper of that agent's policy), holding only the parts it uses (the
+        loaded ones carried over), never an agent whose policy is swapped after its parts were built."""
         return agent
 
     def begin_iteration(self, it: int) -> dict[str, float]:
         """Apply the schedules of iteration ``it`` (learning rates, noise bounds); returns their metrics."""
         return {}
 
-    def collect(self, envs: Any, raw_obs: Any, it: int, generators: list[torch.Generator]) -> tuple[Experience, Any]:
+    def collect(self, envs: Any, raw_obs: Any, it: int, generators: list[torch.Generator]) -> tuple[Experience[D], Any]:
         """Step the envs from ``raw_obs``; returns (experience, the raw observation to continue from).
         ``generators``: one per env, seeded by (seed, iteration, global env index)."""
         raise NotImplementedError
 
-    def update(self, exp: Experience, it: int) -> dict[str, float]:
+    def update(self, exp: Experience[D], it: int) -> dict[str, float]:
         """Learn from ``exp``; returns the update's metrics."""
         raise NotImplementedError
 

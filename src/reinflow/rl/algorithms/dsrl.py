@@ -5,9 +5,11 @@ Wagenmaker et al., "Steering Your Diffusion Policy with Latent Space Reinforceme
 picks a bounded latent c, x_0 = map(c) (``policies.dsrl``: smooth DCT coefficients by default), and
 the chain runs its deterministic ODE from there. Each decision (one executed chunk) is one SAC
 transition (features of o, c, the chunk's summed reward, features of the next o, done) in a replay
-buffer; an iteration collects ``rollout_steps`` decisions per env, then takes ``dsrl_utd`` gradient
-steps per new decision. The trainer's evaluation, keep-best and ``reinflow eval`` act through
-``DSRLFlowPolicy.initial_noise``: the actor's mean in deterministic mode.
+buffer; an iteration collects ``rollout_steps`` decisions per env through the env loop every algorithm
+uses (``rl.envloop.decisions``), then takes ``dsrl_utd`` gradient steps per new decision. The agent
+(``DSRLAgent``) is the DSRL policy behind ``act`` with nothing PPO needs (no noise head, no critic):
+the trainer's evaluation, keep-best and ``reinflow eval`` act through it, the actor's mean in
+deterministic mode.
 
 Resume: the replay buffer, critics, targets, temperature and optimizers are the trainer state
 (safetensors + JSON), so a resumed run continues with the data and critics it had.
@@ -16,49 +18,90 @@ Resume: the replay buffer, critics, targets, temperature and optimizers are the 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
 from reinflow import ConfigError, NonFiniteError
-from reinflow.flow.chain import randn, sample_chain
+from reinflow.flow.chain import sample_chain
 from reinflow.policies.dsrl import DSRLFlowPolicy
-from reinflow.rl.agent import Agent
+from reinflow.rl.agent import ActResult, BaseAgent, SamplerConfig, batch_size
 from reinflow.rl.algorithms.base import Algorithm, Experience
 from reinflow.rl.dist import DistInfo
+from reinflow.rl.envloop import decisions, info_field, stack_obs
 from reinflow.rl.replay import ReplayBuffer
-from reinflow.rl.rollout import info_field, stack_obs
 from reinflow.rl.sac import SAC, SACSettings
 from reinflow.rl.seeding import stream_seed
 
 UPDATE_TAG = 3  # seeding.stream_seed tag of the update's replay sampling and actor noise
 
 
-class DSRL(Algorithm):
+class DSRLAgent(BaseAgent):
+    """A DSRL policy (frozen base + noise actor) behind ``act``: x_0 from the actor (its mean when
+    deterministic), then the base's chain as an ODE. Nothing PPO needs: no noise head (the chain injects
+    no noise), no critic (SAC's twin critics are training state, ``rl.sac``), no likelihood."""
+
+    legacy_keys = ("noise_head.", "critic.")  # PPO's heads, built for dsrl by reinflow <= 0.1, never trained
+
+    def __init__(self, policy: DSRLFlowPolicy, sampler: SamplerConfig):
+        if not isinstance(policy, DSRLFlowPolicy):
+            raise ConfigError("algorithm=dsrl: the checkpoint's policy is not a dsrl policy")
+        super().__init__(policy, sampler)
+        self.from_prior = False
+        """stochastic ``act`` draws the latent from ``prior_latent`` instead of the actor (SAC's warm-up)"""
+
+    def act(self, obs: Any, deterministic: bool = False, generator: Any = None,
+            x0: torch.Tensor | None = None, context: Any = None) -> ActResult:
+        pol = self.policy
+        ctx = pol.encode(obs) if context is None else context
+        batch, latent = batch_size(obs), None
+        if x0 is None:
+            feats = pol.value_features(ctx).detach()
+            if self.from_prior and not deterministic:
+                latent = pol.prior_latent(batch, generator, feats.device, feats.dtype)
+            else:
+                latent = pol.actor.sample(feats, deterministic, generator)[0]
+            x0 = pol.latent_to_x0(latent)
+        s = sample_chain(pol, None, ctx, batch, self.mask, deterministic=True, x0=x0)
+        return ActResult(action=s.action, chain=s.chain, logp=None, value=None, logprob=None, context=ctx,
+                         latent=latent)
+
+
+@dataclass
+class Added:
+    """DSRL's ``Experience.data``: what one collection put in the replay buffer (the transitions are there)."""
+
+    transitions: int
+    """decisions added (one per env and decision, those of fault-dropped episodes left out)"""
+
+
+class DSRL(Algorithm[Added]):
     name = "dsrl"
     health = "sac"
 
     @classmethod
-    def prepare_agent(cls, cfg: Any, agent: Agent) -> Agent:
+    def prepare_agent(cls, cfg: Any, agent: BaseAgent) -> BaseAgent:
         if not cfg.policy_path:
             raise ConfigError(f"algorithm={cls.name} steers a pretrained policy's x_0: give --policy-path "
                               "(a BC checkpoint)")
-        if not isinstance(agent.policy, DSRLFlowPolicy):  # a dsrl checkpoint continues with its own actor
-            # centred where the BC was measured: a fixed-noise BC (SmolVLA's quickstart) at its x_0
-            agent.policy = DSRLFlowPolicy(agent.policy, agent.sampler.act_steps, cfg.dsrl_components,
-                                          cfg.dsrl_bound, cfg.dsrl_hidden, x0_seed=cfg.dsrl_x0_seed())
-        return agent
+        if isinstance(agent, DSRLAgent):  # a dsrl checkpoint continues with its own actor
+            return agent
+        # centred where the BC was measured: a fixed-noise BC (SmolVLA's quickstart) at its x_0
+        steered = DSRLAgent(DSRLFlowPolicy(agent.policy, agent.sampler.act_steps, cfg.dsrl_components, cfg.dsrl_bound,
+                                           cfg.dsrl_hidden, x0_seed=cfg.dsrl_x0_seed()), agent.sampler)
+        steered.critic_shares_features = agent.critic_shares_features  # the checkpoint's config.json keeps the flag
+        return steered
 
-    def __init__(self, cfg: Any, agent: Agent, info: DistInfo, device: torch.device, truncation: str):
+    def __init__(self, cfg: Any, agent: BaseAgent, info: DistInfo, device: torch.device, truncation: str):
         super().__init__(cfg, agent, info, device, truncation)
         if info.world_size > 1:
             raise ConfigError(f"world_size={info.world_size}: algorithm=dsrl runs in one process (its replay "
                               "buffer and SAC updates are not data-parallel); run it without torchrun")
-        pol = agent.policy
-        if not isinstance(pol, DSRLFlowPolicy):
+        if not isinstance(agent, DSRLAgent):
             raise ConfigError("algorithm=dsrl: the checkpoint's policy is not a dsrl policy")
-        self.policy = pol
+        self.policy = pol = agent.policy
         feat, latent = pol.value_feature_dim, pol.latent_dim
         self.sac = SAC(pol.actor, feat, SACSettings(
             gamma=cfg.gamma, tau=cfg.dsrl_tau, lr_actor=cfg.lr_actor, lr_critic=cfg.lr_actor, lr_alpha=cfg.lr_actor,
@@ -74,55 +117,53 @@ class DSRL(Algorithm):
 
     # --- collection ------------------------------------------------------------------------------
     @torch.no_grad()
-    def collect(self, envs: Any, raw_obs: Any, it: int, generators: list[torch.Generator]) -> tuple[Experience, Any]:
-        cfg, pol, agent = self.cfg, self.policy, self.agent
-        n, act_steps = envs.num_envs, agent.sampler.act_steps
+    def collect(self, envs: Any, raw_obs: Any, it: int, generators: list[torch.Generator]) -> tuple[Experience[Added], Any]:
+        """``rollout_steps`` decisions of the env loop; each kept one is a replay transition (features of o,
+        the latent c that chose x_0, the chunk's reward, features of the next o, done)."""
+        cfg, pol, agent, buf = self.cfg, self.policy, self.agent, self.buffer
+        n = envs.num_envs
         episodes, rewards, env_steps, added, dropped, warm = [], [], 0, 0, 0, 0
-        ctx = pol.encode(pol.prepare_obs(raw_obs))
-        for _ in range(cfg.rollout_steps):
-            feats = pol.value_features(ctx).detach()
-            if self.buffer.added < cfg.dsrl_warmup:  # the BC policy's own in-span noise, clipped to the bound
-                c = randn((n, pol.latent_dim), generators, feats.device).to(feats.dtype).clamp(-pol.bound, pol.bound)
-                warm += n
-            else:
-                c, _ = pol.actor.sample(feats, False, generators)
-            s = sample_chain(pol, agent.noise_head, ctx, n, agent.mask, deterministic=True, x0=pol.latent_to_x0(c))
-            raw_obs, reward, term, trunc, infos = envs.step(pol.postprocess_action(s.action[:, :act_steps]).cpu().numpy())
-            done = term | trunc
-            # the next decision's context doubles as this one's next state, except where an episode ended
-            # (same-step autoreset: its last observation is in final_obs)
-            ctx = pol.encode(pol.prepare_obs(raw_obs))
-            next_feats = pol.value_features(ctx).detach().clone()
-            ended = np.nonzero(done)[0]
-            if len(ended):
-                last = pol.prepare_obs(stack_obs([infos["final_obs"][i] for i in ended]))
-                next_feats[torch.as_tensor(ended, device=feats.device)] = pol.value_features(pol.encode(last)).detach()
-            keep = info_field(infos, "episode_dropped", n) == 0   # a fault's decision is no transition
-            stop = term | (trunc & (self.truncation == "terminal"))  # a time limit bootstraps unless part of the task
-            idx = torch.as_tensor(np.nonzero(keep)[0], device=feats.device)
-            as_t = lambda x: torch.as_tensor(x, dtype=torch.float32, device=feats.device)[idx]  # noqa: E731
-            self.buffer.add(feat=feats[idx], latent=c[idx], reward=as_t(reward * cfg.dsrl_reward_scale),
-                            next_feat=next_feats[idx], done=as_t(stop))
-            added += len(idx)
-            dropped += int((~keep & done).sum())
-            rewards += [float(x) for x in reward[keep]]
-            env_steps += int(info_field(infos, "chunk_len", n, 1).sum())
-            for i in np.nonzero(done & keep)[0]:
-                episodes.append({k: float(info_field(infos, f"episode_{k}", n, np.nan)[i])
-                                 for k in ("return", "length", "success")})
+        agent.from_prior = buf.added < cfg.dsrl_warmup  # the BC policy's own in-span noise, clipped to the bound
+        try:
+            for step in decisions(envs, agent, raw_obs, cfg.rollout_steps, generators):
+                warm += n if agent.from_prior else 0
+                feats, done, reward = pol.value_features(step.act.context).detach(), step.done, step.reward
+                # the next decision's context doubles as this one's next state, except where an episode ended
+                # (same-step autoreset: its last observation is in final_obs)
+                next_feats = pol.value_features(step.next_context).detach().clone()
+                ended = np.nonzero(done)[0]
+                if len(ended):
+                    last = pol.prepare_obs(stack_obs([step.infos["final_obs"][i] for i in ended]))
+                    next_feats[torch.as_tensor(ended, device=feats.device)] = pol.value_features(pol.encode(last)).detach()
+                keep = info_field(step.infos, "episode_dropped", n) == 0   # a fault's decision is no transition
+                # a time limit bootstraps unless part of the task
+                stop = step.terminated | (step.truncated & (self.truncation == "terminal"))
+                idx = torch.as_tensor(np.nonzero(keep)[0], device=feats.device)
+                as_t = lambda x: torch.as_tensor(x, dtype=torch.float32, device=feats.device)[idx]  # noqa: E731
+                buf.add(feat=feats[idx], latent=step.act.latent[idx], reward=as_t(reward * cfg.dsrl_reward_scale),
+                        next_feat=next_feats[idx], done=as_t(stop))
+                agent.from_prior = buf.added < cfg.dsrl_warmup   # read when the next decision is sampled
+                added += len(idx)
+                dropped += int((~keep & done).sum())
+                rewards += [float(x) for x in reward[keep]]
+                env_steps += step.env_steps
+                episodes += [step.episode(i) for i in np.nonzero(done & keep)[0]]
+                raw_obs = step.raw_obs
+        finally:
+            agent.from_prior = False  # evaluation and checkpoints never see the warm-up switch
         metrics = {"rollout/reward_mean": float(np.mean(rewards)) if rewards else None,
                    "rollout/episodes_dropped": dropped, "sac/warmup_fraction": warm / max(n * cfg.rollout_steps, 1)}
-        return Experience(env_steps=env_steps, episodes=episodes, metrics=metrics, data=added), raw_obs
+        return Experience(env_steps=env_steps, episodes=episodes, metrics=metrics, data=Added(added)), raw_obs
 
     # --- learning --------------------------------------------------------------------------------
-    def update(self, exp: Experience, it: int) -> dict[str, float]:
+    def update(self, exp: Experience[Added], it: int) -> dict[str, float]:
         cfg, buf = self.cfg, self.buffer
         out = {"sac/buffer_size": len(buf), "sac/buffer_capacity": buf.capacity, "sac/batch_size": cfg.dsrl_batch_size,
                "sac/alpha": self.sac.alpha, "sac/entropy_target_per_dim": cfg.dsrl_target_entropy,
                "sac/latent_dim": self.policy.latent_dim, "sac/gamma": cfg.gamma}
         if buf.added < cfg.dsrl_warmup:  # still collecting with the BC policy's noise
             return {**out, "sac/updates": 0, "sac/grad_steps": self.grad_steps}
-        self.owed += cfg.dsrl_utd * int(exp.data)
+        self.owed += cfg.dsrl_utd * exp.data.transitions
         steps, self.owed = int(self.owed), self.owed - int(self.owed)
         idx_gen = torch.Generator().manual_seed(stream_seed(cfg.seed, it, 0, UPDATE_TAG))
         noise_gen = torch.Generator(device=self.device).manual_seed(stream_seed(cfg.seed, it, 1, UPDATE_TAG))

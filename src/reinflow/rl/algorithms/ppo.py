@@ -21,12 +21,12 @@ import torch
 from reinflow import ConfigError, InvariantError, NonFiniteError
 from reinflow.constants import PRE_UPDATE_TOL
 from reinflow.flow.chain import check_per_dim_bound
-from reinflow.rl.agent import Agent
+from reinflow.rl.agent import Agent, BaseAgent
 from reinflow.rl.algorithms.base import Algorithm, Experience
 from reinflow.rl.context import cat_contexts, context_budget_bytes, index_context
 from reinflow.rl.dist import DistInfo, all_reduce, average_gradients
 from reinflow.rl.gae import gae, time_limit_as
-from reinflow.rl.rollout import RewardScaler, collect_rollout
+from reinflow.rl.rollout import RewardScaler, Rollout, collect_rollout
 from reinflow.rl.seeding import stream_seed
 from reinflow.rl.trainer_state import load_optimizer
 
@@ -281,15 +281,15 @@ def lr_factor(cfg: Any, it: int) -> float:
     return cfg.lr_min_frac + (1 - cfg.lr_min_frac) * 0.5 * (1 + math.cos(math.pi * frac))
 
 
-class ChainPPO(Algorithm):
+class ChainPPO(Algorithm[Rollout]):
     """PPO on the whole flow policy's chain: every trainable weight of the policy and the noise head."""
 
     name = "chain-ppo"
     health = "ppo"
 
     @classmethod
-    def prepare_agent(cls, cfg: Any, agent: Agent) -> Agent:
-        if agent.policy.ode_chain:  # PPO's ratio is the chain's likelihood: a chain without noise has none
+    def prepare_agent(cls, cfg: Any, agent: BaseAgent) -> Agent:
+        if not isinstance(agent, Agent):  # PPO's ratio is the chain's likelihood: a dsrl chain injects no noise
             raise ConfigError(f"algorithm={cls.name}: --policy-path holds a dsrl policy (a noise actor over a frozen "
                               "base), whose chain injects no noise; continue it with --algorithm dsrl, or start PPO "
                               "from the BC checkpoint it was trained from")
@@ -319,7 +319,7 @@ class ChainPPO(Algorithm):
         return {"noise/sigma_lo": lo, "noise/sigma_hi": hi, "lr/actor": self.actor_opt.param_groups[0]["lr"],
                 "lr/critic": self.critic_opt.param_groups[0]["lr"]}
 
-    def collect(self, envs: Any, raw_obs: Any, it: int, generators: list[torch.Generator]) -> tuple[Experience, Any]:
+    def collect(self, envs: Any, raw_obs: Any, it: int, generators: list[torch.Generator]) -> tuple[Experience[Rollout], Any]:
         cfg, agent = self.cfg, self.agent
         roll, raw_obs = collect_rollout(envs, agent, raw_obs, cfg.rollout_steps, self.scaler, generators, self.info,
                                         context_budget_bytes(agent.policy, cfg.context_cache_gib))
@@ -331,7 +331,7 @@ class ChainPPO(Algorithm):
                    **{f"rollout/reward_{k}": v for k, v in roll.reward_components.items()}}
         return Experience(env_steps=roll.env_steps, episodes=roll.episodes, metrics=metrics, data=roll), raw_obs
 
-    def update(self, exp: Experience, it: int) -> dict[str, float]:
+    def update(self, exp: Experience[Rollout], it: int) -> dict[str, float]:
         cfg, agent, roll = self.cfg, self.agent, exp.data
         term, trunc = time_limit_as(roll.terminated, roll.truncated, self.truncation)
         adv = gae(roll.rewards, roll.values, term, trunc, roll.final_values, roll.last_values, cfg.gamma, cfg.gae_lambda)
@@ -341,7 +341,7 @@ class ChainPPO(Algorithm):
                       advantages=adv.advantages.flatten(), returns=adv.returns.flatten(),
                       values=roll.values.flatten(), weights=roll.valid.flatten().float(),
                       context=cat_contexts(ctxs) if ctxs else None)
-        roll.contexts = exp.data = None  # the batch holds the one copy
+        roll.contexts = None  # the batch holds the one copy
         actor_on = it >= cfg.critic_warmup_iters
         del ctxs  # the batch holds the one copy of the kept contexts (not twice the budget through the update)
         upd = self._update_checked(batch, actor_on, it)

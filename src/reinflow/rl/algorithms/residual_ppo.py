@@ -10,7 +10,7 @@ from typing import Any
 
 from reinflow import ConfigError
 from reinflow.policies.residual import ResidualFlowPolicy
-from reinflow.rl.agent import Agent
+from reinflow.rl.agent import Agent, BaseAgent
 from reinflow.rl.algorithms.ppo import ChainPPO
 
 
@@ -18,10 +18,11 @@ class ResidualPPO(ChainPPO):
     name = "residual-ppo"
 
     @classmethod
-    def prepare_agent(cls, cfg: Any, agent: Agent) -> Agent:
+    def prepare_agent(cls, cfg: Any, agent: BaseAgent) -> Agent:
         if not (cfg.policy_path or cfg.vlm_path):
             raise ConfigError(f"algorithm={cls.name} corrects a pretrained policy: give --policy-path (a BC checkpoint)")
         agent = super().prepare_agent(cfg, agent)
-        if not isinstance(agent.policy, ResidualFlowPolicy):  # a resumed or residual checkpoint already is one
-            agent.policy = ResidualFlowPolicy(agent.policy)     # same dims: mask, basis and heads stay valid
-        return agent
+        if isinstance(agent.policy, ResidualFlowPolicy):  # a resumed or residual checkpoint already is one
+            return agent
+        # the BC checkpoint's noise head and critic carry over to the agent around the wrapped policy
+        return agent.around(ResidualFlowPolicy(agent.policy))

@@ -44,6 +44,15 @@ class Algorithm:
     """the ``--algorithm`` value"""
     health: ClassVar[str] = "ppo"
     """which health checks apply to its metrics (``reinflow.rl.health``)"""
+    config: ClassVar[type]
+    """its settings: a dataclass declared in its file, with ``RANGES``, ``FROZEN_ON_RESUME`` and ``check()``;
+    ``TrainConfig`` derives from every registered one, so their fields are top-level flags"""
+    default_lr_actor: ClassVar[float]
+    """``--lr-actor`` when not given"""
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Refuse what ``cfg`` (a TrainConfig naming this algorithm) sets that this algorithm has no use for."""
 
     def __init__(self, cfg: Any, agent: Agent, info: DistInfo, device: torch.device, truncation: str):
         self.cfg, self.agent, self.info, self.device, self.truncation = cfg, agent, info, device, truncation

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from reinflow import ConfigError
 from reinflow.quickstart_policies import KINDS, MLP_TASKS, TASKS, PolicyKind, Settings
-from reinflow.rl.algorithms import ALGORITHMS, canonical
+from reinflow.rl.algorithms import ALGORITHMS, algorithm_class, canonical
 from reinflow.rl.keep_best import BEST_DIR, heldout_seed
 from reinflow.rl.presets import preset_overrides
 from reinflow.rl.runfolder import check_out, claim_out
@@ -155,7 +155,7 @@ def make_plan(cfg: QuickstartConfig, kind: PolicyKind) -> Plan:
     if act_steps > chunk:
         raise ConfigError(f"act_steps={act_steps}: must be <= chunk_size={chunk}")
     iterations, minutes = cfg.iterations or s.iterations, cfg.minutes or s.minutes
-    if canonical(cfg.algorithm) == "dsrl":  # SAC: an env-step budget, its own wall-time cap
+    if cfg.algorithm != "auto" and algorithm_class(cfg.algorithm).budget_in_env_steps:  # its own wall-time cap too
         iterations, minutes = cfg.iterations or dsrl_iterations(cfg, kind, s, act_steps), cfg.minutes or s.dsrl_minutes
     return Plan(label, env_id, kw, int(env_spaces(env_id, kw)[1].shape[-1]), demo_episodes, bc_episodes,
                 cfg.bc_steps or s.bc_steps, chunk, act_steps, iterations, minutes, image, s)
@@ -228,7 +228,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     """Run the pipeline; returns the summary dict (also written to <out>/summary.json)."""
     from reinflow.bc.pretrain import PretrainConfig, pretrain
     from reinflow.envs.factory import env_spaces, set_headless_gl
-    from reinflow.quickstart_report import recipe, summarize, write_report
+    from reinflow.quickstart_report import summarize, write_report
     from reinflow.rl.build import build_agent
     from reinflow.rl.checkpoint import load_agent
     from reinflow.rl.dist import resolve_device
@@ -246,13 +246,12 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     held = claim_out(out, cfg.overwrite)  # locked: one process per report folder, until the report is written
     eval_seed = heldout_seed(cfg.seed)  # never the episodes training's evaluations pick the kept policy on
     tcfg = train_config(cfg, kind, plan, out, {})
+    text = algorithm_class(tcfg.algorithm).describe(tcfg, plan.act_steps, plan.action_dim)
     basis = min(tcfg.noise_basis, plan.act_steps)  # capped at the executed steps, as sampler_config does
     dims = (basis or plan.act_steps) * plan.action_dim
     cams = f", cameras {plan.image_size[0]}x{plan.image_size[1]}" if kind.cameras else ""
     _stage(f"task {plan.label} ({plan.env_id}), {kind.label}{cams}; {plan.iterations} iterations, at most "
-           f"{plan.minutes:g} min; chunk {plan.chunk_size} x {plan.action_dim}, K = 1, " + (
-               f"SAC latent {tcfg.dsrl_components or plan.act_steps} x {plan.action_dim} (x_0)" if tcfg.algorithm == "dsrl"
-               else f"chain D = {basis or plan.act_steps} x {plan.action_dim} = {dims}"), t0)
+           f"{plan.minutes:g} min; chunk {plan.chunk_size} x {plan.action_dim}, K = 1, {text['space']}", t0)
     if plan.act_steps < plan.chunk_size:
         print(f"  note: act_steps={plan.act_steps} < chunk {plan.chunk_size}: closed-loop execution, D = {dims} "
               "(asked for on the command line)")
@@ -289,7 +288,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
                           f"({(time.time() - t0) / 60:.1f} min so far); give more minutes")
     tcfg = replace(tcfg, time_limit_min=left_min)
     _stage(f"4/6 fine-tuning ({tcfg.algorithm}): {tcfg.iterations} iterations (cut at {left_min:.1f} min) of "
-           f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, {recipe(tcfg, plan.act_steps, plan.action_dim)}", t0)
+           f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, {text['recipe']}", t0)
     res = train(tcfg)
     why = "a signal (Ctrl-C / SIGTERM) stopped" if res.stopped_by == "signal" else "--minutes cut"
     cut = f" ({why} the run at {res.iterations} of {tcfg.iterations})" if res.iterations < tcfg.iterations else ""

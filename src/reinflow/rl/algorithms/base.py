@@ -49,6 +49,16 @@ class Algorithm:
     ``TrainConfig`` derives from every registered one, so their fields are top-level flags"""
     default_lr_actor: ClassVar[float]
     """``--lr-actor`` when not given"""
+    family: ClassVar[str] = "PPO"
+    """what its update is, in reports ("PPO iterations")"""
+    budget_in_env_steps: ClassVar[bool] = False
+    """the quickstart plans it by an env-step budget (``Settings.dsrl_env_steps``), not by iterations"""
+
+    @classmethod
+    def describe(cls, cfg: Any, act_steps: int, action_dim: int) -> dict[str, str]:
+        """Report text (the quickstart's): 'space' (what it explores, a few words), 'chain' (how the chain
+        runs), 'recipe' (its settings in one line), 'settings' (the recipe bullet of summary.md)."""
+        raise NotImplementedError
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:

@@ -95,6 +95,19 @@ class DSRL(Algorithm):
     health = "sac"
     config = DSRLConfig
     default_lr_actor = 3e-4  # SAC's one lr: actor, critics and temperature
+    family = "SAC"
+    budget_in_env_steps = True  # SAC's sample efficiency is judged per env step
+
+    @classmethod
+    def describe(cls, cfg: Any, act_steps: int, action_dim: int) -> dict[str, str]:
+        m, seed = cfg.dsrl_components, cls.x0_seed(cfg)
+        recipe = (f"SAC over x_0's {m or act_steps} x {action_dim} {'DCT coefficients' if m else 'entries'} (bound "
+                  f"{cfg.dsrl_bound:g}), UTD {cfg.dsrl_utd:g}, batch {cfg.dsrl_batch_size}, lr {cfg.lr_actor:g}, "
+                  f"target entropy {cfg.dsrl_target_entropy:g}/dim, warm-up {cfg.dsrl_warmup} decisions, centred at "
+                  f"{'x_0 = 0' if seed is None else f'the fixed x_0 (seed {seed})'}")
+        return {"space": f"SAC latent {m or act_steps} x {action_dim} (x_0)",
+                "chain": "the ODE from the actor's x_0 (no injected noise)", "recipe": recipe,
+                "settings": f"algorithm {cls.name}, {recipe}, {cfg.parallel_envs} envs x {cfg.rollout_steps} decisions"}
 
     @classmethod
     def check_config(cls, cfg: Any) -> None:

@@ -287,6 +287,21 @@ class ChainPPO(Algorithm):
                               "from the BC checkpoint it was trained from")
         return agent
 
+    @classmethod
+    def describe(cls, cfg: Any, act_steps: int, action_dim: int) -> dict[str, str]:
+        basis = min(cfg.noise_basis, act_steps)  # capped at the executed steps, as sampler_config does
+        recipe = (f"noise basis {cfg.noise_basis}, sigma in [{cfg.sigma_min}, {cfg.sigma_max}], lr {cfg.lr_actor:g} "
+                  f"({cfg.lr_schedule}), clip {cfg.clip_epsilon}, x_0 {cfg.initial_noise}")
+        settings = (f"algorithm {cfg.algorithm}, noise basis {cfg.noise_basis} (0 = white), reduction "
+                    f"`{cfg.logprob_reduction}`, sigma in [{cfg.sigma_min}, {cfg.sigma_max}], lr_actor {cfg.lr_actor:g} "
+                    f"({cfg.lr_schedule}), clip {cfg.clip_epsilon}, target_kl {cfg.target_kl}, x_0 {cfg.initial_noise}, "
+                    f"{cfg.parallel_envs} envs x {cfg.rollout_steps} decisions, {cfg.update_epochs} epochs, "
+                    f"minibatch {cfg.minibatch_size}, critic warm-up {cfg.critic_warmup_iters} iterations, "
+                    f"precision {cfg.precision}")
+        return {"space": f"chain D = {basis or act_steps} x {action_dim} = {(basis or act_steps) * action_dim}",
+                "chain": f"noise basis {basis} (0 = white): D = {(basis or act_steps) * action_dim}",
+                "recipe": recipe, "settings": settings}
+
     def __init__(self, cfg: Any, agent: Agent, info: DistInfo, device: torch.device, truncation: str):
         super().__init__(cfg, agent, info, device, truncation)
         self.actor_opt = torch.optim.AdamW(agent.actor_parameters(), lr=cfg.lr_actor, weight_decay=0.0)

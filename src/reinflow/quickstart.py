@@ -107,7 +107,7 @@ class QuickstartConfig:
             raise ConfigError(f"minutes={self.minutes}: must be > 0")
         if not self.bc_lr > 0:
             raise ConfigError(f"bc_lr={self.bc_lr}: must be > 0")
-        # sizes have their ranges in validate.RANGES (checked above); act_steps <= chunk: make_plan
+        # sizes have their ranges in validate.RANGES (checked above); act_steps <= chunk: TrainConfig
         if canonical(self.algorithm) not in ("auto", *ALGORITHMS):
             raise ConfigError(f"algorithm={self.algorithm!r}: allowed auto, {', '.join(ALGORITHMS)}")
         preset_overrides(self.preset)  # an unknown name ends here, before any demo is recorded
@@ -151,9 +151,7 @@ def make_plan(cfg: QuickstartConfig, kind: PolicyKind) -> Plan:
     bc_episodes = cfg.bc_episodes or cfg.demo_episodes or s.bc_episodes
     demo_episodes = cfg.demo_episodes or cfg.bc_episodes or s.demo_episodes
     chunk = cfg.chunk_size or s.chunk_size
-    act_steps = cfg.act_steps or chunk
-    if act_steps > chunk:
-        raise ConfigError(f"act_steps={act_steps}: must be <= chunk_size={chunk}")
+    act_steps = cfg.act_steps or chunk  # <= chunk: TrainConfig's rule (train_config), before any demo is recorded
     iterations, minutes = cfg.iterations or s.iterations, cfg.minutes or s.minutes
     if cfg.algorithm != "auto" and algorithm_class(cfg.algorithm).budget_in_env_steps:  # its own wall-time cap too
         iterations, minutes = cfg.iterations or dsrl_iterations(cfg, kind, s, act_steps), cfg.minutes or s.dsrl_minutes

@@ -45,8 +45,9 @@ def test_a_config_json_written_before_the_split_resumes_unchanged(tmp_path):
     run.mkdir()
     saved["train"]["out"] = str(run)
     (run / "config.json").write_text(json.dumps(saved))
-    base, source, argv = _resume_defaults(["--resume", "--out", str(run), "--clip-epsilon", "0.3"])
-    cfg = parse_with_defaults(TrainConfig, argv + ["--resume"], "reinflow train", None, base, source)
+    point, source, argv = _resume_defaults(["--resume", "--out", str(run), "--clip-epsilon", "0.3"])
+    assert point == (None, saved)  # no checkpoint yet: it starts over with its saved config
+    cfg = parse_with_defaults(TrainConfig, argv + ["--resume"], "reinflow train", None, point[1]["train"], source)
     new = asdict(cfg)
     assert {k: v for k, v in new.items() if k not in ("resume", "clip_epsilon")} == \
         {k: v for k, v in saved["train"].items() if k not in ("resume", "clip_epsilon")}

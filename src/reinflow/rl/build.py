@@ -55,24 +55,47 @@ def _env_instruction(env_id: str, kw: dict) -> str:
         env.close()
 
 
+DEFAULT_CHUNK = {"mlp": 8, "smolvla": 50}
+"""--chunk-size of a new policy (and of a LeRobot SmolVLA checkpoint) when not given"""
+
+
+def _checkpoint_policy(cfg: TrainConfig) -> tuple[Path, dict] | None:
+    """(folder, base policy config) of a reinflow checkpoint at --policy-path, else None (a new policy,
+    or a LeRobot SmolVLA folder). A residual's or dsrl policy's sizes are its base's."""
+    if cfg.policy_path is None:
+        return None
+    if cfg.policy == "smolvla" and not ((Path(cfg.policy_path) / "config.json").is_file() and
+                                        "sampler" in read_checkpoint_config(Path(cfg.policy_path), require=False)):
+        return None
+    ck = resolve_checkpoint(cfg.policy_path)
+    return ck, base_policy_config(read_checkpoint_config(ck)["policy"])
+
+
+def policy_dims(cfg: TrainConfig, act_space: gym.Space) -> tuple[int, int, int]:
+    """(chunk H, action dims A, Euler steps K) of the policy ``build_agent`` makes, from the flags and the
+    checkpoint's config, without building it: what the chain dimension D of ``--auto-scale`` needs before
+    the agent exists (``ChainPPO.resolve``)."""
+    if not isinstance(act_space, gym.spaces.Box):
+        raise ConfigError(f"env={cfg.env!r}: action space {type(act_space).__name__} is not a Box")
+    held = _checkpoint_policy(cfg)
+    if held is None:
+        return cfg.chunk_size or DEFAULT_CHUNK[cfg.policy], int(np.prod(act_space.shape)), cfg.denoise_steps or 1
+    pcfg = held[1]
+    return pcfg.get("chunk_size"), pcfg.get("action_dim"), cfg.denoise_steps or pcfg.get("denoise_steps") or 1
+
+
 def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> Agent:
     """A new or loaded agent whose chunk/action dims are checked against the env (the algorithm
     may then wrap its policy: ``Algorithm.prepare_agent``)."""
-    return _build_agent(cfg.resolved(), obs_space, act_space)
-
-
-def _build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> Agent:
     if not isinstance(act_space, gym.spaces.Box):
         raise ConfigError(f"env={cfg.env!r}: action space {type(act_space).__name__} is not a Box")
     action_dim = int(np.prod(act_space.shape))
     lo, hi = cfg.schedule().bounds_at(0, cfg.iterations)
-    is_checkpoint = bool(cfg.policy_path) and (Path(cfg.policy_path) / "config.json").is_file() and \
-        "sampler" in read_checkpoint_config(Path(cfg.policy_path), require=False)
-    if cfg.policy == "smolvla" and not is_checkpoint:
+    held = _checkpoint_policy(cfg)
+    if cfg.policy == "smolvla" and held is None:
         return _new_smolvla_agent(cfg, obs_space, act_space, lo, hi)
-    if cfg.policy_path:
-        ck = resolve_checkpoint(cfg.policy_path)
-        pcfg = base_policy_config(read_checkpoint_config(ck)["policy"])  # a residual's sizes are its base's
+    if held is not None:
+        ck, pcfg = held
         chunk = pcfg.get("chunk_size")
         if cfg.chunk_size is not None and chunk != cfg.chunk_size:
             raise ConfigError(f"chunk_size={cfg.chunk_size}: the checkpoint {ck} was built with chunk_size={chunk}")
@@ -92,7 +115,7 @@ def _build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -
         agent, _, _ = load_agent(ck, sampler_overrides=sampler, policy_overrides=overrides)
         agent.critic_shares_features = cfg.critic_shares_features
         return agent
-    chunk = cfg.chunk_size or 8
+    chunk = cfg.chunk_size or DEFAULT_CHUNK["mlp"]
     sampler = sampler_config(cfg, chunk, lo, hi)  # validates act_steps before any model is built
     if not isinstance(obs_space, gym.spaces.Box):
         raise ConfigError(f"env={cfg.env!r}: the MLP policy needs a vector observation, the env's is not one "
@@ -112,7 +135,7 @@ def _new_smolvla_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Sp
         from reinflow.policies.smolvla import build_smolvla_policy
     except ImportError as exc:
         raise ConfigError(f"policy=smolvla needs the extra (see docs/smolvla.md): {exc}") from None
-    chunk = cfg.chunk_size or 50
+    chunk = cfg.chunk_size or DEFAULT_CHUNK["smolvla"]
     sampler = sampler_config(cfg, chunk, lo, hi)
     policy = build_smolvla_policy(obs_space, act_space, vlm_path=cfg.vlm_path, policy_path=cfg.policy_path,
                                   chunk_size=chunk, denoise_steps=cfg.denoise_steps or 1, trainable=cfg.trainable,

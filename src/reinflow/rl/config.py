@@ -12,7 +12,7 @@ from typing import Literal
 
 from reinflow import ConfigError
 from reinflow.flow.noise import SCHEDULE_ALIASES, NoiseSchedule
-from reinflow.rl.algorithms import ALGORITHMS, ALIASES, algorithm_class, algorithm_configs
+from reinflow.rl.algorithms import ALGORITHMS, ALIASES, algorithm_class, algorithm_configs, canonical
 from reinflow.validate import check_fields
 
 # field -> {name of reinflow <= 0.1: today's name}: run folders and config files keep working
@@ -195,11 +195,15 @@ class TrainConfig(*reversed(ALGORITHM_CONFIGS), RunFields):  # fields: RunFields
         if self.algorithm != "auto":
             algorithm_class(self.algorithm).check_config(self)
 
-    def resolved(self) -> "TrainConfig":
+    def resolved(self, saved: dict | None = None) -> "TrainConfig":
         """This config with its 'auto' choices made (what a run records in config.json): the algorithm
-        (residual when it starts from a pretrained --policy-path, else chain-ppo) and the actor lr that
-        goes with it. Not done in __post_init__: the CLI builds a default instance before the flags."""
-        algo = self.algorithm if self.algorithm != "auto" else "residual-ppo" if self.policy_path else "chain-ppo"
+        (residual when it starts from a pretrained --policy-path, else chain-ppo; a resumed run's, from its
+        ``saved`` train config: runs written before the choice existed were PPO on the chain) and the actor
+        lr that goes with it. Not done in __post_init__: the CLI builds a default instance before the flags."""
+        algo = self.algorithm
+        if algo == "auto":
+            algo = canonical(str(saved.get("algorithm", "chain-ppo"))) if saved is not None else \
+                "residual-ppo" if self.policy_path else "chain-ppo"
         lr = self.lr_actor if self.lr_actor is not None else algorithm_class(algo).default_lr_actor
         return replace(self, algorithm=algo, lr_actor=lr)
 

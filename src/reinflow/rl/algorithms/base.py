@@ -68,6 +68,12 @@ class Algorithm:
         self.cfg, self.agent, self.info, self.device, self.truncation = cfg, agent, info, device, truncation
 
     @classmethod
+    def resolve(cls, cfg: Any, act_space: Any, verbose: bool) -> tuple[Any, dict | None]:
+        """``cfg`` (resolved: no 'auto' left) with this algorithm's own choices made, before anything is built;
+        and what it chose, for config.json's ``derived`` (None: nothing)."""
+        return cfg, None
+
+    @classmethod
     def prepare_agent(cls, cfg: Any, agent: Agent) -> Agent:
         """The agent this algorithm trains, from the one ``rl.build`` made (e.g. a wrapped policy)."""
         return agent

@@ -288,6 +288,11 @@ class ChainPPO(Algorithm):
         return agent
 
     @classmethod
+    def resolve(cls, cfg: Any, act_space: Any, verbose: bool) -> tuple[Any, dict | None]:
+        from reinflow.rl.auto_scale import apply_auto_scale  # (it reads rl.build, which reads the config)
+        return apply_auto_scale(cfg, act_space, verbose)   # --auto-scale: its settings for this chain's D
+
+    @classmethod
     def describe(cls, cfg: Any, act_steps: int, action_dim: int) -> dict[str, str]:
         basis = min(cfg.noise_basis, act_steps)  # capped at the executed steps, as sampler_config does
         recipe = (f"noise basis {cfg.noise_basis}, sigma in [{cfg.sigma_min}, {cfg.sigma_max}], lr {cfg.lr_actor:g} "

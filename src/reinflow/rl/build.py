@@ -18,7 +18,7 @@ from reinflow.policies import base_policy_config
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
 from reinflow.rl.agent import Agent, SamplerConfig
 from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint
-from reinflow.rl.config import TrainConfig
+from reinflow.rl.config import TrainConfig, check_act_steps
 from reinflow.untrusted import check_env_kwargs_files
 
 
@@ -146,7 +146,8 @@ def _new_smolvla_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Sp
 def sampler_config(cfg: TrainConfig, chunk: int, lo: float, hi: float) -> SamplerConfig:
     """The sampler a run uses, from its flags (act_steps defaults to the whole chunk)."""
     act_steps = cfg.act_steps or chunk
-    _check_act_steps(act_steps, chunk)
+    if cfg.chunk_size is None:  # the checkpoint's or the default chunk (a chunk from the flags: TrainConfig checked)
+        check_act_steps(act_steps, chunk)
     return SamplerConfig(act_steps=act_steps, reduction=cfg.logprob_reduction, mask_executed=cfg.mask_executed,
                          logprob_clamp=cfg.logprob_clamp, sigma_lo=lo, sigma_hi=hi,
                          constant_sigma=cfg.noise_schedule == "constant",
@@ -154,7 +155,3 @@ def sampler_config(cfg: TrainConfig, chunk: int, lo: float, hi: float) -> Sample
                          noise_basis=min(cfg.noise_basis, act_steps), initial_noise=cfg.initial_noise,
                          initial_noise_seed=cfg.initial_noise_seed)
 
-
-def _check_act_steps(act_steps: int, chunk: int) -> None:
-    if not 1 <= act_steps <= chunk:
-        raise ConfigError(f"act_steps={act_steps}: allowed range [1, chunk_size={chunk}]")

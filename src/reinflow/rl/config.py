@@ -31,6 +31,12 @@ ALGORITHM_CONFIGS = algorithm_configs()
 """the registered algorithms' settings dataclasses, each once"""
 
 
+def check_act_steps(act_steps: int, chunk: int) -> None:
+    """The one rule tying the executed steps to the chunk (>= 1: ``validate.RANGES``)."""
+    if act_steps > chunk:
+        raise ConfigError(f"act_steps={act_steps}: must be <= chunk_size={chunk}")
+
+
 @dataclass
 class RunFields:
     """What every run has, whatever its algorithm (``TrainConfig`` adds the algorithms' settings)."""
@@ -175,8 +181,8 @@ class TrainConfig(*reversed(ALGORITHM_CONFIGS), RunFields):  # fields: RunFields
                               f"{self.parallel_envs * self.rollout_steps} decisions per iteration; at most {DECISIONS_MAX}")
         if self.render:
             raise ConfigError("render=True: recording evaluation frames is not implemented; drop --render")
-        if self.chunk_size and self.act_steps and self.act_steps > self.chunk_size:
-            raise ConfigError(f"act_steps={self.act_steps}: must be <= chunk_size={self.chunk_size}")
+        if self.chunk_size and self.act_steps:
+            check_act_steps(self.act_steps, self.chunk_size)  # (from a checkpoint's chunk: rl.build.sampler_config)
         self.schedule()  # validates the sigma fields
         if not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"gamma={self.gamma}: allowed range [0, 1]")

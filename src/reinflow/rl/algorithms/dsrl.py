@@ -24,7 +24,7 @@ import torch
 
 from reinflow import ConfigError, NonFiniteError
 from reinflow.flow.chain import randn, sample_chain
-from reinflow.policies.dsrl import DSRLFlowPolicy
+from reinflow.policies.dsrl import BOUND_RANGE, DSRLFlowPolicy
 from reinflow.rl.agent import Agent
 from reinflow.rl.algorithms.base import Algorithm, Experience
 from reinflow.rl.dist import DistInfo
@@ -71,7 +71,7 @@ class DSRLConfig:
     """dsrl: the x_0 its untrained actor plays: zero, or fixed (the --initial-noise-seed draw); auto: as --initial-noise"""
 
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {
-        "dsrl_components": (0, 1024), "dsrl_bound": (1e-3, 10.0), "dsrl_utd": (1e-3, 256.0),
+        "dsrl_components": (0, 1024), "dsrl_bound": BOUND_RANGE, "dsrl_utd": (1e-3, 256.0),
         "dsrl_batch_size": (1, 65536), "dsrl_buffer_size": (1, 10**8), "dsrl_warmup": (0, 10**8),
         "dsrl_tau": (1e-6, 1.0), "dsrl_target_entropy": (-100.0, math.log(2.0)), "dsrl_init_alpha": (1e-6, 1e3),
         "dsrl_reward_scale": (1e-6, 1e6)}

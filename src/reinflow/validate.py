@@ -50,7 +50,7 @@ RANGES: dict[str, tuple[int | float, int | float]] = {
     "parallel_envs": (1, 1024), "nproc": (1, 256), "rollout_steps": (1, 100_000),
     "batch_size": (1, 1_000_000),
     "bc_batch_size": (1, 1_000_000), "steps": (1, 100_000_000), "bc_steps": (1, 100_000_000),
-    "episodes": _EPISODES, "eval_episodes": _EPISODES, "train_eval_episodes": _EPISODES,
+    "episodes": _EPISODES, "eval_episodes": _EPISODES, "train_eval_episodes": _EPISODES, "heldout_episodes": _EPISODES,
     "demo_episodes": _EPISODES, "bc_episodes": _EPISODES, "max_episodes": _EPISODES,
     "chunk_size": (1, 1024), "act_steps": (1, 1024), "denoise_steps": (1, 256), "noise_basis": (0, 1024),
     "obs_dim": (1, 2**20), "state_dim": (0, 2**20), "state_dims": (1, 2**20), "action_dim": (1, 1024),

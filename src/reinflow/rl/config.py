@@ -38,13 +38,42 @@ def check_act_steps(act_steps: int, chunk: int) -> None:
 
 
 @dataclass
-class RunFields:
+class SharedFields:
+    """The fields ``reinflow train`` and ``reinflow quickstart`` share: the same flag, type, default and
+    meaning in both (the quickstart hands them to its run), declared once."""
+
+    env_kwargs: str = ""
+    """JSON object of extra gymnasium.make kwargs, e.g. '{"obs_mode": "pixels_state"}'"""
+    algorithm: str = "auto"
+    """chain-ppo: PPO on the whole chain; residual-ppo: PPO on a zero-init offset over the frozen policy; dsrl: SAC on
+    the chain's x_0 over the frozen policy; auto: residual-ppo from --policy-path (the quickstart's BC), else chain-ppo"""
+    chunk_size: int | None = None
+    """actions per chunk H (default: the checkpoint's, else 8; the quickstart's BC: per env, 50)"""
+    act_steps: int | None = None
+    """chunk steps executed per decision (default: the whole chunk)"""
+    seed: int = 0
+    """seed of envs, sampler and torch (the quickstart's: of its demos and BC too)"""
+    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
+    """numerics (rl/precision.py): fp32; tf32 matmuls/convs on CUDA; bf16 autocast (log-densities stay float64; BC stays fp32)"""
+    progress: bool = True
+    """show progress bars"""
+    overwrite: bool = False
+    """a non-empty --out (an earlier run or report) is moved aside to <out>.old-N instead of being refused"""
+
+    def check_shared(self) -> None:
+        """Their rules beyond their types and ``validate.RANGES``."""
+        if canonical(self.algorithm) not in ("auto", *ALGORITHMS):
+            raise ConfigError(f"algorithm={self.algorithm!r}: allowed auto, {', '.join(ALGORITHMS)}")
+        if self.chunk_size and self.act_steps:
+            check_act_steps(self.act_steps, self.chunk_size)  # (from a checkpoint's chunk: rl.build.sampler_config)
+
+
+@dataclass
+class RunFields(SharedFields):
     """What every run has, whatever its algorithm (``TrainConfig`` adds the algorithms' settings)."""
 
     env: str = "reinflow/ArmReach-v0"
     """gymnasium env id with a Box action space (e.g. Pendulum-v1, Hopper-v5, reinflow/ArmPickLift-v0)"""
-    env_kwargs: str = ""
-    """JSON object of extra gymnasium.make kwargs, e.g. '{"obs_mode": "pixels_state"}'"""
     out: str = "runs/train"
     """run folder: metrics.jsonl, config.json, checkpoints/, tensorboard/"""
     iterations: int = 100
@@ -63,13 +92,6 @@ class RunFields:
     """policy=smolvla: a SmolVLM backbone folder/hub id for a fresh SmolVLA (e.g. from reinflow smolvla-tiny)"""
     trainable: Literal["heads", "expert", "all"] = "heads"
     """policy=smolvla: parameters PPO updates (heads: action projections + action-time MLP)"""
-    algorithm: str = "auto"
-    """chain-ppo: PPO on the whole chain; residual-ppo: PPO on a zero-init offset over the frozen policy; dsrl: SAC on
-    the chain's x_0 over the frozen policy; auto: residual-ppo from --policy-path, else chain-ppo"""
-    chunk_size: int | None = None
-    """actions per chunk H (default: the checkpoint's, else 8)"""
-    act_steps: int | None = None
-    """chunk steps executed per decision (default: the whole chunk)"""
     denoise_steps: int | None = None
     """Euler steps K (default: 1)"""
     hidden: list[int] = field(default_factory=lambda: [256, 256, 256])
@@ -113,12 +135,8 @@ class RunFields:
     """keep the best-evaluated policy in <out>/best; re-measure it on held-out episodes at the end"""
     checkpoint_every: int = 1
     """write a checkpoint every N iterations"""
-    seed: int = 0
-    """seed of envs, sampler and torch"""
     device: str = "cpu"
     """torch device (cpu, cuda, cuda:N, auto); under torchrun a bare cuda is each rank's LOCAL_RANK GPU"""
-    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
-    """numerics (rl/precision.py): fp32; tf32 matmuls/convs on CUDA; bf16 autocast (log-densities stay float64)"""
     dist_timeout_min: float = 60.0
     """torchrun: minutes a rank waits in a collective (rank 0 evaluates and checkpoints while the others wait)"""
     tensorboard: bool = True
@@ -133,12 +151,8 @@ class RunFields:
     """not implemented (no frames are recorded): --render is refused; --no-render is accepted for old scripts"""
     on_unhealthy: Literal["warn", "stop"] = "warn"
     """what the health monitor does on an error finding"""
-    progress: bool = True
-    """show a progress bar"""
     resume: bool = False
     """continue the run in --out from its latest checkpoint"""
-    overwrite: bool = False
-    """a non-empty --out (an earlier run) is moved aside to <out>.old-N instead of being refused"""
     reset_each_iteration: bool = False
     """reset every env at the start of each iteration (seeded by iteration): a killed run then
     resumes bit-identically; off, episodes continue across iterations"""
@@ -172,8 +186,7 @@ class TrainConfig(*reversed(ALGORITHM_CONFIGS), RunFields):  # fields: RunFields
         for name, value in upgrade_legacy({k: getattr(self, k) for k in LEGACY_VALUES}).items():
             setattr(self, name, value)
         check_fields(self)  # types, finite floats, seed range, hidden widths, validate.RANGES
-        if self.algorithm not in ("auto", *ALGORITHMS):
-            raise ConfigError(f"algorithm={self.algorithm!r}: allowed auto, {', '.join(ALGORITHMS)}")
+        self.check_shared()
         if self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every={self.checkpoint_every}: must be >= 1")
         if self.parallel_envs * self.rollout_steps > DECISIONS_MAX:
@@ -181,8 +194,6 @@ class TrainConfig(*reversed(ALGORITHM_CONFIGS), RunFields):  # fields: RunFields
                               f"{self.parallel_envs * self.rollout_steps} decisions per iteration; at most {DECISIONS_MAX}")
         if self.render:
             raise ConfigError("render=True: recording evaluation frames is not implemented; drop --render")
-        if self.chunk_size and self.act_steps:
-            check_act_steps(self.act_steps, self.chunk_size)  # (from a checkpoint's chunk: rl.build.sampler_config)
         self.schedule()  # validates the sigma fields
         if not 0.0 <= self.gamma <= 1.0:
             raise ConfigError(f"gamma={self.gamma}: allowed range [0, 1]")

@@ -30,7 +30,7 @@ from reinflow.rl.algorithms.base import Algorithm, Experience
 from reinflow.rl.dist import DistInfo
 from reinflow.rl.replay import ReplayBuffer
 from reinflow.rl.rollout import info_field, stack_obs
-from reinflow.rl.sac import SAC, SACSettings
+from reinflow.rl.sac import SAC
 from reinflow.rl.seeding import stream_seed
 from reinflow.validate import NAMED
 
@@ -152,10 +152,7 @@ class DSRL(Algorithm):
             raise ConfigError("algorithm=dsrl: the checkpoint's policy is not a dsrl policy")
         self.policy = pol
         feat, latent = pol.value_feature_dim, pol.latent_dim
-        self.sac = SAC(pol.actor, feat, SACSettings(
-            gamma=cfg.gamma, tau=cfg.dsrl_tau, lr_actor=cfg.lr_actor, lr_critic=cfg.lr_actor, lr_alpha=cfg.lr_actor,
-            target_entropy=cfg.dsrl_target_entropy * latent, init_alpha=cfg.dsrl_init_alpha,
-            hidden=list(cfg.dsrl_hidden)), device)
+        self.sac = SAC(pol.actor, feat, cfg, device)
         self.buffer = ReplayBuffer(cfg.dsrl_buffer_size, {"feat": (feat,), "latent": (latent,), "reward": (),
                                                          "next_feat": (feat,), "done": ()}, device)
         self.owed = 0.0        # fractional gradient steps carried to the next iteration

@@ -120,3 +120,11 @@ def test_quickstart_declares_no_copy_of_a_train_field():
     assert {k: handed[k] for k in HANDED_TO_THE_RUN if k in handed} == \
         dict(seed=3, precision="bf16", algorithm="chain-ppo", parallel_envs=4, progress=False)
     assert "algorithm" not in run_fields(QuickstartConfig(), KINDS["mlp"], MLP_TASKS[TASKS["reach"]])  # auto: the run's
+
+
+def test_act_steps_beyond_the_per_env_chunk_is_refused_before_any_write(tmp_path, capsys):
+    """The rule is TrainConfig's, checked when the quickstart builds its run's config: before the report
+    folder is claimed or a demo recorded (pick-lift's chunk is 50)."""
+    assert main(["quickstart", "--act-steps", "80", "--out", str(tmp_path / "qs")]) == 2
+    assert "act_steps=80: must be <= chunk_size=50" in capsys.readouterr().err
+    assert not (tmp_path / "qs").exists()

@@ -225,11 +225,11 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     plan = make_plan(cfg, kind)
     budget_s = plan.minutes * 60.0
     out = Path(cfg.out or ("runs/quickstart" if kind.name == "mlp" else f"runs/quickstart_{kind.name}"))
+    tcfg = train_config(cfg, kind, plan, out, {})  # its rules (act_steps <= chunk ...) checked before any write
     # Like train: an earlier report folder is never deleted; refused, or moved aside with --overwrite.
     check_out(out, overwrite=cfg.overwrite, can_resume=False)
     held = claim_out(out, cfg.overwrite)  # locked: one process per report folder, until the report is written
     eval_seed = heldout_seed(cfg.seed)  # never the episodes training's evaluations pick the kept policy on
-    tcfg = train_config(cfg, kind, plan, out, {})
     text = algorithm_class(tcfg.algorithm).describe(tcfg, plan.act_steps, plan.action_dim)
     basis = min(tcfg.noise_basis, plan.act_steps)  # capped at the executed steps, as sampler_config does
     dims = (basis or plan.act_steps) * plan.action_dim

@@ -61,11 +61,10 @@ class SharedFields:
     """a non-empty --out (an earlier run or report) is moved aside to <out>.old-N instead of being refused"""
 
     def check_shared(self) -> None:
-        """Their rules beyond their types and ``validate.RANGES``."""
+        """Their rules beyond their types and ``validate.RANGES`` (act_steps <= chunk_size: TrainConfig's, once
+        the quickstart has its per-env chunk)."""
         if canonical(self.algorithm) not in ("auto", *ALGORITHMS):
             raise ConfigError(f"algorithm={self.algorithm!r}: allowed auto, {', '.join(ALGORITHMS)}")
-        if self.chunk_size and self.act_steps:
-            check_act_steps(self.act_steps, self.chunk_size)  # (from a checkpoint's chunk: rl.build.sampler_config)
 
 
 @dataclass
@@ -187,6 +186,8 @@ class TrainConfig(*reversed(ALGORITHM_CONFIGS), RunFields):  # fields: RunFields
             setattr(self, name, value)
         check_fields(self)  # types, finite floats, seed range, hidden widths, validate.RANGES
         self.check_shared()
+        if self.chunk_size and self.act_steps:
+            check_act_steps(self.act_steps, self.chunk_size)  # (a checkpoint's or the default chunk: rl.build)
         if self.checkpoint_every < 1:
             raise ConfigError(f"checkpoint_every={self.checkpoint_every}: must be >= 1")
         if self.parallel_envs * self.rollout_steps > DECISIONS_MAX:

@@ -102,3 +102,24 @@ def test_a_fourth_algorithm_is_one_file_and_a_registry_line(tmp_path):
     out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["7", "0.1", "0.5", "True", "toy_knob=-1:", "must", "be", ">=", "0"]
+
+
+@pytest.mark.parametrize("from_checkpoint", [False, True])
+def test_auto_scale_is_settled_before_the_agent_is_built(tmp_path, from_checkpoint):
+    """--auto-scale reads the chain dimension D from the flags and the checkpoint's config (rl.build.policy_dims):
+    the D it scales for is the built agent's, and the config it returns is final (auto_scale off)."""
+    from reinflow.envs.factory import env_spaces
+    from reinflow.rl.algorithms.ppo import ChainPPO
+    from reinflow.rl.build import build_agent
+    from reinflow.rl.checkpoint import save_agent
+    spaces = env_spaces("reinflow/ArmReach-v0")
+    kw = dict(chunk_size=4, denoise_steps=2, hidden=[16])
+    if from_checkpoint:  # its chunk and K come from the checkpoint, not from flags
+        save_agent(tmp_path / "bc", build_agent(TrainConfig(**kw), *spaces))
+        kw = dict(policy_path=str(tmp_path / "bc"), algorithm="chain-ppo")
+    cfg = TrainConfig(auto_scale=True, act_steps=3, noise_basis=0, **kw).resolved()
+    new, info = ChainPPO.resolve(cfg, spaces[1], verbose=False)
+    agent = build_agent(new, *spaces)
+    assert info["num_dims"] == agent.num_dims == 3 * agent.policy.action_dim * 2    # act_steps x A x K
+    assert not new.auto_scale and new.sigma_max == pytest.approx(cfg.sigma_max * (agent.num_dims / 28) ** 0.5)
+    assert ChainPPO.resolve(new, spaces[1], verbose=False) == (new, None)             # settled: nothing more

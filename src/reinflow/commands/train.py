@@ -7,9 +7,13 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reinflow import ConfigError
 from reinflow.cli_args import parse_with_defaults, pop_flag
+
+if TYPE_CHECKING:
+    from reinflow.rl.runfolder import ResumePoint
 
 
 def run(argv: list[str]) -> int:
@@ -99,7 +103,7 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
                 q.setLevel(level)
 
 
-def _resume_defaults(argv: list[str]) -> tuple[tuple[Path | None, dict], str, list[str]]:
+def _resume_defaults(argv: list[str]) -> tuple[ResumePoint, str, list[str]]:
     """``--resume``: (the run's ``resume_point``, read once and passed to the trainer, where it was read
     from, the other flags). The config saved with the run's checkpoint becomes the defaults, flags given
     now override it (the trainer refuses overrides that would change the model, chain or env)."""

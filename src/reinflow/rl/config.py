@@ -1,9 +1,9 @@
 """``reinflow train`` configuration: one flat dataclass, so the flags users already type
 (``--chunk-size``, ``--sigma-min``, ``--parallel-envs`` ...) are top-level. The run's own fields
-(env, policy, chain, loop, logging) are ``RunFields``'; each algorithm declares its settings in its own
-file (``Algorithm.config``: ``PPOConfig`` in algorithms/ppo.py, ``DSRLConfig`` in algorithms/dsrl.py)
-and ``TrainConfig`` derives from all of them. Validated in ``__post_init__``: a bad value ends with one
-line naming the field and the allowed range."""
+(env, policy, chain, loop, logging) are ``RunFields``', over the ``SharedFields`` the quickstart declares
+too; each algorithm declares its settings in its own file (``Algorithm.config``: ``PPOConfig`` in
+algorithms/ppo.py, ``DSRLConfig`` in algorithms/dsrl.py) and ``TrainConfig`` derives from all of them.
+Validated in ``__post_init__``: a bad value ends with one line naming the field and the allowed range."""
 
 from __future__ import annotations
 
@@ -178,7 +178,7 @@ FROZEN_ON_RESUME = RUN_FROZEN_ON_RESUME + tuple(n for c in ALGORITHM_CONFIGS for
 
 
 @dataclass
-class TrainConfig(*reversed(ALGORITHM_CONFIGS), RunFields):  # fields: RunFields', then each algorithm's in turn
+class TrainConfig(*reversed(ALGORITHM_CONFIGS), RunFields):  # fields: RunFields' (shared first), then each algorithm's
     """Fine-tune a flow policy with ReinFlow + PPO on a gymnasium env."""
 
     def __post_init__(self) -> None:

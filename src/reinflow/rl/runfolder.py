@@ -255,7 +255,11 @@ def claim_out(out: str | Path, overwrite: bool = False, can_resume: bool = False
     return folder
 
 
-def resume_point(out: str | Path) -> tuple[Path | None, dict]:
+ResumePoint = tuple[Path | None, dict]
+"""what ``--resume`` continues: (its checkpoint, or None for a run stopped before its first; its config.json)"""
+
+
+def resume_point(out: str | Path) -> ResumePoint:
     """(checkpoint to resume from, its config.json) for ``--resume``; (None, the run's config.json) for
     a run killed before its first checkpoint, which then starts over from iteration 0. Refuses a run
     folder with a symlink anywhere in it, and one that is not a run of ``reinflow train``."""

@@ -29,7 +29,7 @@ from reinflow.rl.dist import (DistInfo, all_reduce, broadcast_module, init_distr
 from reinflow.rl.gae import TRUNCATION_MODES
 from reinflow.rl.keep_best import Evaluator
 from reinflow.rl.precision import autocast, numerics, use_numerics, weights_record
-from reinflow.rl.runfolder import RunFolder, check_out, resume_changes, resume_point, write_json_atomic
+from reinflow.rl.runfolder import ResumePoint, RunFolder, check_out, resume_changes, resume_point, write_json_atomic
 from reinflow.rl.seeding import env_generators, seeded_reset
 from reinflow.rl.trainer_state import read_trainer_state
 from reinflow.report.logger import MetricsLogger
@@ -80,7 +80,7 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def train(cfg: TrainConfig, resume: tuple[Path | None, dict] | None = None) -> TrainResult:
+def train(cfg: TrainConfig, resume: ResumePoint | None = None) -> TrainResult:
     """Run (or resume) a training; under torchrun, one data-parallel rank of it. ``resume``: what
     ``runfolder.resume_point`` returned for ``--resume`` (read here when the caller has not)."""
     check_out(cfg.out, cfg.resume, cfg.overwrite, cfg.policy_path)  # every rank, before any rank can write
@@ -99,7 +99,7 @@ def train(cfg: TrainConfig, resume: tuple[Path | None, dict] | None = None) -> T
         shutdown(info, clean)
 
 
-def _train(cfg: TrainConfig, point: tuple[Path | None, dict] | None, info: DistInfo, folder: RunFolder) -> TrainResult:
+def _train(cfg: TrainConfig, point: ResumePoint | None, info: DistInfo, folder: RunFolder) -> TrainResult:
     run = _Run(cfg, point, info, folder)
     cfg = run.cfg  # with the algorithm's own choices (--auto-scale)
     bar = _progress(run)
@@ -158,7 +158,7 @@ class _Run:
     """One run between its iterations: built (and validated) before anything is written, so a refused
     or failed resume leaves the run folder exactly as it was."""
 
-    def __init__(self, cfg: TrainConfig, point: tuple[Path | None, dict] | None, info: DistInfo, folder: RunFolder):
+    def __init__(self, cfg: TrainConfig, point: ResumePoint | None, info: DistInfo, folder: RunFolder):
         from tqdm import tqdm
 
         from reinflow.rl.health import HealthMonitor, run_context

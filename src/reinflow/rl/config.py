@@ -1,6 +1,6 @@
 """``reinflow train`` configuration: one flat dataclass, so the flags users already type
 (``--chunk-size``, ``--sigma-min``, ``--parallel-envs`` ...) are top-level. The run's own fields
-(env, policy, chain, loop, logging) are ``RunFields``', over the ``SharedFields`` the quickstart declares
+(env, policy, chain, loop, logging) are ``RunFields``' and the ``SharedFields`` the quickstart declares
 too; each algorithm declares its settings in its own file (``Algorithm.config``: ``PPOConfig`` in
 algorithms/ppo.py, ``DSRLConfig`` in algorithms/dsrl.py) and ``TrainConfig`` derives from all of them.
 Validated in ``__post_init__``: a bad value ends with one line naming the field and the allowed range."""
@@ -68,8 +68,9 @@ class SharedFields:
 
 
 @dataclass
-class RunFields(SharedFields):
-    """What every run has, whatever its algorithm (``TrainConfig`` adds the algorithms' settings)."""
+class RunFields:
+    """What every run has, whatever its algorithm, besides ``SharedFields`` (``TrainConfig`` adds both and
+    the algorithms' settings)."""
 
     env: str = "reinflow/ArmReach-v0"
     """gymnasium env id with a Box action space (e.g. Pendulum-v1, Hopper-v5, reinflow/ArmPickLift-v0)"""
@@ -178,7 +179,7 @@ FROZEN_ON_RESUME = RUN_FROZEN_ON_RESUME + tuple(n for c in ALGORITHM_CONFIGS for
 
 
 @dataclass
-class TrainConfig(*reversed(ALGORITHM_CONFIGS), RunFields):  # fields: RunFields' (shared first), then each algorithm's
+class TrainConfig(*reversed(ALGORITHM_CONFIGS), SharedFields, RunFields):  # fields (and flags) in reverse order
     """Fine-tune a flow policy with ReinFlow + PPO on a gymnasium env."""
 
     def __post_init__(self) -> None:

@@ -20,7 +20,8 @@ import torch
 
 from reinflow.policies.dsrl import NoiseActor
 from reinflow.rl.replay import ReplayBuffer
-from reinflow.rl.sac import SAC, SACSettings
+from reinflow.rl.config import TrainConfig
+from reinflow.rl.sac import SAC
 
 
 def main() -> None:
@@ -34,8 +35,7 @@ def main() -> None:
     torch.set_num_threads(1)
     torch.manual_seed(0)
     actor = NoiseActor(a.feat, a.latent, [256, 256], 2.5)
-    sac = SAC(actor, a.feat, SACSettings(gamma=0.99, tau=0.005, lr_actor=3e-4, lr_critic=3e-4, lr_alpha=3e-4,
-                                         target_entropy=-1.0 * a.latent, init_alpha=1.0, hidden=[256, 256]))
+    sac = SAC(actor, a.feat, TrainConfig(algorithm="dsrl", lr_actor=3e-4))  # the dsrl defaults: tau 0.005, target -1/dim
     buf = ReplayBuffer(10_000, {"feat": (a.feat,), "latent": (a.latent,), "reward": (), "next_feat": (a.feat,),
                                 "done": ()}, torch.device("cpu"))
     g = torch.Generator().manual_seed(1)

@@ -86,3 +86,45 @@ def test_smolvla_report_notes_without_ppo_ratios():
     notes = "\n".join(KINDS["smolvla"].notes(s))              # a dsrl run logs no PPO ratio
     assert "no PPO ratio" in notes and "abs(ratio - 1)" not in notes
     assert "abs(ratio - 1): 0.002" in "\n".join(KINDS["smolvla"].notes({**s, "pre_update_ratio_max_dev": 0.002}))
+
+
+def test_heldout_episodes_and_its_old_name(capsys):
+    """``--heldout-episodes`` counts the episodes before and after; ``--eval-episodes`` (train's periodic
+    evaluation) still works here as its deprecated alias, with a one-line note."""
+    from reinflow.cli_args import tyro_cli
+    from reinflow.quickstart import QuickstartConfig
+    for flag in ("--heldout-episodes", "--eval-episodes"):
+        cfg = tyro_cli(QuickstartConfig, [flag, "7"], "reinflow quickstart")
+        assert (cfg.heldout_episodes, cfg.train_eval_episodes) == (7, 20)
+    assert main(["quickstart", "--eval-episodes", "0"]) == 2   # refused before anything is written
+    err = capsys.readouterr().err
+    assert "--eval-episodes is now --heldout-episodes" in err and "heldout_episodes=0: must be >= 1" in err
+
+
+def test_quickstart_declares_no_copy_of_a_train_field():
+    """A field both commands have is SharedFields' (declared once), or the quickstart's own override
+    (another type or default: None = the per-env setting); the shared ones reach the run unchanged."""
+    from dataclasses import MISSING, fields
+
+    from reinflow.quickstart import HANDED_TO_THE_RUN, KINDS, QuickstartConfig, run_fields
+    from reinflow.quickstart_policies import MLP_TASKS, TASKS
+    from reinflow.rl.config import SharedFields
+    train = {f.name: f for f in fields(TrainConfig)}
+    shared = {f.name for f in fields(SharedFields)}
+    for f in fields(QuickstartConfig):
+        if f.name in train and f.name not in shared:
+            t = train[f.name]
+            assert (f.type, f.default) != (t.type, t.default if t.default is not MISSING else t.default_factory()), f.name
+    cfg = QuickstartConfig(seed=3, precision="bf16", algorithm="chain-ppo", parallel_envs=4, progress=False)
+    handed = run_fields(cfg, KINDS["mlp"], MLP_TASKS[TASKS["reach"]])
+    assert {k: handed[k] for k in HANDED_TO_THE_RUN if k in handed} == \
+        dict(seed=3, precision="bf16", algorithm="chain-ppo", parallel_envs=4, progress=False)
+    assert "algorithm" not in run_fields(QuickstartConfig(), KINDS["mlp"], MLP_TASKS[TASKS["reach"]])  # auto: the run's
+
+
+def test_act_steps_beyond_the_per_env_chunk_is_refused_before_any_write(tmp_path, capsys):
+    """The rule is TrainConfig's, checked when the quickstart builds its run's config: before the report
+    folder is claimed or a demo recorded (pick-lift's chunk is 50)."""
+    assert main(["quickstart", "--act-steps", "80", "--out", str(tmp_path / "qs")]) == 2
+    assert "act_steps=80: must be <= chunk_size=50" in capsys.readouterr().err
+    assert not (tmp_path / "qs").exists()

@@ -21,11 +21,14 @@ import json
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+
+import tyro
 
 from reinflow import ConfigError
 from reinflow.quickstart_policies import KINDS, MLP_TASKS, TASKS, PolicyKind, Settings
-from reinflow.rl.algorithms import ALGORITHMS, canonical
+from reinflow.rl.algorithms import algorithm_class
+from reinflow.rl.config import SharedFields
 from reinflow.rl.keep_best import BEST_DIR, heldout_seed
 from reinflow.rl.presets import preset_overrides
 from reinflow.rl.runfolder import check_out, claim_out
@@ -37,7 +40,7 @@ QUICKSTART_ITERATIONS = {t: MLP_TASKS[i].iterations for t, i in TASKS.items()}
 
 
 @dataclass
-class QuickstartConfig:
+class QuickstartConfig(SharedFields):
     """Demos -> BC -> eval -> fine-tuning (chunk 50 x A, D = 4 x A) -> eval -> report, for any policy kind."""
 
     policy: str = "mlp"
@@ -48,16 +51,12 @@ class QuickstartConfig:
     """built-in arm task (pick-lift: the grasp the seed system failed at)"""
     env: str | None = None
     """instead of --task: any env id with an expert, e.g. metaworld:Meta-World/MT1 (docs/metaworld.md)"""
-    env_kwargs: str = ""
-    """--env's gymnasium.make kwargs as JSON, e.g. '{"env_name": "reach-v3"}'"""
     expert: str | None = None
     """--env's demo expert as module:callable (default: the built-in one of arm and MetaWorld ids)"""
     minutes: float | None = None
     """cap on the whole command's wall time, in minutes (default per env and policy: 15, SmolVLA 30; dsrl 30)"""
-    seed: int = 0
-    """seed of demos, BC, envs and PPO"""
-    eval_episodes: int = 100
-    """held-out evaluation episodes, before and after fine-tuning (same seeds)"""
+    heldout_episodes: Annotated[int, tyro.conf.arg(aliases=("--eval-episodes",))] = 100
+    """held-out evaluation episodes, before and after fine-tuning (same seeds); --eval-episodes: its old, deprecated name"""
     demo_episodes: int | None = None
     """expert demos recorded (default per env and policy)"""
     demo_noise: float | None = None
@@ -74,30 +73,18 @@ class QuickstartConfig:
     """BC learning rate (cosine-decayed)"""
     image_size: tuple[int, int] | None = None
     """policies that read cameras (smolvla): camera images H W (default 32 32)"""
-    chunk_size: int | None = None
-    """actions per chunk H (default per env, 50; K = 1: D = H x A with white noise, 4 x A with smooth noise)"""
-    act_steps: int | None = None
-    """chunk steps executed per decision (default: the whole chunk, open loop)"""
     parallel_envs: int | None = None
     """parallel envs (default: TrainConfig's)"""
     rollout_steps: int | None = None
     """decisions per env per iteration (default: TrainConfig's)"""
     train_eval_episodes: int = 20
-    """episodes of the periodic in-training evaluation (the success curve)"""
-    algorithm: str = "auto"
-    """reinflow train --algorithm (auto: residual-ppo from the BC policy; dsrl: SAC over x_0, an env-step budget)"""
+    """episodes of the periodic in-training evaluation (the success curve): the run's --eval-episodes"""
     preset: str = "default"
     """reinflow train --preset (src/reinflow/rl/presets.py); --algorithm and the quickstart's flags win"""
-    precision: Literal["fp32", "tf32", "bf16"] = "fp32"
-    """reinflow train --precision of fine-tuning and of both held-out evaluations (BC stays fp32)"""
     trainable: Literal["heads", "expert"] | None = None
     """smolvla: parameters chain-ppo trains (default expert; both keep the prefix frozen and reuse it)"""
     iterations: int | None = None
     """iterations (default per env and policy; dsrl: the most that fit its env-step budget); --minutes may cut the run earlier"""
-    progress: bool = True
-    """show progress bars"""
-    overwrite: bool = False
-    """a non-empty --out (an earlier quickstart) is moved aside to <out>.old-N instead of being refused"""
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -107,9 +94,7 @@ class QuickstartConfig:
             raise ConfigError(f"minutes={self.minutes}: must be > 0")
         if not self.bc_lr > 0:
             raise ConfigError(f"bc_lr={self.bc_lr}: must be > 0")
-        # sizes have their ranges in validate.RANGES (checked above); act_steps <= chunk: make_plan
-        if canonical(self.algorithm) not in ("auto", *ALGORITHMS):
-            raise ConfigError(f"algorithm={self.algorithm!r}: allowed auto, {', '.join(ALGORITHMS)}")
+        self.check_shared()  # sizes have their ranges in validate.RANGES (checked above)
         preset_overrides(self.preset)  # an unknown name ends here, before any demo is recorded
         kind = KINDS[self.policy]
         for name, ok in (("image_size", kind.cameras), ("trainable", kind.name == "smolvla")):
@@ -151,11 +136,9 @@ def make_plan(cfg: QuickstartConfig, kind: PolicyKind) -> Plan:
     bc_episodes = cfg.bc_episodes or cfg.demo_episodes or s.bc_episodes
     demo_episodes = cfg.demo_episodes or cfg.bc_episodes or s.demo_episodes
     chunk = cfg.chunk_size or s.chunk_size
-    act_steps = cfg.act_steps or chunk
-    if act_steps > chunk:
-        raise ConfigError(f"act_steps={act_steps}: must be <= chunk_size={chunk}")
+    act_steps = cfg.act_steps or chunk  # <= chunk: TrainConfig's rule (train_config), before any demo is recorded
     iterations, minutes = cfg.iterations or s.iterations, cfg.minutes or s.minutes
-    if canonical(cfg.algorithm) == "dsrl":  # SAC: an env-step budget, its own wall-time cap
+    if cfg.algorithm != "auto" and algorithm_class(cfg.algorithm).budget_in_env_steps:  # its own wall-time cap too
         iterations, minutes = cfg.iterations or dsrl_iterations(cfg, kind, s, act_steps), cfg.minutes or s.dsrl_minutes
     return Plan(label, env_id, kw, int(env_spaces(env_id, kw)[1].shape[-1]), demo_episodes, bc_episodes,
                 cfg.bc_steps or s.bc_steps, chunk, act_steps, iterations, minutes, image, s)
@@ -200,6 +183,11 @@ def kept_policy(run: Path, res: Any) -> dict:
     return {"path": run, "iteration": res.iterations - 1, "what": "the last checkpoint"}
 
 
+# QuickstartConfig fields handed to its run as they are (the others the pipeline resolves: out, env, env_kwargs,
+# chunk_size, act_steps, iterations, trainable, preset; overwrite is the report folder's); None / "auto": not given
+HANDED_TO_THE_RUN = ("seed", "algorithm", "precision", "progress", "parallel_envs", "rollout_steps")
+
+
 def train_config(cfg: QuickstartConfig, kind: PolicyKind, plan: Plan, out: Path, extra: dict) -> Any:
     """The run's TrainConfig, resolved ('auto' made): the pipeline's fields, the env's settings, the
     policy kind's, the preset, then the flags."""
@@ -208,19 +196,15 @@ def train_config(cfg: QuickstartConfig, kind: PolicyKind, plan: Plan, out: Path,
     fields = dict(env=plan.env_id, env_kwargs=json.dumps(plan.env_kwargs) if plan.env_kwargs else "",
                   out=str(out / "train"), policy_path=str(out / kind.bc_dir), act_steps=plan.act_steps,
                   chunk_size=plan.chunk_size,  # BC's: a LeRobot folder does not tell train its chunk
-                  seed=cfg.seed, iterations=it, eval_every=max(1, it // 10), eval_episodes=cfg.train_eval_episodes,
-                  progress=cfg.progress, checkpoint_every=max(1, it // 4))
+                  iterations=it, eval_every=max(1, it // 10), eval_episodes=cfg.train_eval_episodes,
+                  checkpoint_every=max(1, it // 4))
     fields |= run_fields(cfg, kind, plan.settings, extra)
     return TrainConfig(**fields).resolved()  # what train() runs: the algorithm and lr 'auto' picks
 
 
 def run_fields(cfg: QuickstartConfig, kind: PolicyKind, s: Settings, extra: dict | None = None) -> dict:
     """TrainConfig fields from the env's settings, the policy kind, the preset, ``extra``, then the flags."""
-    flags = {k: v for k in ("parallel_envs", "rollout_steps") if (v := getattr(cfg, k)) is not None}
-    if cfg.algorithm != "auto":
-        flags["algorithm"] = cfg.algorithm
-    if cfg.precision != "fp32":
-        flags["precision"] = cfg.precision
+    flags = {k: v for k in HANDED_TO_THE_RUN if (v := getattr(cfg, k)) is not None and v != "auto"}
     return s.train | kind.train_fields(cfg) | preset_overrides(cfg.preset) | (extra or {}) | flags
 
 
@@ -228,7 +212,7 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     """Run the pipeline; returns the summary dict (also written to <out>/summary.json)."""
     from reinflow.bc.pretrain import PretrainConfig, pretrain
     from reinflow.envs.factory import env_spaces, set_headless_gl
-    from reinflow.quickstart_report import recipe, summarize, write_report
+    from reinflow.quickstart_report import summarize, write_report
     from reinflow.rl.build import build_agent
     from reinflow.rl.checkpoint import load_agent
     from reinflow.rl.dist import resolve_device
@@ -241,18 +225,17 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     plan = make_plan(cfg, kind)
     budget_s = plan.minutes * 60.0
     out = Path(cfg.out or ("runs/quickstart" if kind.name == "mlp" else f"runs/quickstart_{kind.name}"))
+    tcfg = train_config(cfg, kind, plan, out, {})  # its rules (act_steps <= chunk ...) checked before any write
     # Like train: an earlier report folder is never deleted; refused, or moved aside with --overwrite.
     check_out(out, overwrite=cfg.overwrite, can_resume=False)
     held = claim_out(out, cfg.overwrite)  # locked: one process per report folder, until the report is written
     eval_seed = heldout_seed(cfg.seed)  # never the episodes training's evaluations pick the kept policy on
-    tcfg = train_config(cfg, kind, plan, out, {})
+    text = algorithm_class(tcfg.algorithm).describe(tcfg, plan.act_steps, plan.action_dim)
     basis = min(tcfg.noise_basis, plan.act_steps)  # capped at the executed steps, as sampler_config does
     dims = (basis or plan.act_steps) * plan.action_dim
     cams = f", cameras {plan.image_size[0]}x{plan.image_size[1]}" if kind.cameras else ""
     _stage(f"task {plan.label} ({plan.env_id}), {kind.label}{cams}; {plan.iterations} iterations, at most "
-           f"{plan.minutes:g} min; chunk {plan.chunk_size} x {plan.action_dim}, K = 1, " + (
-               f"SAC latent {tcfg.dsrl_components or plan.act_steps} x {plan.action_dim} (x_0)" if tcfg.algorithm == "dsrl"
-               else f"chain D = {basis or plan.act_steps} x {plan.action_dim} = {dims}"), t0)
+           f"{plan.minutes:g} min; chunk {plan.chunk_size} x {plan.action_dim}, K = 1, {text['space']}", t0)
     if plan.act_steps < plan.chunk_size:
         print(f"  note: act_steps={plan.act_steps} < chunk {plan.chunk_size}: closed-loop execution, D = {dims} "
               "(asked for on the command line)")
@@ -274,10 +257,10 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
     _stage(f"    BC loss {bc[first]:.3f} -> {bc[last]:.3f}", t0)
 
     # the agent training starts from (its sampler: act_steps, x_0 rule), before any fine-tuning
-    _stage(f"3/6 evaluating the BC policy on {cfg.eval_episodes} held-out episodes", t0)
+    _stage(f"3/6 evaluating the BC policy on {cfg.heldout_episodes} held-out episodes", t0)
     start = build_agent(tcfg, *env_spaces(plan.env_id, plan.env_kwargs))
     with autocast(tcfg.precision, resolve_device(tcfg.device)):  # both evaluations in the numerics fine-tuning uses
-        before = evaluate_agent(start, plan.env_id, plan.env_kwargs, cfg.eval_episodes, eval_seed, tcfg.vector)
+        before = evaluate_agent(start, plan.env_id, plan.env_kwargs, cfg.heldout_episodes, eval_seed, tcfg.vector)
     del start
     _stage(f"    {_score(before)} ({before['episodes']} episodes, {before['seconds']:.0f}s)", t0)
 
@@ -289,17 +272,17 @@ def run_quickstart(cfg: QuickstartConfig) -> dict:
                           f"({(time.time() - t0) / 60:.1f} min so far); give more minutes")
     tcfg = replace(tcfg, time_limit_min=left_min)
     _stage(f"4/6 fine-tuning ({tcfg.algorithm}): {tcfg.iterations} iterations (cut at {left_min:.1f} min) of "
-           f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, {recipe(tcfg, plan.act_steps, plan.action_dim)}", t0)
+           f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, {text['recipe']}", t0)
     res = train(tcfg)
     why = "a signal (Ctrl-C / SIGTERM) stopped" if res.stopped_by == "signal" else "--minutes cut"
     cut = f" ({why} the run at {res.iterations} of {tcfg.iterations})" if res.iterations < tcfg.iterations else ""
     _stage(f"    {res.iterations} iterations{cut}, {res.env_steps} env steps", t0)
 
     kept = kept_policy(out / "train", res)
-    _stage(f"5/6 evaluating the fine-tuned policy ({kept['what']}) on the same {cfg.eval_episodes} episodes", t0)
+    _stage(f"5/6 evaluating the fine-tuned policy ({kept['what']}) on the same {cfg.heldout_episodes} episodes", t0)
     agent = load_agent(kept["path"], sampler_overrides={"act_steps": plan.act_steps})[0]
     with autocast(tcfg.precision, resolve_device(tcfg.device)):
-        after = evaluate_agent(agent, plan.env_id, plan.env_kwargs, cfg.eval_episodes, eval_seed, tcfg.vector)
+        after = evaluate_agent(agent, plan.env_id, plan.env_kwargs, cfg.heldout_episodes, eval_seed, tcfg.vector)
     _stage(f"    {_score(after)} ({after['episodes']} episodes)", t0)
 
     _stage("6/6 writing the report", t0)

@@ -51,18 +51,6 @@ def summarize(cfg: Any, kind: Any, plan: Any, tcfg: Any, res: Any, kept: dict, b
     }
 
 
-def recipe(tcfg: Any, act_steps: int, action_dim: int) -> str:
-    """The fine-tuning recipe in one line: SAC's latent and updates (dsrl), or PPO's noise and step."""
-    if tcfg.algorithm == "dsrl":
-        m = tcfg.dsrl_components
-        return (f"SAC over x_0's {m or act_steps} x {action_dim} {'DCT coefficients' if m else 'entries'} (bound "
-                f"{tcfg.dsrl_bound:g}), UTD {tcfg.dsrl_utd:g}, batch {tcfg.dsrl_batch_size}, lr {tcfg.lr_actor:g}, "
-                f"target entropy {tcfg.dsrl_target_entropy:g}/dim, warm-up {tcfg.dsrl_warmup} decisions, centred at "
-                f"{'x_0 = 0' if tcfg.dsrl_x0_seed() is None else f'the fixed x_0 (seed {tcfg.dsrl_x0_seed()})'}")
-    return (f"noise basis {tcfg.noise_basis}, sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], lr {tcfg.lr_actor:g} "
-            f"({tcfg.lr_schedule}), clip {tcfg.clip_epsilon}, x_0 {tcfg.initial_noise}")
-
-
 def write_report(s: dict, kind: Any, tcfg: Any, out: Path) -> None:
     (out / "summary.json").write_text(json.dumps(s, indent=2, default=str))
     (out / "summary.md").write_text(markdown(s, tcfg, kind.title) + "\n".join(kind.notes(s)))
@@ -71,6 +59,9 @@ def write_report(s: dict, kind: Any, tcfg: Any, out: Path) -> None:
 def markdown(s: dict, tcfg: Any, title: str = "reinflow quickstart") -> str:
     def pct(x: float | None) -> str:
         return "n/a" if x is None else f"{100 * x:.1f}%"
+    from reinflow.rl.algorithms import algorithm_class
+    algo = algorithm_class(tcfg.algorithm)
+    text = algo.describe(tcfg, s["act_steps"], s["action_dim"])
     cut = " (**--minutes cut the run**)" if s["stopped_by_minutes"] else \
         " (**a signal stopped the run**)" if s.get("stopped_by_signal") else ""
     lines = [
@@ -84,19 +75,11 @@ def markdown(s: dict, tcfg: Any, title: str = "reinflow quickstart") -> str:
         f"* gain: **{s['success_gain_pp']:+.1f} percentage points**",
         f"* policy: {s['policy']}; evaluated after: {s['policy_evaluated']}",
         f"* fine-tuning: {s['iterations']} of {s['iterations_planned']} planned "
-        f"{'SAC' if tcfg.algorithm == 'dsrl' else 'PPO'} iterations{cut}, "
+        f"{algo.family} iterations{cut}, "
         f"{s['env_steps']} env steps; whole command {s['wall_time_s'] / 60:.1f} min (cap {s['budget_s'] / 60:.1f} min)",
         f"* chain: chunk {s['chunk_size']} x {s['action_dim']} dims, {s['act_steps']} executed per decision, K = 1, "
-        + ("the ODE from the actor's x_0 (no injected noise)" if tcfg.algorithm == "dsrl" else
-           f"noise basis {s['noise_basis']} (0 = white): D = {s['chain_dims']}"),
-        f"* recipe: algorithm dsrl, {recipe(tcfg, s['act_steps'], s['action_dim'])}, {tcfg.parallel_envs} envs x "
-        f"{tcfg.rollout_steps} decisions" if tcfg.algorithm == "dsrl" else
-        f"* recipe: algorithm {tcfg.algorithm}, noise basis {tcfg.noise_basis} (0 = white), reduction "
-        f"`{tcfg.logprob_reduction}`, sigma in [{tcfg.sigma_min}, {tcfg.sigma_max}], lr_actor {tcfg.lr_actor:g} "
-        f"({tcfg.lr_schedule}), clip {tcfg.clip_epsilon}, target_kl {tcfg.target_kl}, x_0 {tcfg.initial_noise}, "
-        f"{tcfg.parallel_envs} envs x {tcfg.rollout_steps} decisions, {tcfg.update_epochs} epochs, "
-        f"minibatch {tcfg.minibatch_size}, critic warm-up {tcfg.critic_warmup_iters} iterations, "
-        f"precision {tcfg.precision}",
+        + text["chain"],
+        f"* recipe: {text['settings']}",
         f"* clip fraction: max {s['clip_fraction_max']:.3f}, median {s['clip_fraction_median']:.3f}; "
         f"PPO ratio range [{s['ratio_min']:.3f}, {s['ratio_max']:.3f}]" if s["clip_fraction_max"] is not None else "",
         "", "## Plots", "",

@@ -48,16 +48,16 @@ _EPISODES = (1, 1_000_000)
 RANGES: dict[str, tuple[int | float, int | float]] = {
     "iterations": (1, 100_000_000), "max_iterations": (1, 100_000_000),
     "parallel_envs": (1, 1024), "nproc": (1, 256), "rollout_steps": (1, 100_000),
-    "update_epochs": (1, 10_000), "minibatch_size": (1, 1_000_000), "batch_size": (1, 1_000_000),
+    "batch_size": (1, 1_000_000),
     "bc_batch_size": (1, 1_000_000), "steps": (1, 100_000_000), "bc_steps": (1, 100_000_000),
-    "episodes": _EPISODES, "eval_episodes": _EPISODES, "train_eval_episodes": _EPISODES,
+    "episodes": _EPISODES, "eval_episodes": _EPISODES, "train_eval_episodes": _EPISODES, "heldout_episodes": _EPISODES,
     "demo_episodes": _EPISODES, "bc_episodes": _EPISODES, "max_episodes": _EPISODES,
     "chunk_size": (1, 1024), "act_steps": (1, 1024), "denoise_steps": (1, 256), "noise_basis": (0, 1024),
     "obs_dim": (1, 2**20), "state_dim": (0, 2**20), "state_dims": (1, 2**20), "action_dim": (1, 1024),
     "pad_action_dim": (0, 1024), "padded_action_dim": (1, 2048),
     "obs_embed_dim": (1, WIDTH_MAX), "time_embed_dim": (1, WIDTH_MAX),
     "action_noise": (0, 1), "demo_noise": (0, 1),
-    "scale_ref_dim": (1, 10_000_000), "ref_dim": (1, 10_000_000), "env_max_restarts": (0, 10_000),
+    "ref_dim": (1, 10_000_000), "env_max_restarts": (0, 10_000),
 }
 
 
@@ -83,14 +83,15 @@ def check_value(name: str, val: Any, tp: Any) -> Any:
     return new
 
 
-def check_range(name: str, val: Any) -> None:
-    """The NAMED rule or RANGES bound of ``name`` (a scalar, or each number of a list)."""
+def check_range(name: str, val: Any, ranges: dict[str, tuple[int | float, int | float]] = RANGES) -> None:
+    """The NAMED rule or ``ranges`` bound of ``name`` (a scalar, or each number of a list); an algorithm's
+    settings pass their own ``RANGES`` (``rl.algorithms``)."""
     rule = NAMED.get(name)
     if rule is not None:
         if not rule[0](val):
             raise ConfigError(f"{name}={_show(val)}: {rule[1]}")
         return
-    bounds = RANGES.get(name)
+    bounds = ranges.get(name)
     if bounds is None:
         return
     lo, hi = bounds

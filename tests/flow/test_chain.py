@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from reinflow.flow.chain import build_mask, chain_log_prob, per_dim_bound, sample_chain, transition
+from reinflow.flow.chain import chain_log_prob, per_dim_bound, sample_chain, transition
 from reinflow.flow.noise import NoiseHead
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
 from reinflow.rl.agent import Agent, SamplerConfig
@@ -136,11 +136,15 @@ def test_sampled_chain_has_the_learned_spread():
     assert abs(float(z.mean())) < 0.02 and abs(float(z.std()) - 1) < 0.02
 
 
-def test_mask_rejects_act_steps_beyond_chunk():
+def test_agent_rejects_act_steps_beyond_chunk():
+    """The Agent is where a sampler meets its policy (build_mask's one caller): it refuses the pair."""
+    from dataclasses import replace
+
     from reinflow import ConfigError
+    from reinflow.rl.agent import Agent
     agent = make_agent()
-    with pytest.raises(ConfigError, match="act_steps=9"):
-        build_mask(agent.policy, 9)
+    with pytest.raises(ConfigError, match="act_steps=9: must be <= chunk_size=6"):
+        Agent(agent.policy, replace(agent.sampler, act_steps=9, noise_basis=0))
 
 
 def test_sample_chain_and_log_prob_share_head_bounds():

@@ -128,7 +128,7 @@ def test_dsrl_solves_the_delayed_target(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("algorithm", ["chain-ppo", "residual-ppo"])
 def test_ppo_solves_it_with_the_shipped_learning_rates(algorithm, tmp_path):
-    """The same task with each algorithm's default lr (LR_ACTOR, 10-30x smaller than above) and the
+    """The same task with each algorithm's default lr (the class's default_lr_actor, 10-30x smaller than above) and the
     default cosine schedule: slower, so a long run. ``python -m pytest -q -m slow tests/rl/test_learning.py``:
     141 s (chain-ppo) and 139 s (residual-ppo) on this project's 2-core machine at load ~7 (2026-12-07)."""
     path = {"policy_path": str(base_checkpoint(tmp_path))} if algorithm == "residual-ppo" else {}

@@ -11,14 +11,15 @@ from torch.distributions import Normal, TanhTransform, TransformedDistribution
 
 from reinflow import ConfigError
 from reinflow.policies.dsrl import NoiseActor, tanh_gaussian_log_prob
-from reinflow.rl.sac import SAC, SACSettings, soft_target
+from reinflow.rl.config import TrainConfig
+from reinflow.rl.sac import SAC, soft_target
 from reinflow.rl.trainer_state import STRUCTURE, TENSORS, _decode, write_trainer_state
 
 
-def settings(**kw) -> SACSettings:
-    base = dict(gamma=0.9, tau=0.1, lr_actor=1e-3, lr_critic=1e-3, lr_alpha=1e-2, target_entropy=0.0,
-                init_alpha=0.5, hidden=[32, 32])
-    return SACSettings(**{**base, **kw})
+def settings(**kw) -> TrainConfig:
+    """SAC's settings as the dsrl run has them (one lr; the target entropy per latent dim)."""
+    base = dict(gamma=0.9, dsrl_tau=0.1, lr_actor=1e-3, dsrl_target_entropy=0.0, dsrl_init_alpha=0.5, dsrl_hidden=[32, 32])
+    return TrainConfig(**{**base, **kw})
 
 
 def batch(n=64, f=4, latent=3, seed=0):
@@ -81,7 +82,8 @@ def test_the_actor_step_moves_only_the_actor_and_leaves_the_critics_trainable():
 
 def test_the_temperature_follows_the_entropy_target():
     actor = NoiseActor(4, 3, [16], bound=1.0)
-    hi, lo = SAC(actor, 4, settings(target_entropy=50.0)), SAC(copy.deepcopy(actor), 4, settings(target_entropy=-50.0))
+    hi, lo = SAC(actor, 4, settings(dsrl_target_entropy=math.log(2))), \
+        SAC(copy.deepcopy(actor), 4, settings(dsrl_target_entropy=-50.0))
     for sac in (hi, lo):
         sac.update(batch(), torch.Generator().manual_seed(0))
     assert hi.alpha > 0.5 > lo.alpha
@@ -91,8 +93,7 @@ def test_sac_solves_a_contextual_bandit():
     """reward = -|c - c*(o)|^2 with c*(o) = 0.8 sign(o): the deterministic actor must learn c*."""
     torch.manual_seed(0)
     actor = NoiseActor(1, 2, [32], bound=1.5)
-    sac = SAC(actor, 1, settings(gamma=0.0, tau=0.05, lr_actor=3e-3, lr_critic=3e-3, target_entropy=-2.0,
-                                 init_alpha=0.05, hidden=[32, 32]))
+    sac = SAC(actor, 1, settings(gamma=0.0, dsrl_tau=0.05, lr_actor=3e-3, dsrl_target_entropy=-1.0, dsrl_init_alpha=0.05))
     g = torch.Generator().manual_seed(1)
     obs = torch.randn(64, 1, generator=g)
     for step in range(500):
@@ -123,6 +124,6 @@ def test_state_round_trip_without_pickle_and_a_mismatch_is_refused(tmp_path):
     g1, g2 = torch.Generator().manual_seed(9), torch.Generator().manual_seed(9)
     assert again.update(batch(seed=1), g1)["q_loss"] == pytest.approx(sac.update(batch(seed=1), g2)["q_loss"])
     with pytest.raises(ConfigError, match="dsrl-hidden"):
-        SAC(NoiseActor(4, 3, [16], 1.5), 4, settings(hidden=[8])).load_state_dict(state["sac"])
+        SAC(NoiseActor(4, 3, [16], 1.5), 4, settings(dsrl_hidden=[8])).load_state_dict(state["sac"])
     with pytest.raises(ConfigError, match="log_alpha"):
         again.load_state_dict({**state["sac"], "log_alpha": torch.tensor([math.inf])})

@@ -7,9 +7,13 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from reinflow import ConfigError
 from reinflow.cli_args import parse_with_defaults, pop_flag
+
+if TYPE_CHECKING:
+    from reinflow.rl.runfolder import ResumePoint
 
 
 def run(argv: list[str]) -> int:
@@ -17,9 +21,10 @@ def run(argv: list[str]) -> int:
     from reinflow.rl.presets import preset_overrides
     from reinflow.rl.trainer import train
     given = list(argv)
-    base, source = None, "--config"
+    base, source, point = None, "--config", None
     if "--resume" in argv:
-        base, source, argv = _resume_defaults(argv)
+        point, source, argv = _resume_defaults(argv)
+        base = {k: v for k, v in point[1]["train"].items() if k != "overwrite"}
     cfg = parse_with_defaults(TrainConfig, argv, "reinflow train", preset_overrides, base, source)
     if cfg.nproc > 1 and "WORLD_SIZE" not in os.environ:
         if cfg.device != "cpu":  # one GPU per rank, checked before any process starts
@@ -28,7 +33,7 @@ def run(argv: list[str]) -> int:
             from reinflow.rl.dist import rank_device
             rank_device(cfg.device, cfg.nproc - 1, cfg.nproc, torch.cuda.device_count())
         return _launch_torchrun(cfg.nproc, given)
-    res = train(cfg)
+    res = train(cfg, point)
     if os.environ.get("RANK", "0") != "0":
         # Only rank 0 reports. The others leave at once: at interpreter teardown a gloo rank could
         # abort ("terminate called without an active exception", SIGABRT) after a complete run,
@@ -98,8 +103,9 @@ def _launch_torchrun(nproc: int, argv: list[str]) -> int:
                 q.setLevel(level)
 
 
-def _resume_defaults(argv: list[str]) -> tuple[dict, str, list[str]]:
-    """``--resume``: the config saved with the run's checkpoint becomes the defaults, flags given
+def _resume_defaults(argv: list[str]) -> tuple[ResumePoint, str, list[str]]:
+    """``--resume``: (the run's ``resume_point``, read once and passed to the trainer, where it was read
+    from, the other flags). The config saved with the run's checkpoint becomes the defaults, flags given
     now override it (the trainer refuses overrides that would change the model, chain or env)."""
     from reinflow.rl.runfolder import resume_point
     out, rest = pop_flag(argv, "--out")
@@ -113,5 +119,4 @@ def _resume_defaults(argv: list[str]) -> tuple[dict, str, list[str]]:
     if ck is None:
         print(f"[reinflow] {out} has no checkpoint yet (stopped before its first one): starting it over from "
               "iteration 0 with its saved config", file=sys.stderr, flush=True)
-    train = {k: v for k, v in saved["train"].items() if k != "overwrite"}
-    return train, f"--resume: {where}", ["--out", out, *rest]
+    return (ck, saved), f"--resume: {where}", ["--out", out, *rest]

@@ -74,9 +74,7 @@ def build_mask(policy: FlowPolicy, act_steps: int | None, mask_executed: bool = 
     likelihood is then an approximation of the executed-action marginal.
     """
     mask = policy.action_mask().clone()
-    if act_steps is not None and mask_executed:
-        if not 1 <= act_steps <= policy.chunk_size:
-            raise ConfigError(f"act_steps={act_steps}: allowed range [1, chunk_size={policy.chunk_size}]")
+    if act_steps is not None and mask_executed:  # 1 <= act_steps <= H: the Agent (its one caller) checked it
         mask[act_steps:] = False
     return mask
 

@@ -18,7 +18,7 @@ from reinflow.policies import base_policy_config
 from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
 from reinflow.rl.agent import Agent, BaseAgent, SamplerConfig
 from reinflow.rl.checkpoint import load_agent, read_checkpoint_config, resolve_checkpoint
-from reinflow.rl.config import TrainConfig
+from reinflow.rl.config import TrainConfig, check_act_steps
 from reinflow.untrusted import check_env_kwargs_files
 
 
@@ -55,24 +55,48 @@ def _env_instruction(env_id: str, kw: dict) -> str:
         env.close()
 
 
+DEFAULT_CHUNK = {"mlp": 8, "smolvla": 50}
+"""--chunk-size of a new policy (and of a LeRobot SmolVLA checkpoint) when not given"""
+
+
+def _checkpoint_policy(cfg: TrainConfig) -> tuple[Path, dict] | None:
+    """(folder, base policy config) of a reinflow checkpoint at --policy-path, else None (a new policy,
+    or a LeRobot SmolVLA folder). A residual's or dsrl policy's sizes are its base's."""
+    if cfg.policy_path is None:
+        return None
+    if cfg.policy == "smolvla" and not ((Path(cfg.policy_path) / "config.json").is_file() and
+                                        "sampler" in read_checkpoint_config(Path(cfg.policy_path), require=False)):
+        return None
+    ck = resolve_checkpoint(cfg.policy_path)
+    return ck, base_policy_config(read_checkpoint_config(ck)["policy"])
+
+
+def policy_dims(cfg: TrainConfig, act_space: gym.Space) -> tuple[int, int, int]:
+    """(chunk H, action dims A, Euler steps K) of the policy ``build_agent`` makes, from the flags and the
+    checkpoint's config, without building it: what the chain dimension D of ``--auto-scale`` needs before
+    the agent exists (``ChainPPO.resolve``)."""
+    if not isinstance(act_space, gym.spaces.Box):
+        raise ConfigError(f"env={cfg.env!r}: action space {type(act_space).__name__} is not a Box")
+    held = _checkpoint_policy(cfg)
+    if held is None:
+        return cfg.chunk_size or DEFAULT_CHUNK[cfg.policy], int(np.prod(act_space.shape)), cfg.denoise_steps or 1
+    pcfg = held[1]
+    return pcfg.get("chunk_size"), pcfg.get("action_dim"), cfg.denoise_steps or pcfg.get("denoise_steps") or 1
+
+
 def build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> BaseAgent:
     """A new or loaded agent whose chunk/action dims are checked against the env (the algorithm
-    then builds its own agent around a wrapper of its policy: ``Algorithm.prepare_agent``)."""
-    return _build_agent(cfg.resolved(), obs_space, act_space)
-
-
-def _build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -> BaseAgent:
+    then builds its own agent around a wrapper of its policy: ``Algorithm.prepare_agent``). ``cfg``
+    is resolved (``TrainConfig.resolved``, once, by the caller)."""
     if not isinstance(act_space, gym.spaces.Box):
         raise ConfigError(f"env={cfg.env!r}: action space {type(act_space).__name__} is not a Box")
     action_dim = int(np.prod(act_space.shape))
     lo, hi = cfg.schedule().bounds_at(0, cfg.iterations)
-    is_checkpoint = bool(cfg.policy_path) and (Path(cfg.policy_path) / "config.json").is_file() and \
-        "sampler" in read_checkpoint_config(Path(cfg.policy_path), require=False)
-    if cfg.policy == "smolvla" and not is_checkpoint:
+    held = _checkpoint_policy(cfg)
+    if cfg.policy == "smolvla" and held is None:
         return _new_smolvla_agent(cfg, obs_space, act_space, lo, hi)
-    if cfg.policy_path:
-        ck = resolve_checkpoint(cfg.policy_path)
-        pcfg = base_policy_config(read_checkpoint_config(ck)["policy"])  # a residual's sizes are its base's
+    if held is not None:
+        ck, pcfg = held
         chunk = pcfg.get("chunk_size")
         if cfg.chunk_size is not None and chunk != cfg.chunk_size:
             raise ConfigError(f"chunk_size={cfg.chunk_size}: the checkpoint {ck} was built with chunk_size={chunk}")
@@ -92,7 +116,7 @@ def _build_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Space) -
         agent, _, _ = load_agent(ck, sampler_overrides=sampler, policy_overrides=overrides)
         agent.critic_shares_features = cfg.critic_shares_features
         return agent
-    chunk = cfg.chunk_size or 8
+    chunk = cfg.chunk_size or DEFAULT_CHUNK["mlp"]
     sampler = sampler_config(cfg, chunk, lo, hi)  # validates act_steps before any model is built
     if not isinstance(obs_space, gym.spaces.Box):
         raise ConfigError(f"env={cfg.env!r}: the MLP policy needs a vector observation, the env's is not one "
@@ -112,7 +136,7 @@ def _new_smolvla_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Sp
         from reinflow.policies.smolvla import build_smolvla_policy
     except ImportError as exc:
         raise ConfigError(f"policy=smolvla needs the extra (see docs/smolvla.md): {exc}") from None
-    chunk = cfg.chunk_size or 50
+    chunk = cfg.chunk_size or DEFAULT_CHUNK["smolvla"]
     sampler = sampler_config(cfg, chunk, lo, hi)
     policy = build_smolvla_policy(obs_space, act_space, vlm_path=cfg.vlm_path, policy_path=cfg.policy_path,
                                   chunk_size=chunk, denoise_steps=cfg.denoise_steps or 1, trainable=cfg.trainable,
@@ -123,7 +147,8 @@ def _new_smolvla_agent(cfg: TrainConfig, obs_space: gym.Space, act_space: gym.Sp
 def sampler_config(cfg: TrainConfig, chunk: int, lo: float, hi: float) -> SamplerConfig:
     """The sampler a run uses, from its flags (act_steps defaults to the whole chunk)."""
     act_steps = cfg.act_steps or chunk
-    _check_act_steps(act_steps, chunk)
+    if cfg.chunk_size is None:  # the checkpoint's or the default chunk (a chunk from the flags: TrainConfig checked)
+        check_act_steps(act_steps, chunk)
     return SamplerConfig(act_steps=act_steps, reduction=cfg.logprob_reduction, mask_executed=cfg.mask_executed,
                          logprob_clamp=cfg.logprob_clamp, sigma_lo=lo, sigma_hi=hi,
                          constant_sigma=cfg.noise_schedule == "constant",
@@ -131,7 +156,3 @@ def sampler_config(cfg: TrainConfig, chunk: int, lo: float, hi: float) -> Sample
                          noise_basis=min(cfg.noise_basis, act_steps), initial_noise=cfg.initial_noise,
                          initial_noise_seed=cfg.initial_noise_seed)
 
-
-def _check_act_steps(act_steps: int, chunk: int) -> None:
-    if not 1 <= act_steps <= chunk:
-        raise ConfigError(f"act_steps={act_steps}: allowed range [1, chunk_size={chunk}]")

@@ -40,14 +40,6 @@ except ImportError:  # not POSIX: no locking (reinflow's supported platforms are
 
 MARKER = ".reinflow"          # written into every folder reinflow claims (and ignored when judging "empty")
 
-# TrainConfig fields that define the model, the denoising chain, the env (and the batch layout the
-# reward scaler's state is shaped by); a resume that changes one of them is refused.
-FROZEN_ON_RESUME = ("env", "algorithm", "env_kwargs", "policy", "policy_path", "vlm_path", "trainable", "chunk_size", "act_steps",
-                    "denoise_steps", "hidden", "noise_basis", "sigma_min", "sigma_max", "noise_schedule", "sigma_max_final",
-                    "noise_hold_frac", "initial_noise", "initial_noise_seed", "logprob_reduction", "logprob_clamp",
-                    "mask_executed", "critic_shares_features",
-                    "parallel_envs", "nproc", "dsrl_components", "dsrl_bound", "dsrl_hidden", "dsrl_buffer_size",
-                    "precision")
 # bookkeeping of the command itself (a run folder may be moved), never a change of the run
 NOT_RECORDED = ("out", "resume", "overwrite", "auto_scale", "scale_rule", "scale_ref_dim", "progress")
 
@@ -263,7 +255,11 @@ def claim_out(out: str | Path, overwrite: bool = False, can_resume: bool = False
     return folder
 
 
-def resume_point(out: str | Path) -> tuple[Path | None, dict]:
+ResumePoint = tuple[Path | None, dict]
+"""what ``--resume`` continues: (its checkpoint, or None for a run stopped before its first; its config.json)"""
+
+
+def resume_point(out: str | Path) -> ResumePoint:
     """(checkpoint to resume from, its config.json) for ``--resume``; (None, the run's config.json) for
     a run killed before its first checkpoint, which then starts over from iteration 0. Refuses a run
     folder with a symlink anywhere in it, and one that is not a run of ``reinflow train``."""
@@ -314,7 +310,7 @@ def resume_changes(new: dict[str, Any], saved: dict[str, Any], derived: dict[str
     """``{field: {"from": saved, "to": new}}`` for the fields a resume changes; ConfigError for a
     frozen one. ``derived`` holds the sizes the run really used where its config said None
     (e.g. chunk_size taken from the checkpoint), so restating them is not a change."""
-    from reinflow.rl.config import upgrade_legacy
+    from reinflow.rl.config import FROZEN_ON_RESUME, upgrade_legacy
     saved = upgrade_legacy(saved)
     changes = {}
     for name, val in new.items():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -47,36 +46,24 @@ def soft_target(reward: torch.Tensor, done: torch.Tensor, gamma: float, q1_next:
     return reward + gamma * (1.0 - done) * (torch.minimum(q1_next, q2_next) - alpha * logp_next)
 
 
-@dataclass
-class SACSettings:
-    """What one SAC update needs (from TrainConfig's dsrl_* fields)."""
-
-    gamma: float
-    tau: float
-    lr_actor: float
-    lr_critic: float
-    lr_alpha: float
-    target_entropy: float
-    """total target entropy of the squashed latent on [-1, 1]^L (per-dim target x L)"""
-    init_alpha: float
-    hidden: list[int]
-
-
 class SAC:
-    """Twin critics + targets + temperature around an existing ``actor`` (trained in place)."""
+    """Twin critics + targets + temperature around an existing ``actor`` (trained in place), with the
+    settings of ``cfg``: a TrainConfig (``DSRLConfig``'s fields; gamma per decision; lr_actor, SAC's one
+    learning rate for actor, critics and temperature)."""
 
-    def __init__(self, actor: NoiseActor, feat_dim: int, s: SACSettings, device: torch.device | str = "cpu"):
-        self.actor, self.s = actor, s
-        self.q = TwinQ(feat_dim, actor.latent_dim, s.hidden).to(device)
+    def __init__(self, actor: NoiseActor, feat_dim: int, cfg: Any, device: torch.device | str = "cpu"):
+        self.actor, self.gamma, self.tau, self.hidden = actor, cfg.gamma, cfg.dsrl_tau, list(cfg.dsrl_hidden)
+        self.target_entropy = cfg.dsrl_target_entropy * actor.latent_dim  # the squashed latent's total on [-1, 1]^L
+        self.q = TwinQ(feat_dim, actor.latent_dim, self.hidden).to(device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
-        self.log_alpha = torch.tensor(math.log(s.init_alpha), device=device, requires_grad=True)
+        self.log_alpha = torch.tensor(math.log(cfg.dsrl_init_alpha), device=device, requires_grad=True)
         # parameter lists cached and foreach kernels: at a high update-to-data ratio on a CPU the
         # per-step Python overhead of small networks is most of the cost
         self._actor_params, self._q_params = list(actor.parameters()), list(self.q.parameters())
         self._qt_params = list(self.q_target.parameters())
-        self.actor_opt = torch.optim.Adam(self._actor_params, lr=s.lr_actor, foreach=True)
-        self.critic_opt = torch.optim.Adam(self._q_params, lr=s.lr_critic, foreach=True)
-        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=s.lr_alpha)
+        self.actor_opt = torch.optim.Adam(self._actor_params, lr=cfg.lr_actor, foreach=True)
+        self.critic_opt = torch.optim.Adam(self._q_params, lr=cfg.lr_actor, foreach=True)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha], lr=cfg.lr_actor)
 
     @property
     def alpha(self) -> float:
@@ -91,7 +78,7 @@ class SAC:
         with torch.no_grad():
             c_next, logp_next = self.actor.sample(b["next_feat"], generator=generator)
             q1_t, q2_t = self.q_target(b["next_feat"], c_next)
-            y = soft_target(b["reward"], b["done"], self.s.gamma, q1_t, q2_t, logp_next, alpha)
+            y = soft_target(b["reward"], b["done"], self.gamma, q1_t, q2_t, logp_next, alpha)
         q1, q2 = self.q(b["feat"], b["latent"])
         q_loss = 0.5 * ((q1 - y) ** 2).mean() + 0.5 * ((q2 - y) ** 2).mean()
         self.critic_opt.zero_grad(set_to_none=True)
@@ -116,7 +103,7 @@ class SAC:
         self.actor_opt.step()
         for p in self._q_params:  # the actor's backward reached the critics; drop it
             p.grad = None
-        alpha_loss = -(self.log_alpha * (logp.detach() + self.s.target_entropy)).mean()
+        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
         self.alpha_opt.step()
@@ -126,7 +113,7 @@ class SAC:
 
     @torch.no_grad()
     def _polyak(self) -> None:
-        torch._foreach_lerp_(self._qt_params, self._q_params, self.s.tau)  # pt += tau (p - pt)
+        torch._foreach_lerp_(self._qt_params, self._q_params, self.tau)  # pt += tau (p - pt)
 
     # --- training state (no pickle: nested dicts of tensors) --------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -140,7 +127,7 @@ class SAC:
             try:
                 getattr(self, name).load_state_dict(state[name])
             except (KeyError, TypeError, RuntimeError) as exc:
-                raise ConfigError(f"dsrl state: {name} does not fit --dsrl-hidden {self.s.hidden} "
+                raise ConfigError(f"dsrl state: {name} does not fit --dsrl-hidden {self.hidden} "
                                   f"({str(exc).splitlines()[0][:200]})") from None
         log_alpha = state.get("log_alpha")
         if not isinstance(log_alpha, torch.Tensor) or log_alpha.numel() != 1 or not bool(torch.isfinite(log_alpha).all()):

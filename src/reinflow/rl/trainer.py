@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +20,7 @@ import torch
 
 from reinflow import ConfigError, InvariantError, ReinflowError
 from reinflow.envs.factory import env_spaces, make_vector_env, set_headless_gl
-from reinflow.rl.algorithms import algorithm_class, canonical
-from reinflow.rl.auto_scale import apply_auto_scale
+from reinflow.rl.algorithms import algorithm_class
 from reinflow.rl.build import build_agent, env_kwargs
 from reinflow.rl.checkpoint import load_agent, save_run_checkpoint
 from reinflow.rl.config import TrainConfig
@@ -30,7 +29,7 @@ from reinflow.rl.dist import (DistInfo, all_reduce, broadcast_module, init_distr
 from reinflow.rl.gae import TRUNCATION_MODES
 from reinflow.rl.keep_best import Evaluator
 from reinflow.rl.precision import autocast, numerics, use_numerics, weights_record
-from reinflow.rl.runfolder import RunFolder, check_out, resume_changes, resume_point, write_json_atomic
+from reinflow.rl.runfolder import ResumePoint, RunFolder, check_out, resume_changes, resume_point, write_json_atomic
 from reinflow.rl.seeding import env_generators, seeded_reset
 from reinflow.rl.trainer_state import read_trainer_state
 from reinflow.report.logger import MetricsLogger
@@ -81,37 +80,28 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Run (or resume) a training; under torchrun, one data-parallel rank of it."""
+def train(cfg: TrainConfig, resume: ResumePoint | None = None) -> TrainResult:
+    """Run (or resume) a training; under torchrun, one data-parallel rank of it. ``resume``: what
+    ``runfolder.resume_point`` returned for ``--resume`` (read here when the caller has not)."""
     check_out(cfg.out, cfg.resume, cfg.overwrite, cfg.policy_path)  # every rank, before any rank can write
-    cfg = _resolved(cfg)
+    point = (resume or resume_point(cfg.out)) if cfg.resume else None
+    cfg = cfg.resolved(point[1]["train"] if point else None)  # the 'auto' choices, once
     info = init_distributed(cfg.device, cfg.dist_timeout_min)
     clean = False
     try:
         with RunFolder(cfg.out, lock=info.is_main) as folder, \
                 use_numerics(cfg.precision, resolve_device(cfg.device, info.local_rank)):
-            # one process per run folder, locked before it is read; TF32/determinism set, restored after
-            result = _train(cfg, info, folder)
+            # one process per run folder, locked before it is written; TF32/determinism set, restored after
+            result = _train(cfg, point, info, folder)
         clean = True
         return result
     finally:
         shutdown(info, clean)
 
 
-def _resolved(cfg: TrainConfig) -> TrainConfig:
-    """The 'auto' choices made; a resumed run keeps the algorithm it was trained with (runs written
-    before the choice existed were PPO on the chain)."""
-    if cfg.resume and cfg.algorithm == "auto":
-        try:
-            saved = resume_point(cfg.out)[1]["train"]
-        except ReinflowError:
-            saved = {}  # _setup reports what is wrong with the run folder
-        cfg = replace(cfg, algorithm=canonical(str(saved.get("algorithm", "chain-ppo"))))
-    return cfg.resolved()
-
-
-def _train(cfg: TrainConfig, info: DistInfo, folder: RunFolder) -> TrainResult:
-    run = _Run(cfg, info, folder)
+def _train(cfg: TrainConfig, point: ResumePoint | None, info: DistInfo, folder: RunFolder) -> TrainResult:
+    run = _Run(cfg, point, info, folder)
+    cfg = run.cfg  # with the algorithm's own choices (--auto-scale)
     bar = _progress(run)
     metrics, it, stopped = {}, run.start_it - 1, False
     try:
@@ -168,7 +158,7 @@ class _Run:
     """One run between its iterations: built (and validated) before anything is written, so a refused
     or failed resume leaves the run folder exactly as it was."""
 
-    def __init__(self, cfg: TrainConfig, info: DistInfo, folder: RunFolder):
+    def __init__(self, cfg: TrainConfig, point: ResumePoint | None, info: DistInfo, folder: RunFolder):
         from tqdm import tqdm
 
         from reinflow.rl.health import HealthMonitor, run_context
@@ -177,17 +167,18 @@ class _Run:
         if cfg.headless:
             set_headless_gl()
         self.out = out = Path(cfg.out)
-        state, saved, ck = None, {}, None
-        if cfg.resume:  # the CLI already took the run's saved config as defaults under the flags
-            ck, saved = resume_point(out)  # ck None: stopped before its first checkpoint, so it starts over
-            state = read_trainer_state(ck) if ck is not None else None
+        # the CLI already took the run's saved config as defaults under the flags; ck None: stopped before
+        # its first checkpoint, so it starts over
+        ck, saved = point or (None, {})
+        state = read_trainer_state(ck) if ck is not None else None
         kw = env_kwargs(cfg)
+        spaces = env_spaces(cfg.env, kw)
         algo_cls = algorithm_class(cfg.algorithm)
+        cfg, scale_info = algo_cls.resolve(cfg, spaces[1], verbose=cfg.progress and self.main)  # before building
         if state is not None:
             agent = load_agent(ck)[0]
         else:
-            agent = algo_cls.prepare_agent(cfg, build_agent(cfg, *env_spaces(cfg.env, kw)))
-        cfg, scale_info = apply_auto_scale(cfg, agent, verbose=cfg.progress and self.main)
+            agent = algo_cls.prepare_agent(cfg, build_agent(cfg, *spaces))
         changes = resume_changes(asdict(cfg), saved.get("train") or {}, saved.get("derived") or {}, str(out)) \
             if cfg.resume else {}
         self.cfg, self.agent = cfg, agent

@@ -1,7 +1,9 @@
 """The algorithms behind ``--algorithm``, one file each, behind the protocol in ``base.py``.
 
-The registry names classes as ``module:Class`` strings so that reading a config (``rl.config``,
-the doctor) never imports torch-heavy modules; ``algorithm_class`` imports the one a run uses.
+The registry names classes as ``module:Class`` strings: ``algorithm_class`` imports one on use (the
+doctor imports none); ``rl.config`` imports each for its settings (``Algorithm.config``, a dataclass
+declared in the algorithm's file), which ``TrainConfig`` derives from. A new algorithm is its file
+and one line here.
 """
 
 from __future__ import annotations
@@ -40,3 +42,8 @@ def agent_class(policy_type: str) -> type:
         return Agent
     module, _, attr = AGENTS[policy_type].partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def algorithm_configs() -> tuple[type, ...]:
+    """Each registered algorithm's settings dataclass (``Algorithm.config``) once, in registry order."""
+    return tuple(dict.fromkeys(algorithm_class(name).config for name in ALGORITHMS))

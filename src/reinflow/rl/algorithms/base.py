@@ -48,9 +48,34 @@ class Algorithm(Generic[D]):
     """the ``--algorithm`` value"""
     health: ClassVar[str] = "ppo"
     """which health checks apply to its metrics (``reinflow.rl.health``)"""
+    config: ClassVar[type]
+    """its settings: a dataclass declared in its file, with ``RANGES``, ``FROZEN_ON_RESUME`` and ``check()``;
+    ``TrainConfig`` derives from every registered one, so their fields are top-level flags"""
+    default_lr_actor: ClassVar[float]
+    """``--lr-actor`` when not given"""
+    family: ClassVar[str] = "PPO"
+    """what its update is, in reports ("PPO iterations")"""
+    budget_in_env_steps: ClassVar[bool] = False
+    """the quickstart plans it by an env-step budget (``Settings.dsrl_env_steps``), not by iterations"""
+
+    @classmethod
+    def describe(cls, cfg: Any, act_steps: int, action_dim: int) -> dict[str, str]:
+        """Report text (the quickstart's): 'space' (what it explores, a few words), 'chain' (how the chain
+        runs), 'recipe' (its settings in one line), 'settings' (the recipe bullet of summary.md)."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        """Refuse what ``cfg`` (a TrainConfig naming this algorithm) sets that this algorithm has no use for."""
 
     def __init__(self, cfg: Any, agent: BaseAgent, info: DistInfo, device: torch.device, truncation: str):
         self.cfg, self.agent, self.info, self.device, self.truncation = cfg, agent, info, device, truncation
+
+    @classmethod
+    def resolve(cls, cfg: Any, act_space: Any, verbose: bool) -> tuple[Any, dict | None]:
+        """``cfg`` (resolved: no 'auto' left) with this algorithm's own choices made, before anything is built;
+        and what it chose, for config.json's ``derived`` (None: nothing)."""
+        return cfg, None
 
     @classmethod
     def prepare_agent(cls, cfg: Any, agent: BaseAgent) -> BaseAgent:

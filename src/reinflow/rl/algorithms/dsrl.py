@@ -18,22 +18,23 @@ Resume: the replay buffer, critics, targets, temperature and optimizers are the 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
 from reinflow import ConfigError, NonFiniteError
 from reinflow.flow.chain import sample_chain
-from reinflow.policies.dsrl import DSRLFlowPolicy
+from reinflow.policies.dsrl import BOUND_RANGE, DSRLFlowPolicy
 from reinflow.rl.agent import ActResult, BaseAgent, SamplerConfig, batch_size
 from reinflow.rl.algorithms.base import Algorithm, Experience
 from reinflow.rl.dist import DistInfo
 from reinflow.rl.envloop import decisions, info_field, stack_obs
 from reinflow.rl.replay import ReplayBuffer
-from reinflow.rl.sac import SAC, SACSettings
+from reinflow.rl.sac import SAC
 from reinflow.rl.seeding import stream_seed
+from reinflow.validate import NAMED
 
 UPDATE_TAG = 3  # seeding.stream_seed tag of the update's replay sampling and actor noise
 
@@ -77,9 +78,99 @@ class Added:
     """decisions added (one per env and decision, those of fault-dropped episodes left out)"""
 
 
+@dataclass
+class DSRLConfig:
+    """``--algorithm dsrl``'s settings: SAC over the initial noise x_0 of the frozen policy's chain
+    (policies/dsrl.py). An iteration collects rollout_steps decisions per env, then takes dsrl_utd
+    gradient steps per new decision; gamma is per decision; lr_actor is SAC's one learning rate (actor,
+    critics, temperature); the PPO and noise fields do not apply. ``TrainConfig`` derives from it, so
+    each field is a top-level flag (``--dsrl-utd``) and a top-level key of config.json."""
+
+    dsrl_components: int = 8
+    """dsrl latent: M smooth (DCT) coefficients of x_0 per action dim over the executed steps (0: x_0's H x A entries)"""
+    dsrl_bound: float = 2.5
+    """dsrl latent bound: c = bound * tanh(u), in units of x_0's N(0, 1) noise (the paper's action magnitude, 1.5)"""
+    dsrl_utd: float = 2.0
+    """dsrl update-to-data ratio: gradient steps per stored decision"""
+    dsrl_batch_size: int = 256
+    """dsrl replay samples per gradient step"""
+    dsrl_buffer_size: int = 100_000
+    """dsrl replay capacity in decisions (the oldest are overwritten)"""
+    dsrl_warmup: int = 300
+    """dsrl decisions played with c ~ N(0, I) clipped to the bound (the BC policy's own noise) before updates start"""
+    dsrl_hidden: list[int] = field(default_factory=lambda: [256, 256])
+    """dsrl actor and twin-critic hidden widths (LayerNorm MLPs)"""
+    dsrl_tau: float = 0.005
+    """dsrl Polyak rate of the target critics"""
+    dsrl_target_entropy: float = -1.0
+    """dsrl target entropy per latent dim of the tanh-squashed actor on [-1, 1] (at most log 2; the paper: 0)"""
+    dsrl_init_alpha: float = 1.0
+    """dsrl initial entropy temperature (auto-tuned from there)"""
+    dsrl_reward_scale: float = 1.0
+    """dsrl factor on each decision's reward (the sum over its executed steps)"""
+    dsrl_init: Literal["auto", "zero", "fixed"] = "auto"
+    """dsrl: the x_0 its untrained actor plays: zero, or fixed (the --initial-noise-seed draw); auto: as --initial-noise"""
+
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "dsrl_components": (0, 1024), "dsrl_bound": BOUND_RANGE, "dsrl_utd": (1e-3, 256.0),
+        "dsrl_batch_size": (1, 65536), "dsrl_buffer_size": (1, 10**8), "dsrl_warmup": (0, 10**8),
+        "dsrl_tau": (1e-6, 1.0), "dsrl_target_entropy": (-100.0, math.log(2.0)), "dsrl_init_alpha": (1e-6, 1e3),
+        "dsrl_reward_scale": (1e-6, 1e6)}
+    """each field's allowed range (checked by ``check``, whatever the algorithm: a config file is valid or not)"""
+    FROZEN_ON_RESUME: ClassVar[tuple[str, ...]] = ("dsrl_components", "dsrl_bound", "dsrl_hidden", "dsrl_buffer_size")
+    """fields a resume may not change (the latent, the actor and critics, the replay buffer's shape)"""
+
+    def check(self) -> None:
+        for name, (lo, hi) in DSRLConfig.RANGES.items():  # (self is a TrainConfig: not self.RANGES)
+            if not lo <= getattr(self, name) <= hi:
+                raise ConfigError(f"{name}={getattr(self, name)}: allowed range [{lo:g}, {hi:g}]")
+        from reinflow.policies.mlp import check_net_size  # the widths alone: the env's sizes add to it later
+        check_net_size([[1, *self.dsrl_hidden, 1]] * 3, "the DSRL actor and twin critics", f"dsrl_hidden={self.dsrl_hidden}")
+        ok, allowed = NAMED["hidden"]
+        if not ok(self.dsrl_hidden):
+            raise ConfigError(f"dsrl_hidden={self.dsrl_hidden}: {allowed}")
+
+
 class DSRL(Algorithm[Added]):
     name = "dsrl"
     health = "sac"
+    config = DSRLConfig
+    default_lr_actor = 3e-4  # SAC's one lr: actor, critics and temperature
+    family = "SAC"
+    budget_in_env_steps = True  # SAC's sample efficiency is judged per env step
+
+    @classmethod
+    def describe(cls, cfg: Any, act_steps: int, action_dim: int) -> dict[str, str]:
+        m, seed = cfg.dsrl_components, cls.x0_seed(cfg)
+        recipe = (f"SAC over x_0's {m or act_steps} x {action_dim} {'DCT coefficients' if m else 'entries'} (bound "
+                  f"{cfg.dsrl_bound:g}), UTD {cfg.dsrl_utd:g}, batch {cfg.dsrl_batch_size}, lr {cfg.lr_actor:g}, "
+                  f"target entropy {cfg.dsrl_target_entropy:g}/dim, warm-up {cfg.dsrl_warmup} decisions, centred at "
+                  f"{'x_0 = 0' if seed is None else f'the fixed x_0 (seed {seed})'}")
+        return {"space": f"SAC latent {m or act_steps} x {action_dim} (x_0)",
+                "chain": "the ODE from the actor's x_0 (no injected noise)", "recipe": recipe,
+                "settings": f"algorithm {cls.name}, {recipe}, {cfg.parallel_envs} envs x {cfg.rollout_steps} decisions"}
+
+    @classmethod
+    def check_config(cls, cfg: Any) -> None:
+        # PPO's knobs would be silently ignored: refuse them, naming the way out. --initial-noise fixed is
+        # dsrl's too: with --dsrl-init auto it centres the latent at that draw.
+        ppo_only = {"initial_noise": (("sample", "fixed"), "--initial-noise"), "bc_coef": ((0.0,), "--bc-coef")}
+        for name, (allowed, flag) in ppo_only.items():
+            if getattr(cfg, name) not in allowed:
+                raise ConfigError(f"{name}={getattr(cfg, name)!r}: a PPO setting (chain-ppo, residual-ppo); "
+                                  f"--algorithm dsrl has no use for it: drop {flag}")
+        if cfg.preset not in (None, "default"):
+            raise ConfigError(f"preset={cfg.preset!r}: a PPO recipe; --algorithm dsrl takes its own --dsrl-* flags "
+                              "(drop --preset, or use --preset default)")
+        if cfg.nproc > 1:
+            raise ConfigError(f"nproc={cfg.nproc}: algorithm=dsrl runs in one process (its replay buffer and SAC "
+                              "updates are not data-parallel); drop --nproc")
+
+    @staticmethod
+    def x0_seed(cfg: Any) -> int | None:
+        """The seed of the x_0 a new dsrl actor's latent is centred at (``dsrl_init``), None: x_0 = 0."""
+        fixed = cfg.dsrl_init == "fixed" or (cfg.dsrl_init == "auto" and cfg.initial_noise == "fixed")
+        return cfg.initial_noise_seed if fixed else None
 
     @classmethod
     def prepare_agent(cls, cfg: Any, agent: BaseAgent) -> BaseAgent:
@@ -90,7 +181,7 @@ class DSRL(Algorithm[Added]):
             return agent
         # centred where the BC was measured: a fixed-noise BC (SmolVLA's quickstart) at its x_0
         steered = DSRLAgent(DSRLFlowPolicy(agent.policy, agent.sampler.act_steps, cfg.dsrl_components, cfg.dsrl_bound,
-                                           cfg.dsrl_hidden, x0_seed=cfg.dsrl_x0_seed()), agent.sampler)
+                                           cfg.dsrl_hidden, x0_seed=cls.x0_seed(cfg)), agent.sampler)
         steered.critic_shares_features = agent.critic_shares_features  # the checkpoint's config.json keeps the flag
         return steered
 
@@ -103,10 +194,7 @@ class DSRL(Algorithm[Added]):
             raise ConfigError("algorithm=dsrl: the checkpoint's policy is not a dsrl policy")
         self.policy = pol = agent.policy
         feat, latent = pol.value_feature_dim, pol.latent_dim
-        self.sac = SAC(pol.actor, feat, SACSettings(
-            gamma=cfg.gamma, tau=cfg.dsrl_tau, lr_actor=cfg.lr_actor, lr_critic=cfg.lr_actor, lr_alpha=cfg.lr_actor,
-            target_entropy=cfg.dsrl_target_entropy * latent, init_alpha=cfg.dsrl_init_alpha,
-            hidden=list(cfg.dsrl_hidden)), device)
+        self.sac = SAC(pol.actor, feat, cfg, device)
         self.buffer = ReplayBuffer(cfg.dsrl_buffer_size, {"feat": (feat,), "latent": (latent,), "reward": (),
                                                          "next_feat": (feat,), "done": ()}, device)
         self.owed = 0.0        # fractional gradient steps carried to the next iteration

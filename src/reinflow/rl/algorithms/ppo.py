@@ -13,108 +13,97 @@ import copy
 import math
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 
-from reinflow import ConfigError, InvariantError, NonFiniteError
-from reinflow.constants import PRE_UPDATE_TOL
+from reinflow import ConfigError, NonFiniteError
 from reinflow.flow.chain import check_per_dim_bound
 from reinflow.rl.agent import Agent, BaseAgent
 from reinflow.rl.algorithms.base import Algorithm, Experience
+from reinflow.rl.algorithms.ppo_batch import (Batch, LayoutShiftError, cat_obs, first_minibatch_check, index_obs,
+                                              pre_update_check, relayout_old_logp)
 from reinflow.rl.context import cat_contexts, context_budget_bytes, index_context
 from reinflow.rl.dist import DistInfo, all_reduce, average_gradients
 from reinflow.rl.gae import gae, time_limit_as
 from reinflow.rl.rollout import RewardScaler, Rollout, collect_rollout
 from reinflow.rl.seeding import stream_seed
 from reinflow.rl.trainer_state import load_optimizer
+from reinflow.validate import check_range
 
 
 @dataclass
-class Batch:
-    """Flattened rollout, B = T * N: obs [B, ...], chains [B, K+1, H, P], logp [B, S],
-    advantages, returns, values [B]; weights [B]: 1, or 0 for decisions of dropped episodes
-    (kept in the batch so every rank runs the same number of minibatches); context: the rollout's
-    ``encode`` outputs [B, ...] when the encoder is frozen (reinflow.rl.context), else None."""
+class PPOConfig:
+    """PPO's settings (chain-ppo, residual-ppo). ``TrainConfig`` derives from it, so each field is a
+    top-level flag of ``reinflow train`` (``--clip-epsilon``) and a top-level key of config.json."""
 
-    obs: Any
-    chains: torch.Tensor
-    logp: torch.Tensor
-    advantages: torch.Tensor
-    returns: torch.Tensor
-    values: torch.Tensor
-    weights: torch.Tensor
-    context: Any = None
+    context_cache_gib: float = 4.0
+    """frozen encoder (smolvla heads/expert): GiB of rollout prefix caches the update reuses (0: re-encode)"""
+    auto_scale: bool = False
+    """rescale sigma (or lr) for the chain dimension D from a D_ref reference (reinflow scale)"""
+    scale_rule: Literal["sigma", "lr"] = "sigma"
+    """what --auto-scale changes: sigma ∝ sqrt(D/D_ref) or lr ∝ sqrt(D_ref/D) (alternatives)"""
+    scale_ref_dim: int = 28
+    """D_ref of the reference settings (ReinFlow paper manipulation: 4 x 7)"""
+    gae_lambda: float = 0.95
+    """GAE lambda"""
+    lr_critic: float = 1e-3
+    """critic learning rate (PPO)"""
+    lr_warmup_iters: int = 0
+    """linear LR warm-up iterations"""
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    """LR after warm-up: cosine decay to lr_min_frac, or constant"""
+    lr_min_frac: float = 0.1
+    """final LR as a fraction of the initial one (cosine)"""
+    update_epochs: int = 5
+    """passes over the batch per update"""
+    minibatch_size: int = 40
+    """samples (decisions) per minibatch"""
+    clip_epsilon: float = 0.2
+    """PPO clip range (0.2 for a summed ratio over D ~ 24; 0.01 suits the 'mean' ratio, ~0.1 per_step)"""
+    target_kl: float | None = 0.05
+    """stop the epochs when the KL estimate measured after a step exceeds this (None: never)"""
+    ent_coef: float = 0.0
+    """entropy bonus coefficient"""
+    bc_coef: float = 0.0
+    """W2 behaviour-cloning regulariser toward the starting policy (same x_0, ODE actions)"""
+    max_grad_norm_actor: float = 1.0
+    """gradient-norm clip for the actor"""
+    max_grad_norm_critic: float = 10.0
+    """gradient-norm clip for the critic"""
+    critic_warmup_iters: int = 0
+    """iterations that update only the critic (useful from a pretrained policy)"""
+    reward_scaling: bool = True
+    """divide rewards by the running std of the discounted return"""
+    norm_adv: bool = True
+    """normalise advantages per batch"""
+    critic_shares_features: bool = False
+    """let critic gradients reach the actor's features (default: detached)"""
+    old_logprob: Literal["auto", "rollout", "update"] = "auto"
+    """PPO old log-probs: as sampled (rollout) or redone in the update's minibatches (update); auto: GPU, below fp32, a shift"""
 
+    RANGES: ClassVar[dict[str, tuple[int, int]]] = {
+        "update_epochs": (1, 10_000), "minibatch_size": (1, 1_000_000), "scale_ref_dim": (1, 10_000_000)}
+    """bounds on memory and time (``check`` applies them)"""
+    FROZEN_ON_RESUME: ClassVar[tuple[str, ...]] = ("critic_shares_features",)
+    """fields a resume may not change (the critic's architecture)"""
 
-def cat_obs(items: list[Any]) -> Any:
-    if isinstance(items[0], dict):
-        return {k: cat_obs([it[k] for it in items]) for k in items[0]}
-    if isinstance(items[0], torch.Tensor):
-        return torch.cat(items)
-    return [x for it in items for x in it]
-
-
-def index_obs(obs: Any, idx: torch.Tensor) -> Any:
-    if isinstance(obs, dict):
-        return {k: index_obs(v, idx) for k, v in obs.items()}
-    if isinstance(obs, torch.Tensor):
-        return obs[idx.to(obs.device)]
-    return [obs[i] for i in idx.tolist()]
-
-
-@torch.no_grad()
-def pre_update_check(agent: Agent, obs: Any, chains: torch.Tensor, logp: torch.Tensor,
-                     context: Any = None) -> float:
-    """Recompute the log-prob of one rollout step's batch (same inputs, same batch size, so the
-    same kernels) before any optimizer step. Returns max |ratio - 1|; raises past 1e-5.
-    ``context``: that step's kept rollout context (frozen encoder), else it is re-encoded."""
-    lp, _ = agent.evaluate(obs, chains, context)
-    dev = float((torch.exp(lp.logp - logp) - 1.0).abs().max())
-    if not dev <= PRE_UPDATE_TOL:
-        raise InvariantError(
-            f"ppo/pre_update_ratio_max_dev = {dev:.3g} > {PRE_UPDATE_TOL:g} before any optimizer step: "
-            "the log-prob of the stored chain changed without a parameter update. Likely causes: "
-            "dropout or a train-mode base model, a different time grid or K in sampling and "
-            "likelihood, sigma bounds changed between rollout and update, nondeterministic kernels.")
-    return dev
-
-
-@torch.no_grad()
-def relayout_old_logp(agent: Agent, batch: Batch, perm: torch.Tensor, minibatch: int) -> float:
-    """Recompute ``batch.logp`` [B, S] in the update's own layout: the first epoch's minibatches
-    (same rows, same shape, same precision, hence the same kernels) before any optimizer step.
-    Returns max |new - rollout| log-prob (nats): how far the rollout's layout was from the update's."""
-    new = batch.logp.clone()
-    for start in range(0, perm.shape[0], minibatch):
-        idx = perm[start:start + minibatch]
-        ctx = None if batch.context is None else index_context(batch.context, idx)
-        new[idx] = agent.evaluate(index_obs(batch.obs, idx), batch.chains[idx], ctx)[0].logp.to(new.dtype)
-    shift = float((new - batch.logp).abs().max())
-    batch.logp = new
-    return shift
-
-
-class LayoutShiftError(InvariantError):
-    """The first minibatch's ratio was off before any optimizer step (nothing was changed yet)."""
-
-
-def first_minibatch_check(ratio: torch.Tensor, rows: int, relayout: bool) -> float:
-    """Invariant 1 at the update's own shape and precision: the ratio [M, S] of the first minibatch,
-    exactly as PPO computed it, before any optimizer step. Returns max |ratio - 1|; raises past the bound."""
-    dev = float((ratio.detach() - 1.0).abs().max())
-    if not dev <= PRE_UPDATE_TOL:
-        fix = ("the old log-probs were already recomputed in this layout (--old-logprob update), so the same "
-               "computation gave two answers: nondeterministic kernels; try --precision fp32") if relayout else \
-            ("recompute the old log-probs in the update's own minibatches before the first step: --old-logprob "
-             "update (or --precision fp32 with --minibatch-size equal to --parallel-envs)")
-        raise LayoutShiftError(
-            f"ppo/first_minibatch_ratio_max_dev = {dev:.3g} > {PRE_UPDATE_TOL:g} on the first minibatch ({rows} rows) "
-            "before any optimizer step: kernel/precision nondeterminism, the old log-probs were computed at another "
-            "batch shape or precision (BLAS/cuBLAS kernels are chosen by shape; bf16/TF32 round differently); "
-            f"fix: {fix}")
-    return dev
+    def check(self) -> None:
+        """Every rule of these fields (checked whatever the algorithm: a config file is valid or not)."""
+        for name in PPOConfig.RANGES:  # (self is a TrainConfig: self.RANGES could be another algorithm's)
+            check_range(name, getattr(self, name), PPOConfig.RANGES)
+        for name in ("gae_lambda", "lr_min_frac"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)}: allowed range [0, 1]")
+        for name in ("lr_critic", "clip_epsilon", "max_grad_norm_actor", "max_grad_norm_critic"):
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be > 0")
+        for name in ("ent_coef", "bc_coef", "lr_warmup_iters", "critic_warmup_iters"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)}: must be >= 0")
+        if self.target_kl is not None and not self.target_kl > 0:
+            raise ConfigError(f"target_kl={self.target_kl}: must be > 0 (or omitted to disable)")
 
 
 def advantage_stats(adv: torch.Tensor, w: torch.Tensor, info: DistInfo) -> tuple[float, float]:
@@ -286,6 +275,9 @@ class ChainPPO(Algorithm[Rollout]):
 
     name = "chain-ppo"
     health = "ppo"
+    config = PPOConfig
+    # fine-tuning a trained flow policy moves it with small steps (docs/benchmarks.md §1.1, §3.1)
+    default_lr_actor = 3e-5
 
     @classmethod
     def prepare_agent(cls, cfg: Any, agent: BaseAgent) -> Agent:
@@ -294,6 +286,26 @@ class ChainPPO(Algorithm[Rollout]):
                               "base), whose chain injects no noise; continue it with --algorithm dsrl, or start PPO "
                               "from the BC checkpoint it was trained from")
         return agent
+
+    @classmethod
+    def resolve(cls, cfg: Any, act_space: Any, verbose: bool) -> tuple[Any, dict | None]:
+        from reinflow.rl.auto_scale import apply_auto_scale  # (it reads rl.build, which reads the config)
+        return apply_auto_scale(cfg, act_space, verbose)   # --auto-scale: its settings for this chain's D
+
+    @classmethod
+    def describe(cls, cfg: Any, act_steps: int, action_dim: int) -> dict[str, str]:
+        basis = min(cfg.noise_basis, act_steps)  # capped at the executed steps, as sampler_config does
+        recipe = (f"noise basis {cfg.noise_basis}, sigma in [{cfg.sigma_min}, {cfg.sigma_max}], lr {cfg.lr_actor:g} "
+                  f"({cfg.lr_schedule}), clip {cfg.clip_epsilon}, x_0 {cfg.initial_noise}")
+        settings = (f"algorithm {cfg.algorithm}, noise basis {cfg.noise_basis} (0 = white), reduction "
+                    f"`{cfg.logprob_reduction}`, sigma in [{cfg.sigma_min}, {cfg.sigma_max}], lr_actor {cfg.lr_actor:g} "
+                    f"({cfg.lr_schedule}), clip {cfg.clip_epsilon}, target_kl {cfg.target_kl}, x_0 {cfg.initial_noise}, "
+                    f"{cfg.parallel_envs} envs x {cfg.rollout_steps} decisions, {cfg.update_epochs} epochs, "
+                    f"minibatch {cfg.minibatch_size}, critic warm-up {cfg.critic_warmup_iters} iterations, "
+                    f"precision {cfg.precision}")
+        return {"space": f"chain D = {basis or act_steps} x {action_dim} = {(basis or act_steps) * action_dim}",
+                "chain": f"noise basis {basis} (0 = white): D = {(basis or act_steps) * action_dim}",
+                "recipe": recipe, "settings": settings}
 
     def __init__(self, cfg: Any, agent: Agent, info: DistInfo, device: torch.device, truncation: str):
         super().__init__(cfg, agent, info, device, truncation)

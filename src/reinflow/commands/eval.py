@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import tyro
 
@@ -18,7 +19,7 @@ class EvalConfig:
     """Evaluate a checkpoint with the sampler it was trained with."""
 
     checkpoint: tyro.conf.Positional[str]
-    """checkpoint folder, or a run folder (its latest checkpoint)"""
+    """checkpoint folder, a run folder (its latest checkpoint), or a SmolVLA BC folder (pretrain's <out>/lerobot; needs --env)"""
     env: str | None = None
     """env id (default: the one the checkpoint was trained on)"""
     env_kwargs: str | None = None
@@ -47,11 +48,13 @@ def run(argv: list[str]) -> int:
     from reinflow.rl.build import resolve_env_kwargs
     from reinflow.rl.checkpoint import load_agent
     from reinflow.envs.factory import check_env_id
-    from reinflow.rl.evaluate import check_json_out, run_episodes, write_json_out
+    from reinflow.rl.evaluate import check_json_out, run_episodes
     cfg = tyro_cli(EvalConfig, argv, "reinflow eval")
     if cfg.json_out:
         check_json_out(cfg.json_out)  # before minutes of evaluation, and again when writing
     set_headless_gl()
+    if is_smolvla_bc_folder(cfg.checkpoint):
+        return _run_bc_folder(cfg)
     agent, ck_cfg, ck = load_agent(cfg.checkpoint)
     train_cfg = ck_cfg.get("train") if isinstance(ck_cfg.get("train"), dict) else {}
     env_id = cfg.env or train_cfg.get("env")
@@ -75,7 +78,58 @@ def run(argv: list[str]) -> int:
         envs.close()
     res.update(checkpoint=str(ck), env=env_id, mode="stochastic" if cfg.stochastic else "deterministic",
                precision=precision)
+    return _report(cfg, res)
+
+
+def _report(cfg: EvalConfig, res: dict) -> int:
+    from reinflow.rl.evaluate import write_json_out
     print(json.dumps(res, indent=2))
     if cfg.json_out:
         write_json_out(cfg.json_out, res)
     return 0
+
+
+def is_smolvla_bc_folder(path: str) -> bool:
+    """A LeRobot SmolVLA folder written by ``reinflow pretrain --policy smolvla`` (``<out>/lerobot``): LeRobot's
+    config.json (no reinflow sampler) beside reinflow's ``reinflow_smolvla.json``."""
+    from reinflow.rl.checkpoint import read_checkpoint_config
+    folder = bc_folder(Path(path))
+    return (folder / "reinflow_smolvla.json").is_file() and (folder / "config.json").is_file() and \
+        "sampler" not in read_checkpoint_config(folder, require=False)
+
+
+def bc_folder(path: Path) -> Path:
+    """``path``, or its ``lerobot`` folder when ``path`` is pretrain's ``--out`` (as ``train --policy-path`` takes)."""
+    return path / "lerobot" if (path / "lerobot" / "reinflow_smolvla.json").is_file() else path
+
+
+def _run_bc_folder(cfg: EvalConfig) -> int:
+    """A SmolVLA BC policy before any fine-tuning, with the sampler the quickstart evaluates and starts RL
+    from: the whole chunk executed, the deterministic ODE from the fixed x_0 of seed 0 (stochastic: the
+    initial sigma bounds). LeRobot's folder does not name its env: --env is required."""
+    from reinflow.envs.factory import env_spaces, make_vector_env
+    from reinflow.rl.build import build_agent, resolve_env_kwargs
+    from reinflow.rl.config import TrainConfig
+    from reinflow.rl.evaluate import run_episodes
+    if not cfg.env:
+        raise ConfigError(f"checkpoint {cfg.checkpoint}: a LeRobot SmolVLA folder does not name its env: pass --env "
+                          "(and --env-kwargs as recorded in the dataset's meta/reinflow.json)")
+    from reinflow.untrusted import parse_json, read_text
+    folder = bc_folder(Path(cfg.checkpoint))
+    side_file = folder / "reinflow_smolvla.json"
+    side = parse_json(read_text(side_file), str(side_file))
+    chunk = side.get("chunk_size") if isinstance(side, dict) else None
+    if not isinstance(chunk, int) or isinstance(chunk, bool):
+        raise ConfigError(f"checkpoint {side_file}: chunk_size={chunk!r}: must be an integer")
+    kw = resolve_env_kwargs(cfg.env_kwargs, cfg.env, "smolvla")
+    tcfg = TrainConfig(env=cfg.env, env_kwargs=json.dumps(kw), policy="smolvla", policy_path=str(folder),
+                       chunk_size=chunk, trainable="expert", initial_noise="fixed", initial_noise_seed=0).resolved()
+    agent = build_agent(tcfg, *env_spaces(cfg.env, kw))
+    envs = make_vector_env(cfg.env, min(cfg.parallel_envs, cfg.episodes), agent.sampler.act_steps, "sync", kw)
+    try:
+        res = run_episodes(agent, envs, cfg.episodes, cfg.seed, deterministic=not cfg.stochastic)
+    finally:
+        envs.close()
+    res.update(checkpoint=str(folder), env=cfg.env, env_kwargs=kw, precision="fp32", x0="fixed, seed 0",
+               mode="stochastic" if cfg.stochastic else "deterministic")
+    return _report(cfg, res)

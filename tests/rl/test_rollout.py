@@ -4,6 +4,7 @@ final observation where (and only where) it was cut, the chunk's env steps, and 
 from __future__ import annotations
 
 import gymnasium as gym
+import pytest
 import numpy as np
 import torch
 from gymnasium.spaces import Box
@@ -98,3 +99,79 @@ def test_reward_scaler_divides_by_the_std_of_the_discounted_returns_by_hand():
         mean = x.sum() / (1e-4 + len(x))
         var = (((x - mean) ** 2).sum() + 1e-4 * mean**2) / (1e-4 + len(x))
         assert np.allclose(scaler(r.copy(), d), r / np.sqrt(var), rtol=1e-12, atol=0)
+
+
+def _tagged_rollout(steps, scaler=None, keep_context_bytes=0):
+    cfg = TrainConfig(env=ENV_ID, chunk_size=CHUNK, act_steps=ACT, denoise_steps=K, hidden=[16], out="unused",
+                      noise_basis=0).resolved()
+    torch.manual_seed(0)
+    agent = build_agent(cfg, *env_spaces(ENV_ID))
+    envs = make_vector_env(ENV_ID, N, ACT)
+    try:
+        roll, _ = collect_rollout(envs, agent, seeded_reset(envs, 0, 0, 0), steps, scaler,
+                                  env_generators(0, 0, 0, N), keep_context_bytes=keep_context_bytes)
+    finally:
+        envs.close()
+    return roll, agent
+
+
+def test_rollout_rewards_are_the_raw_rewards_through_the_scaler_reset_where_episodes_end():
+    """With a RewardScaler the stored rewards are the raw ones scaled step by step, each env's return
+    restarting where its episode ended (terminated or truncated); raw_rewards stay unscaled."""
+    from reinflow.rl.rollout import RewardScaler
+    roll, _ = _tagged_rollout(T, RewardScaler(N, 0.9))
+    ref = RewardScaler(N, 0.9)
+    done = (roll.terminated | roll.truncated).numpy()
+    assert done.any()                                   # the episodes end inside the rollout: the reset is tested
+    for t in range(T):
+        expected = ref(roll.raw_rewards[t].double().numpy(), done[t])
+        assert np.allclose(roll.rewards[t].numpy(), expected, rtol=1e-6, atol=0), t
+    assert not torch.allclose(roll.rewards, roll.raw_rewards)
+
+
+def test_reward_scaler_floors_the_std_at_1e_8():
+    """A return whose running std is below 1e-8 is divided by 1e-8 (a bounded reward, not a blow-up), and
+    all-zero returns give 0, not NaN. One env, one step of r: count 1 + 1e-4, std = |r| 1e-2 / (1 + 1e-4)."""
+    from reinflow.rl.rollout import RewardScaler
+    zero = RewardScaler(1, 0.9)
+    assert zero(np.zeros(1), np.zeros(1, bool)).tolist() == [0.0]
+    tiny = RewardScaler(1, 0.9)
+    r = 1e-6                                            # std = 1e-8 / (1 + 1e-4) < 1e-8: the floor applies
+    assert tiny(np.array([r]), np.zeros(1, bool))[0] == pytest.approx(r / 1e-8, rel=1e-12)
+    above = RewardScaler(1, 0.9)                        # r = 1e-4: std = 1e-6 / (1 + 1e-4), no floor
+    assert above(np.array([1e-4]), np.zeros(1, bool))[0] == pytest.approx(1e-4 / (1e-6 / (1 + 1e-4)), rel=1e-9)
+
+
+def test_a_faulted_episode_is_invalid_from_its_first_decision_to_the_one_that_faulted():
+    """reinflow/Faulty-v0 returns NaN at env step 5 of the first episode (env 0; the fault counter is per
+    process): with 2 env steps per decision the fault falls in decision 2, so env 0's rows 0, 1 and 2 are
+    dropped from the update and every other row stays valid."""
+    from reinflow.envs.faulty import reset_fault_counter
+    env_id, kw = "reinflow/Faulty-v0", {"base": "Pendulum-v1", "nan_at": 5, "faults": 1}
+    cfg = TrainConfig(env=env_id, chunk_size=CHUNK, act_steps=ACT, denoise_steps=K, hidden=[16], out="unused",
+                      noise_basis=0).resolved()
+    torch.manual_seed(0)
+    agent = build_agent(cfg, *env_spaces(env_id, kw))
+    reset_fault_counter()
+    envs = make_vector_env(env_id, 2, ACT, "sync", kw)
+    try:
+        roll, _ = collect_rollout(envs, agent, seeded_reset(envs, 0, 0, 0), 4, None, env_generators(0, 0, 0, 2))
+    finally:
+        envs.close()
+        reset_fault_counter()
+    expected = torch.ones(4, 2, dtype=torch.bool)
+    expected[:3, 0] = False
+    assert torch.equal(roll.valid, expected) and roll.dropped_episodes == 1
+    assert roll.truncated[2, 0] and roll.episodes == []  # the faulted episode is no finished-episode stat
+
+
+def test_rollout_keeps_each_steps_context_only_within_the_byte_budget():
+    from reinflow.rl.context import context_nbytes
+    roll, agent = _tagged_rollout(2)
+    per_step = context_nbytes(agent.policy.encode(roll.obs[0]))
+    kept, _ = _tagged_rollout(2, keep_context_bytes=2 * per_step)     # exactly the budget: kept
+    assert len(kept.contexts) == 2
+    for t in range(2):
+        assert torch.equal(kept.contexts[t]["emb"], agent.policy.encode(kept.obs[t])["emb"])
+    over, _ = _tagged_rollout(2, keep_context_bytes=2 * per_step - 1)  # one byte short: none kept
+    assert over.contexts is None and roll.contexts is None

@@ -175,3 +175,53 @@ def test_rollout_keeps_each_steps_context_only_within_the_byte_budget():
         assert torch.equal(kept.contexts[t]["emb"], agent.policy.encode(kept.obs[t])["emb"])
     over, _ = _tagged_rollout(2, keep_context_bytes=2 * per_step - 1)  # one byte short: none kept
     assert over.contexts is None and roll.contexts is None
+
+
+RANK_WORKER = """
+import sys, numpy as np, torch, torch.distributed as dist
+from reinflow.envs.factory import env_spaces, make_vector_env
+from reinflow.rl.build import build_agent
+from reinflow.rl.config import TrainConfig
+from reinflow.rl.dist import DistInfo
+from reinflow.rl.rollout import RewardScaler, collect_rollout
+from reinflow.rl.seeding import env_generators, seeded_reset
+rank, folder = int(sys.argv[1]), sys.argv[2]
+torch.set_num_threads(1)
+dist.init_process_group("gloo", init_method=f"file://{folder}/rendezvous", rank=rank, world_size=2)
+kw = {"max_episode_steps": 4}
+cfg = TrainConfig(env="Pendulum-v1", chunk_size=3, act_steps=2, denoise_steps=2, hidden=[16], out="unused",
+                  noise_basis=0).resolved()
+torch.manual_seed(0)
+agent = build_agent(cfg, *env_spaces("Pendulum-v1", kw))
+envs = make_vector_env("Pendulum-v1", 1, 2, "sync", kw, first_index=rank)
+roll, _ = collect_rollout(envs, agent, seeded_reset(envs, 0, 0, rank), 5, RewardScaler(2, 0.9),
+                          env_generators(0, 0, rank, 1), DistInfo(rank=rank, world_size=2, backend="gloo"))
+np.savez(f"{folder}/rank{rank}.npz", rewards=roll.rewards.numpy(), raw=roll.raw_rewards.numpy(),
+         done=(roll.terminated | roll.truncated).numpy())
+dist.destroy_process_group()
+"""
+
+
+def test_two_gloo_ranks_scale_rewards_as_one_scaler_over_all_their_envs(tmp_path):
+    """Two ranks of one env each (Pendulum cut every 2 decisions) share one RewardScaler over both envs:
+    each rank's stored rewards are its column of that scaler's output, episode ends included."""
+    import os
+    import subprocess
+    import sys
+
+    from reinflow.rl.rollout import RewardScaler
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    procs = [subprocess.Popen([sys.executable, "-c", RANK_WORKER, str(r), str(tmp_path)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for r in (0, 1)]
+    for p in procs:
+        out, _ = p.communicate(timeout=120)
+        assert p.returncode == 0, out[-3000:]
+    ranks = [np.load(tmp_path / f"rank{r}.npz") for r in (0, 1)]
+    raw = np.concatenate([z["raw"] for z in ranks], axis=1).astype(np.float64)     # [T, 2]: env r is rank r
+    done = np.concatenate([z["done"] for z in ranks], axis=1)
+    assert done.any()
+    ref = RewardScaler(2, 0.9)
+    for t in range(raw.shape[0]):
+        expected = ref(raw[t], done[t])
+        for r in (0, 1):
+            assert np.isclose(ranks[r]["rewards"][t, 0], expected[r], rtol=1e-5, atol=0), (t, r)

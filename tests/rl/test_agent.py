@@ -1,0 +1,69 @@
+"""``Agent``'s public surface beyond act/evaluate's shapes: the Gaussian dims its likelihood sums over,
+the x_0 each ``initial_noise`` mode starts the chain from, and the checkpoint's sampler section."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+
+from reinflow import ConfigError
+from reinflow.flow.chain import seeded_x0
+from reinflow.policies.mlp import MLPFlowPolicy, MLPPolicyConfig
+from reinflow.rl.agent import Agent, SamplerConfig
+
+A, PAD, H, K = 2, 3, 4, 2          # real action dims, padded dims P, chunk, denoise steps
+
+
+def sampler(**kw) -> SamplerConfig:
+    base = dict(act_steps=3, reduction="sum", mask_executed=True, logprob_clamp=None, sigma_lo=0.1, sigma_hi=0.2,
+                constant_sigma=False, noise_basis=0, initial_noise="sample", initial_noise_seed=0)
+    return SamplerConfig(**{**base, **kw})
+
+
+def agent(**kw) -> Agent:
+    torch.manual_seed(0)
+    pol = MLPFlowPolicy(MLPPolicyConfig(obs_dim=5, action_dim=A, chunk_size=H, denoise_steps=K, hidden=[16],
+                                        pad_action_dim=PAD))
+    return Agent(pol, sampler(**kw), critic_hidden=16)
+
+
+def obs(batch: int, ag: Agent) -> torch.Tensor:
+    return ag.policy.prepare_obs(np.random.default_rng(0).normal(size=(batch, 5)).astype(np.float32))
+
+
+def test_num_dims_counts_real_dims_times_executed_steps_or_coefficients_times_k():
+    """White noise: K x act_steps x A masked entries (padding and unexecuted steps excluded); a DCT basis
+    of M coefficients: K x M x A. The likelihood act returns sums over the same number."""
+    white, smooth = agent(), agent(noise_basis=2)
+    assert white.num_dims == K * 3 * A == 12
+    assert smooth.num_dims == K * 2 * A == 8
+    for ag in (white, smooth):
+        assert ag.act(obs(2, ag)).logprob.num_dims == ag.num_dims
+
+
+def test_initial_noise_modes_start_every_chain_where_they_say():
+    """fixed: every chain of every call starts at seeded_x0(H, P, seed); zero: at 0; sample: fresh draws."""
+    fixed = agent(initial_noise="fixed", initial_noise_seed=7)
+    x0 = seeded_x0(H, A + PAD, 7)
+    for seed in (0, 1):
+        res = fixed.act(obs(3, fixed), generator=torch.Generator().manual_seed(seed))
+        assert res.chain.shape == (3, K + 1, H, A + PAD)
+        assert all(torch.equal(res.chain[b, 0], x0) for b in range(3))
+    zero = agent(initial_noise="zero")
+    assert torch.equal(zero.act(obs(3, zero)).chain[:, 0], torch.zeros(3, H, A + PAD))
+    drawn = agent().act(obs(3, fixed), generator=torch.Generator().manual_seed(0)).chain[:, 0]
+    assert not torch.equal(drawn[0], drawn[1])
+
+
+def test_sampler_section_round_trips_and_names_missing_and_unknown_fields():
+    s = sampler(noise_basis=2, initial_noise="fixed", initial_noise_seed=3)
+    assert SamplerConfig.from_dict(asdict(s), "ck/config.json") == s
+    bad = {**asdict(s), "bogus": 1}
+    del bad["sigma_lo"]
+    with pytest.raises(ConfigError, match=r"ck/config.json: sampler section lacks sigma_lo; has unknown bogus"):
+        SamplerConfig.from_dict(bad, "ck/config.json")
+    with pytest.raises(ConfigError, match="has unknown bogus"):
+        SamplerConfig.from_dict({**asdict(s), "bogus": 1}, "ck/config.json")

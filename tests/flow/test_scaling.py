@@ -140,3 +140,16 @@ def test_cli_prints_seed_values_and_reasons(capsys):
     assert cli_main(["--act-steps", "60"]) == 2
     assert "act_steps=60" in capsys.readouterr().err
     assert "clip fraction" in format_scale_table(scale_for_dimension(ScaleReference(), 300))
+
+
+def test_one_gaussian_dim_is_the_smallest_valid_d_on_both_sides():
+    """D = 1 (K = act_steps = A = 1) is a valid policy and a valid reference; D = 0 is refused. From a D = 1
+    reference, D = 4 doubles the spread: rule sigma doubles sigma (x sqrt(4 / 1))."""
+    assert ratio_term_dims(1, 1, 1, "sum") == 1
+    same = scale_for_dimension(ScaleReference(), 1)             # below D_ref = 28: nothing loosened
+    assert same.values["sigma_min"] == ScaleReference().sigma_min and same.num_dims == 1
+    ref = ScaleReference(dim=1, sigma_min=0.1, sigma_max=0.2)
+    out = scale_for_dimension(ref, 4, "sum", "sigma")
+    assert (out.values["sigma_min"], out.values["sigma_max"]) == pytest.approx((0.2, 0.4))
+    with pytest.raises(ConfigError, match="num_dims=0"):
+        scale_for_dimension(ref, 0)

@@ -38,7 +38,7 @@ MAP: dict[str, list[str]] = {
     "rl/algorithms/residual_ppo.py": ["tests/policies/test_residual.py", f"{LEARN}::test_residual_ppo_solves_the_delayed_target"],
     "rl/algorithms/dsrl.py": ["tests/rl/test_algorithm_dsrl.py", f"{LEARN}::test_dsrl_solves_the_delayed_target"],
     "rl/sac.py": ["tests/rl/test_sac.py", f"{LEARN}::test_dsrl_solves_the_delayed_target"],
-    "rl/agent.py": ["tests/rl/test_ppo.py", "tests/rl/test_rollout.py", LEARN],
+    "rl/agent.py": ["tests/rl/test_agent.py", "tests/rl/test_ppo.py", "tests/rl/test_rollout.py", LEARN],
     "rl/rollout.py": ["tests/rl/test_rollout.py", "tests/rl/test_ppo.py", LEARN],
     "rl/keep_best.py": ["tests/rl/test_keep_best.py"],
     "flow/chain.py": ["tests/flow/test_chain.py", "tests/flow/test_noise_basis.py", "tests/rl/test_ppo.py"],

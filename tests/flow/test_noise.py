@@ -77,3 +77,11 @@ def test_the_default_schedule_is_a_valid_learned_one():
     s = NoiseSchedule()
     lo, hi = s.bounds_at(0, 10)
     assert s.kind == "learned" and 0 < lo < hi and (lo, hi) == (s.sigma_min, s.sigma_max)
+
+
+def test_a_two_iteration_decay_ends_at_its_final_sigma():
+    """progress = iteration / (iterations - 1): with 2 iterations the last one (progress 1) is at the final
+    sigma_max, the first (progress 0) at sigma_max."""
+    decay = NoiseSchedule("decay", 0.05, 0.4, sigma_max_final=0.1, hold_frac=0.3)
+    assert decay.bounds_at(0, 2) == (0.05, 0.4)
+    assert decay.bounds_at(1, 2) == (0.05, pytest.approx(0.1))

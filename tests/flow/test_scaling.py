@@ -153,3 +153,18 @@ def test_one_gaussian_dim_is_the_smallest_valid_d_on_both_sides():
     assert (out.values["sigma_min"], out.values["sigma_max"]) == pytest.approx((0.2, 0.4))
     with pytest.raises(ConfigError, match="num_dims=0"):
         scale_for_dimension(ref, 0)
+
+
+def test_reinflow_scale_without_ref_flags_uses_the_documented_reference():
+    """The CLI's --ref-* defaults are ScaleReference's (ReinFlow's 4-step x 7-joint regime): one reference."""
+    from dataclasses import fields
+
+    from reinflow.flow.scaling import ScaleArgs
+    args, ref = ScaleArgs(), ScaleReference()
+    assert {f.name: getattr(ref, f.name) for f in fields(ref)} == \
+        {f.name: getattr(args, "ref_" + f.name) for f in fields(ref)}
+
+
+def test_a_bad_reference_reduction_names_the_allowed_ones():
+    with pytest.raises(ConfigError, match=r"ScaleReference\.reduction='max': allowed range one of sum, mean, per_step$"):
+        ScaleReference(reduction="max")

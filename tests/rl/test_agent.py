@@ -63,7 +63,27 @@ def test_sampler_section_round_trips_and_names_missing_and_unknown_fields():
     assert SamplerConfig.from_dict(asdict(s), "ck/config.json") == s
     bad = {**asdict(s), "bogus": 1}
     del bad["sigma_lo"]
-    with pytest.raises(ConfigError, match=r"ck/config.json: sampler section lacks sigma_lo; has unknown bogus"):
+    with pytest.raises(ConfigError, match=r"^ck/config.json: sampler section lacks sigma_lo; has unknown bogus "
+                                          r"\(every field the sampler needs is stored; none is guessed\)$"):
         SamplerConfig.from_dict(bad, "ck/config.json")
     with pytest.raises(ConfigError, match="has unknown bogus"):
         SamplerConfig.from_dict({**asdict(s), "bogus": 1}, "ck/config.json")
+
+
+def test_an_explicit_x0_is_where_the_chain_starts_whatever_the_mode():
+    for ag in (agent(), agent(initial_noise="fixed", initial_noise_seed=7), agent(initial_noise="zero")):
+        x0 = torch.randn(2, H, A + PAD, generator=torch.Generator().manual_seed(3))
+        assert torch.equal(ag.act(obs(2, ag), x0=x0).chain[:, 0], x0)
+
+
+def test_the_critic_reads_detached_features_unless_it_shares_them():
+    """By default the value's gradient stops at the policy's features (critic updates never move the actor);
+    critic_shares_features=True lets it reach the encoder."""
+    ag = agent()
+    ag.value(ag.policy.encode(obs(3, ag))).sum().backward()
+    assert all(p.grad is None for p in ag.policy.parameters())
+    assert all(p.grad is not None for p in ag.critic.parameters())
+    torch.manual_seed(0)
+    shared = Agent(ag.policy, ag.sampler, critic_hidden=16, critic_shares_features=True)
+    shared.value(shared.policy.encode(obs(3, shared))).sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in shared.policy.parameters())

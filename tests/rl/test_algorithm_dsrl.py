@@ -122,12 +122,20 @@ def test_a_time_limit_ends_a_transition_only_under_truncation_terminal(runs, tmp
     """Pendulum cut every 8 env steps (2 decisions of 4 steps; it never terminates): the replay's done flag
     of a cut decision is 0 when a time limit bootstraps and 1 under --truncation terminal. Two envs add
     two rows per decision, so rows 2, 3 (decision 1) and 6, 7 (decision 3) are the cut ones. A warmup of
-    16 transitions is not met by these 8: no gradient step is taken yet."""
+    16 transitions is not met by these 8: no gradient step is taken yet. The replay stores the rewards
+    times --dsrl-reward-scale (0.5), the rollout's reward mean is the env's."""
     out = tmp_path / truncation
     assert main(["train", *FAST, *DSRL, "--policy-path", str(runs / "base"), "--iterations", "1",
                  "--dsrl-warmup", "16", "--env-kwargs", json.dumps({"max_episode_steps": 8}),
-                 "--truncation", truncation, "--out", str(out)]) == 0
+                 "--truncation", truncation, "--dsrl-reward-scale", "0.5", "--out", str(out)]) == 0
     replay = read_trainer_state(resolve_checkpoint(out, for_resume=True))["algorithm"]["replay"]
     assert replay["data"]["done"].tolist() == [0.0, 0.0, cut, cut, 0.0, 0.0, cut, cut]
     row = read_metrics(out / "metrics.jsonl")[0]
     assert row["sac/updates"] == 0 and row["sac/grad_steps"] == 0 and row["sac/buffer_size"] == 8
+    assert float(replay["data"]["reward"].mean()) == pytest.approx(0.5 * row["rollout/reward_mean"], rel=1e-5)
+
+
+def test_one_env_one_decision_is_all_warmup(runs, tmp_path):
+    assert main(["train", *FAST, *DSRL, "--policy-path", str(runs / "base"), "--iterations", "1",
+                 "--parallel-envs", "1", "--rollout-steps", "1", "--out", str(tmp_path / "one")]) == 0
+    assert read_metrics(tmp_path / "one" / "metrics.jsonl")[0]["sac/warmup_fraction"] == 1.0

@@ -87,3 +87,33 @@ def test_the_critic_reads_detached_features_unless_it_shares_them():
     shared = Agent(ag.policy, ag.sampler, critic_hidden=16, critic_shares_features=True)
     shared.value(shared.policy.encode(obs(3, shared))).sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in shared.policy.parameters())
+
+
+def test_a_chain_ppo_update_trains_the_noise_head_with_the_policy_but_not_through_the_critic():
+    """The actor's parameters are the policy's trainable ones and the learned noise head's: one iteration of
+    chain-ppo (a real rollout, GAE, the update) moves both; the critic's are not among them."""
+    from reinflow.envs.factory import env_spaces, make_vector_env
+    from reinflow.rl.algorithms import algorithm_class
+    from reinflow.rl.build import build_agent
+    from reinflow.rl.config import TrainConfig
+    from reinflow.rl.dist import DistInfo
+    from reinflow.rl.seeding import env_generators, seeded_reset
+    cfg = TrainConfig(env="Pendulum-v1", chunk_size=4, act_steps=2, denoise_steps=2, hidden=[16], parallel_envs=2,
+                      rollout_steps=4, minibatch_size=4, update_epochs=2, iterations=1, out="unused",
+                      algorithm="chain-ppo", lr_actor=1e-2, target_kl=None).resolved()
+    torch.manual_seed(0)
+    cls = algorithm_class(cfg.algorithm)
+    ag = cls.prepare_agent(cfg, build_agent(cfg, *env_spaces(cfg.env)))
+    alg = cls(cfg, ag, DistInfo(), torch.device("cpu"), "bootstrap")
+    assert not {id(p) for p in ag.critic.parameters()} & {id(p) for p in ag.actor_parameters()}
+    head = [p.detach().clone() for p in ag.noise_head.parameters()]
+    policy = [p.detach().clone() for p in ag.policy.parameters()]
+    envs = make_vector_env(cfg.env, cfg.parallel_envs, cfg.act_steps)
+    try:
+        alg.begin_iteration(0)
+        exp, _ = alg.collect(envs, seeded_reset(envs, 0, 0, 0), 0, env_generators(0, 0, 0, cfg.parallel_envs))
+        alg.update(exp, 0)
+    finally:
+        envs.close()
+    assert any(not torch.equal(a, p) for a, p in zip(head, ag.noise_head.parameters()))
+    assert any(not torch.equal(a, p) for a, p in zip(policy, ag.policy.parameters()))

@@ -94,6 +94,8 @@ def test_mean_reduction_spread_shrinks_and_rescaled_eps_keeps_clip_fraction():
     assert res.values["sigma_min"] == ref.sigma_min and res.values["lr"] == ref.lr   # nothing explodes
     eps_new = res.values["clip_epsilon"]
     assert eps_new == pytest.approx(0.01 * math.sqrt(28 / 300))
+    # the KL target follows the spread squared: x 28 / 300
+    assert res.values["target_kl"] == pytest.approx(ref.target_kl * 28 / 300)
     # Centred: the mean -d^2/(2 sigma^2) of an averaged log-ratio does NOT shrink with D (second
     # order in d); the first-order spread is what eps is rescaled for.
     assert float(s300.mean()) == pytest.approx(float(s28.mean()), rel=0.1)

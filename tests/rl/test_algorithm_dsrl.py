@@ -139,3 +139,20 @@ def test_one_env_one_decision_is_all_warmup(runs, tmp_path):
     assert main(["train", *FAST, *DSRL, "--policy-path", str(runs / "base"), "--iterations", "1",
                  "--parallel-envs", "1", "--rollout-steps", "1", "--out", str(tmp_path / "one")]) == 0
     assert read_metrics(tmp_path / "one" / "metrics.jsonl")[0]["sac/warmup_fraction"] == 1.0
+
+
+@pytest.mark.parametrize("field,value,shown", [("owed", 1.5, "owed=1.5"), ("owed", -0.25, "owed=-0.25"),
+                                               ("grad_steps", -1, "grad_steps=-1")])
+def test_a_resume_refuses_dsrl_step_counters_out_of_range(runs, tmp_path, refused, field, value, shown):
+    """The fractional gradient step carried over is in [0, 1) and the step count an int >= 0; anything else
+    in a run folder's trainer state is one error line, not a resumed run."""
+    import shutil
+
+    from reinflow.rl.trainer_state import STRUCTURE
+    run = tmp_path / "a"
+    shutil.copytree(runs / "a", run)
+    path = resolve_checkpoint(run, for_resume=True) / STRUCTURE
+    state = json.loads(path.read_text())
+    state["algorithm"][field] = value
+    path.write_text(json.dumps(state))
+    refused(["train", "--out", str(run), "--resume", "--iterations", "4", "--no-progress"], shown)

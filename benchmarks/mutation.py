@@ -36,7 +36,7 @@ LEARN = "tests/rl/test_learning.py"
 # module (under src/reinflow) -> the test files (or node ids) that guard it
 MAP: dict[str, list[str]] = {
     "rl/gae.py": ["tests/rl/test_gae.py", LEARN],
-    "rl/algorithms/ppo.py": ["tests/rl/test_ppo.py", LEARN],
+    "rl/algorithms/ppo.py": ["tests/rl/test_ppo.py", "tests/rl/test_first_minibatch.py", LEARN],
     "rl/algorithms/residual_ppo.py": ["tests/policies/test_residual.py", f"{LEARN}::test_residual_ppo_solves_the_delayed_target"],
     "rl/algorithms/dsrl.py": ["tests/rl/test_algorithm_dsrl.py", f"{LEARN}::test_dsrl_solves_the_delayed_target"],
     "rl/sac.py": ["tests/rl/test_sac.py", f"{LEARN}::test_dsrl_solves_the_delayed_target"],

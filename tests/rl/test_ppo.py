@@ -242,6 +242,16 @@ def test_the_w2_term_is_the_ode_action_distance_from_the_stored_x0_by_hand():
     assert by_hand > 0 and out["gradients/policy_norm"] == pytest.approx(by_hand, rel=1e-4)
 
 
+def test_collect_reports_the_mean_old_log_prob_of_a_decision():
+    """logprob/old_mean: the mean over decisions (steps x envs) of each decision's log-prob summed over its
+    ratio terms (per_step: one per executed chunk step)."""
+    for reduction in ("sum", "per_step"):
+        _, _, exp = setup(logprob_reduction=reduction, noise_basis=0)
+        logp = exp.data.logp                                            # [T, N, S]
+        rows = [float(logp[t, i].sum()) for t in range(logp.shape[0]) for i in range(logp.shape[1])]
+        assert exp.metrics["logprob/old_mean"] == pytest.approx(sum(rows) / len(rows), rel=1e-9)
+
+
 # --- schedules and diagnostics ------------------------------------------------------------------------------
 
 def test_lr_factor_warmup_then_cosine_to_its_floor():

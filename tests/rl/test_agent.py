@@ -117,3 +117,12 @@ def test_a_chain_ppo_update_trains_the_noise_head_with_the_policy_but_not_throug
         envs.close()
     assert any(not torch.equal(a, p) for a, p in zip(head, ag.noise_head.parameters()))
     assert any(not torch.equal(a, p) for a, p in zip(policy, ag.policy.parameters()))
+
+
+def test_the_fixed_x0_is_derived_not_saved_and_train_puts_only_the_heads_in_training_mode():
+    """fixed_x0 (like the DCT basis) follows the sampler config, so a checkpoint does not carry it; train()
+    switches the noise head and critic to training mode while the base policy stays in eval mode."""
+    ag = agent(initial_noise="fixed", initial_noise_seed=7)
+    assert "fixed_x0" not in ag.state_dict() and "basis" not in agent(noise_basis=2).state_dict()
+    ag.eval()
+    assert ag.train() is ag and ag.noise_head.training and ag.critic.training and not ag.policy.training

@@ -217,6 +217,7 @@ def test_two_gloo_ranks_scale_rewards_as_one_scaler_over_all_their_envs(tmp_path
         out, _ = p.communicate(timeout=120)
         assert p.returncode == 0, out[-3000:]
     ranks = [np.load(tmp_path / f"rank{r}.npz") for r in (0, 1)]
+    assert all(z["rewards"].shape == z["raw"].shape == (5, 1) for z in ranks)   # each rank keeps its own env's
     raw = np.concatenate([z["raw"] for z in ranks], axis=1).astype(np.float64)     # [T, 2]: env r is rank r
     done = np.concatenate([z["done"] for z in ranks], axis=1)
     assert done.any()
@@ -272,3 +273,50 @@ def test_reward_components_are_summed_over_the_chunk_and_averaged_over_decisions
 def test_reward_components_keep_the_last_chunk_of_an_episode():
     """Episodes of 4 env steps end at decisions 1 and 3: ``t`` is 3, 7, 3, 7, 3 (mean 4.6), ``one`` 2."""
     assert _parts_components(4) == pytest.approx({"one": 2.0, "t": 4.6})
+
+
+LATE_ID = "reinflow_tests/LateFault-v0"
+
+
+class LateFault(gym.Env):
+    """A reward of NaN at the first step of every second episode (ChunkWrapper drops that episode)."""
+
+    observation_space = Box(-10.0, 10.0, (2,), np.float32)
+    action_space = Box(-1.0, 1.0, (2,), np.float32)
+    resets = 0
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed=seed)
+        self.resets += 1
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        reward = float("nan") if self.resets % 2 == 0 else 1.0
+        return np.zeros(2, np.float32), reward, False, False, {}
+
+
+def test_a_fault_invalidates_only_its_own_episode_not_the_one_before():
+    """Episodes of 4 env steps (2 decisions): the first ends normally at decision 1, the second faults at
+    its first decision (2): only row 2 is invalid, rows 0 and 1 (the finished episode) stay valid."""
+    if LATE_ID not in gym.registry:
+        gym.register(LATE_ID, entry_point=LateFault, max_episode_steps=LIMIT)
+    cfg = TrainConfig(env=LATE_ID, chunk_size=CHUNK, act_steps=ACT, denoise_steps=K, hidden=[16], out="unused",
+                      noise_basis=0).resolved()
+    torch.manual_seed(0)
+    agent = build_agent(cfg, *env_spaces(LATE_ID))
+    envs = make_vector_env(LATE_ID, 1, ACT)
+    try:
+        roll, _ = collect_rollout(envs, agent, seeded_reset(envs, 0, 0, 0), 3, None, env_generators(0, 0, 0, 1))
+    finally:
+        envs.close()
+    assert roll.valid[:, 0].tolist() == [True, True, False] and roll.dropped_episodes == 1
+    assert len(roll.episodes) == 1
+
+
+def test_stack_obs_batches_arrays_and_dicts_of_any_count():
+    """One final observation of a dict-observation env (one env cut by its time limit) is a batch of one."""
+    from reinflow.rl.rollout import stack_obs
+    one = stack_obs([{"state": np.array([1.0, 2.0]), "pixels": np.zeros((2, 2))}])
+    assert one["state"].shape == (1, 2) and one["pixels"].shape == (1, 2, 2)
+    two = stack_obs([{"state": np.array([1.0])}, {"state": np.array([3.0])}])
+    assert two["state"].tolist() == [[1.0], [3.0]] and stack_obs([np.ones(3)]).shape == (1, 3)

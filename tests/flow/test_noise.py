@@ -56,7 +56,32 @@ def test_schedules():
     (dict(kind="decay", sigma_min=0.1, sigma_max=0.3), "sigma_max_final=None"),
     (dict(kind="decay", sigma_min=0.1, sigma_max=0.3, sigma_max_final=0.05), "sigma_max_final=0.05"),
     (dict(kind="bogus"), "noise_schedule='bogus'"),
+    (dict(hold_frac=1.5), "hold_frac=1.5"),
+    (dict(hold_frac=-0.1), "hold_frac=-0.1"),
 ])
 def test_bad_schedule_names_field(kw, field):
     with pytest.raises(ConfigError, match=field.replace("(", r"\(")):
         NoiseSchedule(**kw)
+
+
+def test_hold_frac_accepts_both_ends_of_0_1():
+    """hold_frac 1: sigma_max is held throughout; 0: the decay starts at once (cosine from sigma_max)."""
+    held = NoiseSchedule("decay", 0.05, 0.4, sigma_max_final=0.1, hold_frac=1.0)
+    assert [held.bounds_at(i, 11)[1] for i in (0, 5, 10)] == [0.4, 0.4, 0.4]
+    now = NoiseSchedule("decay", 0.05, 0.4, sigma_max_final=0.1, hold_frac=0.0)
+    assert now.bounds_at(5, 11)[1] == pytest.approx(0.1 + 0.5 * 0.3 * (1 + math.cos(math.pi * 0.5)))
+
+
+def test_the_default_schedule_is_a_valid_learned_one():
+    """NoiseSchedule() (every field defaulted) constructs: a learned schedule with sigma_min < sigma_max."""
+    s = NoiseSchedule()
+    lo, hi = s.bounds_at(0, 10)
+    assert s.kind == "learned" and 0 < lo < hi and (lo, hi) == (s.sigma_min, s.sigma_max)
+
+
+def test_a_two_iteration_decay_ends_at_its_final_sigma():
+    """progress = iteration / (iterations - 1): with 2 iterations the last one (progress 1) is at the final
+    sigma_max, the first (progress 0) at sigma_max."""
+    decay = NoiseSchedule("decay", 0.05, 0.4, sigma_max_final=0.1, hold_frac=0.3)
+    assert decay.bounds_at(0, 2) == (0.05, 0.4)
+    assert decay.bounds_at(1, 2) == (0.05, pytest.approx(0.1))

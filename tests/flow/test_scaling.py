@@ -94,6 +94,8 @@ def test_mean_reduction_spread_shrinks_and_rescaled_eps_keeps_clip_fraction():
     assert res.values["sigma_min"] == ref.sigma_min and res.values["lr"] == ref.lr   # nothing explodes
     eps_new = res.values["clip_epsilon"]
     assert eps_new == pytest.approx(0.01 * math.sqrt(28 / 300))
+    # the KL target follows the spread squared: x 28 / 300
+    assert res.values["target_kl"] == pytest.approx(ref.target_kl * 28 / 300)
     # Centred: the mean -d^2/(2 sigma^2) of an averaged log-ratio does NOT shrink with D (second
     # order in d); the first-order spread is what eps is rescaled for.
     assert float(s300.mean()) == pytest.approx(float(s28.mean()), rel=0.1)
@@ -140,3 +142,31 @@ def test_cli_prints_seed_values_and_reasons(capsys):
     assert cli_main(["--act-steps", "60"]) == 2
     assert "act_steps=60" in capsys.readouterr().err
     assert "clip fraction" in format_scale_table(scale_for_dimension(ScaleReference(), 300))
+
+
+def test_one_gaussian_dim_is_the_smallest_valid_d_on_both_sides():
+    """D = 1 (K = act_steps = A = 1) is a valid policy and a valid reference; D = 0 is refused. From a D = 1
+    reference, D = 4 doubles the spread: rule sigma doubles sigma (x sqrt(4 / 1))."""
+    assert ratio_term_dims(1, 1, 1, "sum") == 1
+    same = scale_for_dimension(ScaleReference(), 1)             # below D_ref = 28: nothing loosened
+    assert same.values["sigma_min"] == ScaleReference().sigma_min and same.num_dims == 1
+    ref = ScaleReference(dim=1, sigma_min=0.1, sigma_max=0.2)
+    out = scale_for_dimension(ref, 4, "sum", "sigma")
+    assert (out.values["sigma_min"], out.values["sigma_max"]) == pytest.approx((0.2, 0.4))
+    with pytest.raises(ConfigError, match="num_dims=0"):
+        scale_for_dimension(ref, 0)
+
+
+def test_reinflow_scale_without_ref_flags_uses_the_documented_reference():
+    """The CLI's --ref-* defaults are ScaleReference's (ReinFlow's 4-step x 7-joint regime): one reference."""
+    from dataclasses import fields
+
+    from reinflow.flow.scaling import ScaleArgs
+    args, ref = ScaleArgs(), ScaleReference()
+    assert {f.name: getattr(ref, f.name) for f in fields(ref)} == \
+        {f.name: getattr(args, "ref_" + f.name) for f in fields(ref)}
+
+
+def test_a_bad_reference_reduction_names_the_allowed_ones():
+    with pytest.raises(ConfigError, match=r"ScaleReference\.reduction='max': allowed range one of sum, mean, per_step$"):
+        ScaleReference(reduction="max")

@@ -76,3 +76,35 @@ def test_residual_needs_a_pretrained_policy_and_resumes_as_residual_only(runs, t
     agent, cfg, ck = load_agent(runs / "res")
     assert ck.name == "iter_000003" and isinstance(agent.policy, ResidualFlowPolicy)
     assert cfg["train"]["algorithm"] == "residual-ppo" and cfg["train"]["lr_actor"] == 1e-3
+
+
+def _mlp_base() -> MLPFlowPolicy:
+    torch.manual_seed(0)
+    return MLPFlowPolicy(MLPPolicyConfig(obs_dim=5, action_dim=3, chunk_size=6, hidden=[16]))
+
+
+@pytest.mark.parametrize("hidden", [[0], [True], [8, 0]])
+def test_offset_net_widths_are_integers_from_1(hidden):
+    with pytest.raises(ConfigError, match=r"residual hidden=\[.*\]: each width in \[1, "):
+        ResidualFlowPolicy(_mlp_base(), hidden)
+
+
+def test_a_one_unit_offset_net_is_accepted():
+    res = ResidualFlowPolicy(_mlp_base(), [1])
+    assert res.hidden == [1] and res.residual[0].out_features == 1
+
+
+def test_the_offset_is_float32_in_a_float32_run_and_under_bf16_autocast():
+    """The offset is computed in float32 whatever autocast is around it (docs/smolvla.md: in bf16 it
+    rounded away next to the base's velocity); under bf16 it equals the float32 computation exactly."""
+    from reinflow.rl.precision import autocast
+    res = ResidualFlowPolicy(_mlp_base())
+    with torch.no_grad():
+        res.residual[-1].bias.uniform_(-1.0, 1.0, generator=torch.Generator().manual_seed(0))
+        res.residual[-1].weight.normal_(0.0, 0.3, generator=torch.Generator().manual_seed(1))
+        ctx = res.encode(res.prepare_obs(torch.randn(4, 5, generator=torch.Generator().manual_seed(2)).numpy()))
+        plain = res.offset(ctx)
+        with autocast("bf16", "cpu"):
+            under = res.offset(ctx)
+    assert plain.dtype == under.dtype == torch.float32 and plain.shape == (4, 6, 3)
+    assert torch.equal(plain, under) and plain.abs().max() > 0

@@ -60,6 +60,10 @@ def test_sac_metrics_and_health_without_ppo_alarms(runs):
     last = rows[-1]
     assert last["sac/updates"] > 0 and last["sac/buffer_size"] == 3 * 4 * 2 and last["env_steps"] == 3 * 4 * 2 * 4
     assert rows[0]["sac/warmup_fraction"] == 1.0 and last["sac/warmup_fraction"] == 0.0
+    # dsrl_utd (2) gradient steps per new decision (2 envs x 4): 16 per iteration, the warmup (8) met at once
+    assert [r["sac/updates"] for r in rows] == [16, 16, 16] and [r["sac/grad_steps"] for r in rows] == [16, 32, 48]
+    # the iteration's worst critic loss is its largest, above the mean of its 16 steps
+    assert all(r["sac/q_loss_max"] > r["sac/q_loss"] for r in rows)
     assert not any(k.startswith(("ppo/", "logprob/", "noise/")) for r in rows for k in r)
     health = {k for r in rows for k in r if k.startswith("health/")}
     assert health == {f"health/{c}" for c in (*CHECK_SETS["sac"], "HEALTHY")}
@@ -111,3 +115,44 @@ def test_the_latent_starts_at_the_fixed_x0_a_fixed_noise_bc_was_measured_at(runs
         pol = DSRL.prepare_agent(cfg, agent).policy
         x0 = pol.latent_to_x0(torch.zeros(1, pol.latent_dim))[0]
         assert torch.equal(x0, seeded_x0(8, pol.padded_action_dim, 5) if centred else torch.zeros_like(x0)), (init, noise)
+
+
+@pytest.mark.parametrize("truncation,cut", [("bootstrap", 0.0), ("terminal", 1.0)])
+def test_a_time_limit_ends_a_transition_only_under_truncation_terminal(runs, tmp_path, truncation, cut):
+    """Pendulum cut every 8 env steps (2 decisions of 4 steps; it never terminates): the replay's done flag
+    of a cut decision is 0 when a time limit bootstraps and 1 under --truncation terminal. Two envs add
+    two rows per decision, so rows 2, 3 (decision 1) and 6, 7 (decision 3) are the cut ones. A warmup of
+    16 transitions is not met by these 8: no gradient step is taken yet. The replay stores the rewards
+    times --dsrl-reward-scale (0.5), the rollout's reward mean is the env's."""
+    out = tmp_path / truncation
+    assert main(["train", *FAST, *DSRL, "--policy-path", str(runs / "base"), "--iterations", "1",
+                 "--dsrl-warmup", "16", "--env-kwargs", json.dumps({"max_episode_steps": 8}),
+                 "--truncation", truncation, "--dsrl-reward-scale", "0.5", "--out", str(out)]) == 0
+    replay = read_trainer_state(resolve_checkpoint(out, for_resume=True))["algorithm"]["replay"]
+    assert replay["data"]["done"].tolist() == [0.0, 0.0, cut, cut, 0.0, 0.0, cut, cut]
+    row = read_metrics(out / "metrics.jsonl")[0]
+    assert row["sac/updates"] == 0 and row["sac/grad_steps"] == 0 and row["sac/buffer_size"] == 8
+    assert float(replay["data"]["reward"].mean()) == pytest.approx(0.5 * row["rollout/reward_mean"], rel=1e-5)
+
+
+def test_one_env_one_decision_is_all_warmup(runs, tmp_path):
+    assert main(["train", *FAST, *DSRL, "--policy-path", str(runs / "base"), "--iterations", "1",
+                 "--parallel-envs", "1", "--rollout-steps", "1", "--out", str(tmp_path / "one")]) == 0
+    assert read_metrics(tmp_path / "one" / "metrics.jsonl")[0]["sac/warmup_fraction"] == 1.0
+
+
+@pytest.mark.parametrize("field,value,shown", [("owed", 1.5, "owed=1.5"), ("owed", -0.25, "owed=-0.25"),
+                                               ("grad_steps", -1, "grad_steps=-1")])
+def test_a_resume_refuses_dsrl_step_counters_out_of_range(runs, tmp_path, refused, field, value, shown):
+    """The fractional gradient step carried over is in [0, 1) and the step count an int >= 0; anything else
+    in a run folder's trainer state is one error line, not a resumed run."""
+    import shutil
+
+    from reinflow.rl.trainer_state import STRUCTURE
+    run = tmp_path / "a"
+    shutil.copytree(runs / "a", run)
+    path = resolve_checkpoint(run, for_resume=True) / STRUCTURE
+    state = json.loads(path.read_text())
+    state["algorithm"][field] = value
+    path.write_text(json.dumps(state))
+    refused(["train", "--out", str(run), "--resume", "--iterations", "4", "--no-progress"], shown)

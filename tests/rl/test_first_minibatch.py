@@ -75,10 +75,12 @@ def test_bf16_is_recorded_relayouts_by_default_and_is_frozen_on_resume(tmp_path,
     assert all(r["ppo/first_minibatch_ratio_max_dev"] == 0.0 for r in rows)    # auto: recomputed in bf16
     assert all(r["ppo/old_logprob_relayout_shift"] >= 0 for r in rows)        # (0 here: this CPU's bf16 kernels
     # do not depend on the batch shape of this small MLP; docs/smolvla.md measures SmolVLA's)
+    assert all(r["ppo/old_logprob_recomputed"] == 1.0 for r in rows)         # bf16 on a CPU: from the first update
     fp32 = tmp_path / "fp32"
     assert main(["train", *FAST, "--iterations", "1", "--out", str(fp32)]) == 0
     first = read_metrics(fp32 / "metrics.jsonl")[0]
     assert first["ppo/first_minibatch_ratio_max_dev"] <= 1e-5 and first["ppo/old_logprob_relayout_shift"] == 0.0
+    assert first["ppo/old_logprob_recomputed"] == 0.0                           # fp32 on a CPU: not recomputed
     # autocast reached the networks: the same seed's first log-probs differ from float32's
     assert abs(first["logprob/old_mean"] - rows[0]["logprob/old_mean"]) > 1e-4
     assert not torch.are_deterministic_algorithms_enabled()                   # the process's settings are back

@@ -203,6 +203,55 @@ def test_critic_only_iterations_leave_the_actor_unchanged():
     assert any(not torch.equal(a, b) for a, b in zip(critic, alg.agent.critic_parameters()))
 
 
+def test_reported_ratio_range_is_the_smallest_and_largest_ratio_of_every_minibatch():
+    """A critic-only update leaves the policy as it is, so each row's ratio is exp(delta) for an old log-prob
+    shifted by -delta (|delta| < 1e-5: invariant 1's bound on the first minibatch): the reported range
+    is exp(min delta) .. exp(max delta) over all rows and epochs, to the ~2e-7 nats by which the update's
+    minibatch shape moves a float32 log-prob."""
+    cfg, alg, exp = setup()
+    batch = _batch(exp)
+    delta = torch.linspace(-8e-6, 8e-6, batch.logp.shape[0], dtype=batch.logp.dtype)[:, None]
+    batch.logp = batch.logp - delta
+    m = ppo_update(alg.agent, alg.actor_opt, alg.critic_opt, batch, cfg, False, torch.Generator().manual_seed(0))
+    assert m["ppo/ratio_min"] == pytest.approx(math.exp(-8e-6), abs=1e-6)
+    assert m["ppo/ratio_max"] == pytest.approx(math.exp(8e-6), abs=1e-6)
+
+
+def test_the_w2_term_is_the_ode_action_distance_from_the_stored_x0_by_hand():
+    """One minibatch of zero advantages and no entropy bonus: the actor's whole gradient is bc_coef times
+    that of mean_b sum_masked (ODE(x_0) - ODE_ref(x_0))^2 / mask.sum(), x_0 the chain's first state."""
+    import copy
+    cfg, alg, exp = setup(bc_coef=0.5, target_kl=None, minibatch_size=8, update_epochs=1)
+    with torch.no_grad():
+        for p in alg.agent.policy.trainable_parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    batch = _batch(exp)
+    batch.advantages = torch.zeros_like(batch.advantages)
+    with torch.no_grad():
+        batch.logp = alg.agent.evaluate(batch.obs, batch.chains)[0].logp
+    mine = copy.deepcopy(alg.agent)
+    cur = mine.act(batch.obs, deterministic=True, x0=batch.chains[:, 0]).chain[:, -1]
+    with torch.no_grad():
+        ref = alg.ref.act(batch.obs, deterministic=True, x0=batch.chains[:, 0]).chain[:, -1]
+    m = mine.mask.float()
+    w2 = ((cur - ref) ** 2 * m).sum((-1, -2)).mean() / m.sum()
+    grads = torch.autograd.grad(0.5 * w2, mine.actor_parameters(), allow_unused=True)
+    by_hand = math.sqrt(sum(float((g ** 2).sum()) for g in grads if g is not None))
+    out = ppo_update(alg.agent, alg.actor_opt, alg.critic_opt, batch, cfg, True, torch.Generator().manual_seed(0),
+                     alg.ref)
+    assert by_hand > 0 and out["gradients/policy_norm"] == pytest.approx(by_hand, rel=1e-4)
+
+
+def test_collect_reports_the_mean_old_log_prob_of_a_decision():
+    """logprob/old_mean: the mean over decisions (steps x envs) of each decision's log-prob summed over its
+    ratio terms (per_step: one per executed chunk step)."""
+    for reduction in ("sum", "per_step"):
+        _, _, exp = setup(logprob_reduction=reduction, noise_basis=0)
+        logp = exp.data.logp                                            # [T, N, S]
+        rows = [float(logp[t, i].sum()) for t in range(logp.shape[0]) for i in range(logp.shape[1])]
+        assert exp.metrics["logprob/old_mean"] == pytest.approx(sum(rows) / len(rows), rel=1e-9)
+
+
 # --- schedules and diagnostics ------------------------------------------------------------------------------
 
 def test_lr_factor_warmup_then_cosine_to_its_floor():

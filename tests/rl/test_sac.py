@@ -67,6 +67,36 @@ def test_one_update_critic_loss_polyak_and_temperature_match_their_formulas():
     assert (m["entropy"] > 0.0) == (sac.alpha < 0.5)
 
 
+def test_reported_gradient_norms_are_the_critic_and_actor_gradients_by_hand():
+    """critic_grad_norm: ||d q_loss / d theta_Q|| before the critic step; actor_grad_norm: ||d actor_loss /
+    d theta_pi|| with the critics after their step and alpha = init_alpha (the update's order)."""
+    torch.manual_seed(0)
+    actor = NoiseActor(4, 3, [16], bound=1.5)
+    sac = SAC(actor, 4, settings())
+    b = batch()
+    ref = copy.deepcopy(sac)                                # the same weights and optimizers, updated by hand
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        c2, lp2 = ref.actor.sample(b["next_feat"], generator=g)
+        y = soft_target(b["reward"], b["done"], 0.9, *ref.q_target(b["next_feat"], c2), lp2, 0.5)
+    q1, q2 = ref.q(b["feat"], b["latent"])
+    q_params = list(ref.q.parameters())
+    grads = torch.autograd.grad(0.5 * ((q1 - y) ** 2).mean() + 0.5 * ((q2 - y) ** 2).mean(), q_params)
+    critic_norm = math.sqrt(sum(float((gr ** 2).sum()) for gr in grads))
+    for p, gr in zip(q_params, grads):
+        p.grad = gr
+    ref.critic_opt.step()
+    c, logp = ref.actor.sample(b["feat"], generator=g)
+    actor_loss = (0.5 * logp - torch.minimum(*ref.q(b["feat"], c))).mean()
+    a_grads = torch.autograd.grad(actor_loss, list(ref.actor.parameters()))
+    actor_norm = math.sqrt(sum(float((gr ** 2).sum()) for gr in a_grads))
+    m = sac.update(b, torch.Generator().manual_seed(5))
+    assert critic_norm > 0 and actor_norm > 0
+    assert m["critic_grad_norm"] == pytest.approx(critic_norm, rel=1e-4)
+    assert m["actor_grad_norm"] == pytest.approx(actor_norm, rel=1e-4)
+    assert m["actor_loss"] == pytest.approx(float(actor_loss.detach()), rel=1e-5)
+
+
 def test_the_actor_step_moves_only_the_actor_and_leaves_the_critics_trainable():
     """The actor's loss reads the critics frozen (no weight gradients for them): they keep their values,
     get no gradient, and train again in the next critic step."""

@@ -268,8 +268,6 @@ def test_reward_components_are_summed_over_the_chunk_and_averaged_over_decisions
     assert _parts_components(100) == pytest.approx({"one": 2.0, "t": 11.0})
 
 
-@pytest.mark.xfail(strict=True, reason="collect_rollout reads reward_components from infos, where same-step "
-                   "autoreset has put the next episode's reset info: an episode's last chunk is lost (reported)")
 def test_reward_components_keep_the_last_chunk_of_an_episode():
     """Episodes of 4 env steps end at decisions 1 and 3: ``t`` is 3, 7, 3, 7, 3 (mean 4.6), ``one`` 2."""
     assert _parts_components(4) == pytest.approx({"one": 2.0, "t": 4.6})

@@ -64,6 +64,8 @@ def test_sac_metrics_and_health_without_ppo_alarms(runs):
     assert [r["sac/updates"] for r in rows] == [16, 16, 16] and [r["sac/grad_steps"] for r in rows] == [16, 32, 48]
     # the iteration's worst critic loss is its largest, above the mean of its 16 steps
     assert all(r["sac/q_loss_max"] > r["sac/q_loss"] for r in rows)
+    # the temperature's target is per latent dim (2 here): the per-dim entropy is the entropy over those dims
+    assert all(r["sac/entropy_per_dim"] == pytest.approx(r["sac/entropy"] / 2) for r in rows)
     assert not any(k.startswith(("ppo/", "logprob/", "noise/")) for r in rows for k in r)
     health = {k for r in rows for k in r if k.startswith("health/")}
     assert health == {f"health/{c}" for c in (*CHECK_SETS["sac"], "HEALTHY")}
@@ -156,3 +158,17 @@ def test_a_resume_refuses_dsrl_step_counters_out_of_range(runs, tmp_path, refuse
     state["algorithm"][field] = value
     path.write_text(json.dumps(state))
     refused(["train", "--out", str(run), "--resume", "--iterations", "4", "--no-progress"], shown)
+
+
+@pytest.mark.parametrize("field, inside, outside", [
+    ("dsrl_batch_size", 1, 0), ("dsrl_tau", 1.0, 1.5), ("dsrl_reward_scale", 1.5e-6, 0.5e-6),
+    ("dsrl_init_alpha", 1e-6, 0.5e-6), ("dsrl_utd", 256.0, 300.0), ("dsrl_components", 0, -1)])
+def test_dsrl_ranges_are_the_documented_ones(field, inside, outside):
+    """The edges the --help and the refusals name (DSRLConfig.RANGES): the edge itself is accepted, past it refused
+    with one line naming the field."""
+    from reinflow import ConfigError
+    from reinflow.rl.config import TrainConfig
+    TrainConfig(algorithm="dsrl", **{field: inside})
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(algorithm="dsrl", **{field: outside})
+

@@ -133,6 +133,10 @@ def test_invariant_1_tolerance_is_1e_5():
     assert pre_update_check(alg.agent, obs, chain, roll.logp[0] - 5e-6) == pytest.approx(5e-6, rel=1e-3)
     with pytest.raises(InvariantError, match="pre_update_ratio_max_dev"):
         pre_update_check(alg.agent, obs, chain, roll.logp[0] - 2e-5)       # ratio 1 + 2e-5
+    one_row = roll.logp[0].clone()
+    one_row[1] -= 2e-5                                                      # a single env's chain shifted
+    with pytest.raises(InvariantError, match="pre_update_ratio_max_dev"):
+        pre_update_check(alg.agent, obs, chain, one_row)                    # the worst row decides, not the best
 
 
 def test_invariant_2_fires_when_sigma_escapes_its_lower_bound():

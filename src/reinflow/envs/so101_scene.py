@@ -29,6 +29,11 @@ import numpy as np
 CELL_M = 0.004          # vertex-clustering grid: 4 mm (the cube is 40 mm; a 64² frame shows ~2 mm a pixel at best)
 FLOOR_HALF_M = 0.5      # the floor drawn 1 m wide
 SCENE_FILE = "pick_scene.xml"
+# Cameras the render copy adds (the package's scene has only ``front``, 0.8 m in front of the base, where
+# the cube is ~4 px of a 64² frame, in its lower quarter): ``side`` looks down at the reach area (x 0.15-0.3,
+# y +-0.1 m) from 0.32 m to the right and 0.32 m up, so the workspace fills the frame and the cube is ~7 px.
+# name: (position [3], the point it looks at [3], vertical field of view in degrees)
+EXTRA_CAMERAS = {"side": ((0.25, -0.32, 0.32), (0.22, 0.0, 0.0), 55.0)}
 _STL_DTYPE = np.dtype([("normal", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
 
 
@@ -112,10 +117,25 @@ def simplified_scene(assets: Path, cell: float = CELL_M) -> Path:
     raise OSError(f"no writable cache folder for the SO-101 render scene (tried {cache_root()} and the temp folder)")
 
 
-def render_model(assets: Path) -> Any:
-    """The render-only ``MjModel`` (see module docs)."""
+def look_at(pos: Any, target: Any) -> np.ndarray:
+    """MuJoCo quaternion of a camera at ``pos`` looking at ``target``, the image's up towards world +z."""
     import mujoco
-    model = mujoco.MjModel.from_xml_path(str(simplified_scene(assets)))
+    pos, target = np.asarray(pos, np.float64), np.asarray(target, np.float64)
+    z = (pos - target) / np.linalg.norm(pos - target)  # a MuJoCo camera looks along its -z
+    x = np.cross([0.0, 0.0, 1.0], z)
+    x /= np.linalg.norm(x)
+    quat = np.zeros(4)
+    mujoco.mju_mat2Quat(quat, np.stack([x, np.cross(z, x), z], 1).ravel())
+    return quat
+
+
+def render_model(assets: Path) -> Any:
+    """The render-only ``MjModel`` (see module docs), with the cameras of ``EXTRA_CAMERAS`` added."""
+    import mujoco
+    spec = mujoco.MjSpec.from_file(str(simplified_scene(assets)))
+    for name, (pos, target, fovy) in EXTRA_CAMERAS.items():
+        spec.worldbody.add_camera(name=name, pos=pos, quat=look_at(pos, target), fovy=fovy)
+    model = spec.compile()
     floor = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "floor")
     if floor >= 0:
         model.geom_size[floor, :2] = FLOOR_HALF_M

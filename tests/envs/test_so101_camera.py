@@ -134,12 +134,39 @@ def test_joint_demos_record_the_joint_targets_the_ik_chose(tmp_path):
     assert np.abs(joints[:-1, :5] - obs[1:, :5]).mean() < 0.05
 
 
+def pink(frame: np.ndarray) -> np.ndarray:
+    """Mask of the cube's pixels (its material is pink: red and blue well above green)."""
+    f = frame.astype(int)
+    return (f[..., 0] > f[..., 1] + 50) & (f[..., 2] > f[..., 1] + 50)
+
+
+def test_side_camera_shows_the_cube_larger_than_front_and_follows_it():
+    env = build(**PIXELS, cameras=["front", "side"])
+    sizes = {"front": [], "side": []}
+    for seed in range(5):
+        obs, _ = env.reset(seed=seed)
+        for cam in sizes:
+            sizes[cam].append(int(pink(obs[cam]).sum()))
+    # measured 20-35 px of cube in front, 35-51 in side (about 7 x 7 against 5 x 5)
+    assert min(sizes["front"]) >= 10 and np.mean(sizes["side"]) >= 1.4 * np.mean(sizes["front"])
+    mask = pink(obs["side"])
+    sim = env.unwrapped
+    adr = sim.model.jnt_qposadr[sim.model.body("block").jntadr[0]]
+    sim.data.qpos[adr + 1] += 0.05  # the cube 5 cm to +y: the side camera sits at -y, looking across
+    moved = pink(env.add_frames(obs)["side"])
+    assert moved.sum() >= 4 and not np.array_equal(mask, moved)
+    assert np.argwhere(moved)[:, 0].mean() < np.argwhere(mask)[:, 0].mean()  # further away: higher in the picture
+    env.close()
+
+
 @pytest.mark.parametrize("kwargs, needle", [
     ('{"obs_mode": "pixels"}', "obs_mode='pixels': allowed state, pixels_state"),
     ('{"control": "cartesian"}', "control='cartesian': allowed ee"),
     ('{"image_obs": true}', '{"obs_mode": "pixels_state"} instead'),
     ('{"obs_mode": "pixels_state", "image_size": 3}', "image_size=3: allowed an integer or [H, W]"),
     ('{"block_in_state": true}', "block_in_state=True: true or false, and only with"),
+    ('{"cameras": ["side"]}', "cameras=['side']: only with"),
+    ('{"obs_mode": "pixels_state", "cameras": ["top"]}', "cameras=['top']: allowed a list of the model's cameras: front, side"),
 ])
 def test_bad_kwargs_are_one_line(refused, tmp_path, kwargs, needle):
     refused(["demos", "--env", ENV, "--env-kwargs", kwargs, "--episodes", "1", "--out", str(tmp_path / "d"),

@@ -21,8 +21,8 @@ What reinflow adds to the env (``make_so101``; env kwargs reinflow consumes, the
   perceive (a real cell is told where to put the cube), and a 6 cm disc is ~5 pixels of a 64² frame.
 * ``image_size``: camera side (an integer or [H, W]; default 64).
 * ``cameras`` (with ``pixels_state``): which cameras to draw, default ``["front"]`` (the package's);
-  ``"side"`` is added by the render copy: it looks down at the reach area, where the cube is ~7 px of
-  a 64² frame instead of ~4 (``envs/so101_scene.py``).
+  ``"side"`` is added by the render copy: it looks down at the reach area, where the cube is ~7 x 7 px
+  of a 64² frame instead of ~5 x 5 (``envs/so101_scene.py``).
 * ``block_in_state`` (with ``pixels_state``; default false): also put the block's position [3] in the
   state. Privileged (a real cell has no such sensor): with the tiny random backbone the camera alone
   does not let SmolVLA's BC find the block (docs/so101.md), with it the images are what the built-in

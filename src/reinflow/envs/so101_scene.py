@@ -30,8 +30,8 @@ CELL_M = 0.004          # vertex-clustering grid: 4 mm (the cube is 40 mm; a 64�
 FLOOR_HALF_M = 0.5      # the floor drawn 1 m wide
 SCENE_FILE = "pick_scene.xml"
 # Cameras the render copy adds (the package's scene has only ``front``, 0.8 m in front of the base, where
-# the cube is ~4 px of a 64² frame, in its lower quarter): ``side`` looks down at the reach area (x 0.15-0.3,
-# y +-0.1 m) from 0.32 m to the right and 0.32 m up, so the workspace fills the frame and the cube is ~7 px.
+# the cube is ~5 x 5 px of a 64² frame, in its lower quarter): ``side`` looks down at the reach area
+# (x 0.15-0.3, y +-0.1 m) from 0.32 m to the right and 0.32 m up: the workspace fills the frame, the cube ~7 x 7 px.
 # name: (position [3], the point it looks at [3], vertical field of view in degrees)
 EXTRA_CAMERAS = {"side": ((0.25, -0.32, 0.32), (0.22, 0.0, 0.0), 55.0)}
 _STL_DTYPE = np.dtype([("normal", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])

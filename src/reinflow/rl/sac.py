@@ -97,15 +97,14 @@ class SAC:
         c, logp = self.actor.sample(feats, generator=generator)
         q1, q2 = self.q(feats, c)
         actor_loss = (alpha * logp - torch.minimum(q1, q2)).mean()
+        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
         self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
+        self.alpha_opt.zero_grad(set_to_none=True)
+        # one backward pass for both losses, into the actor and the temperature only: the critics'
+        # weight gradients (a matmul per layer, ~12 % of a step's arithmetic) are never computed
+        torch.autograd.backward([actor_loss, alpha_loss], inputs=[*self._actor_params, self.log_alpha])
         a_grad = _grad_norm(self._actor_params)
         self.actor_opt.step()
-        for p in self._q_params:  # the actor's backward reached the critics; drop it
-            p.grad = None
-        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
-        self.alpha_opt.zero_grad(set_to_none=True)
-        alpha_loss.backward()
         self.alpha_opt.step()
         return {"actor_loss": actor_loss.detach(), "alpha_loss": alpha_loss.detach(),
                 "entropy": -logp.detach().mean(), "actor_grad_norm": a_grad,

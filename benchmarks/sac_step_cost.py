@@ -4,7 +4,7 @@ The pick-lift recipe's shapes (features 160, latent 8 x 6 = 48, twin critics and
 batch 256, UTD 2: 160 gradient steps per 80-decision iteration), random replay rows (the cost does
 not depend on their values). Prints milliseconds per gradient step and per part (critic step, actor
 and temperature step), and a checksum of the parameters after the steps so that a faster version can
-be checked to give the same numbers (same seed: identical checksum), and the aten calls and host reads
+be checked to give the same numbers (same seed: identical checksum), and the matmul MFLOP, aten calls and host reads
 (``item()``, a device sync on a GPU) of one step. Times are CPU time of this
 process (time.process_time), so other processes sharing the cores inflate them less than wall time.
 
@@ -32,6 +32,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from reinflow.policies.dsrl import NoiseActor
 from reinflow.rl import sac as sac_mod
@@ -156,11 +157,11 @@ def main() -> None:
                "full_step_ms": 1e3 * t_all / a.steps}
         best = {k: min(v, best.get(k, v)) for k, v in row.items()}
     checksum = sum(float(p.double().sum()) for p in params(sac))
-    with CountOps() as count:
+    with CountOps() as count, FlopCounterMode(display=False) as flops:
         sac.update(buf.sample(a.batch, idx_gen), noise_gen)
     print(json.dumps({**{k: round(v, 2) for k, v in best.items()},
                       "actor_and_alpha_ms": round(best["full_step_ms"] - best["critic_step_ms"], 2),
-                      "aten_ops_per_step": count.ops, "host_reads_per_step": count.host_reads,
+                      "mflop_per_step": round(flops.get_total_flops() / 1e6), "aten_ops_per_step": count.ops, "host_reads_per_step": count.host_reads,
                       "steps": a.steps, "repeats": a.repeats, "checksum": repr(checksum),
                       "torch": torch.__version__}))
 

@@ -5,7 +5,7 @@ batch 256, UTD 2: 160 gradient steps per 80-decision iteration), random replay r
 not depend on their values). Prints milliseconds per gradient step and per part (critic step, actor
 and temperature step), and a checksum of the parameters after the steps so that a faster version can
 be checked to give the same numbers (same seed: identical checksum), and the matmul MFLOP, aten calls and host reads
-(``item()``, a device sync on a GPU) of one step. Times are CPU time of this
+(``item()``) of one step. Times are CPU time of this
 process (time.process_time), so other processes sharing the cores inflate them less than wall time.
 
 ``--baseline FILE``: another version of ``rl/sac.py`` (``git show REV:src/reinflow/rl/sac.py > FILE``)
@@ -51,7 +51,8 @@ def params(sac) -> list[torch.Tensor]:
 
 
 class CountOps(TorchDispatchMode):
-    """aten calls of one step; ``_local_scalar_dense`` is a host read (an ``item()``: a device sync on a GPU)."""
+    """aten calls of one step; ``_local_scalar_dense`` is a host read (an ``item()``: a device sync where
+    the tensor is on a GPU)."""
 
     def __init__(self) -> None:
         super().__init__()

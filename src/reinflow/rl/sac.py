@@ -65,7 +65,7 @@ class SAC:
         self.q = TwinQ(feat_dim, actor.latent_dim, self.hidden).to(device)
         self.q_target = copy.deepcopy(self.q).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(cfg.dsrl_init_alpha), device=device, requires_grad=True)
-        # parameter lists cached and fused Adam (one kernel per parameter; ~5 % of a CPU step less than
+        # parameter lists cached and fused Adam (one kernel per parameter; 3-4 % of a CPU step less than
         # foreach, the same update up to float32 rounding): at a high update-to-data ratio on a CPU the
         # per-step overhead of small networks is a large part of the cost
         self._actor_params, self._q_params = list(actor.parameters()), list(self.q.parameters())

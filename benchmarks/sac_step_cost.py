@@ -162,7 +162,8 @@ def main() -> None:
         sac.update(buf.sample(a.batch, idx_gen), noise_gen)
     print(json.dumps({**{k: round(v, 2) for k, v in best.items()},
                       "actor_and_alpha_ms": round(best["full_step_ms"] - best["critic_step_ms"], 2),
-                      "mflop_per_step": round(flops.get_total_flops() / 1e6), "aten_ops_per_step": count.ops, "host_reads_per_step": count.host_reads,
+                      "mflop_per_step": round(flops.get_total_flops() / 1e6), "aten_ops_per_step": count.ops,
+                      "host_reads_per_step": count.host_reads,
                       "steps": a.steps, "repeats": a.repeats, "checksum": repr(checksum),
                       "torch": torch.__version__}))
 

@@ -157,3 +157,62 @@ def test_state_round_trip_without_pickle_and_a_mismatch_is_refused(tmp_path):
         SAC(NoiseActor(4, 3, [16], 1.5), 4, settings(dsrl_hidden=[8])).load_state_dict(state["sac"])
     with pytest.raises(ConfigError, match="log_alpha"):
         again.load_state_dict({**state["sac"], "log_alpha": torch.tensor([math.inf])})
+
+
+def test_the_actor_backward_computes_no_critic_weight_gradient():
+    """The actor's and the temperature's one backward pass stops at the critics' inputs: no gradient of
+    a critic weight is ever computed (the hook on each would see it)."""
+    torch.manual_seed(0)
+    sac = SAC(NoiseActor(4, 3, [16], bound=1.5), 4, settings())
+    reached = []
+    for p in sac.q.parameters():
+        p.register_hook(lambda g: reached.append(g.shape))
+    sac._actor_step(batch()["feat"], torch.Generator().manual_seed(1), sac.log_alpha.detach().exp())
+    assert reached == []
+    assert all(p.grad is not None for p in sac.actor.parameters()) and sac.log_alpha.grad is not None
+
+
+def test_the_actor_and_temperature_steps_equal_two_plain_backward_passes_bit_for_bit():
+    """Five actor + temperature steps against the textbook form (the actor's loss backward through the
+    critics, then the temperature's loss on its own): the same parameters, bit for bit."""
+    torch.manual_seed(0)
+    sac = SAC(NoiseActor(4, 3, [16], bound=1.5), 4, settings())
+    ref = copy.deepcopy(sac)
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    for step in range(5):
+        feats = batch(seed=step)["feat"]
+        sac._actor_step(feats, g1, sac.log_alpha.detach().exp())
+        alpha = ref.log_alpha.detach().exp()
+        c, logp = ref.actor.sample(feats, generator=g2)
+        ref.actor_opt.zero_grad(set_to_none=True)
+        (alpha * logp - torch.minimum(*ref.q(feats, c))).mean().backward()
+        ref.actor_opt.step()
+        ref.alpha_opt.zero_grad(set_to_none=True)
+        (-(ref.log_alpha * (logp.detach() + ref.target_entropy)).mean()).backward()
+        ref.alpha_opt.step()
+    assert torch.equal(sac.log_alpha, ref.log_alpha) and float(sac.log_alpha.detach()) != math.log(0.5)
+    assert all(torch.equal(a, b) for a, b in zip(sac.actor.parameters(), ref.actor.parameters()))
+
+
+def test_an_optimizer_state_written_with_the_foreach_kernels_loads_and_continues_fused():
+    """Checkpoints before the fused optimizers hold Adam states saved with foreach=True (the alpha
+    one with neither flag): they load with their moments, and the kernel stays this code's."""
+    torch.manual_seed(0)
+    sac = SAC(NoiseActor(4, 3, [16], bound=1.5), 4, settings())
+    state = sac.state_dict()
+    for name, params in (("actor_opt", sac._actor_params), ("critic_opt", sac._q_params),
+                         ("alpha_opt", [sac.log_alpha])):
+        old = torch.optim.Adam(params, lr=1e-3, **({} if name == "alpha_opt" else {"foreach": True}))
+        for p in params:
+            p.grad = torch.randn_like(p)
+        old.step()
+        state[name] = old.state_dict()
+        assert old.param_groups[0]["fused"] in (None, False)
+    again = SAC(NoiseActor(4, 3, [16], bound=1.5), 4, settings())
+    again.load_state_dict(state)
+    for name in ("actor_opt", "critic_opt", "alpha_opt"):
+        opt = getattr(again, name)
+        assert [(g["fused"], g["foreach"]) for g in opt.param_groups] == [(True, None)]
+        moments = [s["exp_avg_sq"] for s in opt.state.values()]
+        assert len(moments) == len(state[name]["state"]) and all(float(m.sum()) > 0 for m in moments)
+    assert math.isfinite(again.update(batch(), torch.Generator().manual_seed(0))["q_loss"])

@@ -273,7 +273,9 @@ def main(argv: list[str] | None = None) -> dict:
     out = {"rollout": roll_rows, "updates": upd_rows, "memory": mem}
     if args.jsonl:
         rec = {"argv": argv if argv is not None else sys.argv[1:], "machine": machine(),
-               "loadavg_1m": os.getloadavg()[0], "precision": args.precision, "keep_contexts": args.keep_contexts,
+               "loadavg_1m": os.getloadavg()[0],
+               "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+               "precision": args.precision, "keep_contexts": args.keep_contexts,
                "tiny": args.tiny, "batch": args.batch, "rollout_steps": args.rollout_steps,
                "minibatch": args.minibatch, "epochs": args.epochs, **mem,
                "rollout_wall_s": [r[0] for r in roll_rows], "rollout_cpu_s": [r[1] for r in roll_rows],

@@ -20,14 +20,29 @@ log-probs come from the rollout ("rollout") and recomputed in the update's layou
 prefix kept from the rollout as the trainer does for a frozen encoder. Also the speed of a rollout
 chunk and of one update in each precision, and what the recomputation costs.
 
+``--precision fp32|bf16`` (issue 30): rollout and update run as ``reinflow train --precision`` runs them
+(``rl.precision.use_numerics`` + ``autocast``; float32 master weights; under bf16 the old log-probs are
+recomputed in the update's layout, as ``--old-logprob auto`` does). Memory per precision wants one
+fresh process per precision (a second measurement in the same process reuses the first one's freed
+memory). ``--keep-contexts``: keep the rollout's per-step prefix caches alive beside their concatenated
+copy through the update (ppo.py before issue 30); by default they are dropped once concatenated, as
+``ChainPPO.update`` does. ``--jsonl PATH`` appends the process's numbers as one JSON line.
+
+    python benchmarks/smolvla_speed.py --batch 4 --rollout-steps 2 --minibatch 4 --presets heads \
+        --no-reencode --threads 1 --precision bf16 [--keep-contexts] --jsonl OUT.jsonl   # one process each
+
 Needs the smolvla extra (see docs/smolvla.md). CPU peak memory is the process RSS sampled every
-5 ms during a phase, minus the RSS before it; on CUDA it is torch's peak allocated memory.
+5 ms during a phase, minus the RSS before it; on CUDA it is torch's peak allocated memory. The
+update's phase starts before the rollout's contexts are concatenated (its delta holds the copy).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
+import resource
+import sys
 import tempfile
 import threading
 import time
@@ -137,9 +152,24 @@ def rollout(agent, args) -> tuple[list, list, list]:
     return obs, acts, rows
 
 
+def split_context(ctx, sizes: list[int]) -> list:
+    """Per-step views of a concatenated context (the inverse of ``cat_contexts``, without a copy)."""
+    if isinstance(ctx, torch.Tensor):
+        return list(ctx.split(sizes))
+    if isinstance(ctx, dict):
+        parts = {k: split_context(v, sizes) for k, v in ctx.items()}
+        return [{k: parts[k][i] for k in ctx} for i in range(len(sizes))]
+    if isinstance(ctx, (list, tuple)):
+        parts = [split_context(v, sizes) for v in ctx]
+        return [type(ctx)(p[i] for p in parts) for i in range(len(sizes))]
+    return [ctx] * len(sizes)
+
+
 def one_update(agent, obs, acts, args, reuse: bool) -> dict:
-    """The trainer's update on this rollout: pre-update ratio check + ppo_update (epochs x minibatches,
-    post-step KL). Weights are restored afterwards so every measured update starts from the rollout's."""
+    """The trainer's update on this rollout, as ``ChainPPO.update`` runs it: pre-update check, the batch
+    (kept contexts concatenated, then the per-step ones dropped unless ``--keep-contexts``), ppo_update
+    (epochs x minibatches, post-step KL; bf16 or a GPU: old log-probs recomputed in the update's layout).
+    Weights are restored afterwards so every measured update starts from the rollout's."""
     from reinflow.rl.config import TrainConfig
     from reinflow.rl.context import cat_contexts, context_nbytes
     from reinflow.rl.algorithms.ppo import Batch, cat_obs, ppo_update, pre_update_check
@@ -149,23 +179,36 @@ def one_update(agent, obs, acts, args, reuse: bool) -> dict:
     saved = [p.detach().clone() for p in trainable]
     n = args.batch * args.rollout_steps
     gen = torch.Generator().manual_seed(0)
-    ctxs = [a.context for a in acts] if reuse else None
-    batch = Batch(obs=cat_obs(obs), chains=torch.cat([a.chain for a in acts]), logp=torch.cat([a.logp for a in acts]),
-                  advantages=torch.randn(n, generator=gen).to(dev), returns=torch.randn(n, generator=gen).to(dev),
-                  values=torch.cat([a.value for a in acts]), weights=torch.ones(n, device=dev),
-                  context=cat_contexts(ctxs) if reuse else None)
+    adv, ret = torch.randn(n, generator=gen).to(dev), torch.randn(n, generator=gen).to(dev)
     cfg = TrainConfig(update_epochs=args.epochs, minibatch_size=args.minibatch, target_kl=1e9)  # no early stop
+    relayout = torch.device(dev).type != "cpu" or args.precision != "fp32"   # ChainPPO's --old-logprob auto
     actor_opt = torch.optim.AdamW(agent.actor_parameters(), lr=1e-5)
     critic_opt = torch.optim.AdamW(agent.critic_parameters(), lr=1e-4)
     with PeakRSS(args.device) as mem, Timer(args.device) as tm:
+        ctxs = [a.context for a in acts] if reuse else None   # the rollout's list (Rollout.contexts)
         ratio_dev = pre_update_check(agent, obs[0], acts[0].chain, acts[0].logp, ctxs[0] if reuse else None)
-        upd = ppo_update(agent, actor_opt, critic_opt, batch, cfg, True, gen)
+        batch = Batch(obs=cat_obs(obs), chains=torch.cat([a.chain for a in acts]), logp=torch.cat([a.logp for a in acts]),
+                      advantages=adv, returns=ret, values=torch.cat([a.value for a in acts]),
+                      weights=torch.ones(n, device=dev), context=cat_contexts(ctxs) if reuse else None)
+        if reuse and not args.keep_contexts:   # roll.contexts = None; del ctxs
+            for a in acts:
+                a.context = None
+            del ctxs
+        upd = ppo_update(agent, actor_opt, critic_opt, batch, cfg, True, gen, relayout=relayout)
     with torch.no_grad():
         for p, s in zip(trainable, saved):
             p.copy_(s)
+    if reuse and not args.keep_contexts:   # later updates of this process read views of the batch's copy
+        for a, c in zip(acts, split_context(batch.context, [a.chain.shape[0] for a in acts])):
+            a.context = c
     kept = context_nbytes(batch.context) / n if reuse else 0.0
     return {"wall": tm.wall, "cpu": tm.cpu, "mem": mem.delta_gib, "ratio_dev": ratio_dev, "bytes_per_sample": kept,
-            "epochs": upd["ppo/epochs_run"]}
+            "epochs": upd["ppo/epochs_run"], "first_minibatch_dev": upd["ppo/first_minibatch_ratio_max_dev"]}
+
+
+def maxrss_gib() -> float:
+    """The process's peak resident memory so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -183,6 +226,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--tiny", action="store_true", help="the tiny offline backbone instead of the real sizes (smoke test)")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch default)")
     ap.add_argument("--ratio-table", action="store_true", help="max |ratio - 1| before any step by shape and precision")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "tf32", "bf16"],
+                    help="numerics of rollout and update, as reinflow train --precision (not with --ratio-table: both)")
+    ap.add_argument("--keep-contexts", action="store_true",
+                    help="keep the per-step prefix caches alive beside their concatenated copy (ppo.py before issue 30)")
+    ap.add_argument("--jsonl", default=None, help="append this process's numbers as one JSON line to this file")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -205,16 +253,37 @@ def main(argv: list[str] | None = None) -> dict:
                                         initial_noise_seed=0)).to(args.device)
     if args.ratio_table:
         return ratio_table(policy, args)
-    obs, acts, roll_rows = rollout(agent, args)  # the rollout's cost does not depend on the preset
-    upd_rows = []
-    for preset in presets:
-        policy.settings.trainable = preset
-        policy._apply_preset()
-        paths = ([] if args.no_reencode and policy.frozen_encoder else [False]) + ([True] if policy.frozen_encoder else [])
-        for reuse in paths:
-            upd_rows.append((preset, reuse, policy.num_parameters(), one_update(agent, obs, acts, args, reuse)))
-    report(args, roll_rows, upd_rows)
-    return {"rollout": roll_rows, "updates": upd_rows}
+    from reinflow.rl.precision import autocast, use_numerics
+
+    mem = {"weights_gib": sum(t.numel() * t.element_size() for t in [*agent.parameters(), *agent.buffers()]) / 2**30,
+           "weights_dtype": sorted({str(p.dtype).removeprefix("torch.") for p in agent.parameters()}),
+           "maxrss_build_gib": maxrss_gib()}
+    with use_numerics(args.precision, args.device), autocast(args.precision, args.device):   # as the trainer
+        obs, acts, roll_rows = rollout(agent, args)  # the rollout's cost does not depend on the preset
+        mem["maxrss_rollout_gib"] = maxrss_gib()
+        upd_rows = []
+        for preset in presets:
+            policy.settings.trainable = preset
+            policy._apply_preset()
+            paths = ([] if args.no_reencode and policy.frozen_encoder else [False]) + ([True] if policy.frozen_encoder else [])
+            for reuse in paths:
+                upd_rows.append((preset, reuse, policy.num_parameters(), one_update(agent, obs, acts, args, reuse)))
+    mem["maxrss_gib"] = maxrss_gib()
+    report(args, roll_rows, upd_rows, mem)
+    out = {"rollout": roll_rows, "updates": upd_rows, "memory": mem}
+    if args.jsonl:
+        rec = {"argv": argv if argv is not None else sys.argv[1:], "machine": machine(),
+               "loadavg_1m": os.getloadavg()[0],
+               "malloc_env": {k: v for k, v in os.environ.items() if k.startswith("MALLOC_")},
+               "precision": args.precision, "keep_contexts": args.keep_contexts,
+               "tiny": args.tiny, "batch": args.batch, "rollout_steps": args.rollout_steps,
+               "minibatch": args.minibatch, "epochs": args.epochs, **mem,
+               "rollout_wall_s": [r[0] for r in roll_rows], "rollout_cpu_s": [r[1] for r in roll_rows],
+               "rollout_peak_delta_gib": [r[2] for r in roll_rows],
+               "updates": [{"preset": p, "prefix": "kept" if reuse else "re-encoded", **r} for p, reuse, _, r in upd_rows]}
+        with open(args.jsonl, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+    return out
 
 
 def ratio_table(policy, args) -> dict:
@@ -284,19 +353,24 @@ def ratio_table(policy, args) -> dict:
     return out
 
 
-def report(args, roll_rows: list, upd_rows: list) -> None:
+def report(args, roll_rows: list, upd_rows: list, memory: dict) -> None:
     size = "tiny random backbone (smoke test)" if args.tiny else \
         "real architecture (SmolVLM2-500M sizes, 16 VLM layers, expert width 0.75), random weights"
     mem = "peak GPU GiB" if args.device.startswith("cuda") else "peak +GiB"
     print(f"**Machine**: {machine()}; device {args.device}\n")
     print(f"SmolVLA {size}; 2 cameras {args.image}x{args.image} (resized by SmolVLA to its vision size), "
           f"rollout {args.rollout_steps} x batch {args.batch}, PPO minibatch {args.minibatch} x {args.epochs} epoch(s), "
-          f"K = {args.denoise_steps}, chunk 50, act_steps {args.act_steps}. CPU s is the process's CPU time.\n")
+          f"K = {args.denoise_steps}, chunk 50, act_steps {args.act_steps}, precision {args.precision} (weights "
+          f"{'/'.join(memory['weights_dtype'])}, {memory['weights_gib']:.2f} GiB), per-step contexts "
+          f"{'kept beside their concatenated copy' if args.keep_contexts else 'dropped once concatenated'}. "
+          "CPU s is the process's CPU time.\n")
+    print(f"Process peak RSS (ru_maxrss): {memory['maxrss_build_gib']:.2f} GiB after the build, "
+          f"{memory['maxrss_rollout_gib']:.2f} after the rollout, {memory['maxrss_gib']:.2f} GiB at the end.\n")
     print(f"| rollout chunk (Agent.act, batch {args.batch}) | wall s | CPU s | {mem} |")
     print("| --- | --- | --- | --- |")
     wall, cpu = (float(np.mean([r[i] for r in roll_rows])) for i in range(2))
     peak = max(r[2] for r in roll_rows)
-    print(f"| mean of {len(roll_rows)} | {wall:.2f} | {cpu:.2f} | {peak:.2f} |")
+    print(f"| mean of {len(roll_rows)} | {wall:.2f} | {cpu:.2f} | {peak:.3f} |")
     print("\n| update (pre-update check + ppo_update) | prefix | params total / trainable | wall s | CPU s "
           f"| {mem} | kept MB/sample | pre-update max abs(ratio-1) | speed-up |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
@@ -304,7 +378,7 @@ def report(args, roll_rows: list, upd_rows: list) -> None:
     for preset, reuse, n, r in upd_rows:
         speed = f"{base[preset] / r['wall']:.2f}x" if reuse and preset in base else ""
         print(f"| {preset} | {'kept from rollout' if reuse else 're-encoded'} | {n['total'] / 1e6:.0f}M / "
-              f"{n['trainable'] / 1e6:.1f}M | {r['wall']:.2f} | {r['cpu']:.2f} | {r['mem']:.2f} | "
+              f"{n['trainable'] / 1e6:.1f}M | {r['wall']:.2f} | {r['cpu']:.2f} | {r['mem']:.3f} | "
               f"{r['bytes_per_sample'] / 2**20:.2f} | {r['ratio_dev']:.3g} | {speed} |")
 
 

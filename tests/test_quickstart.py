@@ -32,6 +32,7 @@ def test_quickstart_writes_every_report_file(tmp_path, capsys):
         assert s["config"]["train"][key] == getattr(default, key), key
     md = (out / "summary.md").read_text()
     assert md.startswith("# reinflow quickstart") and "cut the run" not in md and not s["stopped_by_minutes"]
+    assert "* algorithm: residual-ppo (--algorithm auto: the measured best per minute" in md  # which, and why
     from reinflow.quickstart_report import markdown           # a run --minutes stopped says so
     cut = markdown({**s, "iterations": 1, "stopped_by_minutes": True}, TrainConfig(**s["config"]["train"]))
     assert "1 of 2 planned PPO iterations (**--minutes cut the run**)" in cut
@@ -50,6 +51,7 @@ def test_quickstart_algorithm_flag_reaches_the_run(tmp_path):
     cfg = json.loads((out / "train" / "config.json").read_text())["train"]
     assert (cfg["algorithm"], cfg["precision"]) == ("chain-ppo", "bf16")
     assert "precision bf16" in (out / "summary.md").read_text()
+    assert "* algorithm: chain-ppo (asked with --algorithm)" in (out / "summary.md").read_text()
 
 
 def test_quickstart_dsrl_runs_sac_within_the_task_env_step_budget(tmp_path):

@@ -85,6 +85,23 @@ SMOLVLA_TASKS = {
 }
 
 
+# Why --algorithm auto (residual-ppo from the BC) is the quickstarts' choice on every task, as measured
+# (docs/benchmarks.md §5, docs/so101.md); summary.md prints it so a user knows what ran and why.
+AUTO_ALGORITHM_WHY = (
+    "the measured best per minute on this CPU: residual-ppo takes pick-lift 31 -> 92 % (1.07M env steps, 4.7 min), "
+    "tiny SmolVLA reach +43 to +75 and the SO-101 +39 to +43; dsrl needs fewer env steps (pick-lift 90 +- 5 % within "
+    "60k) but SAC's gradient steps make it slower per minute, it gained +5 / +12 on tiny SmolVLA reach, and on the "
+    "SO-101's sparse reward it stayed at its BC's level for 59k env steps (docs/benchmarks.md section 5). Pass "
+    "--algorithm dsrl when env steps or policy forwards are the cost")
+
+
+def algorithm_choice(asked: str | None, used: str) -> str:
+    """One line for the report: which algorithm ran and why (``asked``: the quickstart's ``--algorithm``)."""
+    if asked not in (None, "auto"):
+        return f"{used} (asked with --algorithm)"
+    return f"{used} (--algorithm auto: {AUTO_ALGORITHM_WHY})"
+
+
 class PolicyKind:
     """The MLP flow policy (``reinflow pretrain``'s flow-matching BC on ``demos.npz``)."""
 

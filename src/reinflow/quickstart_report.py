@@ -13,6 +13,7 @@ def summarize(cfg: Any, kind: Any, plan: Any, tcfg: Any, res: Any, kept: dict, b
               demos: dict, bc: dict, out: Path, eval_seed: int, dims: int, basis: int, wall: float,
               budget_s: float) -> dict:
     """summary.json's dict (plots written to ``<out>/plots``)."""
+    from reinflow.quickstart_policies import algorithm_choice
     from reinflow.report.logger import read_metrics
     from reinflow.report.plots import plot_run
     rows = read_metrics(out / "train" / "metrics.jsonl")
@@ -31,6 +32,7 @@ def summarize(cfg: Any, kind: Any, plan: Any, tcfg: Any, res: Any, kept: dict, b
         "env_steps": res.env_steps, "iterations": res.iterations, "iterations_planned": tcfg.iterations,
         "stopped_by_minutes": res.iterations < tcfg.iterations and res.stopped_by != "signal",
         "stopped_by_signal": res.stopped_by == "signal",
+        "algorithm_choice": algorithm_choice(cfg.algorithm, tcfg.algorithm),
         "policy_evaluated": kept["what"], "kept_iteration": kept["iteration"],
         "last_policy_selection_success": (res.final_eval or {}).get("success_rate"),
         "wall_time_s": wall, "budget_s": budget_s, "train_wall_s": res.wall_s,
@@ -73,6 +75,7 @@ def markdown(s: dict, tcfg: Any, title: str = "reinflow quickstart") -> str:
         f"| mean episode length | {s['eval_before']['length_mean']:.1f} | {s['eval_after']['length_mean']:.1f} |",
         "",
         f"* gain: **{s['success_gain_pp']:+.1f} percentage points**",
+        f"* algorithm: {s.get('algorithm_choice') or tcfg.algorithm}",
         f"* policy: {s['policy']}; evaluated after: {s['policy_evaluated']}",
         f"* fine-tuning: {s['iterations']} of {s['iterations_planned']} planned "
         f"{algo.family} iterations{cut}, "

@@ -61,10 +61,11 @@ MLP_TASKS = {
     "reinflow/ArmReach-v0": Settings(10, 10, 100, 50, 300, source="docs/benchmarks.md", dsrl_env_steps=100_000),
     "reinflow/ArmPush-v0": Settings(20, 20, 400, 50, 300, source="docs/benchmarks.md", dsrl_env_steps=300_000),
     "reinflow/ArmPickLift-v0": Settings(20, 20, 200, 50, 300, source="docs/benchmarks.md", dsrl_env_steps=200_000),
-    # SO-101 (lerobot-env-so101, envs/families.py): 50 demos x 3000 BC steps at chunk 16 give ~39 %; 40
-    # iterations with evaluations every 20 (30 iterations gave +27, 40 gave +38; evaluations every 10 were
-    # ~45 % of the train phase); async workers (its MuJoCo model makes stepping the bottleneck).
-    "lerobot_env_so101/SO101PickPlace-v0": Settings(50, 50, 3000, 16, 40, minutes=30.0, source="docs/so101.md",
+    # SO-101 (lerobot-env-so101, envs/families.py): 150 demos x 3000 BC steps at chunk 16 give 40-52 %, then
+    # 70 iterations reach 92-93 % (3 seeds; 50 demos gave 35-50 % and plateaued near 80 %, also at 150
+    # iterations); evaluations every 20 (every 10 were ~45 % of the train phase); async workers (its MuJoCo
+    # model makes stepping the bottleneck).
+    "lerobot_env_so101/SO101PickPlace-v0": Settings(150, 150, 3000, 16, 70, minutes=30.0, source="docs/so101.md",
                                                     train={"vector": "async", "eval_every": 20}),
 }
 # Any other env with an expert: 10 demos x 1000 BC steps at chunk 50, 250 iterations (<= 1 M env steps):
@@ -89,7 +90,7 @@ SMOLVLA_TASKS = {
 # (docs/benchmarks.md §5, docs/so101.md); summary.md prints it so a user knows what ran and why.
 AUTO_ALGORITHM_WHY = (
     "the measured best per minute on this CPU: residual-ppo takes pick-lift 31 -> 92 % (1.07M env steps, 4.7 min), "
-    "tiny SmolVLA reach +43 to +75 and the SO-101 +39 to +43; dsrl needs fewer env steps (pick-lift 90 +- 5 % within "
+    "tiny SmolVLA reach +43 to +75 and the SO-101 +41 to +46; dsrl needs fewer env steps (pick-lift 90 +- 5 % within "
     "60k) but SAC's gradient steps make it slower per minute, it gained +5 / +12 on tiny SmolVLA reach, and on the "
     "SO-101's sparse reward it stayed at its BC's level for 59k env steps (docs/benchmarks.md section 5). Pass "
     "--algorithm dsrl when env steps or policy forwards are the cost")

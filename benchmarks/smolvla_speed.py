@@ -172,7 +172,7 @@ def one_update(agent, obs, acts, args, reuse: bool) -> dict:
     Weights are restored afterwards so every measured update starts from the rollout's."""
     from reinflow.rl.config import TrainConfig
     from reinflow.rl.context import cat_contexts, context_nbytes
-    from reinflow.rl.algorithms.ppo import Batch, cat_obs, ppo_update, pre_update_check
+    from reinflow.rl.algorithms.ppo import Batch, cat_obs, ppo_update, pre_update_check, relayout_from_start
 
     dev = acts[0].chain.device
     trainable = [p for p in agent.parameters() if p.requires_grad]
@@ -181,7 +181,7 @@ def one_update(agent, obs, acts, args, reuse: bool) -> dict:
     gen = torch.Generator().manual_seed(0)
     adv, ret = torch.randn(n, generator=gen).to(dev), torch.randn(n, generator=gen).to(dev)
     cfg = TrainConfig(update_epochs=args.epochs, minibatch_size=args.minibatch, target_kl=1e9)  # no early stop
-    relayout = torch.device(dev).type != "cpu" or args.precision != "fp32"   # ChainPPO's --old-logprob auto
+    relayout = relayout_from_start("auto", dev, args.precision)   # ChainPPO's --old-logprob auto
     actor_opt = torch.optim.AdamW(agent.actor_parameters(), lr=1e-5)
     critic_opt = torch.optim.AdamW(agent.critic_parameters(), lr=1e-4)
     with PeakRSS(args.device) as mem, Timer(args.device) as tm:

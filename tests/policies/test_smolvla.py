@@ -156,6 +156,27 @@ def test_policy_config_rebuilds_same_architecture(vlm_dir):
     torch.testing.assert_close(a, b)
 
 
+def test_critic_features_are_layer_normalised_and_old_configs_read_them_raw(vlm_dir):
+    """The pooled prefix the critic, the residual and dsrl read: layer-normalised (mean 0, variance 1 per
+    sample); a policy config written before the setting existed rebuilds with the raw pool its heads
+    were trained on, the same numbers before the normalisation."""
+    import json
+    policy = make(vlm_dir)
+    with torch.no_grad():
+        f = policy.value_features(policy.encode(policy.prepare_obs(raw_obs())))
+    assert f.shape == (B, policy.value_feature_dim)
+    torch.testing.assert_close(f.mean(-1), torch.zeros(B), atol=1e-5, rtol=0)
+    torch.testing.assert_close(f.var(-1, unbiased=False), torch.ones(B), atol=1e-3, rtol=0)
+    old = {k: v for k, v in json.loads(json.dumps(policy.policy_config())).items() if k != "feature_norm"}
+    raw = smolvla.load_smolvla_policy(old)
+    assert raw.settings.feature_norm is False and policy.settings.feature_norm is True
+    raw.load_state_dict(policy.state_dict())
+    with torch.no_grad():
+        g = raw.value_features(raw.encode(raw.prepare_obs(raw_obs())))
+    assert float(g.std(-1).mean()) < 0.5   # the raw pool is small (why it is normalised)
+    torch.testing.assert_close(torch.nn.functional.layer_norm(g, g.shape[-1:]), f)
+
+
 def test_obs_frame_warning_and_obs_layout(vlm_dir):
     policy = make(vlm_dir)
     raw = raw_obs()

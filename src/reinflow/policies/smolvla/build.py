@@ -47,7 +47,7 @@ def build_smolvla_policy(observation_space: Any, action_space: Any, *, vlm_path:
                          policy_path: str | None = None, chunk_size: int = 50, denoise_steps: int = 1,
                          trainable: str = "heads", instruction: str = "", device: str = "cpu",
                          stats: dict | None = None, camera_map: dict[str, str] | None = None,
-                         state_dims: int | None = None) -> SmolVLAFlowPolicy:
+                         state_dims: int | None = None, feature_norm: bool = True) -> SmolVLAFlowPolicy:
     """A SmolVLA adapter for this env.
 
     ``vlm_path``: a fresh SmolVLA (random action expert) around a SmolVLM backbone folder/hub id;
@@ -61,7 +61,8 @@ def build_smolvla_policy(observation_space: Any, action_space: Any, *, vlm_path:
                                chunk_size=chunk_size, denoise_steps=denoise_steps, trainable=trainable,
                                device=device, action_dim=int(low.size), state_dim=state_dim,
                                state_dims=state_dims, cameras=cams, camera_map=dict(camera_map or {}),
-                               action_low=low.tolist(), action_high=high.tolist(), stats=stats)
+                               action_low=low.tolist(), action_high=high.tolist(), stats=stats,
+                               feature_norm=feature_norm)
     if vlm_path is not None:
         lr_policy, pre, post = _fresh(settings)
     else:
@@ -164,6 +165,7 @@ def load_smolvla_policy(dir_or_config: str | Path | dict) -> SmolVLAFlowPolicy:
 
     if isinstance(dir_or_config, dict):
         cfg = {k: v for k, v in dir_or_config.items() if k != "type"}
+        cfg.setdefault("feature_norm", False)  # a checkpoint from before it: its critic / heads read the raw pool
     else:
         folder = Path(_resolve(str(dir_or_config)))
         meta = folder / SETTINGS_FILE
@@ -187,4 +189,5 @@ def load_smolvla_policy(dir_or_config: str | Path | dict) -> SmolVLAFlowPolicy:
                                 policy_path=settings.policy_path, chunk_size=settings.chunk_size,
                                 denoise_steps=settings.denoise_steps, trainable=settings.trainable,
                                 instruction=settings.instruction, device=settings.device, stats=settings.stats,
-                                camera_map=settings.camera_map or None, state_dims=settings.state_dims)
+                                camera_map=settings.camera_map or None, state_dims=settings.state_dims,
+                                feature_norm=settings.feature_norm)

@@ -68,6 +68,9 @@ class SmolVLASettings:
     """normalisation stats for a fresh policy ({feature: {mean, std}}); default from the spaces"""
     z_warn: float = 6.0
     """check_obs_frame warns when |mean z-score| of a state dim exceeds this"""
+    feature_norm: bool = True
+    """the critic, the residual and dsrl read the pooled prefix layer-normalised (raw, it differs between
+    observations by ~0.016 a dim: too little for their first layer); configs written without it read it raw"""
 
     def __post_init__(self) -> None:
         check_fields(self)  # a checkpoint's config.json may come from anywhere
@@ -255,6 +258,8 @@ class SmolVLAFlowPolicy(FlowPolicy):
             hidden = prefix_out if prefix_out is not None else embs
             m = pad_masks.unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden.float() * m).sum(1) / m.sum(1).clamp_min(1.0)
+            if self.settings.feature_norm:
+                pooled = torch.nn.functional.layer_norm(pooled, pooled.shape[-1:])
         return {"cache": cache, "prefix_pad_masks": pad_masks, "value": pooled}
 
     def _catch_features(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:

@@ -89,6 +89,9 @@ def _hw(feature: dict) -> tuple[int, int]:
     return int(shape[0]), int(shape[1])
 
 
+IMAGE_PREFIX = "observation.images."
+
+
 def load_chunked(root: Path, fps: int, chunk: int, max_episodes: int | None, read_batch: int = 1024) -> dict:
     """Every frame of the dataset as one batch: observations, ``action`` [N, H, A] (LeRobot's
     ``delta_timestamps`` chunking; past an episode's end it repeats the last action), ``task``.
@@ -107,9 +110,6 @@ def load_chunked(root: Path, fps: int, chunk: int, max_episodes: int | None, rea
             parts.setdefault(k, []).append(v)
     return {k: torch.cat(v) if isinstance(v[0], torch.Tensor) else [x for part in v for x in part]
             for k, v in parts.items()}
-
-
-IMAGE_PREFIX = "observation.images."
 
 
 def float_images(batch: dict) -> dict:

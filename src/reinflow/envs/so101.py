@@ -21,8 +21,9 @@ What reinflow adds to the env (``make_so101``; env kwargs reinflow consumes, the
   perceive (a real cell is told where to put the cube), and a 6 cm disc is ~5 pixels of a 64² frame.
 * ``image_size``: camera side (an integer or [H, W]; default 64).
 * ``cameras`` (with ``pixels_state``): which cameras to draw, default ``["front"]`` (the package's);
-  ``"side"`` is added by the render copy: it looks down at the reach area, where the cube is ~7 x 7 px
-  of a 64² frame instead of ~5 x 5 (``envs/so101_scene.py``).
+  the render copy adds ``"side"``, looking down at the reach area (the cube ~7 x 7 px of a 64² frame
+  instead of ~5 x 5), and ``"wrist"``, fixed to the gripper as on a real SO-101, looking along the
+  fingers (``envs/so101_scene.py``).
 * ``block_in_state`` (with ``pixels_state``; default false): also put the block's position [3] in the
   state. Privileged (a real cell has no such sensor): with the tiny random backbone the camera alone
   does not let SmolVLA's BC find the block (docs/so101.md), with it the images are what the built-in
@@ -62,7 +63,7 @@ OBS_MODES, CONTROLS = ("state", "pixels_state"), ("ee", "joint")
 # LeRobot's SO-101 follower order (its motors' names), also the MJCF's actuator names
 JOINTS = ("shoulder_pan", "shoulder_lift", "elbow_flex", "wrist_flex", "wrist_roll", "gripper")
 INSTRUCTIONS = {PICK_PLACE: "pick up the cube and put it on the green disc", PICK_CUBE: "pick up the cube"}
-DEFAULT_CAMERAS = ("front",)  # the package's camera; the render copy adds "side" (envs/so101_scene.py)
+DEFAULT_CAMERAS = ("front",)  # the package's camera; the render copy adds "side" and "wrist" (envs/so101_scene.py)
 GOAL_RADIUS_M = 0.03  # the package's PLACE_SUCCESS_DISTANCE: the disc is where a release succeeds
 
 

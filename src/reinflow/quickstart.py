@@ -131,7 +131,7 @@ def make_plan(cfg: QuickstartConfig, kind: PolicyKind) -> Plan:
     env_id = TASKS[cfg.task] if cfg.env is None else cfg.env
     s = kind.settings(env_id)
     image = list(cfg.image_size or (s.image_size, s.image_size))
-    kw = kind.env_kwargs(resolve_env_kwargs(cfg.env_kwargs, env_id, kind.name), image)
+    kw = kind.env_kwargs(resolve_env_kwargs(cfg.env_kwargs, env_id, kind.name, defaults=s.env), image)
     label = cfg.task if cfg.env is None else kw.get("env_name", cfg.env)  # MetaWorld: the task name
     bc_episodes = cfg.bc_episodes or cfg.demo_episodes or s.bc_episodes
     demo_episodes = cfg.demo_episodes or cfg.bc_episodes or s.demo_episodes

@@ -43,6 +43,8 @@ class Settings:
     """other TrainConfig fields (flags and --preset win)"""
     image_size: int = 32
     """camera side in pixels (policies that read cameras: ``--image-size``)"""
+    env: dict = field(default_factory=dict)
+    """env kwargs the quickstart adds (``--env-kwargs`` wins key by key)"""
     source: str = ""
     """where the numbers were measured"""
     dsrl_env_steps: int = 300_000
@@ -73,8 +75,10 @@ MLP_TASKS = {
 # 49 -> 78 % and 59 -> 90 % in ~9 min (docs/metaworld.md).
 MLP_ANY_ENV = Settings(10, 10, 1000, 50, 250, source="docs/metaworld.md")
 
+# Episodes capped at 100 steps (the package's 300 is ~6 times what its expert needs, 44-56 steps): every
+# SmolVLA SO-101 measurement in docs/so101.md ran so, and an evaluation of a failing policy costs a third.
 SO101_SMOLVLA = Settings(50, 50, 1500, 16, 100, minutes=180.0, image_size=64, source="docs/so101.md",
-                         train={"vector": "async", "eval_every": 20})
+                         train={"vector": "async", "eval_every": 20}, env={"max_episode_steps": 100})
 # SmolVLA (tiny offline backbone, 32x32 cameras): measured in docs/smolvla.md (3 seeds, commands there).
 SMOLVLA_TASKS = {
     "reinflow/ArmReach-v0": Settings(4, 4, 1000, 50, 250, minutes=30.0, source="docs/smolvla.md", dsrl_env_steps=100_000),

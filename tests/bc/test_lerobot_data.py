@@ -115,3 +115,39 @@ def test_bc_frames_keep_uint8_images_and_give_lerobots_floats_back(recorded):
             assert torch.equal(back[k][i], item[k]), k
         assert data["task"][i] == item["task"]
     assert back["observation.state"] is data["observation.state"]   # only the images are converted
+
+
+def test_image_shift_moves_each_picture_by_at_most_pad_and_repeats_its_edge():
+    """BC's random-shift augmentation: every image is its edge-padded self cropped at a random offset
+    (so a pixel moves by the same (dy, dx) everywhere, within +-pad), other fields untouched; pad 0 is
+    the identity and draws nothing from the generator (BC without it stays bit for bit)."""
+    import torch
+
+    from reinflow.bc.smolvla_bc import shift_images
+    img = torch.arange(2 * 3 * 8 * 8, dtype=torch.int64).reshape(2, 3, 8, 8).to(torch.uint8)
+    batch = {"observation.images.top": img, "observation.state": torch.ones(2, 4)}
+    gen = torch.Generator().manual_seed(0)
+    assert shift_images(batch, 0, gen)["observation.images.top"] is img
+    assert torch.equal(gen.get_state(), torch.Generator().manual_seed(0).get_state())
+    seen = set()
+    for _ in range(30):
+        out = shift_images(batch, 2, gen)
+        assert out["observation.state"] is batch["observation.state"]
+        shot = out["observation.images.top"]
+        assert shot.shape == img.shape and shot.dtype == torch.uint8
+        for i in range(2):
+            ref = torch.nn.functional.pad(img[i:i + 1].float(), (2, 2, 2, 2), mode="replicate")[0]
+            hits = [(dy, dx) for dy in range(5) for dx in range(5)
+                    if torch.equal(shot[i].float(), ref[:, dy:dy + 8, dx:dx + 8])]
+            assert len(hits) == 1
+            seen.add(hits[0])
+    assert len(seen) >= 15  # 60 draws spread over the 5 x 5 window of offsets
+
+
+def test_image_shift_is_checked(tmp_path):
+    from reinflow import ConfigError
+    from reinflow.bc.pretrain import PretrainConfig
+    with pytest.raises(ConfigError, match="image_shift=17: allowed 0-16 pixels"):
+        PretrainConfig(demos=str(tmp_path), policy="smolvla", image_shift=17)
+    with pytest.raises(ConfigError, match="image_shift=2: only for --policy smolvla"):
+        PretrainConfig(demos=str(tmp_path), image_shift=2)

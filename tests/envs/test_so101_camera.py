@@ -188,7 +188,8 @@ def test_wrist_camera_rides_on_the_gripper_and_sees_the_cube_up_close():
     ('{"obs_mode": "pixels_state", "image_size": 3}', "image_size=3: allowed an integer or [H, W]"),
     ('{"block_in_state": true}', "block_in_state=True: true or false, and only with"),
     ('{"cameras": ["side"]}', "cameras=['side']: only with"),
-    ('{"obs_mode": "pixels_state", "cameras": ["top"]}', "cameras=['top']: allowed a list of the model's cameras: front, side, wrist"),
+    ('{"obs_mode": "pixels_state", "cameras": ["top"]}',
+     "cameras=['top']: allowed a list of the model's cameras: front, side, wrist"),
 ])
 def test_bad_kwargs_are_one_line(refused, tmp_path, kwargs, needle):
     refused(["demos", "--env", ENV, "--env-kwargs", kwargs, "--episodes", "1", "--out", str(tmp_path / "d"),

@@ -76,6 +76,8 @@ class PretrainConfig:
     """policy=smolvla: SmolVLM backbone folder / hub id (e.g. from `reinflow smolvla-tiny`)"""
     trainable: Literal["heads", "expert", "all"] = "all"
     """policy=smolvla: parameters BC trains"""
+    image_shift: int = 0
+    """policy=smolvla: shift each training image by up to this many pixels, in [0, 16] (edge-padded random crop; 0: off)"""
     chunk_size: int = 50
     """actions per chunk H"""
     denoise_steps: int = 1
@@ -106,6 +108,10 @@ class PretrainConfig:
             raise ConfigError(f"lr={self.lr}: must be > 0")
         if self.max_episodes is not None and self.max_episodes < 1:
             raise ConfigError(f"max_episodes={self.max_episodes}: must be >= 1")
+        if not 0 <= self.image_shift <= 16:
+            raise ConfigError(f"image_shift={self.image_shift}: allowed 0-16 pixels")
+        if self.image_shift and self.policy != "smolvla":
+            raise ConfigError(f"image_shift={self.image_shift}: only for --policy smolvla (the MLP reads no images)")
 
 
 def chunk_dataset(observations: list[np.ndarray], actions: list[np.ndarray], chunk: int
@@ -199,7 +205,8 @@ def _pretrain_smolvla(cfg: PretrainConfig) -> dict:
             return smolvla_bc(SmolVLABCConfig(dataset=cfg.demos, out=cfg.out, vlm_path=cfg.vlm_path,
                                               chunk_size=cfg.chunk_size, trainable=cfg.trainable, steps=cfg.steps,
                                               batch_size=cfg.batch_size, lr=cfg.lr, max_episodes=cfg.max_episodes,
-                                              seed=cfg.seed, progress=cfg.progress)) | {"out": cfg.out}
+                                              image_shift=cfg.image_shift, seed=cfg.seed,
+                                              progress=cfg.progress)) | {"out": cfg.out}
     except ImportError as exc:
         raise ConfigError(f"policy=smolvla needs the extra: pip install -e '.[smolvla]' && pip install --no-deps "
                           f"lerobot==0.4.4 torchvision==0.28.0 (docs/smolvla.md) [{exc}]") from None

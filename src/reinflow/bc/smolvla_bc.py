@@ -50,6 +50,8 @@ class SmolVLABCConfig:
     """AdamW learning rate (cosine-decayed; LeRobot's betas and grad clip)"""
     max_episodes: int | None = None
     """use only the first N episodes (a deliberately weaker policy)"""
+    image_shift: int = 0
+    """shift each training image by up to this many pixels (``shift_images``; 0: off)"""
     seed: int = 0
     """torch seed"""
     device: str = "cpu"
@@ -118,6 +120,21 @@ def float_images(batch: dict) -> dict:
             for k, v in batch.items()}
 
 
+def shift_images(batch: dict, pad: int, generator: torch.Generator) -> dict:
+    """Random-shift augmentation (as DrQ, arXiv 2004.13649): every camera image [B, C, H, W] of ``batch``
+    padded by ``pad`` pixels repeating its edge, then cropped back to H x W at a random offset in
+    [0, 2 * pad] per sample and axis, so the picture moves by up to ``pad`` pixels each way."""
+    out = dict(batch)
+    for k, v in batch.items():
+        if not k.startswith(IMAGE_PREFIX) or pad == 0:
+            continue
+        b, _, h, w = v.shape
+        padded = torch.nn.functional.pad(v.float(), (pad, pad, pad, pad), mode="replicate").to(v.dtype)
+        dy, dx = torch.randint(0, 2 * pad + 1, (2, b), generator=generator).tolist()
+        out[k] = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
+    return out
+
+
 def smolvla_bc(cfg: SmolVLABCConfig) -> dict:
     """Train; write ``<out>/lerobot`` (+ loss_curve.png, bc_summary.json). Returns the summary."""
     from reinflow.bc.fit import fit
@@ -165,7 +182,8 @@ def smolvla_bc(cfg: SmolVLABCConfig) -> dict:
 
     def step_loss() -> torch.Tensor:
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
-        return policy.lerobot.forward(float_images({k: batch_all[k][idx.to(batch_all[k].device)] for k in keys}))[0]
+        batch = {k: batch_all[k][idx.to(batch_all[k].device)] for k in keys}
+        return policy.lerobot.forward(float_images(shift_images(batch, cfg.image_shift, gen)))[0]
 
     losses = fit(step_loss, opt, sched, cfg.steps, "smolvla BC", cfg.progress, (params, lcfg.optimizer_grad_clip_norm))
     policy.set_train_mode()

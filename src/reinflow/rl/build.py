@@ -26,10 +26,12 @@ def env_kwargs(cfg: TrainConfig) -> dict:
     return resolve_env_kwargs(cfg.env_kwargs, cfg.env, cfg.policy)
 
 
-def resolve_env_kwargs(text: str | None, env_id: str, policy_type: str, source: str | None = None) -> dict:
-    """The JSON ``env_kwargs`` string over the env family's recommended kwargs, plus what a camera
-    policy needs from the family (``envs/families.py``). ``source``: the file the text was read from
-    (then no kwarg may name a file); None: typed on the command line (files it names are checked)."""
+def resolve_env_kwargs(text: str | None, env_id: str, policy_type: str, source: str | None = None,
+                       defaults: dict | None = None) -> dict:
+    """The JSON ``env_kwargs`` string over ``defaults`` (the caller's, e.g. a quickstart's) over the env
+    family's recommended kwargs, plus what a camera policy needs from the family (``envs/families.py``).
+    ``source``: the file the text was read from (then no kwarg may name a file); None: typed on the
+    command line (files it names are checked)."""
     kw = {}
     if text:
         from reinflow.untrusted import parse_json  # bounded depth and numbers: the text may come from a file
@@ -40,7 +42,7 @@ def resolve_env_kwargs(text: str | None, env_id: str, policy_type: str, source: 
         if not isinstance(kw, dict):
             raise ConfigError(f"env_kwargs={text!r}: must be a JSON object")
     check_env_kwargs_files(kw, source)
-    kw = with_defaults(env_id, kw)
+    kw = with_defaults(env_id, {**(defaults or {}), **kw})
     if policy_type == "smolvla":
         for key, val in family_of(env_id).camera_kwargs(env_id).items():
             kw.setdefault(key, val)  # the VLA needs the cameras

@@ -159,6 +159,20 @@ def test_side_camera_shows_the_cube_larger_than_front_and_follows_it():
     env.close()
 
 
+def test_arm_velocity_false_drops_the_five_joint_velocities_and_nothing_else():
+    full, slim = build(**PIXELS), build(**PIXELS, arm_velocity=False)
+    a, b = full.reset(seed=3)[0], slim.reset(seed=3)[0]
+    act = np.full(full.action_space.shape, 0.5, np.float32)
+    for _ in range(3):  # moving: the velocities are not zero
+        a, b = full.step(act)[0], slim.step(act)[0]
+    assert full.observation_space["state"].shape == (17,) and slim.observation_space["state"].shape == (12,)
+    assert np.abs(a["state"][5:10]).max() > 0.1
+    np.testing.assert_array_equal(b["state"], np.r_[a["state"][:5], a["state"][10:]])  # positions, gripper, ee, goal
+    np.testing.assert_array_equal(a["front"], b["front"])
+    full.close()
+    slim.close()
+
+
 def test_wrist_camera_rides_on_the_gripper_and_sees_the_cube_up_close():
     from reinflow.envs.chunk import action_affine
     from reinflow.envs.families import env_kwargs, family_of
@@ -188,6 +202,8 @@ def test_wrist_camera_rides_on_the_gripper_and_sees_the_cube_up_close():
     ('{"obs_mode": "pixels_state", "image_size": 3}', "image_size=3: allowed an integer or [H, W]"),
     ('{"block_in_state": true}', "block_in_state=True: true or false, and only with"),
     ('{"cameras": ["side"]}', "cameras=['side']: only with"),
+    ('{"arm_velocity": false}', "arm_velocity=False: true or false, and false only with"),
+    ('{"obs_mode": "pixels_state", "arm_velocity": 0}', "arm_velocity=0: true or false"),
     ('{"obs_mode": "pixels_state", "cameras": ["top"]}',
      "cameras=['top']: allowed a list of the model's cameras: front, side, wrist"),
 ])

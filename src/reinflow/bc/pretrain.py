@@ -78,6 +78,8 @@ class PretrainConfig:
     """policy=smolvla: parameters BC trains"""
     image_shift: int = 0
     """policy=smolvla: shift each training image by up to this many pixels, in [0, 16] (edge-padded random crop; 0: off)"""
+    state_noise: float = 0.0
+    """policy=smolvla: std of Gaussian noise on the standardised state during BC, in [0, 10] (0: off)"""
     chunk_size: int = 50
     """actions per chunk H"""
     denoise_steps: int = 1
@@ -112,6 +114,10 @@ class PretrainConfig:
             raise ConfigError(f"image_shift={self.image_shift}: allowed 0-16 pixels")
         if self.image_shift and self.policy != "smolvla":
             raise ConfigError(f"image_shift={self.image_shift}: only for --policy smolvla (the MLP reads no images)")
+        if not 0 <= self.state_noise <= 10:
+            raise ConfigError(f"state_noise={self.state_noise}: allowed 0-10 (standard deviations)")
+        if self.state_noise and self.policy != "smolvla":
+            raise ConfigError(f"state_noise={self.state_noise}: only for --policy smolvla")
 
 
 def chunk_dataset(observations: list[np.ndarray], actions: list[np.ndarray], chunk: int
@@ -205,7 +211,7 @@ def _pretrain_smolvla(cfg: PretrainConfig) -> dict:
             return smolvla_bc(SmolVLABCConfig(dataset=cfg.demos, out=cfg.out, vlm_path=cfg.vlm_path,
                                               chunk_size=cfg.chunk_size, trainable=cfg.trainable, steps=cfg.steps,
                                               batch_size=cfg.batch_size, lr=cfg.lr, max_episodes=cfg.max_episodes,
-                                              image_shift=cfg.image_shift, seed=cfg.seed,
+                                              image_shift=cfg.image_shift, state_noise=cfg.state_noise, seed=cfg.seed,
                                               progress=cfg.progress)) | {"out": cfg.out}
     except ImportError as exc:
         raise ConfigError(f"policy=smolvla needs the extra: pip install -e '.[smolvla]' && pip install --no-deps "

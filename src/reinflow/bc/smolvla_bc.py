@@ -52,6 +52,8 @@ class SmolVLABCConfig:
     """use only the first N episodes (a deliberately weaker policy)"""
     image_shift: int = 0
     """shift each training image by up to this many pixels (``shift_images``; 0: off)"""
+    state_noise: float = 0.0
+    """std of Gaussian noise added to the normalised state of each training sample (0: off)"""
     seed: int = 0
     """torch seed"""
     device: str = "cpu"
@@ -135,6 +137,17 @@ def shift_images(batch: dict, pad: int, generator: torch.Generator) -> dict:
     return out
 
 
+def noisy_state(batch: dict, std: float, generator: torch.Generator) -> dict:
+    """``batch`` with N(0, std²) added to its ``observation.state`` [B, S] (standardised by the
+    preprocessor, so ``std`` is in standard deviations): a state made less reliable, so that BC has to
+    read the images too. ``std`` 0 returns ``batch`` and draws nothing."""
+    if std == 0:
+        return batch
+    state = batch["observation.state"]
+    noise = torch.randn(state.shape, generator=generator).to(state.device, state.dtype)
+    return {**batch, "observation.state": state + std * noise}
+
+
 def smolvla_bc(cfg: SmolVLABCConfig) -> dict:
     """Train; write ``<out>/lerobot`` (+ loss_curve.png, bc_summary.json). Returns the summary."""
     from reinflow.bc.fit import fit
@@ -183,7 +196,8 @@ def smolvla_bc(cfg: SmolVLABCConfig) -> dict:
     def step_loss() -> torch.Tensor:
         idx = torch.randint(0, n, (cfg.batch_size,), generator=gen)
         batch = {k: batch_all[k][idx.to(batch_all[k].device)] for k in keys}
-        return policy.lerobot.forward(float_images(shift_images(batch, cfg.image_shift, gen)))[0]
+        batch = noisy_state(shift_images(batch, cfg.image_shift, gen), cfg.state_noise, gen)
+        return policy.lerobot.forward(float_images(batch))[0]
 
     losses = fit(step_loss, opt, sched, cfg.steps, "smolvla BC", cfg.progress, (params, lcfg.optimizer_grad_clip_norm))
     policy.set_train_mode()

@@ -234,8 +234,10 @@ class SO101State(gym.ObservationWrapper):
 
     def observation(self, obs: dict) -> dict:
         sim = self.env.unwrapped
-        arm = obs["agent_pos"] if self.joints or self._arm is None else obs["agent_pos"][self._arm]
-        out = {"joints": sim.data.qpos[self._qadr].astype(np.float32)} if self.joints else {"agent_pos": arm}
+        if self.joints:
+            out = {"joints": sim.data.qpos[self._qadr].astype(np.float32)}
+        else:
+            out = {"agent_pos": obs["agent_pos"] if self._arm is None else obs["agent_pos"][self._arm]}
         if not self.pixels:
             out["environment_state"] = obs["environment_state"]
         elif "goal" in self.observation_space.spaces:

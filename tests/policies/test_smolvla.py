@@ -14,6 +14,7 @@ smolvla = pytest.importorskip("reinflow.policies.smolvla")
 
 import gymnasium as gym  # noqa: E402
 
+from reinflow import ConfigError  # noqa: E402
 from reinflow.flow.chain import build_mask, chain_log_prob, sample_chain  # noqa: E402
 from reinflow.flow.noise import NoiseHead  # noqa: E402
 from reinflow.policies.smolvla import compat  # noqa: E402
@@ -215,6 +216,23 @@ def test_torchvision_shim_and_cli(tmp_path):
     assert keep.tolist() == [0, 2]
     assert cli_main([str(tmp_path / "vlm")]) == 0
     assert (tmp_path / "vlm" / "config.json").exists() and (tmp_path / "vlm" / "tokenizer.json").exists()
+
+
+def test_patch_size_sets_the_image_tokens_per_frame(tmp_path):
+    """--patch-size 8: 64 patches of a 64x64 frame, 2x2 pixel shuffle -> 16 tokens (16 px: 4)."""
+    frame = torch.rand(2, 3, IMG, IMG)
+    tokens = {}
+    for patch in (None, 8):
+        argv = [str(tmp_path / f"vlm{patch}")] + (["--patch-size", str(patch)] if patch else [])
+        assert cli_main(argv) == 0
+        torch.manual_seed(0)
+        policy = smolvla.build_smolvla_policy(*spaces(), vlm_path=argv[0], instruction=INSTRUCTION)
+        with torch.no_grad():
+            tokens[patch] = policy.model.vlm_with_expert.embed_image(frame).shape[1]
+    assert tokens == {None: 4, 8: 16}
+    with pytest.raises(ConfigError, match=r"--patch-size=7: must divide image_size / 2 = 32"):
+        cli_main([str(tmp_path / "bad"), "--patch-size", "7"])
+    assert not (tmp_path / "bad").exists()  # checked before anything is written
 
 
 def test_with_the_arm_env_pixels(vlm_dir):

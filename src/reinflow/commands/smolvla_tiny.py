@@ -13,8 +13,13 @@ def run(argv: list[str]) -> int:
                                              "Train with: reinflow train --policy smolvla --vlm-path DIR")
     ap.add_argument("dir", help="output folder")
     ap.add_argument("--text", action="append", default=[], help="extra text to add to the tokenizer vocabulary")
+    ap.add_argument("--patch-size", type=int, default=None,
+                    help="vision patch side in pixels (default 16: 4 tokens per 64x64 frame; 8: 16 tokens)")
     args = parse_argparse(ap, argv)
     from reinflow.policies.smolvla.tiny import write_tiny_vlm  # needs LeRobot (after --help, which does not)
-    out = write_tiny_vlm(args.dir, tuple(args.text))
+    try:
+        out = write_tiny_vlm(args.dir, tuple(args.text), patch_size=args.patch_size)
+    except ValueError as exc:
+        ap.error(str(exc).replace("patch_size=", "--patch-size="))
     print(f"wrote tiny SmolVLM backbone to {out}")
     return 0

@@ -85,11 +85,21 @@ def vlm_config(text: dict, vision: dict, vocab_size: int, image_token_id: int, p
                          image_token_id=image_token_id, pad_token_id=pad_token_id, tie_word_embeddings=False)
 
 
-def write_tiny_vlm(directory: str | Path, extra_texts: tuple[str, ...] = (), real_sizes: bool = False) -> Path:
+def write_tiny_vlm(directory: str | Path, extra_texts: tuple[str, ...] = (), real_sizes: bool = False,
+                   patch_size: int | None = None) -> Path:
     """Write config + processor + tokenizer of a tiny random SmolVLM into ``directory``.
 
     ``real_sizes=True`` writes the public SmolVLM2-500M sizes instead (still random weights and the
-    small local tokenizer: for speed/memory benchmarks of the real architecture, offline)."""
+    small local tokenizer: for speed/memory benchmarks of the real architecture, offline).
+    ``patch_size`` (default 16) sets the vision tower's patch side: a frame becomes
+    ``(image_size / patch_size / 2) ** 2`` tokens (2x2 pixel shuffle), 4 at 16 px and 16 at 8 px."""
+    vision = dict(REAL_VISION if real_sizes else TINY_VISION)
+    scale = 4 if real_sizes else 2  # the connector's pixel shuffle (SmolVLM2-500M: 4)
+    if patch_size is not None:
+        if patch_size < 1 or vision["image_size"] % (scale * patch_size):
+            raise ValueError(f"patch_size={patch_size}: must divide image_size / {scale} = "
+                             f"{vision['image_size'] // scale}")
+        vision["patch_size"] = int(patch_size)
     ensure_torchvision()
     from transformers import SmolVLMImageProcessor, SmolVLMProcessor
 
@@ -98,11 +108,10 @@ def write_tiny_vlm(directory: str | Path, extra_texts: tuple[str, ...] = (), rea
     tokenizer = build_tokenizer(tuple(extra_texts))
     image_id = tokenizer.convert_tokens_to_ids(EXTRA_SPECIAL["image_token"])
     if real_sizes:
-        cfg = vlm_config(REAL_TEXT, REAL_VISION, REAL_TEXT["vocab_size"], image_id, tokenizer.pad_token_id, 4)
+        cfg = vlm_config(REAL_TEXT, vision, REAL_TEXT["vocab_size"], image_id, tokenizer.pad_token_id, scale)
     else:
-        cfg = vlm_config(TINY_TEXT, TINY_VISION, len(tokenizer), image_id, tokenizer.pad_token_id, scale_factor=2)
+        cfg = vlm_config(TINY_TEXT, vision, len(tokenizer), image_id, tokenizer.pad_token_id, scale)
     cfg.save_pretrained(out)
-    vision = REAL_VISION if real_sizes else TINY_VISION
     size = vision["image_size"]
     image_processor = SmolVLMImageProcessor(do_resize=True, size={"longest_edge": size},
                                             do_image_splitting=False, max_image_size={"longest_edge": size})

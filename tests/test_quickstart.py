@@ -124,6 +124,20 @@ def test_quickstart_declares_no_copy_of_a_train_field():
     assert "algorithm" not in run_fields(QuickstartConfig(), KINDS["mlp"], MLP_TASKS[TASKS["reach"]])  # auto: the run's
 
 
+def test_the_so101_quickstart_runs_the_narrow_noise_recipe_it_was_measured_with():
+    """docs/so101.md: 91 / 90 / 92 % came from `--preset narrow-noise`; the plain command runs the same
+    fields (sigma in [0.08, 0.16]); other tasks keep the default bounds."""
+    from reinflow.quickstart import KINDS, QuickstartConfig, run_fields
+    from reinflow.quickstart_policies import MLP_TASKS
+    from reinflow.rl.presets import PRESETS
+    so101 = MLP_TASKS["lerobot_env_so101/SO101PickPlace-v0"]
+    plain = run_fields(QuickstartConfig(), KINDS["mlp"], so101)
+    assert plain == run_fields(QuickstartConfig(preset="narrow-noise"), KINDS["mlp"], so101)
+    assert (plain["sigma_min"], plain["sigma_max"]) == (PRESETS["narrow-noise"]["sigma_min"],
+                                                        PRESETS["narrow-noise"]["sigma_max"]) == (0.08, 0.16)
+    assert "sigma_min" not in run_fields(QuickstartConfig(), KINDS["mlp"], MLP_TASKS["reinflow/ArmPush-v0"])
+
+
 def test_act_steps_beyond_the_per_env_chunk_is_refused_before_any_write(tmp_path, capsys):
     """The rule is TrainConfig's, checked when the quickstart builds its run's config: before the report
     folder is claimed or a demo recorded (pick-lift's chunk is 50)."""

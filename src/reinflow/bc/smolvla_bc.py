@@ -125,10 +125,13 @@ def float_images(batch: dict) -> dict:
 def shift_images(batch: dict, pad: int, generator: torch.Generator) -> dict:
     """Random-shift augmentation (as DrQ, arXiv 2004.13649): every camera image [B, C, H, W] of ``batch``
     padded by ``pad`` pixels repeating its edge, then cropped back to H x W at a random offset in
-    [0, 2 * pad] per sample and axis, so the picture moves by up to ``pad`` pixels each way."""
+    [0, 2 * pad] per sample and axis, so the picture moves by up to ``pad`` pixels each way. ``pad`` 0
+    returns ``batch`` and draws nothing."""
+    if pad == 0:
+        return batch
     out = dict(batch)
     for k, v in batch.items():
-        if not k.startswith(IMAGE_PREFIX) or pad == 0:
+        if not k.startswith(IMAGE_PREFIX):
             continue
         b, _, h, w = v.shape
         padded = torch.nn.functional.pad(v.float(), (pad, pad, pad, pad), mode="replicate").to(v.dtype)

@@ -107,10 +107,9 @@ def write_tiny_vlm(directory: str | Path, extra_texts: tuple[str, ...] = (), rea
     out.mkdir(parents=True, exist_ok=True)
     tokenizer = build_tokenizer(tuple(extra_texts))
     image_id = tokenizer.convert_tokens_to_ids(EXTRA_SPECIAL["image_token"])
-    if real_sizes:
-        cfg = vlm_config(REAL_TEXT, vision, REAL_TEXT["vocab_size"], image_id, tokenizer.pad_token_id, scale)
-    else:
-        cfg = vlm_config(TINY_TEXT, vision, len(tokenizer), image_id, tokenizer.pad_token_id, scale)
+    text = REAL_TEXT if real_sizes else TINY_TEXT
+    vocab = REAL_TEXT["vocab_size"] if real_sizes else len(tokenizer)
+    cfg = vlm_config(text, vision, vocab, image_id, tokenizer.pad_token_id, scale)
     cfg.save_pretrained(out)
     size = vision["image_size"]
     image_processor = SmolVLMImageProcessor(do_resize=True, size={"longest_edge": size},
@@ -128,5 +127,5 @@ def write_tiny_vlm(directory: str | Path, extra_texts: tuple[str, ...] = (), rea
     tokenizer.save_pretrained(out)
     (out / "reinflow_tiny.json").write_text(json.dumps(
         {"what": "random SmolVLM written by reinflow smolvla-tiny", "real_sizes": real_sizes,
-         "text": REAL_TEXT if real_sizes else TINY_TEXT, "vision": vision, "vocab": len(tokenizer)}, indent=2))
+         "text": text, "vision": vision, "vocab": len(tokenizer)}, indent=2))
     return out

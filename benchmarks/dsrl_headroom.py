@@ -1,8 +1,8 @@
-"""How far can steering x_0 take a frozen BC? An upper-bound check before a dsrl run (docs/benchmarks.md §5).
+"""How far can steering x_0 take a frozen BC? A check to run before dsrl (docs/benchmarks.md §5).
 
 For each of ``--states`` held-out initial states (env seeds 20000 + i), ``--draws`` envs replay that state, each
 steering the BC's deterministic ODE with its own latent c in dsrl's space (``--components`` DCT coefficients per
-joint, uniform in [-bound, bound]); env 0 plays c = 0 (x_0 = 0). Two searches:
+joint, uniform in [-bound, bound], centred at x_0 = 0 as ``--dsrl-init zero``); env 0 plays c = 0. Two searches:
 
 * ``fresh``: a new c at every decision. ``best_of_k``: the fraction of states some draw solves, a lower bound on
   what a per-state, per-decision latent (what the dsrl actor learns) can reach with this BC.
@@ -63,6 +63,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="seeds the latent draws")
     ap.add_argument("--perturb", type=float, default=0.0, help="also measure agreement under moves of this size")
     a = ap.parse_args()
+    if a.draws < 2 or a.states < 1 or a.perturb < 0:
+        ap.error(f"--draws {a.draws} (>= 2), --states {a.states} (>= 1), --perturb {a.perturb} (>= 0)")
     torch.set_num_threads(1)
     agent = load_agent(a.policy_path, {"initial_noise": "sample"})[0].eval()
     steer = DSRLFlowPolicy(agent.policy, agent.sampler.act_steps, a.components, a.bound)

@@ -51,7 +51,8 @@ def episode(agent, steer: DSRLFlowPolicy, envs, seed: int, latents, zero_first: 
     return success
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
+    """Print and return the row (the searches' success fractions and the settings)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--policy-path", required=True)
     ap.add_argument("--env", required=True)
@@ -62,7 +63,7 @@ def main() -> None:
     ap.add_argument("--bound", type=float, default=2.5, help="dsrl's --dsrl-bound")
     ap.add_argument("--seed", type=int, default=0, help="seeds the latent draws")
     ap.add_argument("--perturb", type=float, default=0.0, help="also measure agreement under moves of this size")
-    a = ap.parse_args()
+    a = ap.parse_args(argv)
     if a.draws < 2 or a.states < 1 or a.perturb < 0:
         ap.error(f"--draws {a.draws} (>= 2), --states {a.states} (>= 1), --perturb {a.perturb} (>= 0)")
     torch.set_num_threads(1)
@@ -85,11 +86,12 @@ def main() -> None:
             agree.append(float((outcome[1:] == outcome[0]).mean()))
         row = {"perturb": a.perturb, "agreement": float(np.mean(agree))}
     envs.close()
-    print(json.dumps({**row,
-        "zero": float(fresh[:, 0].mean()), "random_mean": float(fresh[:, 1:].mean()),
-        "best_of_k": float(fresh.any(axis=1).mean()), "best_of_8": float(fresh[:, 1:9].any(axis=1).mean()),
-        "best_constant": float(const[:, 1:].mean(axis=0).max()), "states": a.states, "draws": a.draws,
-        "components": a.components, "bound": a.bound, "policy_path": a.policy_path, "env": a.env}))
+    row.update({"zero": float(fresh[:, 0].mean()), "random_mean": float(fresh[:, 1:].mean()),
+                "best_of_k": float(fresh.any(axis=1).mean()), "best_of_8": float(fresh[:, 1:9].any(axis=1).mean()),
+                "best_constant": float(const[:, 1:].mean(axis=0).max()), "states": a.states, "draws": a.draws,
+                "components": a.components, "bound": a.bound, "policy_path": a.policy_path, "env": a.env})
+    print(json.dumps(row))
+    return row
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Any
 
 from reinflow import ConfigError
 from reinflow.envs.families import strip_module
+from reinflow.rl.presets import PRESETS
 
 TASKS = {
     "reach": "reinflow/ArmReach-v0",
@@ -70,7 +71,7 @@ MLP_TASKS = {
     # makes stepping the bottleneck).
     "lerobot_env_so101/SO101PickPlace-v0": Settings(
         150, 150, 3000, 16, 70, minutes=30.0, source="docs/so101.md",
-        train={"vector": "async", "eval_every": 20, "sigma_min": 0.08, "sigma_max": 0.16}),
+        train={"vector": "async", "eval_every": 20, **PRESETS["narrow-noise"]}),  # sigma in [0.08, 0.16]
 }
 # Any other env with an expert: 10 demos x 1000 BC steps at chunk 50, 250 iterations (<= 1 M env steps):
 # on MetaWorld, with episodes that end at success, BC 49 % (pick-place-v3) and 59 % (push-v3), then

@@ -2,7 +2,9 @@
 
 For each of ``--states`` held-out initial states (env seeds 20000 + i), ``--draws`` envs replay that state, each
 steering the BC's deterministic ODE with its own latent c in dsrl's space (``--components`` DCT coefficients per
-joint, uniform in [-bound, bound], centred at x_0 = 0 as ``--dsrl-init zero``); env 0 plays c = 0. Two searches:
+joint, uniform in [-bound, bound], centred at x_0 = 0 as ``--dsrl-init zero``, or with ``--centre-seed S`` at the seeded
+draw of ``--initial-noise fixed --initial-noise-seed S`` as ``--dsrl-init fixed``, SmolVLA's quickstart); env 0 plays
+c = 0. ``--policy-path``: a BC checkpoint, or a dsrl run's (its frozen base is the BC). Two searches:
 
 * ``fresh``: a new c at every decision. ``best_of_k``: the fraction of states some draw solves, a lower bound on
   what a per-state, per-decision latent (what the dsrl actor learns) can reach with this BC.
@@ -13,6 +15,8 @@ joint, uniform in [-bound, bound], centred at x_0 = 0 as ``--dsrl-init zero``); 
   something a critic can learn; near the chance level: it is not).
 
     python benchmarks/dsrl_headroom.py --policy-path BC --env reinflow/ArmPush-v0 --states 30 --draws 32
+    python benchmarks/dsrl_headroom.py --policy-path QS/train/best --env reinflow/ArmReach-v0 --centre-seed 0 \
+        --env-kwargs '{"image_size": [32, 32], "obs_mode": "pixels_state"}'      # a SmolVLA quickstart's dsrl run
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--draws", type=int, default=32, help="K envs per state (env 0 plays c = 0)")
     ap.add_argument("--components", type=int, default=8, help="dsrl's --dsrl-components (0: every x_0 entry)")
     ap.add_argument("--bound", type=float, default=2.5, help="dsrl's --dsrl-bound")
+    ap.add_argument("--centre-seed", type=int, default=None, help="centre c = 0 at this fixed x_0 draw (default: at x_0 = 0)")
     ap.add_argument("--seed", type=int, default=0, help="seeds the latent draws")
     ap.add_argument("--perturb", type=float, default=0.0, help="also measure agreement under moves of this size")
     a = ap.parse_args(argv)
@@ -68,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"--draws {a.draws} (>= 2), --states {a.states} (>= 1), --perturb {a.perturb} (>= 0)")
     torch.set_num_threads(1)
     agent = load_agent(a.policy_path, {"initial_noise": "sample"})[0].eval()
-    steer = DSRLFlowPolicy(agent.policy, agent.sampler.act_steps, a.components, a.bound)
+    base = agent.policy.base if isinstance(agent.policy, DSRLFlowPolicy) else agent.policy  # either runs x_0 as given
+    steer = DSRLFlowPolicy(base, agent.sampler.act_steps, a.components, a.bound, x0_seed=a.centre_seed)
     envs = make_vector_env(a.env, a.draws, agent.sampler.act_steps, "sync", json.loads(a.env_kwargs))
     gen = torch.Generator().manual_seed(a.seed)
     uniform = lambda: (torch.rand(a.draws, steer.latent_dim, generator=gen) * 2 - 1) * a.bound  # noqa: E731
@@ -89,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     row.update({"zero": float(fresh[:, 0].mean()), "random_mean": float(fresh[:, 1:].mean()),
                 "best_of_k": float(fresh.any(axis=1).mean()), "best_of_8": float(fresh[:, 1:9].any(axis=1).mean()),
                 "best_constant": float(const[:, 1:].mean(axis=0).max()), "states": a.states, "draws": a.draws,
-                "components": a.components, "bound": a.bound, "policy_path": a.policy_path, "env": a.env})
+                "components": a.components, "bound": a.bound, "centre_seed": a.centre_seed, "policy_path": a.policy_path, "env": a.env})
     print(json.dumps(row))
     return row
 

@@ -4,7 +4,7 @@ For each of ``--states`` held-out initial states (env seeds 20000 + i), ``--draw
 steering the BC's deterministic ODE with its own latent c in dsrl's space (``--components`` DCT coefficients per
 joint, uniform in [-bound, bound], centred at x_0 = 0 as ``--dsrl-init zero``, or with ``--centre-seed S`` at the seeded
 draw of ``--initial-noise fixed --initial-noise-seed S`` as ``--dsrl-init fixed``, SmolVLA's quickstart); env 0 plays
-c = 0. ``--policy-path``: a BC checkpoint, or a dsrl run's (its frozen base is the BC). Two searches:
+c = 0. ``--policy-path``: a BC checkpoint, or a dsrl run's (given x_0, it plays its frozen BC's ODE). Two searches:
 
 * ``fresh``: a new c at every decision. ``best_of_k``: the fraction of states some draw solves, a lower bound on
   what a per-state, per-decision latent (what the dsrl actor learns) can reach with this BC.
@@ -73,8 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
         ap.error(f"--draws {a.draws} (>= 2), --states {a.states} (>= 1), --perturb {a.perturb} (>= 0)")
     torch.set_num_threads(1)
     agent = load_agent(a.policy_path, {"initial_noise": "sample"})[0].eval()
-    base = agent.policy.base if isinstance(agent.policy, DSRLFlowPolicy) else agent.policy  # either runs x_0 as given
-    steer = DSRLFlowPolicy(base, agent.sampler.act_steps, a.components, a.bound, x0_seed=a.centre_seed)
+    steer = DSRLFlowPolicy(agent.policy, agent.sampler.act_steps, a.components, a.bound, x0_seed=a.centre_seed)
     envs = make_vector_env(a.env, a.draws, agent.sampler.act_steps, "sync", json.loads(a.env_kwargs))
     gen = torch.Generator().manual_seed(a.seed)
     uniform = lambda: (torch.rand(a.draws, steer.latent_dim, generator=gen) * 2 - 1) * a.bound  # noqa: E731

@@ -50,17 +50,17 @@ def test_env_zero_replays_the_bc_at_x0_zero_on_each_state(tmp_path):
     assert row["best_of_k"] >= max(row["zero"], row["best_of_8"], row["random_mean"])
 
     # --centre-seed: env 0 plays the BC at its fixed x_0 draw, as `--initial-noise fixed` evaluates it
-    fixed = load_agent(bc, {"initial_noise": "fixed", "initial_noise_seed": 1})[0].eval()
+    fixed = load_agent(bc, {"initial_noise": "fixed", "initial_noise_seed": 0})[0].eval()
     want_fixed = [evaluate_agent(fixed, ENV, {}, 1, 20000 + i)["success_rate"] == 1.0 for i in range(10)]
-    assert want_fixed != want, "the fixed draw must play differently from x_0 = 0 here, or this checks nothing"
-    centred = mod.main(["--policy-path", str(bc), "--env", ENV, "--states", "10", "--draws", "2", "--centre-seed", "1"])
-    assert centred["zero"] == sum(want_fixed) / 10 and centred["centre_seed"] == 1
+    assert sum(want_fixed) != sum(want), "the fixed draw must score unlike x_0 = 0 here, or the row cannot tell them apart"
+    centred = mod.main(["--policy-path", str(bc), "--env", ENV, "--states", "10", "--draws", "2", "--centre-seed", "0"])
+    assert centred["zero"] == sum(want_fixed) / 10 and centred["centre_seed"] == 0
 
-    # a dsrl checkpoint (an untrained actor over this BC, centred at draw 1): its frozen base gives the same row
-    dsrl = DSRLAgent(DSRLFlowPolicy(agent.policy, agent.sampler.act_steps, 8, 2.5, x0_seed=1), agent.sampler)
+    # a dsrl checkpoint (an untrained actor over this BC, centred at draw 0): its frozen base gives the same row
+    dsrl = DSRLAgent(DSRLFlowPolicy(agent.policy, agent.sampler.act_steps, 8, 2.5, x0_seed=0), agent.sampler)
     torch.nn.init.normal_(dsrl.policy.actor.net[-1].bias)   # an actor that moves x_0: the script must not use it
     save_agent(tmp_path / "dsrl", dsrl)
     via_dsrl = mod.main(["--policy-path", str(tmp_path / "dsrl"), "--env", ENV, "--states", "10", "--draws", "2",
-                         "--centre-seed", "1"])
+                         "--centre-seed", "0"])
     assert {k: v for k, v in via_dsrl.items() if k != "policy_path"} == \
         {k: v for k, v in centred.items() if k != "policy_path"}

@@ -75,7 +75,7 @@ def test_quickstart_dsrl_runs_sac_within_the_task_env_step_budget(tmp_path):
     assert s["config"]["train"]["algorithm"] == "dsrl" and s["config"]["train"]["lr_actor"] == 3e-4
     md = (out / "summary.md").read_text()
     assert "recipe: algorithm dsrl, SAC over x_0's 8 x 6 DCT coefficients" in md and "ODE from the actor's x_0" in md
-    assert "centred at x_0 = 0" in md                           # the MLP BC samples x_0: dsrl_init auto -> zero
+    assert "centred at x_0 = 0" in md                           # dsrl_init defaults to zero
     assert json.loads((out / "train" / "best" / "config.json").read_text())["policy"]["x0_seed"] is None
     assert json.loads((out / "train" / "best" / "config.json").read_text())["policy"]["type"] == "dsrl"
 

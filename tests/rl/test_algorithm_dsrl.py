@@ -104,16 +104,17 @@ def test_doctor_judges_a_dsrl_run_with_the_sac_checks(runs, capsys):
 
 
 def test_the_latent_starts_at_the_fixed_x0_a_fixed_noise_bc_was_measured_at(runs):
-    """dsrl_init auto: with --initial-noise fixed the untrained actor plays that seeded x_0 (SmolVLA's
-    quickstart); with sampled noise, x_0 = 0 (the MLP BC's deterministic evaluation)."""
+    """dsrl_init fixed, or auto with --initial-noise fixed: the untrained actor plays that seeded x_0; the
+    default (None below) is x_0 = 0 whatever the noise, SmolVLA's fixed-noise quickstart included."""
     from reinflow.flow.chain import seeded_x0
     from reinflow.rl.algorithms.dsrl import DSRL
     from reinflow.rl.config import TrainConfig
     for init, noise, centred in [("auto", "fixed", True), ("auto", "sample", False), ("zero", "fixed", False),
-                                 ("fixed", "sample", True)]:
+                                 ("fixed", "sample", True), (None, "fixed", False), (None, "sample", False)]:
         agent, _, _ = load_agent(runs / "base")
-        cfg = TrainConfig(env="Pendulum-v1", algorithm="dsrl", policy_path=str(runs / "base"), dsrl_init=init,
-                          dsrl_components=2, dsrl_hidden=[32], initial_noise=noise, initial_noise_seed=5)
+        cfg = TrainConfig(env="Pendulum-v1", algorithm="dsrl", policy_path=str(runs / "base"),
+                          dsrl_components=2, dsrl_hidden=[32], initial_noise=noise, initial_noise_seed=5,
+                          **({} if init is None else {"dsrl_init": init}))
         pol = DSRL.prepare_agent(cfg, agent).policy
         x0 = pol.latent_to_x0(torch.zeros(1, pol.latent_dim))[0]
         assert torch.equal(x0, seeded_x0(8, pol.padded_action_dim, 5) if centred else torch.zeros_like(x0)), (init, noise)

@@ -103,7 +103,7 @@ def test_doctor_judges_a_dsrl_run_with_the_sac_checks(runs, capsys):
     assert not any(n.startswith(("CLIP_", "RATIO_", "LOGPROB_")) for n in out["not_judged"])
 
 
-def test_the_latent_starts_at_the_fixed_x0_a_fixed_noise_bc_was_measured_at(runs):
+def test_the_latent_is_centred_at_x0_zero_unless_the_fixed_draw_is_asked_for(runs):
     """dsrl_init fixed, or auto with --initial-noise fixed: the untrained actor plays that seeded x_0; the
     default (None below) is x_0 = 0 whatever the noise, SmolVLA's fixed-noise quickstart included."""
     from reinflow.flow.chain import seeded_x0

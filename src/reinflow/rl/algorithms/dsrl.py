@@ -170,7 +170,7 @@ class DSRL(Algorithm[Added]):
     def x0_seed(cfg: Any) -> int | None:
         """The seed of the x_0 a new dsrl actor's latent is centred at (``dsrl_init``), None: x_0 = 0. Zero is
         the default, also for a fixed-noise BC (SmolVLA's quickstart): on tiny SmolVLA reach the fixed draw's
-        centre narrows what steering reaches (32 latents solve 50-63 % of the states around it, 83-87 %
+        centre narrows what steering reaches (32 latents solve 40-63 % of the states around it, 77-87 %
         around 0) and its runs gained less (docs/benchmarks.md §5, "Where the untrained actor starts")."""
         fixed = cfg.dsrl_init == "fixed" or (cfg.dsrl_init == "auto" and cfg.initial_noise == "fixed")
         return cfg.initial_noise_seed if fixed else None

@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> dict:
     row.update({"zero": float(fresh[:, 0].mean()), "random_mean": float(fresh[:, 1:].mean()),
                 "best_of_k": float(fresh.any(axis=1).mean()), "best_of_8": float(fresh[:, 1:9].any(axis=1).mean()),
                 "best_constant": float(const[:, 1:].mean(axis=0).max()), "states": a.states, "draws": a.draws,
-                "components": a.components, "bound": a.bound, "centre_seed": a.centre_seed, "policy_path": a.policy_path, "env": a.env})
+                "components": a.components, "bound": a.bound, "centre_seed": a.centre_seed,
+                "policy_path": a.policy_path, "env": a.env})
     print(json.dumps(row))
     return row
 

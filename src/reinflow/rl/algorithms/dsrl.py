@@ -109,7 +109,7 @@ class DSRLConfig:
     dsrl_reward_scale: float = 1.0
     """dsrl factor on each decision's reward (the sum over its executed steps)"""
     dsrl_init: Literal["auto", "zero", "fixed"] = "zero"
-    """dsrl: where the latent is centred: x_0 = 0, or fixed (the --initial-noise-seed draw); auto: fixed with --initial-noise fixed"""
+    """dsrl latent's centre: x_0 = 0, or fixed (the --initial-noise-seed draw); auto: fixed if --initial-noise fixed"""
 
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         "dsrl_components": (0, 1024), "dsrl_bound": BOUND_RANGE, "dsrl_utd": (1e-3, 256.0),

@@ -1,6 +1,7 @@
 """Held-out success of a frozen BC policy at different chain starts x_0: sampled (a fresh N(0, I) per
 chain, the MLP BC's usual evaluation), zero, and fixed seeded draws (``--initial-noise fixed``).
-Where the BC scores best is where ``--algorithm dsrl --dsrl-init`` should start its latent.
+A good score at a start is not enough to centre dsrl's latent there (``--dsrl-init fixed``): on tiny SmolVLA the
+best start had the poorer neighbourhood; ``dsrl_headroom.py --centre-seed`` measures that (docs/benchmarks.md §5).
 
 python benchmarks/bc_at_x0.py --policy-path BC --env reinflow/ArmPickLift-v0 --fixed-seeds 0 1 2 3 \
     --episodes 100 --seed 20000   (deterministic ODE after x_0; 10 envs)

@@ -144,3 +144,19 @@ def test_act_steps_beyond_the_per_env_chunk_is_refused_before_any_write(tmp_path
     assert main(["quickstart", "--act-steps", "80", "--out", str(tmp_path / "qs")]) == 2
     assert "act_steps=80: must be <= chunk_size=50" in capsys.readouterr().err
     assert not (tmp_path / "qs").exists()
+
+
+def test_smolvla_reach_centres_dsrl_at_zero_and_the_so101_camera_at_the_bc_draw():
+    """docs/benchmarks.md §5: tiny SmolVLA reach steers better around x_0 = 0 (its quickstart asks for zero),
+    the SO-101 camera BC around the fixed draw it is measured at (the default, auto)."""
+    from reinflow.quickstart import KINDS, QuickstartConfig, run_fields
+    from reinflow.quickstart_policies import SMOLVLA_TASKS
+    from reinflow.rl.algorithms.dsrl import DSRL
+    from reinflow.rl.config import TrainConfig
+    keep = ("dsrl_init", "initial_noise", "initial_noise_seed", "seed")
+    centre = {}
+    for env in ("reinflow/ArmReach-v0", "lerobot_env_so101/SO101PickPlace-v0", "reinflow/ArmPickLift-v0"):
+        fields = run_fields(QuickstartConfig(policy="smolvla", algorithm="dsrl", seed=3), KINDS["smolvla"], SMOLVLA_TASKS[env])
+        cfg = TrainConfig(env=env, algorithm="dsrl", policy_path="BC", **{k: v for k, v in fields.items() if k in keep})
+        centre[env] = DSRL.x0_seed(cfg)
+    assert centre == {"reinflow/ArmReach-v0": None, "lerobot_env_so101/SO101PickPlace-v0": 3, "reinflow/ArmPickLift-v0": 3}

@@ -83,8 +83,12 @@ MLP_ANY_ENV = Settings(10, 10, 1000, 50, 250, source="docs/metaworld.md")
 SO101_SMOLVLA = Settings(50, 50, 1500, 16, 100, minutes=180.0, image_size=64, source="docs/so101.md",
                          train={"vector": "async", "eval_every": 20}, env={"max_episode_steps": 100})
 # SmolVLA (tiny offline backbone, 32x32 cameras): measured in docs/smolvla.md (3 seeds, commands there).
+# Reach's dsrl latent is centred at x_0 = 0, not at the fixed draw the BC is measured at: on 3 seeds 32 latents
+# solve 77-87 % of the states around 0 against 40-63 % around the draw, and the runs gained +14 +- 10 against
+# +8 +- 7 (docs/benchmarks.md §5); PPO ignores the field.
 SMOLVLA_TASKS = {
-    "reinflow/ArmReach-v0": Settings(4, 4, 1000, 50, 250, minutes=30.0, source="docs/smolvla.md", dsrl_env_steps=100_000),
+    "reinflow/ArmReach-v0": Settings(4, 4, 1000, 50, 250, minutes=30.0, source="docs/smolvla.md", dsrl_env_steps=100_000,
+                                     train={"dsrl_init": "zero"}),
     "reinflow/ArmPush-v0": Settings(10, 10, 1000, 50, 200, minutes=30.0, source="not measured"),
     "reinflow/ArmPickLift-v0": Settings(10, 10, 1000, 50, 250, minutes=30.0, source="docs/smolvla.md"),
     # SO-101 from its front camera (64x64: the cube is ~4 px at 32) with the end-effector control the

@@ -103,14 +103,14 @@ def test_doctor_judges_a_dsrl_run_with_the_sac_checks(runs, capsys):
     assert not any(n.startswith(("CLIP_", "RATIO_", "LOGPROB_")) for n in out["not_judged"])
 
 
-def test_the_latent_is_centred_at_x0_zero_unless_the_fixed_draw_is_asked_for(runs):
-    """dsrl_init fixed, or auto with --initial-noise fixed: the untrained actor plays that seeded x_0; the
-    default (None below) is x_0 = 0 whatever the noise, SmolVLA's fixed-noise quickstart included."""
+def test_the_latent_is_centred_at_the_fixed_x0_of_a_fixed_noise_bc_unless_told(runs):
+    """dsrl_init fixed, or auto (the default: None below) with --initial-noise fixed: the untrained actor
+    plays that seeded x_0; zero, or auto with sampled noise: x_0 = 0."""
     from reinflow.flow.chain import seeded_x0
     from reinflow.rl.algorithms.dsrl import DSRL
     from reinflow.rl.config import TrainConfig
     for init, noise, centred in [("auto", "fixed", True), ("auto", "sample", False), ("zero", "fixed", False),
-                                 ("fixed", "sample", True), (None, "fixed", False), (None, "sample", False)]:
+                                 ("fixed", "sample", True), (None, "fixed", True), (None, "sample", False)]:
         agent, _, _ = load_agent(runs / "base")
         cfg = TrainConfig(env="Pendulum-v1", algorithm="dsrl", policy_path=str(runs / "base"),
                           dsrl_components=2, dsrl_hidden=[32], initial_noise=noise, initial_noise_seed=5,

@@ -27,8 +27,8 @@ at, and SAC explores smooth deviations from it. Why not fit the actor's mean to 
 lies mostly outside the latent's span (its H x P entries, padded dims and unexecuted steps included,
 against M x A coefficients), and the measured tiny-SmolVLA BC scores 0-6 % at x_0 = 0 against 16 %
 at x_c (docs/benchmarks.md §3.5), so a projection could lose what makes x_c good; the offset keeps it
-exactly and costs no env steps. Measured since (docs/benchmarks.md §5): that start is good but its
-neighbourhood is not, so ``dsrl_init`` defaults to x_0 = 0 and the offset is opt-in (``--dsrl-init fixed``).
+exactly and costs no env steps. Measured since (docs/benchmarks.md §5): a good start need not have a good
+neighbourhood (tiny SmolVLA reach steers better around 0, the SO-101 camera BC around its draw).
 """
 
 from __future__ import annotations

@@ -108,7 +108,7 @@ class DSRLConfig:
     """dsrl initial entropy temperature (auto-tuned from there)"""
     dsrl_reward_scale: float = 1.0
     """dsrl factor on each decision's reward (the sum over its executed steps)"""
-    dsrl_init: Literal["auto", "zero", "fixed"] = "zero"
+    dsrl_init: Literal["auto", "zero", "fixed"] = "auto"
     """dsrl latent's centre: x_0 = 0, or fixed (the --initial-noise-seed draw); auto: fixed if --initial-noise fixed"""
 
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {
@@ -168,10 +168,10 @@ class DSRL(Algorithm[Added]):
 
     @staticmethod
     def x0_seed(cfg: Any) -> int | None:
-        """The seed of the x_0 a new dsrl actor's latent is centred at (``dsrl_init``), None: x_0 = 0. Zero is
-        the default, also for a fixed-noise BC (SmolVLA's quickstart): on tiny SmolVLA reach the fixed draw's
-        centre narrows what steering reaches (32 latents solve 40-63 % of the states around it, 77-87 %
-        around 0) and its runs gained less (docs/benchmarks.md §5, "Where the untrained actor starts")."""
+        """The seed of the x_0 a new dsrl actor's latent is centred at (``dsrl_init``), None: x_0 = 0. Which
+        centre steers better depends on the BC (docs/benchmarks.md §5, "Where the untrained actor starts"): on
+        the SO-101 camera BC random latents around the fixed draw solve twice the states they solve around 0,
+        on tiny SmolVLA reach the reverse (its quickstart asks for zero)."""
         fixed = cfg.dsrl_init == "fixed" or (cfg.dsrl_init == "auto" and cfg.initial_noise == "fixed")
         return cfg.initial_noise_seed if fixed else None
 

@@ -170,8 +170,8 @@ class DSRL(Algorithm[Added]):
     def x0_seed(cfg: Any) -> int | None:
         """The seed of the x_0 a new dsrl actor's latent is centred at (``dsrl_init``), None: x_0 = 0. Which
         centre steers better depends on the BC (docs/benchmarks.md §5, "Where the untrained actor starts"): on
-        the SO-101 camera BC random latents around the fixed draw solve twice the states they solve around 0,
-        on tiny SmolVLA reach the reverse (its quickstart asks for zero)."""
+        the SO-101 camera BC 16 latents around the fixed draw solve twice the states they solve around 0, on
+        tiny SmolVLA reach the reverse (its quickstart asks for zero)."""
         fixed = cfg.dsrl_init == "fixed" or (cfg.dsrl_init == "auto" and cfg.initial_noise == "fixed")
         return cfg.initial_noise_seed if fixed else None
 

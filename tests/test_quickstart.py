@@ -75,7 +75,7 @@ def test_quickstart_dsrl_runs_sac_within_the_task_env_step_budget(tmp_path):
     assert s["config"]["train"]["algorithm"] == "dsrl" and s["config"]["train"]["lr_actor"] == 3e-4
     md = (out / "summary.md").read_text()
     assert "recipe: algorithm dsrl, SAC over x_0's 8 x 6 DCT coefficients" in md and "ODE from the actor's x_0" in md
-    assert "centred at x_0 = 0" in md                           # dsrl_init defaults to zero
+    assert "centred at x_0 = 0" in md                           # the MLP BC samples x_0: dsrl_init auto -> zero
     assert json.loads((out / "train" / "best" / "config.json").read_text())["policy"]["x0_seed"] is None
     assert json.loads((out / "train" / "best" / "config.json").read_text())["policy"]["type"] == "dsrl"
 
@@ -153,7 +153,7 @@ def test_smolvla_reach_centres_dsrl_at_zero_and_the_so101_camera_at_the_bc_draw(
     from reinflow.quickstart_policies import SMOLVLA_TASKS
     from reinflow.rl.algorithms.dsrl import DSRL
     from reinflow.rl.config import TrainConfig
-    keep = ("dsrl_init", "initial_noise", "initial_noise_seed", "seed")
+    keep = ("dsrl_init", "initial_noise", "initial_noise_seed")
     centre = {}
     for env in ("reinflow/ArmReach-v0", "lerobot_env_so101/SO101PickPlace-v0", "reinflow/ArmPickLift-v0"):
         fields = run_fields(QuickstartConfig(policy="smolvla", algorithm="dsrl", seed=3), KINDS["smolvla"], SMOLVLA_TASKS[env])
